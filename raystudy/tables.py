@@ -1,0 +1,164 @@
+"""Table schemas and atomic Parquet I/O: the contract between stages and with analysis.
+
+A table is a directory ``DIR/tables/NAME/`` of Parquet part files, so that
+``pandas.read_parquet(DIR/tables/NAME)`` (or DuckDB's ``read_parquet('.../*.parquet')``)
+reads it whole. Each part is written to a hidden temporary name and renamed, so
+a reader never sees half a file, and a stage that adds a metric or a K adds a
+part instead of rewriting the table. This module imports no torch on purpose.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import uuid
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+_I32, _I64, _F32, _F64, _STR = pa.int32(), pa.int64(), pa.float32(), pa.float64(), pa.string()
+
+SCHEMAS: dict[str, pa.Schema] = {
+    "runs": pa.schema([
+        ("K", _I32), ("seed", _I32), ("model", _STR), ("steps", _I64), ("images_seen", _I64),
+        ("final_loss", _F64), ("checkpoint", _STR), ("wall_s", _F64),
+    ]),
+    "samples": pa.schema([
+        ("K", _I32), ("seed", _I32), ("set", _STR), ("sample_id", _I32), ("sample_seed", _I64),
+        ("channels", pa.int16()), ("height", pa.int16()), ("width", pa.int16()),
+        ("image", pa.list_(_F32)),
+    ]),
+    "neighbors": pa.schema([
+        ("K", _I32), ("seed", _I32), ("sample_id", _I32), ("metric", _STR),
+        ("train_idx", pa.list_(_I64)), ("train_dist", pa.list_(_F64)),
+        ("synth_idx", pa.list_(_I64)), ("synth_dist", pa.list_(_F64)),
+    ]),
+    "labels": pa.schema([
+        ("K", _I32), ("seed", _I32), ("sample_id", _I32), ("metric", _STR),
+        ("d_train", _F64), ("d_synth", _F64), ("label", _STR),
+        # The ratio test (Carlini et al. 2023): NN1/NN2 on per-pixel L2 to the training set.
+        ("ratio", _F64), ("ratio_memorized", pa.bool_()),
+        # Reconstruction error of the best on-manifold fit (known-manifold datasets only, else null).
+        ("manifold_error", _F64),
+    ]),
+    "fractions": pa.schema([
+        ("K", _I32), ("seed", _I32), ("metric", _STR), ("n", _I64),
+        ("memorized", _F64), ("spurious", _F64), ("generalized", _F64),
+    ]),
+    "basins": pa.schema([
+        ("K", _I32), ("seed", _I32), ("sample_id", _I32), ("label", _STR),
+        ("t_crit", _F64), ("radius", _F64),
+    ]),
+    "energy": pa.schema([
+        ("K", _I32), ("seed", _I32), ("sample_id", _I32), ("reference_id", _I32), ("energy", _F64),
+    ]),
+}
+
+LABELS = ("memorized", "spurious", "generalized")
+
+
+def table_dir(study_dir: str | os.PathLike, name: str) -> Path:
+    if name not in SCHEMAS:
+        raise KeyError(f"unknown table {name!r}; known: {', '.join(SCHEMAS)}")
+    return Path(study_dir) / "tables" / name
+
+
+def _part_path(study_dir, name: str, part: str) -> Path:
+    if not re.fullmatch(r"[A-Za-z0-9_.+-]+", part):
+        raise ValueError(f"bad part name {part!r}")
+    return table_dir(study_dir, name) / f"part-{part}.parquet"
+
+
+def to_table(name: str, columns: Mapping[str, Iterable], meta: Mapping[str, str] | None = None) -> pa.Table:
+    """Build a table of ``name``'s schema; a missing or extra column is an error."""
+    schema = SCHEMAS[name]
+    missing = set(schema.names) - set(columns)
+    extra = set(columns) - set(schema.names)
+    if missing or extra:
+        raise ValueError(f"table {name}: missing columns {sorted(missing)}, unexpected {sorted(extra)}")
+    arrays = [_column(columns[f.name], f.type) for f in schema]
+    table = pa.Table.from_arrays(arrays, schema=schema)
+    if meta:
+        table = table.replace_schema_metadata({k: str(v) for k, v in meta.items()})
+    return table
+
+
+def _column(values, typ: pa.DataType) -> pa.Array:
+    if isinstance(values, (pa.Array, pa.ChunkedArray)):
+        return values.cast(typ)
+    if pa.types.is_list(typ) and hasattr(values, "ndim") and values.ndim == 2:
+        return list_column(values, typ.value_type)
+    if hasattr(values, "__array__"):
+        return pa.array(values, type=typ)
+    return pa.array(list(values), type=typ)
+
+
+def list_column(arr2d, value_type: pa.DataType = _F32) -> pa.ListArray:
+    """A (n, d) array as a list column without a Python loop over rows."""
+    import numpy as np
+
+    arr2d = np.asarray(arr2d)
+    n, d = arr2d.shape
+    offsets = pa.array(np.arange(0, (n + 1) * d, d, dtype=np.int32))
+    return pa.ListArray.from_arrays(offsets, pa.array(arr2d.reshape(-1), type=value_type))
+
+
+def list_to_numpy(col, width: int | None = None):
+    """A list column (all rows the same length) back to an (n, d) numpy array."""
+    import numpy as np
+
+    col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    if len(col) == 0:
+        return np.zeros((0, width or 0))
+    flat = col.flatten().to_numpy(zero_copy_only=False)
+    return flat.reshape(len(col), -1)
+
+
+def write_part(study_dir, name: str, part: str, table: pa.Table) -> Path:
+    """Write one part atomically (temporary name in the same directory, then rename)."""
+    if not table.schema.remove_metadata().equals(SCHEMAS[name]):
+        raise ValueError(f"table {name}: schema {table.schema} does not match {SCHEMAS[name]}")
+    path = _part_path(study_dir, name, part)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Leading dot: pyarrow datasets skip hidden files, so readers never see the temp.
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def has_part(study_dir, name: str, part: str) -> bool:
+    return _part_path(study_dir, name, part).exists()
+
+
+def part_meta(study_dir, name: str, part: str) -> dict[str, str]:
+    md = pq.read_schema(_part_path(study_dir, name, part)).metadata or {}
+    return {k.decode(): v.decode() for k, v in md.items()}
+
+
+def read(study_dir, name: str, columns: list[str] | None = None, filters=None) -> pa.Table:
+    """Read a whole table (all parts); an absent table is an empty table of its schema."""
+    d = table_dir(study_dir, name)
+    files = sorted(str(p) for p in d.glob("part-*.parquet")) if d.exists() else []
+    if not files:
+        schema = SCHEMAS[name]
+        t = schema.empty_table()
+        return t.select(columns) if columns else t
+    import pyarrow.dataset as ds
+    dataset = ds.dataset(files, format="parquet", schema=SCHEMAS[name])
+    return dataset.to_table(columns=columns, filter=filters)
+
+
+def read_pandas(study_dir, name: str, columns: list[str] | None = None):
+    return read(study_dir, name, columns).to_pandas()
+
+
+def dumps_meta(**kv) -> dict[str, str]:
+    return {k: v if isinstance(v, str) else json.dumps(v, sort_keys=True) for k, v in kv.items()}

@@ -1,0 +1,71 @@
+import numpy as np
+
+from raystudy.classify import fractions, label_samples, ratio_test
+from raystudy.data import subset_indices, training_set
+from raystudy.embed import PixelL2
+from raystudy.knn import References
+
+
+def _brute(queries, refs):
+    d = np.sqrt(((queries[:, None, :].astype(np.float64) - refs[None].astype(np.float64)) ** 2).sum(-1))
+    return d
+
+
+def test_neighbors_and_labels_agree_with_brute_force():
+    rng = np.random.default_rng(0)
+    train = rng.normal(size=(40, 1, 4, 4)).astype(np.float32)
+    train_idx = rng.permutation(1000)[:40]  # dataset indices, not positions
+    ref = rng.normal(size=(30, 1, 4, 4)).astype(np.float32)
+    q = np.concatenate([train[:5] + 0.01 * rng.normal(size=(5, 1, 4, 4)).astype(np.float32),
+                        ref[:5] + 0.01 * rng.normal(size=(5, 1, 4, 4)).astype(np.float32),
+                        rng.normal(size=(10, 1, 4, 4)).astype(np.float32)])
+    refs = References(PixelL2(), train, train_idx, ref, np.arange(100, 130))
+    out = refs.neighbors(q, k=4)
+
+    d_t = _brute(q.reshape(20, -1), train.reshape(40, -1)) / 4.0  # per-pixel RMS: sqrt(D) = 4
+    d_s = _brute(q.reshape(20, -1), ref.reshape(30, -1)) / 4.0
+    order_t, order_s = np.argsort(d_t, 1)[:, :4], np.argsort(d_s, 1)[:, :4]
+    np.testing.assert_array_equal(out["train_idx"], train_idx[order_t])
+    np.testing.assert_allclose(out["train_dist"], np.take_along_axis(d_t, order_t, 1), rtol=1e-6)
+    np.testing.assert_array_equal(out["synth_idx"], 100 + order_s)
+    np.testing.assert_allclose(out["synth_dist"], np.take_along_axis(d_s, order_s, 1), rtol=1e-6)
+
+    delta_m, delta_s = 0.05, 0.05
+    labels = label_samples(out["train_dist"][:, 0], out["synth_dist"][:, 0], delta_m, delta_s)
+    expect = ["memorized" if a <= delta_m else "spurious" if b <= delta_s else "generalized"
+              for a, b in zip(d_t.min(1), d_s.min(1))]
+    assert list(labels) == expect
+    assert set(labels) == {"memorized", "spurious", "generalized"}
+
+
+def test_ratio_test_brute_force():
+    rng = np.random.default_rng(1)
+    nn = np.sort(rng.uniform(0, 1, size=(100, 2)), axis=1)
+    ratio, mem = ratio_test(nn[:, 0], nn[:, 1])
+    np.testing.assert_allclose(ratio, nn[:, 0] / nn[:, 1])
+    assert (mem == (nn[:, 0] / nn[:, 1] < 1 / 3)).all()
+    assert ratio_test([0.0], [0.0])[1][0]  # an exact duplicate twice over is still a copy
+
+
+def test_fractions_sum_to_one():
+    labels = np.array(["memorized"] * 3 + ["spurious"] + ["generalized"] * 4 + ["memorized"] * 2)
+    K = np.array([2] * 8 + [4] * 2)
+    out = fractions(K, np.zeros(10, int), np.array(["l2"] * 10), labels)
+    assert out["K"] == [2, 4] and out["n"] == [8, 2]
+    assert out["memorized"] == [3 / 8, 1.0] and out["spurious"] == [1 / 8, 0.0]
+
+
+def test_oracles_training_images_memorized_held_out_not(digits):
+    k = 64
+    train_idx, train = training_set(digits, k, seed=0)
+    held = np.setdiff1d(np.arange(len(digits)), subset_indices(len(digits), k, 0))[:200]
+    held_images = digits.get(held)
+    refs = References(PixelL2(), train, train_idx, held_images, held)
+    mem = refs.neighbors(train, k=2)
+    assert (mem["train_idx"][:, 0] == train_idx).all()
+    lab = label_samples(mem["train_dist"][:, 0], np.full(k, 1.0), 0.1, 0.1)
+    assert (lab == "memorized").all()
+    out = refs.neighbors(held_images, k=2)
+    lab = label_samples(out["train_dist"][:, 0], np.full(len(held), 1.0), 0.1, 0.1)
+    assert not (lab == "memorized").any()
+    assert out["train_dist"][:, 0].min() > 0.1

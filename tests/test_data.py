@@ -1,0 +1,89 @@
+import gzip
+import pickle
+import struct
+
+import numpy as np
+import pytest
+
+from raystudy.config import DataSection
+from raystudy.data import DataError, load_dataset, permutation, subset_indices, training_set
+
+
+def test_digits_scaled_to_unit_range(digits):
+    assert len(digits) == 1797 and digits.shape == (1, 8, 8)
+    x = digits.get(np.arange(len(digits)))
+    assert x.dtype == np.float32 and x.min() == -1.0 and x.max() == 1.0
+
+
+def test_subsets_are_nested_and_seeded(digits):
+    sets = [set(subset_indices(len(digits), k, seed=3)) for k in (1, 2, 8, 64, 1797)]
+    for small, big in zip(sets, sets[1:]):
+        assert small < big
+    assert not np.array_equal(permutation(1797, 3), permutation(1797, 4))
+    idx, images = training_set(digits, 8, 3)
+    np.testing.assert_array_equal(images, digits.get(idx))
+
+
+def test_k_out_of_range(digits):
+    with pytest.raises(DataError, match="outside 1..1797"):
+        subset_indices(len(digits), 0, 0)
+
+
+def _idx_bytes(arr):
+    return struct.pack(">BBBB", 0, 0, 8, arr.ndim) + struct.pack(f">{arr.ndim}I", *arr.shape) + arr.tobytes()
+
+
+@pytest.mark.parametrize("gz", [True, False])
+def test_mnist_idx(tmp_path, gz):
+    arr = np.random.default_rng(0).integers(0, 256, (5, 28, 28), dtype=np.uint8)
+    name = "train-images-idx3-ubyte" + (".gz" if gz else "")
+    data = _idx_bytes(arr)
+    (tmp_path / name).write_bytes(gzip.compress(data) if gz else data)
+    ds = load_dataset(DataSection(name="mnist", path=str(tmp_path)))
+    assert ds.shape == (1, 28, 28) and len(ds) == 5
+    np.testing.assert_allclose(ds.get([2])[0, 0], arr[2] / 127.5 - 1, atol=1e-6)
+
+
+def test_truncated_idx_is_a_clear_error(tmp_path):
+    arr = np.zeros((5, 28, 28), np.uint8)
+    (tmp_path / "train-images-idx3-ubyte").write_bytes(_idx_bytes(arr)[:-10])
+    with pytest.raises(DataError, match="truncated"):
+        load_dataset(DataSection(name="mnist", path=str(tmp_path)))
+
+
+def test_cifar10_batches(tmp_path):
+    root = tmp_path / "cifar-10-batches-py"
+    root.mkdir()
+    rng = np.random.default_rng(1)
+    batches = [rng.integers(0, 256, (3, 3072), dtype=np.uint8) for _ in range(5)]
+    for i, b in enumerate(batches, 1):
+        with open(root / f"data_batch_{i}", "wb") as fh:
+            pickle.dump({b"data": b, b"labels": [0, 1, 2]}, fh)
+    ds = load_dataset(DataSection(name="cifar10", path=str(tmp_path), limit=10))
+    assert ds.shape == (3, 32, 32) and len(ds) == 10
+    np.testing.assert_allclose(ds.get([4])[0], batches[1][1].reshape(3, 32, 32) / 127.5 - 1, atol=1e-6)
+
+
+def test_npy_and_npz_and_folder(tmp_path):
+    from PIL import Image
+
+    arr = np.random.default_rng(2).integers(0, 256, (4, 16, 16, 3), dtype=np.uint8)
+    np.save(tmp_path / "x.npy", arr)
+    np.savez(tmp_path / "x.npz", images=arr)
+    for f in ("x.npy", "x.npz"):
+        ds = load_dataset(DataSection(name="array", path=str(tmp_path / f)))
+        assert ds.shape == (3, 16, 16)
+        np.testing.assert_allclose(ds.get([1])[0], arr[1].transpose(2, 0, 1) / 127.5 - 1, atol=1e-6)
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i, a in enumerate(arr):
+        Image.fromarray(a).save(folder / f"{i:02d}.png")
+    ds = load_dataset(DataSection(name="folder", path=str(folder), image_size=8))
+    assert ds.shape == (3, 8, 8) and len(ds) == 4
+
+
+@pytest.mark.parametrize("name", ["cifar10", "mnist", "folder", "array"])
+def test_missing_path_says_what_is_expected(tmp_path, name):
+    with pytest.raises(DataError, match="expect") as e:
+        load_dataset(DataSection(name=name, path=str(tmp_path / "absent")))
+    assert "\n" not in str(e.value)
