@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from . import tables
-from .raytools import stream_groups
+from .raytools import pool_size, stream_groups
 
 SETS = ("eval", "ref")
 
@@ -109,11 +109,12 @@ class SampleActor:
 
 def sample_plan(cfg, groups) -> dict[str, np.ndarray]:
     """Rows to sample: every (K, seed) in ``groups`` x both sets x n_samples."""
-    cols = {"K": [], "seed": [], "set": [], "sample_id": [], "sample_seed": []}
+    # The set travels as an integer code: Ray Data's block concatenation mishandles numpy string columns.
+    cols = {"K": [], "seed": [], "set_code": [], "sample_id": [], "sample_seed": []}
     for k, seed in groups:
-        for set_name in SETS:
+        for code, set_name in enumerate(SETS):
             for i in range(cfg.generate.n_samples):
-                cols["K"].append(k); cols["seed"].append(seed); cols["set"].append(set_name)
+                cols["K"].append(k); cols["seed"].append(seed); cols["set_code"].append(code)
                 cols["sample_id"].append(i)
                 cols["sample_seed"].append(sample_seed(cfg.study.seed, k, seed, set_name, i))
     return {c: np.asarray(v) for c, v in cols.items()}
@@ -129,12 +130,12 @@ def missing_groups(cfg, study_dir) -> list[tuple[int, int]]:
 
 
 def write_group(cfg, study_dir, cols: dict, shape) -> None:
-    order = np.lexsort((cols["sample_id"], np.array([SETS.index(s) for s in cols["set"]])))
+    order = np.lexsort((cols["sample_id"], cols["set_code"]))
     cols = {c: np.asarray(v)[order] for c, v in cols.items()}
     n = len(order)
     c, h, w = shape
     table = tables.to_table("samples", {
-        "K": cols["K"], "seed": cols["seed"], "set": cols["set"].astype(str), "sample_id": cols["sample_id"],
+        "K": cols["K"], "seed": cols["seed"], "set": np.asarray(SETS)[cols["set_code"]], "sample_id": cols["sample_id"],
         "sample_seed": cols["sample_seed"], "channels": np.full(n, c), "height": np.full(n, h),
         "width": np.full(n, w), "image": cols["image"],
     }, meta=tables.dumps_meta(study=cfg.study.name, config_hash=cfg.section_hash("study", "data", "model", "train",
@@ -154,10 +155,11 @@ def run_generate(cfg, study_dir) -> None:
         return
     shape = load_dataset(cfg.data).shape
     plan = sample_plan(cfg, groups)
-    ds = ray.data.from_items([dict(zip(plan, vals)) for vals in zip(*plan.values())])
+    ds = ray.data.from_items([dict(zip(plan, vals)) for vals in zip(*(v.tolist() for v in plan.values()))])
     ds = ds.map_batches(
         SampleActor, fn_constructor_kwargs={"cfg_dict": cfg.to_dict(), "study_dir": str(Path(study_dir).resolve())},
-        compute=ActorPoolStrategy(size=cfg.generate.workers), batch_size=cfg.generate.batch_size,
+        compute=ActorPoolStrategy(size=pool_size(
+            cfg.generate.workers, cfg.generate.cpus_per_worker, cfg.generate.gpus_per_worker)), batch_size=cfg.generate.batch_size,
         num_cpus=cfg.generate.cpus_per_worker, num_gpus=cfg.generate.gpus_per_worker or None,
     )
     stream_groups(ds.iter_batches(batch_size=None, batch_format="numpy"), 2 * cfg.generate.n_samples,

@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow.compute as pc
 
 from . import tables
-from .raytools import stream_groups
+from .raytools import pool_size, stream_groups
 from .search import knn_search
 
 
@@ -129,11 +129,14 @@ def run_knn(cfg, study_dir) -> None:
         for k, s in groups:
             keep |= (K == k) & (S == s)
         t = t.filter(keep)
-        # One block per batch, so every actor of the pool gets work.
-        ds = ray.data.from_arrow(t.drop(["set"])).repartition(max(cfg.knn.workers, -(-t.num_rows // cfg.knn.batch_size)))
+        # One input block per batch, so every actor gets work. (A repartition would need a CPU
+        # task, which a pool holding every CPU of a small machine starves: a deadlock.)
+        t = t.drop(["set"])
+        rows = max(1, min(cfg.knn.batch_size, -(-t.num_rows // cfg.knn.workers)))
+        ds = ray.data.from_arrow([t.slice(i, rows) for i in range(0, t.num_rows, rows)])
         ds = ds.map_batches(
             KnnActor, fn_constructor_kwargs={"cfg_dict": cfg.to_dict(), "study_dir": study_dir, "metric_name": metric},
-            compute=ActorPoolStrategy(size=cfg.knn.workers), batch_size=cfg.knn.batch_size,
+            compute=ActorPoolStrategy(size=pool_size(cfg.knn.workers, cfg.knn.faiss_threads)), batch_size=cfg.knn.batch_size,
             batch_format="numpy", num_cpus=cfg.knn.faiss_threads,
         )
         stream_groups(ds.iter_batches(batch_size=None, batch_format="numpy"), cfg.generate.n_samples,

@@ -34,3 +34,19 @@ def stream_groups(batches: Iterable[dict], expected: int, on_group: Callable[[di
                 on_group({c: np.concatenate([p[c] for p in parts]) for c in parts[0]})
     if pending:
         raise RuntimeError(f"rows went missing for (K, seed) {sorted(pending)}")
+
+
+def pool_size(workers: int, cpus_per_worker: float, gpus_per_worker: float = 0.0) -> int:
+    """Actors that fit the cluster now: a fixed pool larger than the cluster never starts."""
+    import ray
+
+    res = ray.cluster_resources()
+    fit = workers
+    if cpus_per_worker > 0:
+        fit = min(fit, int(res.get("CPU", 0) // cpus_per_worker))
+    if gpus_per_worker > 0:
+        fit = min(fit, int(res.get("GPU", 0) // gpus_per_worker))
+    if fit < 1:
+        raise RuntimeError(f"the Ray cluster ({res.get('CPU', 0)} CPU, {res.get('GPU', 0)} GPU) cannot hold one "
+                           f"worker needing {cpus_per_worker} CPU and {gpus_per_worker} GPU")
+    return fit

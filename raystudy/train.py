@@ -79,6 +79,7 @@ def train_one(cfg, images: np.ndarray, k: int, seed: int, final_dir,
     total_steps = math.ceil(tc.images / tc.batch_size)
     ckpt_steps = max(1, math.ceil(tc.checkpoint_every / tc.batch_size))
     step, wall_before, losses = 0, 0.0, []
+    resumed_from = 0
 
     if resume_dir is not None:
         state = torch.load(Path(resume_dir) / STATE_FILE, map_location="cpu", weights_only=False)
@@ -88,6 +89,7 @@ def train_one(cfg, images: np.ndarray, k: int, seed: int, final_dir,
         gen.set_state(state["gen"])
         torch.set_rng_state(state["torch_rng"])
         step, wall_before, losses = state["step"], state["wall_s"], state["losses"]
+        resumed_from = step
 
     model, opt = acc.prepare(model, opt)
     ema.to(acc.device)
@@ -126,7 +128,7 @@ def train_one(cfg, images: np.ndarray, k: int, seed: int, final_dir,
     metrics = _metrics(step, tc.batch_size, losses, wall_before + time.time() - t0)
     unet = acc.unwrap_model(model)
     ema.copy_to(unet.parameters())
-    _save_final(unet, Path(final_dir), {"K": k, "seed": seed, **metrics})
+    _save_final(unet, Path(final_dir), {"K": k, "seed": seed, "resumed_from_step": resumed_from, **metrics})
     return metrics
 
 

@@ -34,5 +34,6 @@ def test_sample_seeds_are_distinct_and_stable():
     plan = sample_plan(cfg, [(2, 0), (2, 1), (4, 0)])
     assert len(plan["K"]) == 3 * 2 * 50
     assert len(set(plan["sample_seed"].tolist())) == len(plan["K"])
+    assert sorted(set(plan["set_code"].tolist())) == [0, 1]
     assert sample_seed(0, 2, 0, "eval", 3) == sample_seed(0, 2, 0, "eval", 3)
     assert sample_seed(0, 2, 0, "eval", 3) != sample_seed(0, 2, 0, "ref", 3)

@@ -1,10 +1,13 @@
 """The cluster path: a real `ray start --head` on loopback and a real `ray job submit`."""
 
 import os
+import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -23,12 +26,17 @@ def _free_port() -> int:
 
 def test_study_runs_as_a_ray_job(tmp_path):
     gcs, dash = _free_port(), _free_port()
-    env = {**os.environ, "PATH": f"{BIN}:{os.environ.get('PATH', '')}", "RAY_USAGE_STATS_ENABLED": "0"}
+    # Ray's socket paths must stay under 107 bytes: pytest's tmp_path is too deep.
+    temp_dir = tempfile.mkdtemp(prefix="rayjob-", dir="/tmp")
+    # Ray >= 2.5x turns token authentication on for clusters; the head and the job client
+    # must then agree on a token, given here explicitly so ~/.ray does not matter.
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ.get('PATH', '')}", "RAY_USAGE_STATS_ENABLED": "0",
+           "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
     env.pop("RAY_ADDRESS", None)
     head = subprocess.Popen(
         [str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={gcs}",
          "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--num-cpus=2", "--num-gpus=0",
-         "--include-dashboard=true", f"--temp-dir={tmp_path / 'ray'}", "--disable-usage-stats"],
+         "--include-dashboard=true", f"--temp-dir={temp_dir}", "--disable-usage-stats"],
         env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     address = f"http://127.0.0.1:{dash}"
     try:
@@ -63,3 +71,4 @@ def test_study_runs_as_a_ray_job(tmp_path):
             os.killpg(head.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+        shutil.rmtree(temp_dir, ignore_errors=True)

@@ -44,7 +44,7 @@ def test_every_table_has_its_schema_and_rows(study):
     k2 = nb[nb.K == 2]
     assert all((np.asarray(v)[2:] == -1).all() for v in k2.train_idx)
     fr = pd.read_parquet(out / "tables" / "fractions")
-    np.testing.assert_allclose(fr[["memorized", "spurious", "generalized"]].sum(1), 1.0)
+    np.testing.assert_allclose(fr[["memorized", "spurious", "generalized"]].sum(axis=1), 1.0)
     assert (out / "figures" / "transition.png").stat().st_size > 1000
     assert (out / "figures" / "nn_grid.png").stat().st_size > 1000
     assert load(out / "config.yaml") == cfg

@@ -1,0 +1,222 @@
+"""LPIPS as a Euclidean embedding (DESIGN.md, "LPIPS is a Euclidean distance").
+
+LPIPS(x, y) = sum_l mean_hw sum_c w_lc (fhat_lchw(x) - fhat_lchw(y))^2 with fhat the
+channel-unit-normalised backbone features and w >= 0, so LPIPS(x, y) = ||phi(x) - phi(y)||^2
+with phi(x) = concat_l sqrt(w_lc / (H_l W_l)) * fhat_lchw(x). Features are computed once
+per image and nearest neighbours become a flat L2 search.
+
+phi is built from the ``lpips`` package's own modules (scaling layer, backbone slices,
+``lpips.normalize_tensor``, lin weights), so it is LPIPS by construction, not a rewrite.
+Channels whose lin weight is 0 contribute nothing and are dropped (AlexNet: 3,490 of the
+5,760 dimensions at 32x32 remain).
+
+Backbone weights are never downloaded by us: the torchvision checkpoint is read from
+``weights_dir``, then torch's hub cache, then torchvision's own fetch is tried; failing
+that, a one-line ``WeightsMissing`` says which file to put where.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+# torchvision checkpoint file and its URL for each lpips backbone.
+BACKBONE_FILES = {
+    "alex": "alexnet-owt-7be5be79.pth",
+    "vgg": "vgg16-397923af.pth",
+}
+MIN_SIZE = 32  # AlexNet needs >= ~32 px; the paper's code upsamples smaller images to 32.
+
+
+class WeightsMissing(FileNotFoundError):
+    """The torchvision backbone checkpoint is not on this machine and could not be fetched."""
+
+
+class WeightsCorrupt(RuntimeError):
+    """A backbone checkpoint exists but is not a readable state dict of the right network."""
+
+
+def _one_line(msg: str, limit: int = 200) -> str:
+    msg = " ".join(str(msg).split())
+    return msg if len(msg) <= limit else msg[: limit - 3] + "..."
+
+
+def backbone_url(net: str) -> str:
+    from torchvision import models
+
+    weights = {"alex": models.AlexNet_Weights, "vgg": models.VGG16_Weights}[net]
+    return weights.IMAGENET1K_V1.url
+
+
+def hub_checkpoint_dir() -> Path:
+    """Where torchvision caches checkpoints ($TORCH_HOME/hub/checkpoints by default)."""
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def _read_state_dict(path: Path, net: str) -> dict:
+    try:
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 -- any unreadable file is the same problem for the user
+        raise WeightsCorrupt(
+            f"{path} is not a readable torchvision {net} checkpoint "
+            f"({type(e).__name__}: {_one_line(e, 80)}); delete it and put a good copy of "
+            f"{BACKBONE_FILES[net]} there"
+        ) from None
+    if not isinstance(sd, dict):
+        raise WeightsCorrupt(f"{path} holds a {type(sd).__name__}, not a state dict; "
+                             f"put a good copy of {BACKBONE_FILES[net]} there")
+    return sd
+
+
+def load_backbone_state(net: str, weights_dir: str | os.PathLike | None = None,
+                        download: bool = True) -> tuple[dict, str]:
+    """The torchvision state dict of ``net``'s backbone and where it came from.
+
+    Looks in ``weights_dir`` (if given), then in torch's hub cache, then (if ``download``)
+    lets torchvision's own ``load_state_dict_from_url`` try to fetch it into that cache.
+    """
+    fname = BACKBONE_FILES[net]
+    hub_dir = hub_checkpoint_dir()
+    candidates = ([Path(weights_dir) / fname] if weights_dir is not None else []) + [hub_dir / fname]
+    for path in candidates:
+        if path.is_file():
+            return _read_state_dict(path, net), str(path)
+    url = backbone_url(net)
+    if download:
+        try:
+            sd = torch.hub.load_state_dict_from_url(url, map_location="cpu", progress=False,
+                                                    check_hash=True, file_name=fname,
+                                                    weights_only=True)
+            return sd, url
+        except Exception as e:  # noqa: BLE001 -- no network, bad hash, ...: all end the same way
+            why = f"fetching {url} failed ({type(e).__name__}: {_one_line(e, 80)})"
+    else:
+        why = "downloads disabled"
+    where = str(weights_dir) if weights_dir is not None else str(hub_dir)
+    raise WeightsMissing(f"LPIPS-{net} backbone weights {fname} not found: put {fname} in "
+                         f"{where} (download it from {url}); {why}")
+
+
+def _map_torchvision_keys(backbone: torch.nn.Module, sd: dict, net: str) -> dict:
+    """torchvision ``features.N.*`` keys -> lpips's ``sliceS.N.*`` keys.
+
+    lpips's wrappers add ``features[N]`` to a slice under the name ``str(N)``; read that
+    mapping off the module itself instead of copying lpips's slice boundaries.
+    """
+    mapped = {}
+    for slice_name, sl in backbone.named_children():
+        for child_name, child in sl.named_children():
+            for pname in child.state_dict():
+                src = f"features.{child_name}.{pname}"
+                if src not in sd:
+                    raise WeightsCorrupt(f"checkpoint for {net} lacks {src!r}; is {BACKBONE_FILES[net]} "
+                                         f"really torchvision's {net} checkpoint?")
+                mapped[f"{slice_name}.{child_name}.{pname}"] = sd[src]
+    return mapped
+
+
+class LpipsEmbedding:
+    """phi with ||phi(x) - phi(y)||^2 == lpips.LPIPS(net=net)(x, y) on the preprocessed images.
+
+    ``embed(images)`` takes float32 (N, C, H, W) in [-1, 1] (C = 1 or 3) and returns float32
+    (N, d). ``from_sq`` is the identity: LPIPS already is the squared embedding distance.
+    ``pnet_rand=True`` keeps lpips's randomly initialised backbone and loads nothing
+    (tests, benchmarks).
+    """
+
+    def __init__(self, net: str = "alex", weights_dir: str | os.PathLike | None = None,
+                 device: str | torch.device | None = None, pnet_rand: bool = False,
+                 batch_size: int | None = None, *, download: bool = True):
+        import lpips
+
+        if net not in BACKBONE_FILES:
+            raise ValueError(f"unknown LPIPS net {net!r}; expected one of {sorted(BACKBONE_FILES)}")
+        self.net = net
+        self.name = f"lpips-{net}"
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.batch_size = int(batch_size or (256 if net == "alex" else 32))
+        with warnings.catch_warnings():
+            # lpips calls torchvision with the deprecated `pretrained=` argument.
+            warnings.simplefilter("ignore", UserWarning)
+            # pnet_rand=True here: lpips must never download the backbone itself.
+            model = lpips.LPIPS(net=net, pretrained=True, pnet_rand=True, verbose=False)
+        self.weights_source = "random (pnet_rand=True)"
+        if not pnet_rand:
+            sd, self.weights_source = load_backbone_state(net, weights_dir, download=download)
+            try:
+                model.net.load_state_dict(_map_torchvision_keys(model.net, sd, net), strict=True)
+            except RuntimeError as e:
+                if isinstance(e, WeightsCorrupt):
+                    raise
+                raise WeightsCorrupt(f"{self.weights_source} does not fit lpips's {net} backbone: "
+                                     f"{_one_line(e, 120)}") from None
+        self.model = model.eval().requires_grad_(False).to(self.device)
+        self._normalize = lpips.normalize_tensor
+
+        # Per layer: kept channels and sqrt(w_c); the 1/sqrt(H W) factor depends on the size.
+        self._keep, self._sqrt_w = [], []
+        for lin in self.model.lins:
+            w = lin.model[-1].weight.detach().reshape(-1).float()
+            if (w < 0).any():
+                raise ValueError(f"lpips {net} lin weights have negative entries: LPIPS is then "
+                                 "not a squared Euclidean distance")
+            keep = torch.nonzero(w > 0).reshape(-1)
+            self._keep.append(keep)
+            self._sqrt_w.append(w[keep].sqrt().reshape(1, -1, 1, 1))
+
+    @staticmethod
+    def from_sq(sq):
+        return sq
+
+    def preprocess(self, images) -> torch.Tensor:
+        """As the paper's code: grey -> 3 channels; under 32 px -> 32 px, nearest-exact.
+
+        Returns a float32 tensor on ``self.device``, still in [-1, 1] (lpips's own scaling
+        layer runs inside ``embed``/``lpips.LPIPS``)."""
+        x = torch.as_tensor(np.asarray(images, dtype=np.float32)).to(self.device)
+        if x.ndim != 4 or x.shape[1] not in (1, 3):
+            raise ValueError(f"expected images (N, 1 or 3, H, W), got shape {tuple(x.shape)}")
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        h, w = x.shape[-2:]
+        if h < MIN_SIZE or w < MIN_SIZE:
+            x = F.interpolate(x, size=(max(h, MIN_SIZE), max(w, MIN_SIZE)), mode="nearest-exact")
+        return x.contiguous()
+
+    @torch.no_grad()
+    def _embed_tensor(self, x: torch.Tensor) -> torch.Tensor:
+        feats = self.model.net(self.model.scaling_layer(x))
+        parts = []
+        for f, keep, sw in zip(feats, self._keep, self._sqrt_w):
+            # sqrt(w_c / (H W)) * fhat: the spatial mean of LPIPS becomes a plain sum.
+            scale = sw / float(np.sqrt(f.shape[2] * f.shape[3]))
+            parts.append((self._normalize(f).index_select(1, keep) * scale).reshape(len(f), -1))
+        return torch.cat(parts, dim=1)
+
+    def embed(self, images) -> np.ndarray:
+        images = np.asarray(images)
+        out = None
+        for s in range(0, len(images), self.batch_size):
+            e = self._embed_tensor(self.preprocess(images[s:s + self.batch_size])).cpu().numpy()
+            if out is None:
+                out = np.empty((len(images), e.shape[1]), dtype=np.float32)
+            out[s:s + len(e)] = e
+        if out is None:  # no images: still report the right width
+            h, w = images.shape[-2:] if images.ndim == 4 else (MIN_SIZE, MIN_SIZE)
+            d = self._embed_tensor(self.preprocess(np.zeros((1, 3, h, w), np.float32))).shape[1]
+            out = np.empty((0, d), dtype=np.float32)
+        return out
+
+    def pairwise(self, x, y) -> np.ndarray:
+        """lpips.LPIPS on pairs (x_i, y_i) of preprocessed images: the reference we must equal."""
+        with torch.no_grad():
+            d = self.model(self.preprocess(x), self.preprocess(y))
+        return d.reshape(-1).cpu().numpy()
+
+    def __repr__(self) -> str:
+        return f"LpipsEmbedding({self.net!r}, device={str(self.device)!r}, weights={self.weights_source!r})"

@@ -1,0 +1,119 @@
+"""Exact sharded kNN (raystudy.search) against brute force in float64."""
+
+import numpy as np
+import pytest
+
+from raystudy.search import exact_sq_dist, knn_search
+
+
+def brute(q, r, k, exclude_self=False):
+    q64, r64 = q.astype(np.float64), r.astype(np.float64)
+    d = ((q64[:, None, :] - r64[None, :, :]) ** 2).sum(-1)
+    if exclude_self:
+        d[np.arange(len(q)), np.arange(len(q))] = np.inf
+    idx = np.argsort(d, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(d, idx, 1), idx
+
+
+@pytest.fixture
+def data():
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(60, 24)).astype(np.float32), rng.normal(size=(237, 24)).astype(np.float32)
+
+
+@pytest.mark.parametrize("shard_size", [None, 1, 7, 50, 236, 1000])
+def test_sharded_equals_unsharded_equals_bruteforce(data, shard_size):
+    q, r = data
+    d_ref, i_ref = brute(q, r, 5)
+    d, i = knn_search(q, r, 5, shard_size=shard_size, threads=1)
+    assert d.dtype == np.float64 and i.dtype == np.int64 and d.shape == i.shape == (60, 5)
+    np.testing.assert_array_equal(i, i_ref)
+    np.testing.assert_allclose(d, d_ref, rtol=1e-12)
+
+
+def test_near_duplicate_distance_is_exact():
+    """Training images plus 1e-4 noise: with enough queries FAISS takes its BLAS path,
+    whose x^2 + y^2 - 2xy form gives ~1e-4 garbage (often 0) at this scale; the
+    returned distance must be the float64 direct one."""
+    rng = np.random.default_rng(1)
+    train = rng.uniform(-1, 1, size=(200, 3 * 32 * 32)).astype(np.float32)
+    q = (train[:64] + 1e-4 * rng.normal(size=(64, train.shape[1]))).astype(np.float32)
+    want = ((q.astype(np.float64) - train[:64].astype(np.float64)) ** 2).sum(1)
+    for shard_size in (None, 64):
+        d, i = knn_search(q, train, 3, shard_size=shard_size)
+        np.testing.assert_array_equal(i[:, 0], np.arange(64))
+        np.testing.assert_allclose(d[:, 0], want, rtol=1e-12)
+        assert (d[:, 1] > 100 * d[:, 0]).all()
+
+
+def near_pairs(n=64, dim=4096, seed=2):
+    """n queries, each with two references within ~1e-4 of it (b nearer than a), closer
+    together than FAISS's float32 BLAS error, among far-away references."""
+    rng = np.random.default_rng(seed)
+    base = rng.uniform(-10, 10, size=(n, dim)).astype(np.float32)
+    sign = lambda: np.sign(rng.normal(size=base.shape)).astype(np.float32)  # noqa: E731
+    a, b = base + np.float32(2e-4) * sign(), base + np.float32(1e-4) * sign()
+    far = rng.uniform(-10, 10, size=(50, dim)).astype(np.float32)
+    return base, np.concatenate([a, far, b])  # a_j at j, b_j at n + 50 + j
+
+
+def test_near_duplicates_ordered_exactly():
+    base, refs = near_pairs()
+    n = len(base)
+    for k in (1, 2):  # k=1: the nearer one must be selected, not just sorted first
+        d, i = knn_search(base, refs, k)
+        d_ref, i_ref = brute(base, refs, k)
+        np.testing.assert_array_equal(i[:, 0], n + 50 + np.arange(n))
+        np.testing.assert_array_equal(i, i_ref)
+        np.testing.assert_allclose(d, d_ref, rtol=1e-12)
+
+
+@pytest.mark.parametrize("shard_size", [None, 9])
+def test_exclude_self(data, shard_size):
+    q, _ = data
+    q = np.concatenate([q, q[:1]])  # an exact duplicate of row 0: distance 0, kept
+    d, i = knn_search(q, q, 4, shard_size=shard_size, exclude_self=True)
+    d_ref, i_ref = brute(q, q, 4, exclude_self=True)
+    assert not (i == np.arange(len(q))[:, None]).any()
+    np.testing.assert_array_equal(i, i_ref)
+    np.testing.assert_allclose(d, d_ref, rtol=1e-12)
+    assert i[0, 0] == len(q) - 1 and d[0, 0] == 0.0
+
+
+def test_fewer_refs_than_k(data):
+    q, r = data
+    d, i = knn_search(q, r[:3], 5, shard_size=2)
+    d_ref, i_ref = brute(q, r[:3], 3)
+    np.testing.assert_array_equal(i[:, :3], i_ref)
+    np.testing.assert_allclose(d[:, :3], d_ref, rtol=1e-12)
+    assert (i[:, 3:] == -1).all() and np.isinf(d[:, 3:]).all()
+    # Self excluded from a 3-element set leaves 2 neighbours.
+    d, i = knn_search(r[:3], r[:3], 5, exclude_self=True)
+    assert (i[:, 2:] == -1).all() and (i[:, :2] >= 0).all()
+    # No references at all.
+    d, i = knn_search(q, r[:0], 2)
+    assert (i == -1).all() and np.isinf(d).all()
+
+
+def test_memmap_refs_and_image_shapes(tmp_path, data):
+    q, r = data
+    mm = np.lib.format.open_memmap(tmp_path / "r.npy", mode="w+", dtype=np.float32, shape=(237, 2, 3, 4))
+    mm[:] = r.reshape(237, 2, 3, 4)
+    mm.flush()
+    mm = np.load(tmp_path / "r.npy", mmap_mode="r")
+    d, i = knn_search(q.reshape(60, 2, 3, 4), mm, 3, shard_size=40)
+    d_ref, i_ref = brute(q, r, 3)
+    np.testing.assert_array_equal(i, i_ref)
+    np.testing.assert_allclose(d, d_ref, rtol=1e-12)
+
+
+def test_exact_sq_dist_marks_missing():
+    q = np.ones((2, 3), np.float32)
+    r = np.zeros((4, 3), np.float32)
+    out = exact_sq_dist(q, r, np.array([[0, -1], [-1, -1]]))
+    assert out[0, 0] == 3.0 and np.isinf(out[0, 1]) and np.isinf(out[1]).all()
+
+
+def test_dimension_mismatch():
+    with pytest.raises(ValueError, match="dimensions"):
+        knn_search(np.zeros((2, 3)), np.zeros((4, 5)), 1)
