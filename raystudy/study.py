@@ -130,6 +130,12 @@ def run(cfg, study_dir, dry_run: bool = False, echo=print) -> Path:
     from .sweep import missing_runs, run_sweep
 
     t_all = time.time()
+    # Fail before any work if a perceptual metric's backbone is absent: inside a Ray actor
+    # the same error would arrive as a long remote traceback.
+    for metric in dict.fromkeys(m for m, _, _ in missing_parts(cfg, study_dir) if m.startswith("lpips-")):
+        from .lpips_embed import load_backbone_state
+
+        load_backbone_state(metric.split("-", 1)[1], cfg.knn.weights_dir)
     needs_ray = (cfg.model.type != "empirical" and missing_runs(cfg, study_dir)) or \
         missing_groups(cfg, study_dir) or missing_parts(cfg, study_dir)
     if needs_ray:

@@ -89,3 +89,44 @@ def test_lost_part_is_regenerated_identically(study):
     new = pd.read_parquet(part)
     np.testing.assert_allclose(np.stack(new.image.to_numpy()), np.stack(old.image.to_numpy()), atol=1e-5)
     assert (new.sample_seed == old.sample_seed).all()
+
+
+def test_adding_a_metric_computes_only_that_metric(study, tmp_path, monkeypatch):
+    import torch
+    import torchvision
+
+    cfg, out = study
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    torch.manual_seed(0)
+    torch.save(torchvision.models.alexnet(weights=None).state_dict(), weights / "alexnet-owt-7be5be79.pth")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))  # no cached weights elsewhere
+    l2_parts = {p: p.stat().st_mtime_ns for p in (out / "tables" / "neighbors").glob("part-l2-*")}
+    with_lpips = load(TINY, ["knn.metrics=[l2, lpips-alex]", f"knn.weights_dir={weights}"])
+    said = []
+    run(with_lpips, out, echo=said.append)
+    assert f"[knn] {len(cfg.ks) * len(cfg.seeds)} to do" in said
+    assert {p: p.stat().st_mtime_ns for p in l2_parts} == l2_parts
+    lab = pd.read_parquet(out / "tables" / "labels")
+    assert sorted(lab.metric.unique()) == ["l2", "lpips-alex"]
+    lp = lab[lab.metric == "lpips-alex"]
+    assert len(lp) == cfg.generate.n_samples * len(cfg.ks) and (lp.d_train > 0).all()
+    # The ratio test is the l2 one whatever the row's metric.
+    l2 = lab[lab.metric == "l2"].set_index(["K", "sample_id"]).ratio
+    np.testing.assert_allclose(lp.set_index(["K", "sample_id"]).ratio.loc[l2.index], l2)
+    fr = pd.read_parquet(out / "tables" / "fractions")
+    assert sorted(fr.metric.unique()) == ["l2", "lpips-alex"]
+
+
+def test_missing_backbone_fails_before_any_work(study, tmp_path, monkeypatch):
+    from raystudy.lpips_embed import WeightsMissing
+
+    cfg, out = study
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    for var in ("https_proxy", "HTTPS_PROXY"):  # a closed port: the fetch fails at once, offline or not
+        monkeypatch.setenv(var, "http://127.0.0.1:9")
+    bad = load(TINY, ["knn.metrics=[l2, lpips-vgg]", f"knn.weights_dir={tmp_path}"])
+    with pytest.raises(WeightsMissing, match="vgg16-397923af.pth") as e:
+        run(bad, out, echo=lambda s: None)
+    assert "\n" not in str(e.value)
+    assert not list((out / "tables" / "neighbors").glob("part-lpips-vgg-*"))
