@@ -27,6 +27,8 @@ class Dataset:
     shape: tuple[int, int, int]  # C, H, W
     n: int
     _get: Callable[[np.ndarray], np.ndarray]
+    # Rendered on demand (the manifold): training reads batches instead of holding the K-set.
+    lazy: bool = False
 
     def __len__(self) -> int:
         return self.n
@@ -194,6 +196,27 @@ def load_dataset(data_cfg) -> Dataset:
     if data_cfg.image_size and x.shape[-1] != data_cfg.image_size:
         x = _resize(x, data_cfg.image_size)
     return _from_array(name, x)
+
+
+class LazyImages:
+    """The size-K training set of a lazy dataset: indexable like an array, rendered per batch."""
+
+    def __init__(self, dataset: Dataset, idx: np.ndarray):
+        self.dataset, self.idx = dataset, np.asarray(idx)
+        self.shape = (len(self.idx), *dataset.shape)
+
+    def __len__(self) -> int:
+        return len(self.idx)
+
+    def __getitem__(self, pos) -> np.ndarray:
+        return self.dataset.get(self.idx[np.asarray(pos)])
+
+
+def training_images(dataset: Dataset, k: int, seed: int):
+    """The K-set for training: an array, or ``LazyImages`` where the dataset renders on demand,
+    so memory stays flat as K grows."""
+    idx = subset_indices(len(dataset), k, seed)
+    return LazyImages(dataset, idx) if dataset.lazy else dataset.get(idx)
 
 
 def training_set(dataset: Dataset, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

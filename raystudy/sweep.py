@@ -26,7 +26,7 @@ def _trial(params, cfg_dict: dict, study_dir: str):
     from ray import tune
 
     from .config import from_dict
-    from .data import load_dataset, training_set
+    from .data import load_dataset, training_images
     from .train import train_one
 
     cfg = from_dict(cfg_dict)
@@ -36,7 +36,7 @@ def _trial(params, cfg_dict: dict, study_dir: str):
     if done is not None:
         tune.report({k_: done[k_] for k_ in ("steps", "images_seen", "final_loss", "wall_s")})
         return
-    _, images = training_set(load_dataset(cfg.data), k, cfg.study.seed)
+    images = training_images(load_dataset(cfg.data), k, cfg.study.seed)
 
     def on_checkpoint(state_dir: str, metrics: dict):
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(state_dir))

@@ -52,7 +52,8 @@ def train_one(cfg, images: np.ndarray, k: int, seed: int, final_dir,
               resume_dir: Optional[str] = None,
               on_checkpoint: Optional[Callable[[str, dict], None]] = None,
               work_dir: Optional[str] = None) -> dict:
-    """Train one model and save its EMA weights to ``final_dir`` (atomically).
+    """Train one model on ``images`` (an array (K, C, H, W), or ``data.LazyImages``) and save
+    its EMA weights to ``final_dir`` (atomically).
 
     ``resume_dir`` holds a state written by an earlier checkpoint; ``on_checkpoint``
     receives a directory with the current state every ``train.checkpoint_every``
@@ -93,15 +94,16 @@ def train_one(cfg, images: np.ndarray, k: int, seed: int, final_dir,
 
     model, opt = acc.prepare(model, opt)
     ema.to(acc.device)
-    data = torch.from_numpy(np.ascontiguousarray(images)).to(acc.device)
+    # A lazy K-set (LazyImages) is rendered batch by batch; an array is moved to the device once.
+    data = torch.from_numpy(np.ascontiguousarray(images)).to(acc.device) if isinstance(images, np.ndarray) else None
     alphas = scheduler.alphas_cumprod.to(acc.device)
     t0 = time.time()
     bar = tqdm(total=total_steps, initial=step, desc=f"train K={k} seed={seed}", mininterval=5,
                disable=None, file=sys.stderr)
     model.train()
     while step < total_steps:
-        idx = torch.randint(0, len(data), (tc.batch_size,), generator=gen).to(acc.device)
-        x0 = data[idx]
+        idx = torch.randint(0, len(images), (tc.batch_size,), generator=gen)
+        x0 = data[idx.to(acc.device)] if data is not None else torch.from_numpy(images[idx.numpy()]).to(acc.device)
         noise = torch.randn(x0.shape, generator=gen).to(acc.device)
         t = torch.randint(0, mc.num_train_timesteps, (len(x0),), generator=gen).to(acc.device)
         a = alphas[t].view(-1, 1, 1, 1)
