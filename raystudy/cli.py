@@ -42,6 +42,7 @@ def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     from .config import ConfigError, load
     from .data import DataError
+    from .model import CheckpointError
     from .study import StudyError, fractions_text, run
 
     try:
@@ -51,7 +52,7 @@ def main(argv=None) -> int:
         logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
         cfg = load(args.config, args.overrides)
         run(cfg, args.study, dry_run=args.dry_run)
-    except (ConfigError, DataError, StudyError, FileNotFoundError) as e:
+    except (ConfigError, DataError, StudyError, CheckpointError, FileNotFoundError) as e:
         print(f"raystudy: error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -30,6 +30,32 @@ def build_train_scheduler(model_cfg):
     return DDPMScheduler(num_train_timesteps=model_cfg.num_train_timesteps, prediction_type="epsilon")
 
 
+class CheckpointError(RuntimeError):
+    """A saved model that cannot be used: one line naming it and what to do."""
+
+
+def check_checkpoint(path) -> None:
+    """Cheap validation in the driver (config and weight headers only), so a corrupt model
+    is a one-line error before Ray workers start, not a remote traceback."""
+    import json
+    from pathlib import Path
+
+    from safetensors import safe_open
+
+    p = Path(path)
+    try:
+        json.loads((p / "config.json").read_text())
+        files = list(p.glob("*.safetensors"))
+        if not files:
+            raise FileNotFoundError("no .safetensors weights")
+        for f in files:
+            with safe_open(str(f), framework="pt") as fh:
+                fh.keys()
+    except Exception as e:  # noqa: BLE001 - any failure means the same thing to the user
+        raise CheckpointError(f"checkpoint {p} is unusable ({type(e).__name__}: {str(e).splitlines()[0][:120]}); "
+                              f"delete it and re-run the train stage") from None
+
+
 def load_unet(path):
     """Load a saved (EMA) UNet; a corrupt or missing checkpoint is a one-line error."""
     from pathlib import Path
@@ -42,5 +68,5 @@ def load_unet(path):
     try:
         return UNet2DModel.from_pretrained(p)
     except Exception as e:  # noqa: BLE001 - any failure to read weights means the checkpoint is unusable
-        raise RuntimeError(f"checkpoint {p} is corrupt ({type(e).__name__}: {str(e).splitlines()[0][:120]}); "
+        raise CheckpointError(f"checkpoint {p} is corrupt ({type(e).__name__}: {str(e).splitlines()[0][:120]}); "
                            f"delete it and re-run the train stage") from None

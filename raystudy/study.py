@@ -132,6 +132,13 @@ def run(cfg, study_dir, dry_run: bool = False, echo=print) -> Path:
     t_all = time.time()
     # Fail before any work if a perceptual metric's backbone is absent: inside a Ray actor
     # the same error would arrive as a long remote traceback.
+    if cfg.model.type != "empirical":
+        from .model import check_checkpoint
+        from .train import model_dir, read_run
+
+        for k, s in missing_groups(cfg, study_dir):
+            if read_run(model_dir(study_dir, k, s)) is not None:
+                check_checkpoint(model_dir(study_dir, k, s))
     for metric in dict.fromkeys(m for m, _, _ in missing_parts(cfg, study_dir) if m.startswith("lpips-")):
         from .lpips_embed import load_backbone_state
 

@@ -130,3 +130,20 @@ def test_missing_backbone_fails_before_any_work(study, tmp_path, monkeypatch):
         run(bad, out, echo=lambda s: None)
     assert "\n" not in str(e.value)
     assert not list((out / "tables" / "neighbors").glob("part-lpips-vgg-*"))
+
+
+def test_corrupt_model_is_one_line_before_any_work(study, tmp_path):
+    import shutil
+
+    from raystudy.model import CheckpointError
+
+    cfg, out = study
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy, ignore=shutil.ignore_patterns("ray_results"))
+    for p in (copy / "tables" / "samples").glob("part-K16-*"):
+        p.unlink()
+    for f in (copy / "models" / "K16-s0").glob("*.safetensors"):
+        f.write_bytes(b"not a safetensors file")
+    with pytest.raises(CheckpointError, match="K16-s0") as e:
+        run(cfg, copy, echo=lambda s: None)
+    assert "\n" not in str(e.value)

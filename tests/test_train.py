@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from raystudy.config import from_dict
-from raystudy.model import load_unet
+from raystudy.model import CheckpointError, load_unet
 from raystudy.train import read_run, train_one
 
 
@@ -44,7 +44,7 @@ def test_corrupt_checkpoint_is_one_line(tmp_path, digits):
     train_one(cfg, digits.get(np.arange(4)), 4, 0, tmp_path / "m")
     for f in (tmp_path / "m").glob("*.safetensors"):
         f.write_bytes(b"garbage")
-    with pytest.raises(RuntimeError, match="is corrupt") as e:
+    with pytest.raises(CheckpointError, match="is corrupt") as e:
         load_unet(tmp_path / "m")
     assert "\n" not in str(e.value)
     with pytest.raises(FileNotFoundError, match="no config.json"):
