@@ -1,0 +1,74 @@
+"""Figures of the circle study: energy landscapes, a 3-D surface, learned vs exact energy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..figures import _save
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def landscapes(lands: list[dict], path) -> Path:
+    """Per K: -log p contours, score arrows, training points, samples and attractor centres."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(lands), figsize=(4.2 * len(lands), 4), squeeze=False)
+    for ax, L in zip(axes[0], lands):
+        g, E = L["grid"], L["energy_grid"]
+        cs = ax.contourf(g, g, E - E.min(), levels=30, cmap="viridis")
+        step = max(1, len(g) // 14)
+        S = L["score_grid"]
+        norm = np.linalg.norm(S, axis=-1, keepdims=True) + 1e-12
+        U = S / norm
+        ax.quiver(g[::step], g[::step], U[::step, ::step, 0], U[::step, ::step, 1], color="w", alpha=0.6, width=0.004)
+        ax.scatter(*L["samples"].T, s=4, c="tab:orange", label="samples", alpha=0.6)
+        ax.scatter(*L["train"][:200].T, s=18, c="tab:red", marker="x", label="training points")
+        for a in L["attractors"]:
+            if a["size"] > 1:
+                ax.scatter(*a["centre"], s=60, facecolors="none",
+                           edgecolors="white" if a["kind"] == "memorized" else "magenta", linewidths=1.5)
+        ax.set_title(f"K = {L['K']}  (-log p, t0 shown; magenta: spurious)", fontsize=8)
+        ax.set_aspect("equal")
+        fig.colorbar(cs, ax=ax, shrink=0.7)
+    axes[0][0].legend(loc="lower left", fontsize=6)
+    fig.tight_layout()
+    out = _save(fig, Path(path))
+    plt.close(fig)
+    return out
+
+
+def surface(L: dict, path) -> Path:
+    plt = _plt()
+    fig = plt.figure(figsize=(5.5, 4.5))
+    ax = fig.add_subplot(projection="3d")
+    g = L["grid"]
+    gx, gy = np.meshgrid(g, g)
+    ax.plot_surface(gx, gy, L["energy_grid"] - L["energy_grid"].min(), cmap="viridis", linewidth=0)
+    ax.set_title(f"energy surface, K = {L['K']}", fontsize=9)
+    out = _save(fig, Path(path))
+    plt.close(fig)
+    return out
+
+
+def learned_vs_exact(cmp: dict, k: int, path) -> Path:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(4.8, 3.5))
+    ax.plot(cmp["radii"], cmp["learned"] - cmp["learned"].min(), "o-", label=f"learned, K = {k}")
+    ax.plot(cmp["radii"], cmp["exact"] - cmp["exact"].min(), "--", label=f"exact DenseAM, beta = {cmp['beta']:.0f}")
+    ax.set_xlabel("radius R")
+    ax.set_ylabel("-log p (shifted)")
+    ax.set_title(f"along the radius: correlation {cmp['correlation']:.3f}", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    out = _save(fig, Path(path))
+    plt.close(fig)
+    return out
