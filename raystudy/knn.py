@@ -105,10 +105,9 @@ def write_neighbors(cfg, study_dir, metric: str, cols: dict) -> None:
     table = tables.to_table("neighbors", {
         "K": cols["K"], "seed": cols["seed"], "sample_id": cols["sample_id"],
         "metric": np.full(len(order), metric),
-        "train_idx": tables.list_column(cols["train_idx"], tables.SCHEMAS["neighbors"].field("train_idx").type.value_type),
-        "train_dist": tables.list_column(cols["train_dist"], tables.SCHEMAS["neighbors"].field("train_dist").type.value_type),
-        "synth_idx": tables.list_column(cols["synth_idx"], tables.SCHEMAS["neighbors"].field("synth_idx").type.value_type),
-        "synth_dist": tables.list_column(cols["synth_dist"], tables.SCHEMAS["neighbors"].field("synth_dist").type.value_type),
+        # 2-D arrays become list columns of the schema's value type (tables.to_table).
+        "train_idx": cols["train_idx"], "train_dist": cols["train_dist"],
+        "synth_idx": cols["synth_idx"], "synth_dist": cols["synth_dist"],
     }, meta=tables.dumps_meta(study=cfg.study.name, metric=metric, k=cfg.knn.k))
     tables.write_part(study_dir, "neighbors", part_name(metric, int(cols["K"][0]), int(cols["seed"][0])), table)
 
