@@ -87,6 +87,7 @@ class KnnSection(_Section):
     faiss_threads: int = Field(1, ge=1)
     shard_size: int = Field(50_000, ge=1, description="reference rows per FAISS shard (top-k merged exactly)")
     weights_dir: Optional[str] = Field(None, description="folder holding torchvision backbone .pth files")
+    max_ram_gb: float = Field(4.0, gt=0, description="embeddings larger than this per actor spill to a disk memmap")
 
     @field_validator("metrics")
     @classmethod

@@ -8,6 +8,7 @@ ref set and builds its references once, then answers batch after batch.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -33,13 +34,39 @@ def read_samples(study_dir, k: int, seed: int, set_name: str) -> tuple[np.ndarra
     return t["sample_id"].to_numpy(), tables.list_to_numpy(t["image"]).reshape(-1, c, h, w).astype(np.float32)
 
 
+def embed_all(metric, images, chunk: int = 1024, max_ram_bytes: float = 4e9, spill_dir=None) -> np.ndarray:
+    """Embed ``images`` (an array, or anything indexable by positions such as ``LazyImages``)
+    chunk by chunk. Embeddings larger than ``max_ram_bytes`` (VGG at 32x32 is ~0.5 MB an image)
+    go to a disk-backed memmap, which the sharded search reads shard by shard."""
+    import tempfile
+
+    n = len(images)
+    first = metric.embed(np.asarray(images[np.arange(min(chunk, n))], dtype=np.float32))
+    if n <= chunk:
+        return first
+    d = first.shape[1]
+    if n * d * 4 > max_ram_bytes:
+        fd, path = tempfile.mkstemp(prefix="emb-", suffix=".f32", dir=spill_dir)
+        os.close(fd)
+        out = np.memmap(path, dtype=np.float32, mode="w+", shape=(n, d))
+        os.unlink(path)  # the mapping keeps the data; nothing is left behind on exit
+    else:
+        out = np.empty((n, d), dtype=np.float32)
+    out[:len(first)] = first
+    for s in range(len(first), n, chunk):
+        out[s:s + chunk] = metric.embed(np.asarray(images[np.arange(s, min(s + chunk, n))], dtype=np.float32))
+    return out
+
+
 class References:
     """One (K, seed, metric)'s embedded training set and ref set, built once."""
 
-    def __init__(self, metric, train_images, train_idx, ref_images, ref_ids, shard_size=None, threads=None):
+    def __init__(self, metric, train_images, train_idx, ref_images, ref_ids, shard_size=None, threads=None,
+                 max_ram_bytes: float = 4e9, spill_dir=None, chunk: int = 1024):
         self.metric, self.shard_size, self.threads = metric, shard_size, threads
-        self.train_emb, self.train_idx = metric.embed(train_images), np.asarray(train_idx)
-        self.ref_emb, self.ref_ids = metric.embed(ref_images), np.asarray(ref_ids)
+        self.train_emb = embed_all(metric, train_images, chunk, max_ram_bytes, spill_dir)
+        self.ref_emb = embed_all(metric, ref_images, chunk, max_ram_bytes, spill_dir)
+        self.train_idx, self.ref_ids = np.asarray(train_idx), np.asarray(ref_ids)
 
     def neighbors(self, query_images, k: int) -> dict[str, np.ndarray]:
         """Top-k training images (as dataset indices) and top-k ref samples, in the metric's units."""
@@ -52,12 +79,15 @@ class References:
 
 
 def build_references(cfg, study_dir, metric, k: int, seed: int, dataset) -> References:
-    from .data import training_set
+    from .data import subset_indices, training_images
 
-    train_idx, train_images = training_set(dataset, k, cfg.study.seed)
+    # The K-set is read chunk by chunk (rendered on demand for lazy datasets), never whole.
+    train_idx = subset_indices(len(dataset), k, cfg.study.seed)
     ref_ids, ref_images = read_samples(study_dir, k, seed, "ref")
-    return References(metric, train_images, train_idx, ref_images, ref_ids,
-                      cfg.knn.shard_size, cfg.knn.faiss_threads)
+    spill = Path(study_dir) / ".knn-spill"
+    spill.mkdir(exist_ok=True)
+    return References(metric, training_images(dataset, k, cfg.study.seed), train_idx, ref_images, ref_ids,
+                      cfg.knn.shard_size, cfg.knn.faiss_threads, cfg.knn.max_ram_gb * 1e9, spill)
 
 
 class KnnActor:

@@ -69,3 +69,20 @@ def test_oracles_training_images_memorized_held_out_not(digits):
     lab = label_samples(out["train_dist"][:, 0], np.full(len(held), 1.0), 0.1, 0.1)
     assert not (lab == "memorized").any()
     assert out["train_dist"][:, 0].min() > 0.1
+
+
+def test_embeddings_spilled_to_disk_search_the_same(tmp_path, digits):
+    from raystudy.data import LazyImages, subset_indices
+
+    idx = subset_indices(len(digits), 300, 0)
+    lazy = LazyImages(digits, idx)
+    queries = digits.get(np.arange(40)) + 0.01
+    ref = digits.get(np.arange(1000, 1050))
+    in_ram = References(PixelL2(), digits.get(idx), idx, ref, np.arange(50))
+    spilled = References(PixelL2(), lazy, idx, ref, np.arange(50), shard_size=64, max_ram_bytes=1000,
+                         spill_dir=tmp_path, chunk=64)
+    assert isinstance(spilled.train_emb, np.memmap) and not isinstance(in_ram.train_emb, np.memmap)
+    assert list(tmp_path.iterdir()) == []  # the spill file is unlinked once mapped
+    a, b = in_ram.neighbors(queries, 5), spilled.neighbors(queries, 5)
+    for c in a:
+        np.testing.assert_array_equal(a[c], b[c])
