@@ -31,18 +31,20 @@ def ratio_test(nn1, nn2, threshold: float = RATIO_THRESHOLD) -> tuple[np.ndarray
     return ratio, ratio < threshold
 
 
-def fractions(K, seed, metric, labels) -> dict[str, list]:
-    """One row per (K, seed, metric): n and the fraction of each label."""
+def fractions(K, seed, metric, labels, ratio_memorized=None) -> dict[str, list]:
+    """One row per (K, seed, metric): n, the fraction of each label, and of ratio-test copies."""
     import pandas as pd
 
-    df = pd.DataFrame({"K": K, "seed": seed, "metric": metric, "label": labels})
-    out = {c: [] for c in ("K", "seed", "metric", "n", *LABELS)}
+    rm = np.zeros(len(labels), bool) if ratio_memorized is None else np.asarray(ratio_memorized, bool)
+    df = pd.DataFrame({"K": K, "seed": seed, "metric": metric, "label": labels, "ratio_memorized": rm})
+    out = {c: [] for c in ("K", "seed", "metric", "n", *LABELS, "ratio_memorized")}
     for (k, s, m), g in df.groupby(["K", "seed", "metric"], sort=True):
         counts = g["label"].value_counts()
         out["K"].append(int(k)); out["seed"].append(int(s)); out["metric"].append(m)
         out["n"].append(len(g))
         for lab in LABELS:
             out[lab].append(float(counts.get(lab, 0)) / len(g))
+        out["ratio_memorized"].append(float(g["ratio_memorized"].mean()))
     return out
 
 
@@ -108,9 +110,10 @@ def run_classify(cfg, study_dir) -> bool:
                 _labels_for(cfg, study_dir, metric, k, seed)
                 changed = True
     if changed or not tables.has_part(study_dir, "fractions", "all"):
-        lab = tables.read_pandas(study_dir, "labels", columns=["K", "seed", "metric", "label"])
+        lab = tables.read_pandas(study_dir, "labels", columns=["K", "seed", "metric", "label", "ratio_memorized"])
         lab = lab[lab.K.isin(cfg.ks) & lab.seed.isin(cfg.seeds) & lab.metric.isin(cfg.knn.metrics)]
-        cols = fractions(lab.K.to_numpy(), lab.seed.to_numpy(), lab.metric.to_numpy(), lab.label.to_numpy())
+        cols = fractions(lab.K.to_numpy(), lab.seed.to_numpy(), lab.metric.to_numpy(), lab.label.to_numpy(),
+                         lab.ratio_memorized.to_numpy())
         tables.write_part(study_dir, "fractions", "all", tables.to_table(
             "fractions", cols, meta=tables.dumps_meta(study=cfg.study.name, classify_hash=h)))
         changed = True

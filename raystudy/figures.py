@@ -37,6 +37,9 @@ def transition_curve(fractions_df, path) -> Path:
             mean, lo, hi = g[lab].mean(), g[lab].min(), g[lab].max()
             ax.plot(mean.index, mean.values, "o-", color=color, label=lab)
             ax.fill_between(mean.index, lo.values, hi.values, color=color, alpha=0.15)
+        if "ratio_memorized" in df:
+            r = g["ratio_memorized"].mean()
+            ax.plot(r.index, r.values, "s--", color="tab:purple", alpha=0.8, label="ratio test < 1/3")
         ax.set_xscale("log")
         ax.set_ylim(-0.02, 1.02)
         ax.set_xlabel("training-set size K")

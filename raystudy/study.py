@@ -108,7 +108,7 @@ def fractions_text(study_dir) -> str:
     df = tables.read_pandas(study_dir, "fractions")
     if df.empty:
         return "(no fractions yet)"
-    g = df.groupby(["metric", "K"])[["n", "memorized", "spurious", "generalized"]].mean()
+    g = df.groupby(["metric", "K"])[["n", "memorized", "spurious", "generalized", "ratio_memorized"]].mean()
     return g.to_string(float_format=lambda v: f"{v:.3f}")
 
 

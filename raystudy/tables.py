@@ -47,6 +47,8 @@ SCHEMAS: dict[str, pa.Schema] = {
     "fractions": pa.schema([
         ("K", _I32), ("seed", _I32), ("metric", _STR), ("n", _I64),
         ("memorized", _F64), ("spurious", _F64), ("generalized", _F64),
+        # The ratio test's memorized fraction, beside the paper's rule.
+        ("ratio_memorized", _F64),
     ]),
     "basins": pa.schema([
         ("K", _I32), ("seed", _I32), ("sample_id", _I32), ("label", _STR),

@@ -50,8 +50,10 @@ def test_ratio_test_brute_force():
 def test_fractions_sum_to_one():
     labels = np.array(["memorized"] * 3 + ["spurious"] + ["generalized"] * 4 + ["memorized"] * 2)
     K = np.array([2] * 8 + [4] * 2)
-    out = fractions(K, np.zeros(10, int), np.array(["l2"] * 10), labels)
+    ratio_mem = np.array([True, True, False] + [False] * 5 + [True, False])
+    out = fractions(K, np.zeros(10, int), np.array(["l2"] * 10), labels, ratio_mem)
     assert out["K"] == [2, 4] and out["n"] == [8, 2]
+    assert out["ratio_memorized"] == [2 / 8, 0.5]
     assert out["memorized"] == [3 / 8, 1.0] and out["spurious"] == [1 / 8, 0.0]
 
 

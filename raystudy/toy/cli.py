@@ -9,6 +9,8 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
+
 from .study import ToyConfig
 
 
@@ -60,8 +62,10 @@ def main(argv=None) -> int:
     report = {}
     for L in lands:
         kinds = [x["kind"] for x in L["attractors"] if x["size"] > 1]
-        print(f"K={L['K']}: {len(kinds)} attractors with >1 sample, {kinds.count('spurious')} spurious")
-        report[str(L["K"])] = L["attractors"]
+        e_train = float(np.mean(L["energy_train"]))
+        print(f"K={L['K']}: {len(kinds)} attractors with >1 sample, {kinds.count('spurious')} spurious; "
+              f"mean -log p at the training points {e_train:.2f}")
+        report[str(L["K"])] = {"attractors": L["attractors"], "mean_energy_at_training_points": e_train}
     fig_dir = Path(out) / "figures"
     figures.landscapes(lands, fig_dir / "landscapes.png")
     figures.surface(lands[-1], fig_dir / "surface3d.png")

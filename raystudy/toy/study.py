@@ -166,7 +166,8 @@ def run_toy(cfg: ToyConfig, out, echo=print) -> Path:
     lab = tables.read_pandas(out, "labels")
     lab = lab[lab.K.isin(cfg.all_ks) & (lab.seed == cfg.seed)]
     tables.write_part(out, "fractions", "all", tables.to_table(
-        "fractions", fractions(lab.K.to_numpy(), lab.seed.to_numpy(), lab.metric.to_numpy(), lab.label.to_numpy())))
+        "fractions", fractions(lab.K.to_numpy(), lab.seed.to_numpy(), lab.metric.to_numpy(), lab.label.to_numpy(),
+                               lab.ratio_memorized.to_numpy())))
     return out
 
 
