@@ -8,7 +8,9 @@ import torch
 
 from raystudy import tables
 from raystudy.toy import circle, dense_am
-from raystudy.toy.study import ToyConfig, attractors, energy_vs_dense_am, load_samples, run_toy, score_for
+from raystudy.empirical import ve_log_density
+from raystudy.toy.study import (ToyConfig, attractors, chance_memorized, energy_vs_dense_am, load_samples,
+                                run_toy, score_for)
 
 
 @pytest.mark.parametrize("beta", [0.5, 5.0, 50.0, 1e4])
@@ -50,6 +52,31 @@ def test_probability_flow_energy_is_exact_for_a_single_point():
     np.testing.assert_allclose(circle.neg_log_density(score, x, t0), exact, rtol=1e-3, atol=1e-3)
 
 
+def test_probability_flow_energy_of_the_memorizer_matches_its_log_density():
+    # Nine points on the circle: p_t is a Gaussian mixture, known in closed form at every t,
+    # so with the true p_1 as the ODE's end condition the only error left is the solver's.
+    th = np.linspace(0, 2 * np.pi, 9, endpoint=False) + 0.3
+    train = torch.tensor(np.stack([np.cos(th), np.sin(th)], 1), dtype=torch.float32)
+    score = circle.empirical_score(train)
+    x = np.array([[1.0, 0.3], [0.0, 0.0], [0.7, -0.8], [-1.2, 0.1], [0.95, 0.29]])
+    t0 = 1e-2
+    p1 = lambda y: ve_log_density(torch.as_tensor(y), 1.0, train.double()).numpy()
+    ode = circle.neg_log_density(score, x, t0, log_prior=p1)
+    exact = -ve_log_density(torch.as_tensor(x), float(circle.sigma(t0)), train.double()).numpy()
+    np.testing.assert_allclose(ode, exact, rtol=2e-3, atol=2e-3)
+
+
+def test_chance_memorized_matches_monte_carlo():
+    rng = np.random.default_rng(1)
+    for k, delta in ((1, 0.02), (9, 0.1), (60, 0.05)):
+        th = rng.uniform(0, 2 * np.pi, k)
+        train = np.stack([np.cos(th), np.sin(th)], 1)
+        ph = rng.uniform(0, 2 * np.pi, 100_000)
+        q = np.stack([np.cos(ph), np.sin(ph)], 1)
+        mc = (np.sqrt(((q[:, None] - train[None]) ** 2).sum(-1)).min(1) <= delta).mean()
+        assert chance_memorized(train, delta) == pytest.approx(mc, abs=0.005)
+
+
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory):
     cfg = ToyConfig(ks=(2, 9, 1000), sweep=(2, 9), n_samples=200)
@@ -69,6 +96,22 @@ def test_circle_study_writes_the_image_study_tables(toy):
     assert said == [f"[circle] K={k}: complete, skipped" for k in cfg.all_ks]
 
 
+def test_rerun_relabels_with_new_thresholds_and_refuses_other_training(toy, tmp_path):
+    import shutil
+    from dataclasses import replace
+
+    cfg, out = toy
+    copy = tmp_path / "toy"
+    shutil.copytree(out, copy)
+    samples_before = pd.read_parquet(copy / "tables" / "samples")
+    run_toy(replace(cfg, delta_m=1e-9, delta_s=1e-9), copy, echo=lambda s: None)
+    fr = pd.read_parquet(copy / "tables" / "fractions")
+    assert (fr.generalized == 1.0).all() and (fr.memorized == 0.0).all()
+    pd.testing.assert_frame_equal(pd.read_parquet(copy / "tables" / "samples"), samples_before)
+    with pytest.raises(ValueError, match="steps"):
+        run_toy(replace(cfg, steps=cfg.steps + 1), copy, echo=lambda s: None)
+
+
 def test_k2_memorizes(toy):
     cfg, out = toy
     fr = pd.read_parquet(out / "tables" / "fractions").set_index("K")
@@ -76,6 +119,11 @@ def test_k2_memorizes(toy):
 
 
 def test_k9_has_spurious_attractors_and_the_labels_say_so(toy):
+    # The trained MLP, not the exact memorizer: the memorizer at t_min returns only training
+    # points, and spurious states are the network's interpolation between neighbours. Seeds
+    # are fixed (seed 0, 10k steps). Three training points lie close together on the arc,
+    # (-0.99, -0.16), (-0.90, -0.43), (-0.69, -0.73); the network merges their basins into one
+    # valley, and clusters of samples stop between them, 0.05-0.08 from any training point.
     cfg, out = toy
     ds = circle.circle_dataset(cfg.seed)
     from raystudy.data import subset_indices
@@ -104,3 +152,26 @@ def test_k1000_learned_energy_matches_dense_am(toy):
     assert cmp["correlation_core"] > 0.9, cmp
     assert cmp["correlation"] > 0.75, cmp
     assert abs(cmp["radii"][np.argmin(cmp["learned"])] - 1.0) <= 0.1
+
+
+def test_cli_writes_tables_and_figures(tmp_path, capsys):
+    from raystudy.toy.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0
+    helptext = capsys.readouterr().out
+    for opt in ("--out", "--ks", "--sweep", "--steps", "--n-samples", "--seed", "--delta-m", "--delta-s",
+                "--cluster-threshold", "--quick"):
+        assert opt in helptext
+    # The exact memorizer needs no training, so the whole pipeline runs in seconds.
+    out = tmp_path / "toy"
+    assert main(["--out", str(out), "--model", "empirical", "--ks", "2,9", "--sweep", "2,4",
+                 "--n-samples", "40"]) == 0
+    said = capsys.readouterr().out
+    assert "chance_memorized" in said and "correlation" in said
+    fr = pd.read_parquet(out / "tables" / "fractions")
+    assert sorted(fr.K) == [2, 4, 9] and (fr.loc[fr.K == 2, "memorized"] == 1.0).all()
+    for f in ("landscapes", "surface3d", "learned_vs_exact", "transition", "memorized_vs_chance"):
+        assert (out / "figures" / f"{f}.png").stat().st_size > 0
+    assert (out / "attractors.json").exists()

@@ -28,19 +28,24 @@ def _parser() -> argparse.ArgumentParser:
         "Euler-Maruyama samples, memorized/spurious/generalized labels in the usual tables, "
         "attractors with their energies (probability-flow ODE, exact divergence), and the exact "
         "DenseAM energy at large K. Re-running with the same --out skips finished K values."))
-    p.add_argument("--out", default="studies/toy", help="output folder: tables/, models/, figures/, attractors.json")
-    p.add_argument("--ks", type=_ints, default=d.ks, help="K values whose energy landscapes are drawn (default 2,9,1000)")
-    p.add_argument("--sweep", type=_ints, default=d.sweep, help="K values of the transition curve (default 2,4,9,16,32,64)")
-    p.add_argument("--steps", type=int, default=d.steps, help="training steps per K (batch 512)")
-    p.add_argument("--n-samples", type=int, default=d.n_samples, help="samples per set (eval and ref) per K")
-    p.add_argument("--seed", type=int, default=d.seed, help="seeds the circle, the K-subsets, training and sampling")
+    p.add_argument("--out", default="studies/toy", help="output folder: tables/ (runs, samples, neighbors, labels, fractions), models/ "
+                        "(EMA checkpoints), figures/, attractors.json (default %(default)s)")
+    p.add_argument("--ks", type=_ints, default=d.ks, help="K values whose energy landscapes are drawn (default 2,9,1000); the last one is also "
+                        "compared with the exact DenseAM energy")
+    p.add_argument("--sweep", type=_ints, default=d.sweep, help="K values of the transition curve (default 2,4,9,16,32,100,1000); every K in --ks "
+                        "is run too")
+    p.add_argument("--steps", type=int, default=d.steps, help=f"training steps per K (batch {d.batch}, Adam, EMA 0.999; default %(default)s)")
+    p.add_argument("--n-samples", type=int, default=d.n_samples, help="samples per set (eval and ref) per K (default %(default)s)")
+    p.add_argument("--seed", type=int, default=d.seed, help="seeds the circle, the K-subsets, training and sampling (default %(default)s)")
     p.add_argument("--model", choices=["mlp", "empirical"], default=d.model,
-                   help="mlp: trained score network; empirical: the exact memorizer of the K points")
-    p.add_argument("--delta-m", type=float, default=d.delta_m, help="memorized if the nearest training point is this close")
-    p.add_argument("--delta-s", type=float, default=d.delta_s, help="spurious if not memorized and a ref sample is this close")
+                   help="mlp: trained score network; empirical: the exact memorizer of the K points (default %(default)s)")
+    p.add_argument("--delta-m", type=float, default=d.delta_m, help="memorized if the nearest training point is this close, Euclidean (default %(default)s); "
+                        "changing it on a finished --out only relabels")
+    p.add_argument("--delta-s", type=float, default=d.delta_s, help="spurious if not memorized and the nearest sample of the independent ref set is this "
+                        "close (default %(default)s)")
     p.add_argument("--cluster-threshold", type=float, default=d.cluster_threshold,
-                   help="single-linkage distance that joins samples into one attractor")
-    p.add_argument("--quick", action="store_true", help="a smoke run: 2000 steps, 100 samples, K in 2,9")
+                   help="single-linkage distance that joins samples into one attractor (agglomerative clustering; default %(default)s)")
+    p.add_argument("--quick", action="store_true", help="a smoke run: 2000 steps, 100 samples, --ks 2,9 and --sweep 2,9 (overrides those options)")
     return p
 
 
@@ -52,12 +57,20 @@ def main(argv=None) -> int:
         cfg = replace(cfg, ks=(2, 9), sweep=(2, 9), steps=2000, n_samples=100)
     from .. import tables
     from . import figures
-    from .study import energy_vs_dense_am, landscape, run_toy
+    from .study import chance_memorized, energy_vs_dense_am, landscape, run_toy, train_points
 
-    out = run_toy(cfg, a.out)
-    fr = tables.read_pandas(out, "fractions").set_index("K")[["n", "memorized", "spurious", "generalized"]]
-    print("fractions per K (l2 = Euclidean distance in the plane):")
+    try:
+        out = run_toy(cfg, a.out)
+    except ValueError as e:
+        print(f"raystudy toy: {e}", file=sys.stderr)
+        return 2
+    fr = tables.read_pandas(out, "fractions").set_index("K")[
+        ["n", "memorized", "spurious", "generalized", "ratio_memorized"]]
+    fr["chance_memorized"] = [chance_memorized(train_points(cfg, k), cfg.delta_m) for k in fr.index]
+    print(f"fractions per K (l2 = Euclidean distance in the plane, delta_m={cfg.delta_m}, delta_s={cfg.delta_s}):")
     print(fr.to_string(float_format=lambda v: f"{v:.3f}"))
+    print("chance_memorized: what a model that learned the whole circle would be labelled memorized, "
+          "because training points lie within delta_m of so much of it")
     lands = [landscape(cfg, out, k) for k in cfg.ks]
     report = {}
     for L in lands:
@@ -76,6 +89,10 @@ def main(argv=None) -> int:
     from ..figures import transition_curve
 
     transition_curve(tables.read_pandas(out, "fractions"), fig_dir / "transition.png")
+    figures.memorized_vs_chance(tables.read_pandas(out, "fractions"), fr["chance_memorized"].to_dict(),
+                                fig_dir / "memorized_vs_chance.png")
+    report["fractions"] = fr.reset_index().to_dict(orient="records")
+    report["dense_am_beta"] = cmp["beta"]
     report["dense_am_correlation"] = {"R 0.5-1.5": cmp["correlation"], "R 0.7-1.3": cmp["correlation_core"]}
     tmp = Path(out) / ".attractors.json.tmp"
     tmp.write_text(json.dumps(report, indent=1))

@@ -24,7 +24,10 @@ def landscapes(lands: list[dict], path) -> Path:
     fig, axes = plt.subplots(1, len(lands), figsize=(4.2 * len(lands), 4), squeeze=False)
     for ax, L in zip(axes[0], lands):
         g, E = L["grid"], L["energy_grid"]
-        cs = ax.contourf(g, g, E - E.min(), levels=30, cmap="viridis")
+        # Levels stop at the 90th percentile: the far corners are tens of nats up and would
+        # otherwise flatten the basins, which are what the figure is about.
+        top = float(np.percentile(E - E.min(), 90))
+        cs = ax.contourf(g, g, E - E.min(), levels=np.linspace(0, top, 30), cmap="viridis", extend="max")
         step = max(1, len(g) // 14)
         S = L["score_grid"]
         norm = np.linalg.norm(S, axis=-1, keepdims=True) + 1e-12
@@ -68,6 +71,29 @@ def learned_vs_exact(cmp: dict, k: int, path) -> Path:
     ax.set_ylabel("-log p (shifted)")
     ax.set_title(f"along the radius: correlation {cmp['correlation']:.3f}", fontsize=9)
     ax.legend(fontsize=7)
+    fig.tight_layout()
+    out = _save(fig, Path(path))
+    plt.close(fig)
+    return out
+
+
+def memorized_vs_chance(fractions_df, chance: dict, path) -> Path:
+    """The memorized fraction beside what a model that had learned the whole circle would get
+    (``chance``: K -> study.chance_memorized): where the two meet, the Euclidean threshold no
+    longer separates copies from new points, and the ratio test is the better guide."""
+    plt = _plt()
+    df = fractions_df[fractions_df.metric == "l2"].groupby("K").mean(numeric_only=True)
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    ax.plot(df.index, df["memorized"], "o-", color="tab:red", label="memorized (d_train <= delta_m)")
+    ax.plot(df.index, df["ratio_memorized"], "s--", color="tab:purple", label="ratio test < 1/3")
+    ks = sorted(chance)
+    ax.plot(ks, [chance[k] for k in ks], "k:", label="chance: the whole circle, labelled")
+    ax.set_xscale("log")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("training-set size K")
+    ax.set_ylabel("fraction of samples")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
     fig.tight_layout()
     out = _save(fig, Path(path))
     plt.close(fig)

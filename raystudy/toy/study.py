@@ -26,10 +26,11 @@ K_NEIGHBORS = 5
 @dataclass(frozen=True)
 class ToyConfig:
     ks: tuple[int, ...] = (2, 9, 1000)          # the K values whose landscapes are drawn
-    # The transition curve's K values. A Euclidean threshold cannot tell a copy from a new
-    # point once training points are closer than ~delta_m (K >~ 2 pi / delta_m), so the sweep
-    # stops at 64; at K = 1000 the comparison with the exact DenseAM energy does that job.
-    sweep: tuple[int, ...] = (2, 4, 9, 16, 32, 64)
+    # The transition curve's K values. Once training points are closer than ~2 delta_m
+    # (K >~ pi / delta_m) a Euclidean threshold cannot tell a copy from a new point on the
+    # circle: `chance_memorized` says how much "memorized" a perfect generalizer would get,
+    # and at K = 1000 the comparison with the exact DenseAM energy is the real test.
+    sweep: tuple[int, ...] = (2, 4, 9, 16, 32, 100, 1000)
     seed: int = 0
     model: str = "mlp"                          # "mlp" (trained) or "empirical" (exact memorizer)
     steps: int = 10000
@@ -53,6 +54,10 @@ class ToyConfig:
 
 def _part(k: int, seed: int) -> str:
     return f"K{k}-s{seed}"
+
+
+# What a stored K was made with; thresholds are not here because labels are recomputed.
+_MADE_WITH = ("seed", "model", "steps", "batch", "n_samples", "sampler_steps", "t_min", "sigma_max")
 
 
 def _model_path(out: Path, k: int, seed: int) -> Path:
@@ -92,8 +97,14 @@ def _pad(a: np.ndarray, k: int, fill) -> np.ndarray:
     return np.pad(a, ((0, 0), (0, k - a.shape[1])), constant_values=fill) if a.shape[1] < k else a
 
 
+def train_points(cfg: ToyConfig, k: int, dataset=None) -> np.ndarray:
+    """The size-K training set (K, 2) float32: the first K of the seeded permutation."""
+    dataset = circle.circle_dataset(cfg.seed) if dataset is None else dataset
+    return dataset.get(subset_indices(len(dataset), k, cfg.seed)).reshape(k, 2)
+
+
 def run_k(cfg: ToyConfig, out: Path, dataset, k: int) -> dict:
-    """Train, sample, search and label one K; writes its parts. Returns the run record."""
+    """Train, sample and search one K; writes its samples and neighbors. Returns the run record."""
     train_idx = subset_indices(len(dataset), k, cfg.seed)
     train_pts = dataset.get(train_idx).reshape(k, 2)
     score, run = score_for(cfg, out, k, train_pts)
@@ -115,13 +126,34 @@ def run_k(cfg: ToyConfig, out: Path, dataset, k: int) -> dict:
     tables.write_part(out, "neighbors", f"l2-{_part(k, cfg.seed)}", tables.to_table("neighbors", {
         **cols, "metric": ["l2"] * n, "train_idx": i_t, "train_dist": d_t, "synth_idx": i_s, "synth_dist": d_s,
     }, meta))
+    return {"K": k, "seed": cfg.seed, **run}
+
+
+def label_k(cfg: ToyConfig, out: Path, k: int) -> None:
+    """Labels from the stored distances, so a re-run with new thresholds relabels without sampling."""
+    nb = tables.read_pandas(out, "neighbors")
+    nb = nb[(nb.K == k) & (nb.seed == cfg.seed) & (nb.metric == "l2")].sort_values("sample_id")
+    n = len(nb)
+    d_t, d_s = np.stack(nb.train_dist.to_numpy()), np.stack(nb.synth_dist.to_numpy())
     labels = label_samples(d_t[:, 0], d_s[:, 0], cfg.delta_m, cfg.delta_s)
     ratio, ratio_mem = ratio_test(d_t[:, 0], d_t[:, 1]) if k >= 2 else (np.full(n, np.nan), np.zeros(n, bool))
+    meta = tables.dumps_meta(study="circle", config=asdict(cfg))
     tables.write_part(out, "labels", f"l2-{_part(k, cfg.seed)}", tables.to_table("labels", {
-        **cols, "metric": ["l2"] * n, "d_train": d_t[:, 0], "d_synth": d_s[:, 0], "label": labels,
+        "K": np.full(n, k), "seed": np.full(n, cfg.seed), "sample_id": nb.sample_id.to_numpy(),
+        "metric": ["l2"] * n, "d_train": d_t[:, 0], "d_synth": d_s[:, 0], "label": labels,
         "ratio": ratio, "ratio_memorized": ratio_mem, "manifold_error": [None] * n,
     }, meta))
-    return {"K": k, "seed": cfg.seed, **run}
+
+
+def chance_memorized(train_pts: np.ndarray, delta_m: float) -> float:
+    """The fraction of the unit circle within delta_m (chord) of a training point: what a model
+    that had learned the whole circle would have labelled "memorized". Exact: arcs of half-angle
+    2 arcsin(delta_m / 2) around each point, overlaps counted once."""
+    if delta_m >= 2:
+        return 1.0
+    th = np.sort(np.mod(np.arctan2(train_pts[:, 1], train_pts[:, 0]), 2 * np.pi))
+    gaps = np.diff(np.append(th, th[0] + 2 * np.pi))
+    return float(np.minimum(gaps, 4 * np.arcsin(delta_m / 2)).sum() / (2 * np.pi))
 
 
 def attractors(cfg: ToyConfig, samples: np.ndarray, train_pts: np.ndarray) -> list[dict]:
@@ -149,17 +181,24 @@ def run_toy(cfg: ToyConfig, out, echo=print) -> Path:
     dataset = circle.circle_dataset(cfg.seed)
     runs_file = out / "models" / "runs.json"
     runs = json.loads(runs_file.read_text()) if runs_file.exists() else {}
+    made_with = {f: getattr(cfg, f) for f in _MADE_WITH}
+    old = runs.setdefault("_made_with", made_with)
+    if old != made_with:
+        diff = {f: (old.get(f), made_with[f]) for f in made_with if old.get(f) != made_with[f]}
+        raise ValueError(f"{out} holds a circle study made with other settings (stored, asked): {diff}; "
+                         "use another --out")
     for k in cfg.all_ks:
-        if str(k) in runs and tables.has_part(out, "labels", f"l2-{_part(k, cfg.seed)}"):
+        if str(k) in runs and tables.has_part(out, "neighbors", f"l2-{_part(k, cfg.seed)}"):
             echo(f"[circle] K={k}: complete, skipped")
-            continue
-        t0 = time.time()
-        runs[str(k)] = run_k(cfg, out, dataset, k)
-        runs_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = runs_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(runs, indent=1))
-        os.replace(tmp, runs_file)
-        echo(f"[circle] K={k}: done in {time.time() - t0:.1f} s")
+        else:
+            t0 = time.time()
+            runs[str(k)] = run_k(cfg, out, dataset, k)
+            runs_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = runs_file.with_suffix(".tmp")
+            tmp.write_text(json.dumps(runs, indent=1))
+            os.replace(tmp, runs_file)
+            echo(f"[circle] K={k}: done in {time.time() - t0:.1f} s")
+        label_k(cfg, out, k)
     recs = [runs[str(k)] for k in cfg.all_ks]
     tables.write_part(out, "runs", "all", tables.to_table(
         "runs", {c: [r[c] for r in recs] for c in tables.SCHEMAS["runs"].names}))
@@ -180,8 +219,7 @@ def load_samples(out, k: int, seed: int, set_name: str = "eval") -> np.ndarray:
 def landscape(cfg: ToyConfig, out, k: int) -> dict:
     """Energies (-log p_{t0} by the probability-flow ODE) of K's model on a grid, at the
     training points and at the attractors of its samples."""
-    dataset = circle.circle_dataset(cfg.seed)
-    train_pts = dataset.get(subset_indices(len(dataset), k, cfg.seed)).reshape(k, 2).astype(np.float64)
+    train_pts = train_points(cfg, k).astype(np.float64)
     score, _ = score_for(cfg, Path(out), k, train_pts.astype(np.float32))
     samples = load_samples(out, k, cfg.seed)
     att = attractors(cfg, samples, train_pts)
