@@ -18,6 +18,7 @@ $(STAMP): pyproject.toml constraints.txt
 
 demo: install
 	$(VENV)/bin/raystudy run configs/demo.yaml --study $(STUDY)
+	$(VENV)/bin/raystudy report $(STUDY)
 
 test: install
 	$(PY) -m pytest -q tests

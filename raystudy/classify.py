@@ -24,11 +24,18 @@ def label_samples(d_train, d_synth, delta_m: float, delta_s: float) -> np.ndarra
 
 
 def ratio_test(nn1, nn2, threshold: float = RATIO_THRESHOLD) -> tuple[np.ndarray, np.ndarray]:
-    """||x - NN1|| / ||x - NN2|| and whether it is below ``threshold`` (Carlini et al. 2023)."""
+    """||x - NN1|| / ||x - NN2|| and whether it is below ``threshold`` (Carlini et al. 2023).
+
+    A missing second neighbour (K = 1: stored as distance inf, or NaN) has no ratio:
+    the ratio is NaN and the sample is not ratio-memorized. An exact duplicate of two
+    identical training images (nn1 = nn2 = 0) keeps ratio 0, a copy; nn2 = 0 < nn1
+    (impossible for sorted neighbours) gives inf.
+    """
     nn1, nn2 = np.asarray(nn1, float), np.asarray(nn2, float)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(nn2 > 0, nn1 / nn2, np.where(nn1 > 0, np.inf, 0.0))
-    return ratio, ratio < threshold
+    ratio = np.where(np.isfinite(nn2) & ~np.isnan(nn1), ratio, np.nan)
+    return ratio, ratio < threshold  # NaN < threshold is False
 
 
 def fractions(K, seed, metric, labels, ratio_memorized=None) -> dict[str, list]:
@@ -48,73 +55,50 @@ def fractions(K, seed, metric, labels, ratio_memorized=None) -> dict[str, list]:
     return out
 
 
-# -- the stage: neighbors -> labels (one part per metric, K, seed) -> fractions
+# -- the stage: neighbors -> labels and fractions, one part each per (metric, K, seed)
 
-def _labels_for(cfg, study_dir, metric: str, k: int, seed: int):
+def _neighbors(study_dir, metric: str, k: int, seed: int):
     import pyarrow.compute as pc
 
     from . import tables
-    from .knn import part_name
 
-    def nb(m):
-        t = tables.read(study_dir, "neighbors", filters=(pc.field("metric") == m) & (pc.field("K") == k)
-                        & (pc.field("seed") == seed))
-        return t.sort_by("sample_id")
+    t = tables.read(study_dir, "neighbors", filters=(pc.field("metric") == metric) & (pc.field("K") == k)
+                    & (pc.field("seed") == seed))
+    return t.sort_by("sample_id")
 
-    t = nb(metric)
+
+def classify_unit(stage, cfg, study_dir, unit) -> None:
+    from . import tables
+
+    metric, k, seed = unit
+    t = _neighbors(study_dir, metric, k, seed)
     train = tables.list_to_numpy(t["train_dist"])
-    synth = tables.list_to_numpy(t["synth_dist"])
-    d_train, d_synth = train[:, 0], synth[:, 0]
+    d_train, d_synth = train[:, 0], tables.list_to_numpy(t["synth_dist"])[:, 0]
     labels = label_samples(d_train, d_synth, cfg.classify.delta_m[metric], cfg.classify.delta_s[metric])
-    # The ratio test is defined on per-pixel L2 to the training set, whatever metric labels the row.
-    l2 = train if metric == "l2" else tables.list_to_numpy(nb("l2")["train_dist"])
-    if l2.shape[1] >= 2 and len(l2) == len(t):
-        ratio, ratio_mem = ratio_test(l2[:, 0], l2[:, 1])
-    else:  # K = 1 has no second neighbour
-        ratio, ratio_mem = np.full(len(t), np.nan), np.zeros(len(t), dtype=bool)
-    manifold = _manifold_error(cfg, study_dir, k, seed, len(t))
+    # The ratio test is defined on per-pixel L2 to the training set, whatever metric labels the row;
+    # a missing second neighbour (K = 1) is stored as inf, which ratio_test turns into "undefined".
+    l2 = train if metric == "l2" else tables.list_to_numpy(_neighbors(study_dir, "l2", k, seed)["train_dist"])
+    ratio, ratio_mem = ratio_test(l2[:, 0], l2[:, 1])
     n = len(t)
-    table = tables.to_table("labels", {
+    manifold = _manifold_error(cfg, study_dir, k, seed) if cfg.data.name == "manifold" else [None] * n
+    meta = stage.meta(cfg, unit)
+    tables.write_part(study_dir, "labels", stage.part(unit), tables.to_table("labels", {
         "K": np.full(n, k), "seed": np.full(n, seed), "sample_id": t["sample_id"].to_numpy(),
         "metric": np.full(n, metric), "d_train": d_train, "d_synth": d_synth, "label": labels,
         "ratio": ratio, "ratio_memorized": ratio_mem, "manifold_error": manifold,
-    }, meta=tables.dumps_meta(study=cfg.study.name, classify_hash=cfg.section_hash("classify")))
-    tables.write_part(study_dir, "labels", part_name(metric, k, seed), table)
+    }, meta))
+    tables.write_part(study_dir, "fractions", stage.part(unit), tables.to_table(
+        "fractions", fractions(np.full(n, k), np.full(n, seed), np.full(n, metric), labels, ratio_mem), meta))
 
 
-def _manifold_error(cfg, study_dir, k, seed, n):
-    if cfg.data.name != "manifold":
-        return [None] * n
-    from .knn import read_samples
+def _manifold_error(cfg, study_dir, k, seed):
+    from .generate import read_samples
     from .manifold import manifold_error
 
     _, images = read_samples(study_dir, k, seed, "eval")
     return manifold_error(images)
 
 
-def run_classify(cfg, study_dir) -> bool:
-    """Label every (metric, K, seed) whose labels are missing or used other thresholds;
-    rewrite ``fractions`` when any label changed. Returns whether anything was written."""
-    from . import tables
-    from .knn import part_name
-
-    h = cfg.section_hash("classify")
-    changed = False
-    for metric in cfg.knn.metrics:
-        for k in cfg.ks:
-            for seed in cfg.seeds:
-                part = part_name(metric, k, seed)
-                if tables.has_part(study_dir, "labels", part) and \
-                        tables.part_meta(study_dir, "labels", part).get("classify_hash") == h:
-                    continue
-                _labels_for(cfg, study_dir, metric, k, seed)
-                changed = True
-    if changed or not tables.has_part(study_dir, "fractions", "all"):
-        lab = tables.read_pandas(study_dir, "labels", columns=["K", "seed", "metric", "label", "ratio_memorized"])
-        lab = lab[lab.K.isin(cfg.ks) & lab.seed.isin(cfg.seeds) & lab.metric.isin(cfg.knn.metrics)]
-        cols = fractions(lab.K.to_numpy(), lab.seed.to_numpy(), lab.metric.to_numpy(), lab.label.to_numpy(),
-                         lab.ratio_memorized.to_numpy())
-        tables.write_part(study_dir, "fractions", "all", tables.to_table(
-            "fractions", cols, meta=tables.dumps_meta(study=cfg.study.name, classify_hash=h)))
-        changed = True
-    return changed
+def run_classify(stage, cfg, study_dir, todo) -> None:
+    for unit in todo:
+        classify_unit(stage, cfg, study_dir, unit)

@@ -1,4 +1,7 @@
-"""`raystudy ...`: parses arguments and calls the package, nothing more."""
+"""`raystudy ...`: parses arguments and calls the package, nothing more.
+
+Everything a user can get wrong raises ``errors.UserError``, printed here as one line
+(exit 2); anything else is a bug and keeps its traceback."""
 
 from __future__ import annotations
 
@@ -7,8 +10,10 @@ import logging
 import sys
 
 RUN_HELP = """Run every stage of a study (train -> generate -> knn -> classify -> figures).
-A stage whose output is complete is skipped, so running the same command again
-after an interruption resumes where it stopped, and a finished study does nothing."""
+A stage does only what is missing or stale: every output part remembers the config
+values it was made with, so running the same command again after an interruption
+resumes where it stopped, a finished study does nothing, and a changed setting
+recomputes exactly what depends on it (or, for training settings, is refused)."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -18,19 +23,49 @@ def _parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run a study from a YAML config", description=RUN_HELP,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     r.add_argument("config", help="YAML config (see configs/); sections study, data, ks, seeds, model, train, "
-                   "generate, knn, classify, ray")
+                   "generate, knn, classify, basins, energy, ray")
     r.add_argument("--study", required=True, metavar="DIR",
                    help="study directory: config.yaml, models/, tables/<name>/*.parquet and figures/ land here")
     r.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", dest="overrides",
                    help="override one config value (YAML syntax), e.g. --set train.images=25600 "
                         "--set 'ks=[2,16]'; repeatable")
     r.add_argument("--dry-run", action="store_true",
-                   help="print the resolved config and what each stage would do, then exit")
+                   help="print the resolved config and, per stage, what it reads and writes and how many "
+                        "parts are missing or stale (and which key changed), then exit")
+    r.add_argument("--only", metavar="STAGE", default=None,
+                   help="run one stage alone (train, generate, knn, classify, figures, ...), e.g. --only knn "
+                        "after adding a metric")
     r.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
-    s = sub.add_parser("show", help="print a finished study's fractions table")
+    s = sub.add_parser("show", help="print a study's fractions table")
     s.add_argument("study", metavar="DIR", help="study directory")
     sub.add_parser("toy", help="the 2-D circle study (run `raystudy toy --help`)", add_help=False)
+    sub.add_parser("report", help="figures and an HTML report from study tables (`raystudy report --help`)",
+                   add_help=False)
     return p
+
+
+def run_command(config, study: str, overrides, dry_run: bool = False, only=None, verbose: bool = False) -> int:
+    """Load (a path or a dict), run, and turn a UserError into one line and exit code 2."""
+    from .errors import UserError
+
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s")
+    try:
+        from .config import from_dict, load
+        from .study import run
+
+        cfg = from_dict(config, overrides) if isinstance(config, dict) else load(config, overrides)
+        if only is not None:
+            from .study import STAGES
+
+            if only not in STAGES:
+                from .errors import ConfigError
+
+                raise ConfigError(f"--only: unknown stage {only!r}; stages: {', '.join(STAGES)}")
+        run(cfg, study, dry_run=dry_run, only=only)
+    except UserError as e:
+        print(f"raystudy: error: {e}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def main(argv=None) -> int:
@@ -39,23 +74,22 @@ def main(argv=None) -> int:
         from .toy.cli import main as toy_main
 
         return toy_main(argv[1:]) or 0
-    args = _parser().parse_args(argv)
-    from .config import ConfigError, load
-    from .data import DataError
-    from .model import CheckpointError
-    from .study import StudyError, fractions_text, run
+    if argv[:1] == ["report"]:
+        from .analysis.report import main as report_main
 
-    try:
-        if args.command == "show":
+        return report_main(argv[1:]) or 0
+    args = _parser().parse_args(argv)
+    if args.command == "show":
+        from .errors import UserError
+        from .study import fractions_text
+
+        try:
             print(fractions_text(args.study))
-            return 0
-        logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
-        cfg = load(args.config, args.overrides)
-        run(cfg, args.study, dry_run=args.dry_run)
-    except (ConfigError, DataError, StudyError, CheckpointError, FileNotFoundError) as e:
-        print(f"raystudy: error: {e}", file=sys.stderr)
-        return 2
-    return 0
+        except UserError as e:
+            print(f"raystudy: error: {e}", file=sys.stderr)
+            return 2
+        return 0
+    return run_command(args.config, args.study, args.overrides, args.dry_run, args.only, args.verbose)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,6 @@ submitting a cluster job should learn what is wrong before anything starts.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any, Literal, Optional
@@ -14,9 +13,9 @@ from typing import Any, Literal, Optional
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .errors import ConfigError
 
-class ConfigError(ValueError):
-    """A config problem, phrased as one line naming the key."""
+__all__ = ["ConfigError", "StudyConfig", "from_dict", "load", "save"]
 
 
 class _Section(BaseModel):
@@ -29,22 +28,29 @@ class StudySection(_Section):
 
 
 class DataSection(_Section):
-    name: Literal["digits", "cifar10", "mnist", "fashion-mnist", "folder", "array", "manifold"] = "digits"
+    name: Literal["digits", "cifar10", "mnist", "fashion-mnist", "folder", "array", "manifold", "circle"] = "digits"
     path: Optional[str] = Field(None, description="local path for datasets that are not embedded")
     image_size: Optional[int] = Field(None, ge=4, description="resize images to this side (None: keep)")
     grayscale: bool = False
     limit: Optional[int] = Field(None, ge=1, description="use only the first `limit` images of the dataset")
-    # `manifold` only: how many images the generator exposes (rendered on demand).
+    # `manifold` / `circle` only: how many images (points) the generator exposes.
     size: int = Field(100_000, ge=1)
 
 
 class ModelSection(_Section):
-    type: Literal["unet", "empirical"] = "unet"
+    # unet: diffusers UNet2DModel (DDPM); empirical: the exact memorizer of the K-set (no training);
+    # circle-mlp: the 2-D circle's score MLP (VE SDE, sigma(t) = sigma_max sqrt(t)).
+    type: Literal["unet", "empirical", "circle-mlp"] = "unet"
     block_out_channels: tuple[int, ...] = (32, 64)
     layers_per_block: int = Field(1, ge=1)
     attention: tuple[bool, ...] = (False, True)
     norm_num_groups: int = Field(8, ge=1)
     num_train_timesteps: int = Field(1000, ge=2)
+    # circle-mlp only.
+    width: int = Field(128, ge=1)
+    depth: int = Field(3, ge=1)
+    sigma_max: float = Field(1.0, gt=0)
+    t_min: float = Field(1e-5, gt=0, lt=1, description="smallest VE time trained and sampled")
 
     @model_validator(mode="after")
     def _levels(self):
@@ -61,7 +67,8 @@ class TrainSection(_Section):
     lr: float = Field(2e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     ema_decay: float = Field(0.995, ge=0, lt=1)
-    grad_clip: float = Field(1.0, gt=0)
+    grad_clip: Optional[float] = Field(1.0, gt=0, description="max gradient norm (null: no clipping)")
+    lr_schedule: Literal["constant", "cosine"] = "constant"
     mixed_precision: Literal["auto", "no", "fp16", "bf16"] = "auto"
     checkpoint_every: int = Field(25_600, ge=1, description="images seen between checkpoints")
     cpus_per_trial: float = Field(1.0, gt=0)
@@ -71,7 +78,8 @@ class TrainSection(_Section):
 
 class GenerateSection(_Section):
     n_samples: int = Field(200, ge=2, description="samples per set (eval and ref) per K and seed")
-    sampler: Literal["ddpm", "ddim"] = "ddim"
+    # ddpm / ddim: diffusers schedulers (unet, empirical); em: Euler-Maruyama of the VE SDE (circle).
+    sampler: Literal["ddpm", "ddim", "em"] = "ddim"
     steps: int = Field(50, ge=1, description="sampling steps (ddpm uses all training steps)")
     batch_size: int = Field(100, ge=1)
     workers: int = Field(2, ge=1)
@@ -92,7 +100,7 @@ class KnnSection(_Section):
     @field_validator("metrics")
     @classmethod
     def _known(cls, v):
-        known = {"l2", "lpips-alex", "lpips-vgg"}
+        known = {"l2", "euclidean", "lpips-alex", "lpips-vgg"}
         bad = [m for m in v if m not in known]
         if bad or not v:
             raise ValueError(f"unknown metric {bad}; known: {sorted(known)}")
@@ -101,9 +109,38 @@ class KnnSection(_Section):
 
 
 class ClassifySection(_Section):
-    # Thresholds are in each metric's own units: l2 is per-pixel RMS on [-1, 1] images.
-    delta_m: dict[str, float] = {"l2": 0.1, "lpips-alex": 0.03, "lpips-vgg": 0.03}
-    delta_s: dict[str, float] = {"l2": 0.1, "lpips-alex": 0.02, "lpips-vgg": 0.02}
+    # Thresholds are in each metric's own units: l2 is per-pixel RMS on [-1, 1] images,
+    # euclidean the plain distance (the circle's plane).
+    delta_m: dict[str, float] = {"l2": 0.1, "euclidean": 0.02, "lpips-alex": 0.03, "lpips-vgg": 0.03}
+    delta_s: dict[str, float] = {"l2": 0.1, "euclidean": 0.02, "lpips-alex": 0.02, "lpips-vgg": 0.02}
+
+
+class BasinsSection(_Section):
+    """Critical time: noise an item to step t, denoise with DDIM (eta = 0), recovered if within delta."""
+    enabled: bool = False
+    metric: str = Field("l2", description="distance that decides a recovery (a knn metric)")
+    per_label: int = Field(4, ge=0, description="samples per label and K (half closest, half farthest by d_train)")
+    train: int = Field(4, ge=0, description="training images per K (the basin of a stored memory)")
+    held_out: int = Field(4, ge=0, description="held-out dataset images per K (never stored)")
+    trials: int = Field(10, ge=1, description="noisings per item and t")
+    p: float = Field(0.9, gt=0, le=1, description="t_crit: largest t with recovery rate >= p")
+    delta: float = Field(0.1, gt=0, description="recovered if the distance to the item is <= delta")
+    stride: int = Field(25, ge=1, description="scan t = 1, 1 + stride, ... up to the last training step")
+    ddim_steps: int = Field(20, ge=1, description="DDIM steps from t back to 0")
+    batch_size: int = Field(64, ge=1)
+    workers: int = Field(2, ge=1)
+
+
+class EnergySection(_Section):
+    """Relative energy along the quarter circle x(a) = cos(a) x + sin(a) r."""
+    enabled: bool = False
+    t: int = Field(0, ge=0, description="timestep index of the score (the paper: the first step)")
+    per_label: int = Field(4, ge=0, description="samples per label and K")
+    train_refs: int = Field(2, ge=0, description="training images of the same K as references")
+    held_out_refs: int = Field(2, ge=0, description="held-out images as references")
+    points: int = Field(32, ge=2, description="Gauss-Legendre nodes (the error estimate uses 2x)")
+    reference_scale: bool = Field(False, description="use the reference code's noise scale "
+                                  "sqrt(1 - cumprod(betas)) instead of sqrt(1 - alpha_bar_t)")
 
 
 class RaySection(_Section):
@@ -120,6 +157,8 @@ class StudyConfig(_Section):
     generate: GenerateSection = GenerateSection()
     knn: KnnSection = KnnSection()
     classify: ClassifySection = ClassifySection()
+    basins: BasinsSection = BasinsSection()
+    energy: EnergySection = EnergySection()
     ray: RaySection = RaySection()
 
     @field_validator("ks")
@@ -137,22 +176,29 @@ class StudyConfig(_Section):
             for name in ("delta_m", "delta_s"):
                 if m not in getattr(self.classify, name):
                     raise ValueError(f"classify.{name} has no threshold for metric {m!r}")
+        if self.basins.metric not in self.knn.metrics:
+            raise ValueError(f"basins.metric {self.basins.metric!r} is not one of knn.metrics")
+        circle = self.data.name == "circle"
+        if circle != (self.model.type == "circle-mlp") and self.model.type != "empirical":
+            raise ValueError(f"model.type {self.model.type!r} does not fit data.name {self.data.name!r} "
+                             "(the circle needs circle-mlp or empirical; images need unet or empirical)")
+        if circle != (self.generate.sampler == "em"):
+            raise ValueError(f"generate.sampler {self.generate.sampler!r} does not fit data.name "
+                             f"{self.data.name!r} (em is the circle's VE sampler)")
         return self
 
-    # -- hashing: a stage's output is reused only if the config it depends on is unchanged
-    def section_hash(self, *sections: str) -> str:
-        blob = json.dumps({s: _dump(getattr(self, s)) for s in sections}, sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    def value(self, key: str) -> Any:
+        """The value at a dotted key (``train.lr``, ``classify.delta_m.l2``) as plain JSON data."""
+        node: Any = self.to_dict()
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        return node
 
     def to_dict(self) -> dict:
         return self.model_dump(mode="json")
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
-
-
-def _dump(x):
-    return x.model_dump(mode="json") if isinstance(x, BaseModel) else x
 
 
 def _one_line(err: ValidationError) -> str:
@@ -174,8 +220,17 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     return key.strip().split("."), yaml.safe_load(value)
 
 
+def _merge(base: dict, top: dict) -> dict:
+    """``top`` over ``base``, section by section, so a file or an override that sets one
+    threshold (``classify.delta_m.l2``) keeps the defaults of the others."""
+    out = dict(base)
+    for k, v in top.items():
+        out[k] = _merge(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+    return out
+
+
 def from_dict(raw: dict, overrides: list[str] = ()) -> StudyConfig:
-    raw = json.loads(json.dumps(raw or {}))
+    raw = _merge(StudyConfig().to_dict(), json.loads(json.dumps(raw or {})))
     for item in overrides:
         path, value = parse_override(item)
         node = raw
@@ -205,11 +260,6 @@ def load(path: str | Path, overrides: list[str] = ()) -> StudyConfig:
 
 def save(cfg: StudyConfig, study_dir: str | Path) -> Path:
     """Save the resolved config beside the results (atomically)."""
-    import os
-    study_dir = Path(study_dir)
-    study_dir.mkdir(parents=True, exist_ok=True)
-    path = study_dir / "config.yaml"
-    tmp = path.with_suffix(".yaml.tmp")
-    tmp.write_text(cfg.to_yaml())
-    os.replace(tmp, path)
-    return path
+    from .tables import write_text
+
+    return write_text(Path(study_dir) / "config.yaml", cfg.to_yaml())

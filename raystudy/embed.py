@@ -26,10 +26,21 @@ class PixelL2:
         return np.sqrt(sq)
 
 
+class Euclidean(PixelL2):
+    """The plain Euclidean distance ||x - y|| (the circle's plane, where "per pixel" means nothing)."""
+
+    name = "euclidean"
+
+    def embed(self, images: np.ndarray) -> np.ndarray:
+        return np.asarray(images, dtype=np.float32).reshape(len(images), -1)
+
+
 def get_metric(name: str, weights_dir: str | None = None, device: str | None = None):
     """The embedding for metric ``name`` (``l2``, ``lpips-alex``, ``lpips-vgg``)."""
     if name == "l2":
         return PixelL2()
+    if name == "euclidean":
+        return Euclidean()
     if name in ("lpips-alex", "lpips-vgg"):
         from .lpips_embed import LpipsEmbedding
 

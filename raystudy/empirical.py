@@ -17,6 +17,7 @@ exploding SDE of the 2-D circle study (a_t = 1, s_t = sigma).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -68,8 +69,9 @@ def ve_log_density(x: torch.Tensor, sigma: float, train: torch.Tensor) -> torch.
     """log p_sigma(x) exactly (logsumexp over the mixture), x (B, D)."""
     d2 = torch.cdist(x.double(), train.reshape(len(train), -1).double()) ** 2
     D = x.shape[1]
-    return (torch.logsumexp(-d2 / (2 * sigma ** 2), 1) - torch.log(torch.tensor(float(len(train))))
-            - 0.5 * D * torch.log(torch.tensor(2 * torch.pi * sigma ** 2))).to(x.dtype)
+    # The constants in float64 too (torch.tensor(float) would be float32: a 4e-8 offset).
+    const = math.log(len(train)) + 0.5 * D * math.log(2 * math.pi * float(sigma) ** 2)
+    return (torch.logsumexp(-d2 / (2 * float(sigma) ** 2), 1) - const).to(x.dtype)
 
 
 class _Config(dict):
@@ -127,7 +129,10 @@ class EmpiricalEpsilon(torch.nn.Module):
             t = t.expand(batch)
         if t.numel() != batch:
             raise ValueError(f"{t.numel()} timesteps for a batch of {batch}")
-        return self.alphas_cumprod[t.clamp(0, len(self.alphas_cumprod) - 1)]
+        last = len(self.alphas_cumprod) - 1
+        if t.numel() and (t.min() < 0 or t.max() > last):  # clamping would silently shift the noise level
+            raise ValueError(f"timesteps must lie in [0, {last}], got {t.min().item()}..{t.max().item()}")
+        return self.alphas_cumprod[t]
 
     def denoise(self, x_t: torch.Tensor, timesteps) -> torch.Tensor:
         """E[x_0 | x_t], the memorizer's clean-image prediction."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import json
 from pathlib import Path
 
 import numpy as np
@@ -13,11 +13,25 @@ COLORS = {"memorized": "tab:red", "spurious": "tab:orange", "generalized": "tab:
 
 
 def _save(fig, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=120, bbox_inches="tight")
-    os.replace(tmp, path)
+    with tables.atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, bbox_inches="tight", format=path.suffix.lstrip(".") or "png")
     return path
+
+
+def draw_study(stage, cfg, study_dir) -> None:
+    """The figures stage: the transition curve and, for images, the nearest-neighbour grid;
+    for the circle, its landscapes and energies (raystudy.toy.report)."""
+    from .datasets import load_dataset
+
+    fig_dir = Path(study_dir) / "figures"
+    transition_curve(tables.read_pandas(study_dir, "fractions"), fig_dir / "transition.png")
+    if cfg.data.name == "circle":
+        from .toy.report import circle_report
+
+        circle_report(cfg, study_dir)
+    else:
+        nn_grid(study_dir, load_dataset(cfg.data), fig_dir / "nn_grid.png")
+    tables.write_text(fig_dir / "made-with.json", json.dumps(stage.meta(cfg, ("all",))))
 
 
 def transition_curve(fractions_df, path) -> Path:

@@ -1,10 +1,10 @@
 """Sampling: per-sample seeds, two independent sets per (K, seed), Ray Data sharding.
 
-Every sample owns a ``torch.Generator`` seeded from (study seed, K, seed, set,
-sample index): its initial noise and, for DDPM, every step's noise come from
-it alone, so a sample's pixels do not depend on the batch it lands in or on how
-Ray shards the work. ``sample_images`` is the plain function; ``SampleActor``
-wraps it for ``Dataset.map_batches`` and loads each model once per worker.
+Every sample owns a random generator seeded from (study seed, K, seed, set, sample index)
+by ``sample_seed``: its initial noise and every step's noise come from it alone, so a
+sample's pixels do not depend on the batch it lands in or on how Ray shards the work.
+``sample_batch`` is the plain function; ``SampleActor`` wraps it for
+``Dataset.map_batches`` and loads each model once per worker.
 """
 
 from __future__ import annotations
@@ -12,9 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pyarrow.compute as pc
 
 from . import tables
-from .raytools import pool_size, stream_groups
+from .raytools import pool
 
 SETS = ("eval", "ref")
 
@@ -26,6 +27,8 @@ def sample_seed(study_seed: int, k: int, seed: int, set_name: str, i: int) -> in
 
 def make_scheduler(gen_cfg, model_cfg):
     """The sampler: DDPM over every training step (the paper's generation) or DDIM with fewer."""
+    if gen_cfg.sampler == "em":
+        return None
     from diffusers import DDIMScheduler, DDPMScheduler
 
     train = DDPMScheduler(num_train_timesteps=model_cfg.num_train_timesteps, prediction_type="epsilon")
@@ -54,21 +57,40 @@ def sample_images(model, scheduler, seeds, shape, device=None, autocast_dtype=No
     return x.clamp(-1, 1).cpu().numpy().astype(np.float32)
 
 
+def sample_circle(score, seeds, train_points: np.ndarray, model_cfg, steps: int) -> np.ndarray:
+    """Euler-Maruyama samples of the VE SDE, one per seed, as (n, 1, 1, 2) float32.
+
+    Each sample's start (a training point blurred by N(0, sigma_max^2), the exact t = 1
+    marginal of the K-set) and its step noise come from its own seed alone."""
+    from .toy import circle
+
+    seeds = np.asarray(seeds, dtype=np.int64)
+    noise = circle.sample_noise(seeds, steps)
+    start = circle.marginal_start(train_points.reshape(-1, 2), seeds, noise[:, 0], model_cfg.sigma_max)
+    x = circle.em_sample(score, noise, model_cfg.t_min, model_cfg.sigma_max, start=start)
+    return x.astype(np.float32).reshape(len(seeds), 1, 1, 2)
+
+
 def load_model(cfg, study_dir, k: int, seed: int, dataset=None):
-    """The model to sample (K, seed) from: the trained EMA UNet, or the exact memorizer."""
+    """The model to sample (K, seed) from: the trained EMA network, or the exact memorizer."""
     if cfg.model.type == "empirical":
+        from .datasets import load_dataset, training_set
+
+        _, images = training_set(dataset or load_dataset(cfg.data), k, cfg.study.seed)
+        if cfg.generate.sampler == "em":
+            from .toy.circle import empirical_score
+
+            return empirical_score(images.reshape(-1, 2), cfg.model.sigma_max)
         import torch
 
-        from .data import load_dataset, training_set
         from .empirical import EmpiricalEpsilon
         from .model import build_train_scheduler
 
-        _, images = training_set(dataset or load_dataset(cfg.data), k, cfg.study.seed)
         return EmpiricalEpsilon(torch.from_numpy(images), build_train_scheduler(cfg.model).alphas_cumprod)
-    from .model import load_unet
+    from .model import load
     from .train import model_dir
 
-    return load_unet(model_dir(study_dir, k, seed))
+    return load(model_dir(study_dir, k, seed))
 
 
 class SampleActor:
@@ -78,33 +100,48 @@ class SampleActor:
         import torch
 
         from .config import from_dict
-        from .data import load_dataset
+        from .datasets import load_dataset
         from .train import mixed_precision
 
         self.cfg = from_dict(cfg_dict)
         self.study_dir = study_dir
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         self.dataset = load_dataset(self.cfg.data)
-        self.shape = tuple(self.dataset.shape)
         mp = mixed_precision(self.cfg.train.mixed_precision, self.device == "cuda")
         self.autocast = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mp)
         self.scheduler = make_scheduler(self.cfg.generate, self.cfg.model)
         self.models = {}
 
-    def _model(self, k: int, seed: int):
+    def sample(self, k: int, seed: int, seeds) -> np.ndarray:
         if (k, seed) not in self.models:
-            self.models[(k, seed)] = load_model(self.cfg, self.study_dir, k, seed, self.dataset).to(self.device).eval()
-        return self.models[(k, seed)]
+            m = load_model(self.cfg, self.study_dir, k, seed, self.dataset)
+            self.models[(k, seed)] = m.to(self.device).eval() if hasattr(m, "to") else m
+        model = self.models[(k, seed)]
+        if self.cfg.generate.sampler == "em":
+            from .datasets import training_set
 
-    def __call__(self, batch: dict) -> dict:
-        images = np.zeros((len(batch["K"]), int(np.prod(self.shape))), dtype=np.float32)
-        groups = set(zip(batch["K"].tolist(), batch["seed"].tolist()))
-        for k, seed in sorted(groups):
-            rows = np.flatnonzero((batch["K"] == k) & (batch["seed"] == seed))
-            x = sample_images(self._model(k, seed), self.scheduler, batch["sample_seed"][rows], self.shape,
-                              self.device, self.autocast)
-            images[rows] = x.reshape(len(rows), -1)
-        return {**batch, "image": images}
+            _, pts = training_set(self.dataset, k, self.cfg.study.seed)
+            return sample_circle(model, seeds, pts, self.cfg.model, self.cfg.generate.steps)
+        return sample_images(model, self.scheduler, seeds, self.dataset.shape, self.device, self.autocast)
+
+    def __call__(self, batch: dict, study_dir: str = "", metas: dict | None = None) -> dict:
+        """Each row is one shard (K, seed, set, sample ids lo..hi): sample it in batches of
+        ``generate.batch_size`` and write its part here, in the actor, so samples never travel
+        to the driver. Returns one small row per shard written."""
+        bs, written = self.cfg.generate.batch_size, []
+        for k, seed, code, lo, hi, shard in zip(*(batch[c].tolist() for c in
+                                                  ("K", "seed", "set_code", "lo", "hi", "shard"))):
+            set_name = SETS[code]
+            ids = np.arange(lo, hi)
+            seeds = np.asarray([sample_seed(self.cfg.study.seed, k, seed, set_name, int(i)) for i in ids])
+            images = np.concatenate([self.sample(k, seed, seeds[j:j + bs]).reshape(len(seeds[j:j + bs]), -1)
+                                     for j in range(0, len(seeds), bs)])
+            unit = f"K{k}-s{seed}"
+            write_group(study_dir or self.study_dir, f"{unit}-{set_name}-{shard:05d}", metas[unit],
+                        {"K": np.full(len(ids), k), "seed": np.full(len(ids), seed), "set_code": np.full(len(ids), code),
+                         "sample_id": ids, "sample_seed": seeds, "image": images}, self.dataset.shape)
+            written.append(len(ids))
+        return {"K": batch["K"], "seed": batch["seed"], "rows": np.asarray(written)}
 
 
 def sample_plan(cfg, groups) -> dict[str, np.ndarray]:
@@ -120,16 +157,19 @@ def sample_plan(cfg, groups) -> dict[str, np.ndarray]:
     return {c: np.asarray(v) for c, v in cols.items()}
 
 
-def part_name(k: int, seed: int) -> str:
-    return f"K{k}-s{seed}"
+def read_samples(study_dir, k: int, seed: int, set_name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(sample_id, images (n, C, H, W)) of one set, ordered by sample_id."""
+    t = tables.read(study_dir, "samples", filters=(pc.field("K") == k) & (pc.field("seed") == seed)
+                    & (pc.field("set") == set_name))
+    t = t.sort_by("sample_id")
+    if t.num_rows == 0:
+        raise FileNotFoundError(f"no {set_name} samples for K={k} seed={seed} in {study_dir}: run the generate stage")
+    c, h, w = (int(t[col][0].as_py()) for col in ("channels", "height", "width"))
+    return t["sample_id"].to_numpy(), tables.list_to_numpy(t["image"]).reshape(-1, c, h, w).astype(np.float32)
 
 
-def missing_groups(cfg, study_dir) -> list[tuple[int, int]]:
-    return [(k, s) for k in cfg.ks for s in cfg.seeds
-            if not tables.has_part(study_dir, "samples", part_name(k, s))]
-
-
-def write_group(cfg, study_dir, cols: dict, shape) -> None:
+def write_group(study_dir, part: str, meta: dict, cols: dict, shape) -> None:
+    """One samples part (a shard of one set of one (K, seed)), rows ordered by set and sample_id."""
     order = np.lexsort((cols["sample_id"], cols["set_code"]))
     cols = {c: np.asarray(v)[order] for c, v in cols.items()}
     n = len(order)
@@ -138,29 +178,51 @@ def write_group(cfg, study_dir, cols: dict, shape) -> None:
         "K": cols["K"], "seed": cols["seed"], "set": np.asarray(SETS)[cols["set_code"]], "sample_id": cols["sample_id"],
         "sample_seed": cols["sample_seed"], "channels": np.full(n, c), "height": np.full(n, h),
         "width": np.full(n, w), "image": cols["image"],
-    }, meta=tables.dumps_meta(study=cfg.study.name, config_hash=cfg.section_hash("study", "data", "model", "train",
-                                                                                   "generate")))
-    tables.write_part(study_dir, "samples", part_name(int(cols["K"][0]), int(cols["seed"][0])), table)
+    }, meta=meta)
+    tables.write_part(study_dir, "samples", part, table)
 
 
-def run_generate(cfg, study_dir) -> None:
-    """Sample every missing (K, seed) with Ray Data; each group's part is written as soon as it is whole."""
-    import ray
-    from ray.data import ActorPoolStrategy
-
-    from .data import load_dataset
-
-    groups = missing_groups(cfg, study_dir)
-    if not groups:
+def check_models(stage, cfg, study_dir, todo, dataset) -> None:
+    """A corrupt saved model is a one-line error here, not a remote traceback in an actor."""
+    if cfg.model.type == "empirical":
         return
-    shape = load_dataset(cfg.data).shape
-    plan = sample_plan(cfg, groups)
-    ds = ray.data.from_items([dict(zip(plan, vals)) for vals in zip(*(v.tolist() for v in plan.values()))])
+    from .model import check_checkpoint
+    from .train import model_dir, read_run
+
+    for k, s in todo:
+        if read_run(model_dir(study_dir, k, s)) is not None:
+            check_checkpoint(model_dir(study_dir, k, s))
+
+
+def run_generate(stage, cfg, study_dir, todo) -> None:
+    """Sample every (K, seed) in ``todo`` with Ray Data, streaming: each task is one shard of
+    at most ``part_rows(cfg)`` samples of one set, which an actor samples and writes as its own
+    part. The driver holds only the list of shards (a few ints each), whatever n_samples is;
+    shards already written with the current fingerprint (a re-run after a crash) are skipped."""
+    import ray
+
+    from .raytools import part_rows, shard_meta, shard_name, shards, shards_to_write
+
+    study_dir = str(Path(study_dir).resolve())
+    g, rows = cfg.generate, part_rows(cfg)
+    cut = shards(g.n_samples, rows)
+    tasks, metas = [], {}
+    for k, s in todo:
+        base = stage.part((k, s))
+        wanted = {shard_name(base, i, name): (code, i, lo, hi) for code, name in enumerate(SETS) for i, lo, hi in cut}
+        metas[base] = shard_meta(stage.meta(cfg, (k, s)), len(wanted), rows)
+        for name in shards_to_write(study_dir, "samples", base, list(wanted), metas[base]):
+            code, i, lo, hi = wanted[name]
+            tasks.append({"K": k, "seed": s, "set_code": code, "shard": i, "lo": lo, "hi": hi})
+    if not tasks:
+        return
+    # One block per shard, so the pool hands shards out one by one and grows with the queue.
+    ds = ray.data.from_items(tasks, override_num_blocks=len(tasks))
     ds = ds.map_batches(
-        SampleActor, fn_constructor_kwargs={"cfg_dict": cfg.to_dict(), "study_dir": str(Path(study_dir).resolve())},
-        compute=ActorPoolStrategy(size=pool_size(
-            cfg.generate.workers, cfg.generate.cpus_per_worker, cfg.generate.gpus_per_worker)), batch_size=cfg.generate.batch_size,
-        num_cpus=cfg.generate.cpus_per_worker, num_gpus=cfg.generate.gpus_per_worker or None,
-    )
-    stream_groups(ds.iter_batches(batch_size=None, batch_format="numpy"), 2 * cfg.generate.n_samples,
-                  lambda cols: write_group(cfg, study_dir, cols, shape))
+        SampleActor, fn_constructor_kwargs={"cfg_dict": cfg.to_dict(), "study_dir": study_dir},
+        fn_kwargs={"study_dir": study_dir, "metas": metas},
+        batch_size=1, batch_format="numpy", **pool(g.workers, g.cpus_per_worker, g.gpus_per_worker))
+    written = sum(int(b["rows"].sum()) for b in ds.iter_batches(batch_size=None, batch_format="numpy"))
+    expected = sum(t["hi"] - t["lo"] for t in tasks)
+    if written != expected:
+        raise RuntimeError(f"generate wrote {written} rows of {expected}")

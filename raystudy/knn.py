@@ -15,23 +15,9 @@ import numpy as np
 import pyarrow.compute as pc
 
 from . import tables
-from .raytools import pool_size, stream_groups
+from .generate import read_samples
+from .raytools import pool
 from .search import knn_search
-
-
-def part_name(metric: str, k: int, seed: int) -> str:
-    return f"{metric}-K{k}-s{seed}"
-
-
-def read_samples(study_dir, k: int, seed: int, set_name: str) -> tuple[np.ndarray, np.ndarray]:
-    """(sample_id, images (n, C, H, W)) of one set, ordered by sample_id."""
-    t = tables.read(study_dir, "samples", filters=(pc.field("K") == k) & (pc.field("seed") == seed)
-                    & (pc.field("set") == set_name))
-    t = t.sort_by("sample_id")
-    if t.num_rows == 0:
-        raise FileNotFoundError(f"no {set_name} samples for K={k} seed={seed} in {study_dir}: run the generate stage")
-    c, h, w = (int(t[col][0].as_py()) for col in ("channels", "height", "width"))
-    return t["sample_id"].to_numpy(), tables.list_to_numpy(t["image"]).reshape(-1, c, h, w).astype(np.float32)
 
 
 def embed_all(metric, images, chunk: int = 1024, max_ram_bytes: float = 4e9, spill_dir=None) -> np.ndarray:
@@ -79,14 +65,14 @@ class References:
 
 
 def build_references(cfg, study_dir, metric, k: int, seed: int, dataset) -> References:
-    from .data import subset_indices, training_images
+    from .datasets import LazyImages, subset_indices
 
     # The K-set is read chunk by chunk (rendered on demand for lazy datasets), never whole.
     train_idx = subset_indices(len(dataset), k, cfg.study.seed)
     ref_ids, ref_images = read_samples(study_dir, k, seed, "ref")
     spill = Path(study_dir) / ".knn-spill"
     spill.mkdir(exist_ok=True)
-    return References(metric, training_images(dataset, k, cfg.study.seed), train_idx, ref_images, ref_ids,
+    return References(metric, LazyImages(dataset, train_idx), train_idx, ref_images, ref_ids,
                       cfg.knn.shard_size, cfg.knn.faiss_threads, cfg.knn.max_ram_gb * 1e9, spill)
 
 
@@ -95,7 +81,7 @@ class KnnActor:
 
     def __init__(self, cfg_dict: dict, study_dir: str, metric_name: str):
         from .config import from_dict
-        from .data import load_dataset
+        from .datasets import load_dataset
         from .embed import get_metric
 
         self.cfg = from_dict(cfg_dict)
@@ -104,69 +90,95 @@ class KnnActor:
         self.metric = get_metric(metric_name, self.cfg.knn.weights_dir)
         self.refs: dict[tuple[int, int], References] = {}
 
-    def __call__(self, batch: dict) -> dict:
-        n, k = len(batch["K"]), self.cfg.knn.k
-        out = {c: np.zeros((n, k), dtype=np.int64 if c.endswith("idx") else np.float64)
-               for c in ("train_idx", "train_dist", "synth_idx", "synth_dist")}
-        for c in ("train_idx", "synth_idx"):
-            out[c][:] = -1
-        for c in ("train_dist", "synth_dist"):
-            out[c][:] = np.inf
-        for K, seed in sorted(set(zip(batch["K"].tolist(), batch["seed"].tolist()))):
+    def __call__(self, batch: dict, study_dir: str = "", metas: dict | None = None) -> dict:
+        """Each row is one shard of a (metric, K, seed)'s eval samples (sample ids lo..hi): read
+        those samples here, search them in batches of ``knn.batch_size`` and write the part
+        here, so neither samples nor neighbours travel through the driver."""
+        study_dir = study_dir or self.study_dir
+        metric = self.cfg.knn.metrics[int(batch["metric_code"][0])]
+        written = []
+        for K, seed, lo, hi, shard in zip(*(batch[c].tolist() for c in ("K", "seed", "lo", "hi", "shard"))):
             if (K, seed) not in self.refs:
-                self.refs[(K, seed)] = build_references(self.cfg, self.study_dir, self.metric, K, seed, self.dataset)
-            rows = np.flatnonzero((batch["K"] == K) & (batch["seed"] == seed))
-            # A list column arrives as an object array of rows; stacking handles both forms.
-            images = np.stack(batch["image"][rows]).astype(np.float32).reshape(len(rows), *self.dataset.shape)
-            res = self.refs[(K, seed)].neighbors(images, k)
-            for c, v in res.items():
-                out[c][rows, : v.shape[1]] = v
-        return {"K": batch["K"], "seed": batch["seed"], "sample_id": batch["sample_id"], **out}
+                while len(self.refs) >= 2:  # shards come unit by unit: keep the last two units' references
+                    self.refs.pop(next(iter(self.refs)))
+                self.refs[(K, seed)] = build_references(self.cfg, study_dir, self.metric, K, seed, self.dataset)
+            t = tables.read(study_dir, "samples", columns=["sample_id", "image"],
+                            filters=(pc.field("K") == K) & (pc.field("seed") == seed) & (pc.field("set") == "eval")
+                            & (pc.field("sample_id") >= lo) & (pc.field("sample_id") < hi)).sort_by("sample_id")
+            if t.num_rows != hi - lo:
+                raise RuntimeError(f"K={K} seed={seed}: {t.num_rows} eval samples with ids {lo}..{hi - 1}, "
+                                   f"expected {hi - lo}: run the generate stage")
+            cols = {"K": np.full(t.num_rows, K), "seed": np.full(t.num_rows, seed),
+                    "sample_id": t["sample_id"].to_numpy()}
+            res = [self.refs[(K, seed)].neighbors(
+                tables.list_to_numpy(t["image"].slice(j, self.cfg.knn.batch_size)).astype(np.float32)
+                .reshape(-1, *self.dataset.shape), self.cfg.knn.k)
+                for j in range(0, t.num_rows, self.cfg.knn.batch_size)]
+            cols.update({c: np.concatenate([r[c] for r in res]) for c in res[0]})
+            unit = f"{metric}-K{K}-s{seed}"
+            write_neighbors(study_dir, f"{unit}-{shard:05d}", metas[unit], metric, cols, self.cfg.knn.k)
+            written.append(t.num_rows)
+        return {"K": batch["K"], "seed": batch["seed"], "rows": np.asarray(written)}
 
 
-def missing_parts(cfg, study_dir) -> list[tuple[str, int, int]]:
-    return [(m, k, s) for m in cfg.knn.metrics for k in cfg.ks for s in cfg.seeds
-            if not tables.has_part(study_dir, "neighbors", part_name(m, k, s))]
-
-
-def write_neighbors(cfg, study_dir, metric: str, cols: dict) -> None:
+def write_neighbors(study_dir, part: str, meta: dict, metric: str, cols: dict, k: int) -> None:
+    """One neighbors part (a shard of one (metric, K, seed)); fewer than k candidates pad with -1 / inf."""
     order = np.argsort(cols["sample_id"], kind="stable")
     cols = {c: np.asarray(v)[order] for c, v in cols.items()}
+    n = len(order)
+    for c, fill in (("train_idx", -1), ("synth_idx", -1), ("train_dist", np.inf), ("synth_dist", np.inf)):
+        v = cols[c]
+        if v.shape[1] < k:
+            cols[c] = np.concatenate([v, np.full((n, k - v.shape[1]), fill, dtype=v.dtype)], axis=1)
     table = tables.to_table("neighbors", {
         "K": cols["K"], "seed": cols["seed"], "sample_id": cols["sample_id"],
-        "metric": np.full(len(order), metric),
+        "metric": np.full(n, metric),
         # 2-D arrays become list columns of the schema's value type (tables.to_table).
-        "train_idx": cols["train_idx"], "train_dist": cols["train_dist"],
-        "synth_idx": cols["synth_idx"], "synth_dist": cols["synth_dist"],
-    }, meta=tables.dumps_meta(study=cfg.study.name, metric=metric, k=cfg.knn.k))
-    tables.write_part(study_dir, "neighbors", part_name(metric, int(cols["K"][0]), int(cols["seed"][0])), table)
+        "train_idx": cols["train_idx"].astype(np.int64), "train_dist": cols["train_dist"].astype(np.float64),
+        "synth_idx": cols["synth_idx"].astype(np.int64), "synth_dist": cols["synth_dist"].astype(np.float64),
+    }, meta=meta)
+    tables.write_part(study_dir, "neighbors", part, table)
 
 
-def run_knn(cfg, study_dir) -> None:
-    """Search every missing (metric, K, seed): Ray Data shards the eval samples over actors."""
+def check_weights(stage, cfg, study_dir, todo, dataset) -> None:
+    """An absent or corrupt LPIPS backbone is a one-line error before any work."""
+    for metric in dict.fromkeys(m for m, _, _ in todo if m.startswith("lpips-")):
+        from .lpips_embed import load_backbone_state
+
+        load_backbone_state(metric.split("-", 1)[1], cfg.knn.weights_dir)
+
+
+def run_knn(stage, cfg, study_dir, todo) -> None:
+    """Search every (metric, K, seed) in ``todo``, streaming: each task is one shard of at most
+    ``part_rows(cfg)`` eval samples, which an actor reads from the samples table, searches and
+    writes as its own part. The driver holds only the list of shards; shards already written
+    with the current fingerprint (a re-run after a crash) are skipped."""
     import ray
-    from ray.data import ActorPoolStrategy
 
-    todo = missing_parts(cfg, study_dir)
+    from .raytools import part_rows, shard_meta, shard_name, shards, shards_to_write
+
     study_dir = str(Path(study_dir).resolve())
+    rows = part_rows(cfg)
+    cut = shards(cfg.generate.n_samples, rows)
     for metric in dict.fromkeys(m for m, _, _ in todo):
-        groups = [(k, s) for m, k, s in todo if m == metric]
-        t = tables.read(study_dir, "samples", columns=["K", "seed", "set", "sample_id", "image"],
-                        filters=pc.field("set") == "eval")
-        keep = np.zeros(t.num_rows, dtype=bool)
-        K, S = t["K"].to_numpy(), t["seed"].to_numpy()
-        for k, s in groups:
-            keep |= (K == k) & (S == s)
-        t = t.filter(keep)
-        # One input block per batch, so every actor gets work. (A repartition would need a CPU
-        # task, which a pool holding every CPU of a small machine starves: a deadlock.)
-        t = t.drop(["set"])
-        rows = max(1, min(cfg.knn.batch_size, -(-t.num_rows // cfg.knn.workers)))
-        ds = ray.data.from_arrow([t.slice(i, rows) for i in range(0, t.num_rows, rows)])
+        tasks, metas = [], {}
+        for _, k, s in (u for u in todo if u[0] == metric):
+            base = stage.part((metric, k, s))
+            wanted = {shard_name(base, i): (i, lo, hi) for i, lo, hi in cut}
+            metas[base] = shard_meta(stage.meta(cfg, (metric, k, s)), len(wanted), rows)
+            for name in shards_to_write(study_dir, "neighbors", base, list(wanted), metas[base]):
+                i, lo, hi = wanted[name]
+                tasks.append({"metric_code": cfg.knn.metrics.index(metric), "K": k, "seed": s, "shard": i,
+                              "lo": lo, "hi": hi})
+        if not tasks:
+            continue
+        # One block per shard, so the pool hands shards out one by one and grows with the queue.
+        ds = ray.data.from_items(tasks, override_num_blocks=len(tasks))
         ds = ds.map_batches(
             KnnActor, fn_constructor_kwargs={"cfg_dict": cfg.to_dict(), "study_dir": study_dir, "metric_name": metric},
-            compute=ActorPoolStrategy(size=pool_size(cfg.knn.workers, cfg.knn.faiss_threads)), batch_size=cfg.knn.batch_size,
-            batch_format="numpy", num_cpus=cfg.knn.faiss_threads,
-        )
-        stream_groups(ds.iter_batches(batch_size=None, batch_format="numpy"), cfg.generate.n_samples,
-                      lambda cols: write_neighbors(cfg, study_dir, metric, cols))
+            fn_kwargs={"study_dir": study_dir, "metas": metas},
+            batch_size=1, batch_format="numpy", **pool(cfg.knn.workers, cfg.knn.faiss_threads))
+        written = sum(int(b["rows"].sum()) for b in ds.iter_batches(batch_size=None, batch_format="numpy"))
+        expected = sum(t["hi"] - t["lo"] for t in tasks)
+        if written != expected:
+            raise RuntimeError(f"knn ({metric}) wrote {written} rows of {expected}")

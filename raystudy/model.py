@@ -1,6 +1,16 @@
-"""The UNet2DModel and noise scheduler a study trains, built from the config."""
+"""The networks a study trains, by ``model.type``: diffusers' UNet2DModel (DDPM epsilon
+prediction) for images, the circle's score MLP (VE SDE) for the 2-D toy. Each type says
+how it is built, what its training loss is, and how it is saved and loaded; the
+training loop (``train.py``) is the same for both."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .errors import CheckpointError
+
+MLP_WEIGHTS = "model.pt"
 
 
 def build_unet(model_cfg, shape: tuple[int, int, int]):
@@ -24,27 +34,70 @@ def build_unet(model_cfg, shape: tuple[int, int, int]):
     )
 
 
+def build(model_cfg, shape: tuple[int, int, int], seed: int = 0):
+    if model_cfg.type == "circle-mlp":
+        from .toy.circle import ScoreMLP
+
+        return ScoreMLP(model_cfg.width, model_cfg.depth, sigma_max=model_cfg.sigma_max, seed=seed)
+    return build_unet(model_cfg, shape)
+
+
 def build_train_scheduler(model_cfg):
     from diffusers import DDPMScheduler
 
     return DDPMScheduler(num_train_timesteps=model_cfg.num_train_timesteps, prediction_type="epsilon")
 
 
-class CheckpointError(RuntimeError):
-    """A saved model that cannot be used: one line naming it and what to do."""
+def loss(model_cfg, model, x0, gen, alphas_cumprod, autocast):
+    """One batch's training loss. unet: DDPM epsilon matching at a uniform timestep.
+    circle-mlp: sigma^2-weighted denoising score matching, E ||sigma s(x0 + sigma z, t) + z||^2."""
+    import torch
+
+    device = x0.device
+    if model_cfg.type == "circle-mlp":
+        from .toy.circle import sample_t, sigma
+
+        x0 = x0.reshape(len(x0), -1)
+        t = sample_t(len(x0), model_cfg.t_min, gen).to(device)
+        z = torch.randn(x0.shape, generator=gen).to(device)
+        s = sigma(t, model_cfg.sigma_max)[:, None]
+        return ((model(x0 + s * z, t) * s + z) ** 2).sum(1).mean()
+    noise = torch.randn(x0.shape, generator=gen).to(device)
+    t = torch.randint(0, model_cfg.num_train_timesteps, (len(x0),), generator=gen).to(device)
+    a = alphas_cumprod[t].view(-1, 1, 1, 1)
+    with autocast():
+        pred = model(a.sqrt() * x0 + (1 - a).sqrt() * noise, t).sample
+    return torch.nn.functional.mse_loss(pred.float(), noise)
+
+
+def save(model, folder: Path, model_cfg) -> None:
+    """Write the model into ``folder`` (a fresh temporary folder the caller renames)."""
+    import torch
+
+    model = model.to("cpu").float()
+    if model_cfg.type == "circle-mlp":
+        folder.mkdir(parents=True, exist_ok=True)
+        torch.save(model.state_dict(), folder / MLP_WEIGHTS)
+        (folder / "config.json").write_text(json.dumps(
+            {"type": "circle-mlp", "width": model_cfg.width, "depth": model_cfg.depth,
+             "sigma_max": model_cfg.sigma_max}))
+    else:
+        model.save_pretrained(folder)
 
 
 def check_checkpoint(path) -> None:
     """Cheap validation in the driver (config and weight headers only), so a corrupt model
     is a one-line error before Ray workers start, not a remote traceback."""
-    import json
-    from pathlib import Path
-
-    from safetensors import safe_open
-
     p = Path(path)
     try:
-        json.loads((p / "config.json").read_text())
+        cfg = json.loads((p / "config.json").read_text())
+        if cfg.get("type") == "circle-mlp":
+            import torch
+
+            torch.load(p / MLP_WEIGHTS, map_location="cpu", weights_only=True)
+            return
+        from safetensors import safe_open
+
         files = list(p.glob("*.safetensors"))
         if not files:
             raise FileNotFoundError("no .safetensors weights")
@@ -52,21 +105,28 @@ def check_checkpoint(path) -> None:
             with safe_open(str(f), framework="pt") as fh:
                 fh.keys()
     except Exception as e:  # noqa: BLE001 - any failure means the same thing to the user
-        raise CheckpointError(f"checkpoint {p} is unusable ({type(e).__name__}: {str(e).splitlines()[0][:120]}); "
+        raise CheckpointError(f"checkpoint {p} is corrupt ({type(e).__name__}: {str(e).splitlines()[0][:120]}); "
                               f"delete it and re-run the train stage") from None
 
 
-def load_unet(path):
-    """Load a saved (EMA) UNet; a corrupt or missing checkpoint is a one-line error."""
-    from pathlib import Path
-
-    from diffusers import UNet2DModel
-
+def load(path):
+    """Load a saved (EMA) model; a corrupt or missing checkpoint is a one-line error."""
     p = Path(path)
     if not (p / "config.json").exists():
-        raise FileNotFoundError(f"checkpoint {p} has no config.json: re-run the train stage")
-    try:
-        return UNet2DModel.from_pretrained(p)
-    except Exception as e:  # noqa: BLE001 - any failure to read weights means the checkpoint is unusable
-        raise CheckpointError(f"checkpoint {p} is corrupt ({type(e).__name__}: {str(e).splitlines()[0][:120]}); "
-                           f"delete it and re-run the train stage") from None
+        raise CheckpointError(f"checkpoint {p} has no config.json: re-run the train stage")
+    check_checkpoint(p)
+    cfg = json.loads((p / "config.json").read_text())
+    if cfg.get("type") == "circle-mlp":
+        import torch
+
+        from .toy.circle import ScoreMLP
+
+        model = ScoreMLP(cfg["width"], cfg["depth"], sigma_max=cfg["sigma_max"])
+        model.load_state_dict(torch.load(p / MLP_WEIGHTS, map_location="cpu", weights_only=True))
+        return model.eval()
+    from diffusers import UNet2DModel
+
+    return UNet2DModel.from_pretrained(p)
+
+
+load_unet = load

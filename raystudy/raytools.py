@@ -1,16 +1,37 @@
-"""The little Ray glue shared by the stages: connecting, and turning a stream of
-Ray Data batches into whole (K, seed) groups that can be written as parts."""
+"""The little Ray glue shared by the stages: connecting, checking that the cluster can do
+the work (resources, a study folder every node sees), sizing actor pools, and the sharded
+parts that generation and search stream into.
+
+Sharded parts: a (K, seed) or (metric, K, seed) unit of a streaming stage is written as
+several Parquet parts of at most ``part_rows(cfg)`` rows each, named
+``<unit>-<set>-00000`` (samples) or ``<unit>-00000`` (neighbors). Each part is written by
+the actor that computed it, so rows never gather in the driver, and each carries in its
+metadata the unit's fingerprint plus ``parts`` (how many the unit has) and ``part_rows``.
+A unit is complete when all its parts are there and agree; a re-run after a crash writes
+only the parts that are absent and leaves finished ones untouched.
+"""
 
 from __future__ import annotations
 
 import os
-from typing import Callable, Iterable
+import re
+import socket
+import uuid
+from pathlib import Path
+from typing import Callable
 
-import numpy as np
+from . import tables
+from .errors import ClusterError
+
+# Rows per part of the streaming stages (samples, neighbors). A CIFAR-10 samples part
+# of 10,000 rows is ~125 MB in an actor's memory and ~100 MB on disk.
+DEFAULT_PART_ROWS = 10_000
 
 
 def ensure_ray(cfg) -> None:
-    """Join the cluster a job runs on (RAY_ADDRESS), or start a local Ray."""
+    """Join the cluster a job runs on (RAY_ADDRESS; ``auto`` joins a ``ray start``ed one), or
+    start a local Ray of this run's own: without an address, ``ray.init`` would join whatever
+    Ray happens to run on this machine (another study's, a test's) and then refuse num_cpus."""
     import ray
 
     if ray.is_initialized():
@@ -18,35 +39,175 @@ def ensure_ray(cfg) -> None:
     if os.environ.get("RAY_ADDRESS"):
         ray.init(log_to_driver=True)
     else:
-        ray.init(num_cpus=cfg.ray.num_cpus, include_dashboard=False)
+        ray.init(address="local", num_cpus=cfg.ray.num_cpus, include_dashboard=False)
 
 
-def stream_groups(batches: Iterable[dict], expected: int, on_group: Callable[[dict], None]) -> None:
-    """Regroup batches by (K, seed); call ``on_group`` once a group has ``expected`` rows,
-    so a long stage leaves whole parts behind if it is interrupted."""
-    pending: dict[tuple[int, int], list[dict]] = {}
-    for batch in batches:
-        for k, s in set(zip(batch["K"].tolist(), batch["seed"].tolist())):
-            rows = (batch["K"] == k) & (batch["seed"] == s)
-            pending.setdefault((k, s), []).append({c: v[rows] for c, v in batch.items()})
-            if sum(len(p["K"]) for p in pending[(k, s)]) == expected:
-                parts = pending.pop((k, s))
-                on_group({c: np.concatenate([p[c] for p in parts]) for c in parts[0]})
-    if pending:
-        raise RuntimeError(f"rows went missing for (K, seed) {sorted(pending)}")
-
-
-def pool_size(workers: int, cpus_per_worker: float, gpus_per_worker: float = 0.0) -> int:
-    """Actors that fit the cluster now: a fixed pool larger than the cluster never starts."""
+def check_fits(what: str, cpus: float, gpus: float) -> None:
+    """One worker of ``what`` must fit the cluster as it is now, or nothing would ever start."""
     import ray
 
     res = ray.cluster_resources()
-    fit = workers
-    if cpus_per_worker > 0:
-        fit = min(fit, int(res.get("CPU", 0) // cpus_per_worker))
-    if gpus_per_worker > 0:
-        fit = min(fit, int(res.get("GPU", 0) // gpus_per_worker))
-    if fit < 1:
-        raise RuntimeError(f"the Ray cluster ({res.get('CPU', 0)} CPU, {res.get('GPU', 0)} GPU) cannot hold one "
-                           f"worker needing {cpus_per_worker} CPU and {gpus_per_worker} GPU")
-    return fit
+    if cpus > res.get("CPU", 0) or gpus > res.get("GPU", 0):
+        raise ClusterError(f"the Ray cluster ({res.get('CPU', 0):g} CPU, {res.get('GPU', 0):g} GPU) cannot hold one "
+                           f"{what} needing {cpus:g} CPU and {gpus:g} GPU; lower the config's resources or grow it")
+
+
+def _probe(path: str, token: str, reply: str) -> tuple[str, str]:
+    """On one node: does the driver's marker exist there, and can this node write beside it?"""
+    p = Path(path)
+    try:
+        seen = p.read_text() == token
+    except OSError:
+        seen = False
+    if seen:
+        try:
+            Path(reply).write_text(token)
+        except OSError as e:
+            return socket.gethostname(), f"cannot write there ({type(e).__name__})"
+        return socket.gethostname(), ""
+    return socket.gethostname(), "does not see it"
+
+
+def check_shared_storage(study_dir, timeout_s: float = 120.0) -> None:
+    """Every alive node must see (and write) the study folder at the same path.
+
+    The driver writes a marker file in the study folder; one tiny task pinned to each alive
+    node (zero CPUs, so a busy or CPU-less node still runs it) reads it and writes a reply
+    beside it, which the driver then reads. Nothing is left behind, and a study folder this
+    call had to create is removed again. Raises ``ClusterError`` naming the first node that
+    fails, so a study on node-local storage fails at once instead of as a missing file
+    an hour later. On a one-node cluster there is nothing to check."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    if len(nodes) <= 1:
+        return  # the driver runs on the only node: it sees what the driver sees
+    study_dir = Path(study_dir).resolve()
+    created = [p for p in (study_dir, *study_dir.parents) if not p.exists()]
+    study_dir.mkdir(parents=True, exist_ok=True)
+    token = uuid.uuid4().hex
+    marker = study_dir / f".raystudy-shared-{token[:12]}"
+    replies = {n["NodeID"]: marker.with_name(f"{marker.name}-{n['NodeID'][:12]}") for n in nodes}
+    try:
+        marker.write_text(token)
+        probe = ray.remote(num_cpus=0, max_retries=0)(_probe)
+        refs = {n["NodeID"]: probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
+                .remote(str(marker), token, str(replies[n["NodeID"]])) for n in nodes}
+        ready, _ = ray.wait(list(refs.values()), num_returns=len(refs), timeout=timeout_s)
+        for n in nodes:
+            ref, where = refs[n["NodeID"]], f"node {n.get('NodeManagerAddress', '?')} ({n['NodeID'][:8]})"
+            if ref not in ready:
+                raise ClusterError(f"{where} did not answer within {timeout_s:g} s whether it sees the study folder "
+                                   f"{study_dir}")
+            try:
+                host, why = ray.get(ref)
+            except ray.exceptions.RayError as e:
+                raise ClusterError(f"{where} could not check the study folder {study_dir} "
+                                   f"({type(e).__name__})") from None
+            if not why and not _readable(replies[n["NodeID"]], token):
+                why = "writes there do not reach the driver"
+            if why:
+                raise ClusterError(f"{where} ({host}) {why}: the study folder {study_dir} must be on storage every "
+                                   f"node mounts at the same path (NFS, a mounted bucket)")
+    finally:
+        for p in (marker, *replies.values()):
+            p.unlink(missing_ok=True)
+        for p in created:  # innermost first
+            try:
+                p.rmdir()
+            except OSError:
+                break
+
+
+def _readable(path: Path, token: str) -> bool:
+    try:
+        return path.read_text() == token
+    except OSError:
+        return False
+
+
+def pool(workers: int, cpus: float, gpus: float = 0.0) -> dict:
+    """map_batches arguments for an elastic actor pool: one actor at least, ``workers`` at most,
+    so a cluster that grows (autoscaling, nodes joining) gets more actors during a stage."""
+    from ray.data import ActorPoolStrategy
+
+    return {"compute": ActorPoolStrategy(min_size=1, max_size=max(1, workers)),
+            "num_cpus": cpus, "num_gpus": gpus or None}
+
+
+# -- sharded parts ---------------------------------------------------------------------------
+
+def part_rows(cfg) -> int:
+    """Rows per part of the streaming stages: ``generate.part_size`` where the config has it."""
+    return int(getattr(cfg.generate, "part_size", None) or DEFAULT_PART_ROWS)
+
+
+def shards(n: int, rows: int) -> list[tuple[int, int, int]]:
+    """[(index, lo, hi)] covering range(n) in pieces of at most ``rows``."""
+    return [(i, lo, min(n, lo + rows)) for i, lo in enumerate(range(0, n, rows))]
+
+
+def shard_name(base: str, index: int, set_name: str | None = None) -> str:
+    return "-".join([base, *([set_name] if set_name else []), f"{index:05d}"])
+
+
+def _unit_files(study_dir, table: str, base: str) -> dict[str, Path]:
+    """The unit's part files: its shards ``base[-set]-00000`` and a legacy whole part ``base``."""
+    d = tables.table_dir(study_dir, table)
+    pat = re.compile(rf"part-({re.escape(base)}(?:-[A-Za-z]+)?-\d{{5}}|{re.escape(base)})\.parquet")
+    if not d.is_dir():
+        return {}
+    return {m.group(1): d / name for name in os.listdir(d) if (m := pat.fullmatch(name))}
+
+
+def sharded_stored(table: str, part: Callable = None) -> Callable[[Path, tuple], list]:
+    """A ``Stage.stored`` for a unit written as several parts: the metas of its parts, with a
+    None added when the unit is incomplete (absent, a shard missing, or shards that disagree on
+    how the unit is cut), so ``Stage.missing`` counts the parts. A single legacy part named
+    after the unit (written before sharding) still counts as the whole unit."""
+    from .stages import part_name
+
+    part = part or part_name
+
+    def stored(study_dir, unit) -> list:
+        base = part(unit)
+        files = _unit_files(study_dir, table, base)
+        if not files:
+            return [None]
+        metas = [tables.part_meta(study_dir, table, name) for name in sorted(files)]
+        if any(m is None for m in metas):
+            return metas
+        if list(files) == [base] and "parts" not in metas[0]:
+            return metas  # legacy: one part holds the whole unit
+        cuts = {(m.get("parts"), m.get("part_rows")) for m in metas}
+        if len(cuts) != 1 or base in files or int(next(iter(cuts))[0] or 0) != len(metas):
+            return metas + [None]
+        return metas
+
+    return stored
+
+
+def shard_meta(unit_meta: dict, parts: int, rows: int) -> dict[str, str]:
+    return {**unit_meta, "parts": str(parts), "part_rows": str(rows)}
+
+
+def shards_to_write(study_dir, table: str, base: str, wanted: list[str], meta: dict) -> list[str]:
+    """Of a unit's ``wanted`` shard names, those still to write. A shard already there with
+    this ``meta`` (fingerprint and cut) is kept untouched; every other file of the unit (stale
+    fingerprint, another cut, a legacy whole part, a temporary file left by a killed writer)
+    is removed first, so the finished unit holds exactly ``wanted``."""
+    keep = set()
+    for name, path in _unit_files(study_dir, table, base).items():
+        m = tables.part_meta(study_dir, table, name)
+        if (name in wanted and m is not None and all(m.get(k) == meta[k] for k in ("fingerprint", "parts", "part_rows"))):
+            keep.add(name)
+        else:
+            path.unlink(missing_ok=True)
+    d = tables.table_dir(study_dir, table)
+    if d.is_dir():
+        tmp = re.compile(rf"\.part-{re.escape(base)}(?:-[A-Za-z]+)?(?:-\d{{5}})?\.parquet\.[0-9a-f]+\.tmp")
+        for name in os.listdir(d):
+            if tmp.fullmatch(name):
+                (d / name).unlink(missing_ok=True)
+    return [w for w in wanted if w not in keep]

@@ -1,56 +1,80 @@
-"""Runs a study's stages in order and skips what is already done.
+"""A study is its stages, run in order; each does only what is missing or stale.
 
-Each stage decides from the files on disk what is missing (a model without its
-run record, a (K, seed) without its samples part, ...), so a re-run after an
-interruption resumes, and a re-run of a finished study starts no Ray at all.
+    stage     reads                        writes                depends on (plus everything upstream)
+    train     -                            runs, train_log       study.seed, data, model, train (not resources)
+    generate  runs                         samples               generate.n_samples/sampler/steps
+    knn       samples                      neighbors             knn.k  (one unit per metric)
+    classify  neighbors (+ samples)        labels, fractions     classify.delta_m/delta_s of the metric
+    basins    labels, samples              basins, basin_trials, basin_rates   basins.* (if enabled)
+    energy    labels, samples              energy                energy.* (if enabled)
+    figures   fractions, neighbors, ...    figures/*.png         ks, seeds, knn.metrics
+
+``stages.Stage`` holds the one rule; this module lists the stages and runs them.
 """
 
 from __future__ import annotations
 
-import logging
+import json
 import time
 from pathlib import Path
 
-import yaml
-
 from . import config as config_mod
 from . import tables
-from .data import DataError, load_dataset
+from .classify import run_classify
+from .errors import DataError, StudyError
+from .generate import check_models, run_generate
+from .knn import check_weights, run_knn
+from .landscape import check as check_landscape
+from .landscape import run_basins, run_energy
+from .stages import Stage, json_stored, ks_seeds, metric_ks_seeds
+from .train import run_train
 
-log = logging.getLogger(__name__)
+_TRAIN_KEYS = ("study.seed", "data.name", "data.image_size", "data.grayscale", "data.limit", "data.size", "model",
+               "train.images", "train.batch_size", "train.lr", "train.weight_decay", "train.ema_decay",
+               "train.grad_clip", "train.lr_schedule", "train.mixed_precision")
 
-# Keys a study directory may see change between runs without invalidating results:
-# more K or seeds or metrics add parts; the rest only shapes how the work is spread.
-_MUTABLE = ("ks", "seeds", "knn.", "classify.", "ray.", "generate.workers", "generate.batch_size",
-            "generate.cpus_per_worker", "generate.gpus_per_worker", "train.cpus_per_trial",
-            "train.gpus_per_trial", "train.max_failures", "train.checkpoint_every", "study.name")
-
-
-class StudyError(ValueError):
-    """The study directory or the config does not fit: one line that says why."""
-
-
-def _flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict) and not (prefix == "classify."):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
+TRAIN = Stage("train", reads=(), writes=("runs", "train_log"), depends=_TRAIN_KEYS, after=(),
+              units=ks_seeds, run=lambda *a: run_train(TRAIN, *a),
+              on_stale="refuse", uses_ray=lambda cfg: cfg.model.type != "empirical")
+GENERATE = Stage("generate", reads=("runs",), writes=("samples",),
+                 depends=("generate.n_samples", "generate.sampler", "generate.steps"), after=(TRAIN,),
+                 units=ks_seeds, run=lambda *a: run_generate(GENERATE, *a),
+                 check=lambda *a: check_models(GENERATE, *a))
+KNN = Stage("knn", reads=("samples",), writes=("neighbors",), depends=("knn.k",), after=(GENERATE,),
+            units=metric_ks_seeds, run=lambda *a: run_knn(KNN, *a), check=lambda *a: check_weights(KNN, *a))
+CLASSIFY = Stage("classify", reads=("neighbors", "samples"), writes=("labels", "fractions"),
+                 depends=("classify.delta_m.{metric}", "classify.delta_s.{metric}"), after=(KNN,),
+                 units=metric_ks_seeds, run=lambda *a: run_classify(CLASSIFY, *a), uses_ray=lambda cfg: False)
 
 
-def check_compatible(cfg, study_dir: Path) -> None:
-    saved = study_dir / "config.yaml"
-    if not saved.exists():
-        return
-    old = _flatten(yaml.safe_load(saved.read_text()) or {})
-    new = _flatten(cfg.to_dict())
-    changed = sorted(k for k in set(old) | set(new)
-                     if old.get(k) != new.get(k) and not any(k == m or k.startswith(m) for m in _MUTABLE))
-    if changed:
-        raise StudyError(f"{study_dir} holds a study made with a different config ({', '.join(changed)} changed); "
-                         f"use a new --study directory")
+
+def _basin_units(cfg):
+    return [(cfg.basins.metric, k, s) for k in cfg.ks for s in cfg.seeds]
+
+
+BASINS = Stage("basins", reads=("labels", "samples"), writes=("basins", "basin_trials", "basin_rates"),
+               depends=tuple(f"basins.{k}" for k in ("metric", "per_label", "train", "held_out", "trials", "p",
+                                                     "delta", "stride", "ddim_steps")),
+               after=(CLASSIFY,), units=_basin_units, run=lambda *a: run_basins(BASINS, *a),
+               enabled=lambda cfg: cfg.basins.enabled, check=lambda *a: check_landscape(BASINS, *a))
+ENERGY = Stage("energy", reads=("labels", "samples"), writes=("energy",),
+               depends=("basins.metric", *(f"energy.{k}" for k in ("t", "per_label", "train_refs", "held_out_refs",
+                                                                  "points", "reference_scale"))),
+               after=(CLASSIFY,), units=_basin_units, run=lambda *a: run_energy(ENERGY, *a),
+               enabled=lambda cfg: cfg.energy.enabled, check=lambda *a: check_landscape(ENERGY, *a))
+
+
+def _figures(cfg, study_dir, todo) -> None:
+    from .figures import draw_study
+
+    draw_study(FIGURES, cfg, study_dir)
+
+
+FIGURES = Stage("figures", reads=("fractions", "neighbors", "samples"), writes=(),
+                depends=("ks", "seeds", "knn.metrics"), after=(CLASSIFY,), units=lambda cfg: [("all",)],
+                run=_figures, uses_ray=lambda cfg: False, stored=json_stored("figures/made-with.json"))
+
+STAGES = {s.name: s for s in (TRAIN, GENERATE, KNN, CLASSIFY, BASINS, ENERGY, FIGURES)}
 
 
 def validate_against_data(cfg, dataset) -> None:
@@ -59,125 +83,108 @@ def validate_against_data(cfg, dataset) -> None:
         raise DataError(f"ks: K={too_big[0]} is larger than the dataset ({cfg.data.name} has {len(dataset)} images)")
 
 
-def plan(cfg, study_dir) -> list[str]:
-    """What a run would do now, one line per stage."""
-    from .generate import missing_groups
-    from .knn import missing_parts
-    from .sweep import missing_runs
+def plan(cfg, study_dir) -> list[tuple[Stage, list]]:
+    """Every enabled stage with what it has to do now (missing or stale units)."""
+    return [(st, st.missing(cfg, study_dir)) for st in STAGES.values() if st.enabled(cfg)]
 
-    study_dir = Path(study_dir)
+
+def describe(cfg, study_dir) -> list[str]:
+    """The --dry-run report: per stage, what it reads and writes and what is missing or stale, and why."""
     lines = []
-    if cfg.model.type == "empirical":
-        lines.append("train: none (model.type=empirical: the exact memorizer needs no training)")
-    else:
-        runs = missing_runs(cfg, study_dir)
-        lines.append(f"train: {len(runs)} of {len(cfg.ks) * len(cfg.seeds)} runs to train "
-                     f"({cfg.train.images} images each)" + (f": {runs}" if runs else ""))
-    g = missing_groups(cfg, study_dir)
-    lines.append(f"generate: {len(g)} (K, seed) groups x 2 sets x {cfg.generate.n_samples} samples "
-                 f"({cfg.generate.sampler})")
-    lines.append(f"knn: {len(missing_parts(cfg, study_dir))} (metric, K, seed) parts, metrics {list(cfg.knn.metrics)}")
-    lines.append("classify: labels + fractions (recomputed where thresholds changed)")
-    lines.append(f"figures: {study_dir / 'figures'}")
+    for st, todo in plan(cfg, study_dir):
+        n = len(st.units(cfg))
+        miss = [t for t in todo if t.why == "missing"]
+        stale = [t for t in todo if t.why != "missing"]
+        head = (f"{st.name}: reads {', '.join(st.reads) or '-'}; writes {', '.join(st.writes) or 'files'}; "
+                f"{len(miss)} of {n} missing, {len(stale)} stale")
+        if stale:
+            head += f" ({'refused' if st.on_stale == 'refuse' else 'recomputed'}): " + \
+                "; ".join(f"{_unit(t.unit)} {t.why}" for t in stale[:4]) + (" ..." if len(stale) > 4 else "")
+        lines.append(head)
     return lines
 
 
-def _write_runs(cfg, study_dir: Path) -> None:
-    from .train import model_dir, read_run
+def _unit(u) -> str:
+    return "/".join(str(x) for x in u)
 
-    recs = []
-    for k in cfg.ks:
-        for s in cfg.seeds:
-            if cfg.model.type == "empirical":
-                recs.append({"K": k, "seed": s, "model": "empirical", "steps": 0, "images_seen": 0,
-                             "final_loss": float("nan"), "checkpoint": "", "wall_s": 0.0})
-            else:
-                r = read_run(model_dir(study_dir, k, s))
-                recs.append({"K": k, "seed": s, "model": "unet", "steps": r["steps"], "images_seen": r["images_seen"],
-                             "final_loss": r["final_loss"], "checkpoint": r["checkpoint"], "wall_s": r["wall_s"]})
-    cols = {c: [r[c] for r in recs] for c in tables.SCHEMAS["runs"].names}
-    table = tables.to_table("runs", cols, meta=tables.dumps_meta(
-        study=cfg.study.name, config_hash=cfg.section_hash("study", "data", "model", "train")))
-    # Rewriting an unchanged table would make a finished study look touched.
-    if tables.has_part(study_dir, "runs", "all") and tables.read_pandas(study_dir, "runs").equals(table.to_pandas()):
-        return
-    tables.write_part(study_dir, "runs", "all", table)
+
+def refuse_stale(cfg, study_dir, todo_by_stage) -> None:
+    for st, todo in todo_by_stage:
+        stale = [t for t in todo if t.why != "missing"]
+        if stale and st.on_stale == "refuse":
+            raise StudyError(f"{study_dir} holds {st.name} output made with other settings "
+                             f"({_unit(stale[0].unit)} {stale[0].why}); use a new --study directory")
 
 
 def fractions_text(study_dir) -> str:
+    if not (Path(study_dir) / "config.yaml").exists():
+        raise StudyError(f"{study_dir} holds no study (no config.yaml)")
     df = tables.read_pandas(study_dir, "fractions")
     if df.empty:
-        return "(no fractions yet)"
+        return "(no fractions yet: run the study)"
     g = df.groupby(["metric", "K"])[["n", "memorized", "spurious", "generalized", "ratio_memorized"]].mean()
     return g.to_string(float_format=lambda v: f"{v:.3f}")
 
 
-def run(cfg, study_dir, dry_run: bool = False, echo=print) -> Path:
-    """Run every stage that is not complete; returns the study directory."""
+def _record_time(study_dir: Path, name: str, wall_s: float, units: int) -> None:
+    path = study_dir / "stages.json"
+    try:
+        times = json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        times = {}
+    times[name] = {"wall_s": round(wall_s, 2), "units": units, "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    tables.write_text(path, json.dumps(times, indent=1))
+
+
+def run(cfg, study_dir, dry_run: bool = False, echo=print, only: str | None = None) -> Path:
+    """Run every stage that is not complete; returns the study directory.
+
+    Every check that can fail (K vs the dataset, settings that would mix two models,
+    corrupt checkpoints, absent LPIPS weights, a cluster too small for one worker) runs
+    before the study folder is touched."""
+    from .datasets import load_dataset
+
     study_dir = Path(study_dir).resolve()
-    check_compatible(cfg, study_dir)
     dataset = load_dataset(cfg.data)
     validate_against_data(cfg, dataset)
+    todo = [(st, t) for st, t in plan(cfg, study_dir) if only in (None, st.name)]
     if dry_run:
         echo(cfg.to_yaml())
-        for line in plan(cfg, study_dir):
+        for line in describe(cfg, study_dir):
             echo(f"would run {line}")
         return study_dir
-    config_mod.save(cfg, study_dir)
-
-    from .generate import missing_groups, run_generate
-    from .knn import missing_parts, run_knn
-    from .sweep import missing_runs, run_sweep
-
-    t_all = time.time()
-    # Fail before any work if a perceptual metric's backbone is absent: inside a Ray actor
-    # the same error would arrive as a long remote traceback.
-    if cfg.model.type != "empirical":
-        from .model import check_checkpoint
-        from .train import model_dir, read_run
-
-        for k, s in missing_groups(cfg, study_dir):
-            if read_run(model_dir(study_dir, k, s)) is not None:
-                check_checkpoint(model_dir(study_dir, k, s))
-    for metric in dict.fromkeys(m for m, _, _ in missing_parts(cfg, study_dir) if m.startswith("lpips-")):
-        from .lpips_embed import load_backbone_state
-
-        load_backbone_state(metric.split("-", 1)[1], cfg.knn.weights_dir)
-    needs_ray = (cfg.model.type != "empirical" and missing_runs(cfg, study_dir)) or \
-        missing_groups(cfg, study_dir) or missing_parts(cfg, study_dir)
-    if needs_ray:
-        from .raytools import ensure_ray
+    refuse_stale(cfg, study_dir, todo)
+    for st, t in todo:
+        if t and st.check is not None:
+            st.check(cfg, study_dir, [x.unit for x in t], dataset)
+    ray_stages = [st for st, t in todo if t and st.uses_ray(cfg)]
+    if ray_stages:
+        from .raytools import check_fits, ensure_ray
 
         ensure_ray(cfg)
-    for name, todo, fn in (
-        ("train", cfg.model.type != "empirical" and missing_runs(cfg, study_dir), run_sweep),
-        ("generate", missing_groups(cfg, study_dir), run_generate),
-        ("knn", missing_parts(cfg, study_dir), run_knn),
-    ):
-        if not todo:
-            echo(f"[{name}] complete, skipped")
-        else:
-            t0 = time.time()
-            echo(f"[{name}] {len(todo)} to do")
-            fn(cfg, study_dir)
-            echo(f"[{name}] done in {time.time() - t0:.1f} s")
-        if name == "train":
-            _write_runs(cfg, study_dir)
+        for st in ray_stages:
+            check_fits(*_worker(cfg, st.name))
+    config_mod.save(cfg, study_dir)
 
-    from .classify import run_classify
-
-    changed = run_classify(cfg, study_dir)
-    echo(f"[classify] {'written' if changed else 'complete, skipped'}")
-    fig_dir = study_dir / "figures"
-    if changed or not (fig_dir / "transition.png").exists() or not (fig_dir / "nn_grid.png").exists():
-        from .figures import nn_grid, transition_curve
-
-        transition_curve(tables.read_pandas(study_dir, "fractions"), fig_dir / "transition.png")
-        nn_grid(study_dir, dataset, fig_dir / "nn_grid.png")
-        echo(f"[figures] {fig_dir}/transition.png, nn_grid.png")
-    else:
-        echo("[figures] complete, skipped")
+    t_all = time.time()
+    for st, t in todo:
+        if not t:
+            echo(f"[{st.name}] complete, skipped")
+            continue
+        t0 = time.time()
+        why = "stale" if any(x.why != "missing" for x in t) else "missing"
+        echo(f"[{st.name}] {len(t)} to do ({why})")
+        st.run(cfg, study_dir, [x.unit for x in t])
+        _record_time(study_dir, st.name, time.time() - t0, len(t))
+        echo(f"[{st.name}] done in {time.time() - t0:.1f} s")
     echo(f"fractions per K (mean over seeds):\n{fractions_text(study_dir)}")
     echo(f"study {study_dir} finished in {time.time() - t_all:.1f} s; tables under {study_dir / 'tables'}")
     return study_dir
 
+
+def _worker(cfg, stage: str) -> tuple[str, float, float]:
+    if stage == "train":
+        return "training trial", cfg.train.cpus_per_trial, cfg.train.gpus_per_trial
+    if stage in ("generate", "basins", "energy"):
+        return f"{stage} worker", cfg.generate.cpus_per_worker, cfg.generate.gpus_per_worker
+    return f"{stage} worker", float(cfg.knn.faiss_threads), 0.0

@@ -12,9 +12,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Iterable, Iterator, Mapping
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -50,12 +52,36 @@ SCHEMAS: dict[str, pa.Schema] = {
         # The ratio test's memorized fraction, beside the paper's rule.
         ("ratio_memorized", _F64),
     ]),
-    "basins": pa.schema([
-        ("K", _I32), ("seed", _I32), ("sample_id", _I32), ("label", _STR),
-        ("t_crit", _F64), ("radius", _F64),
+    # The train stage's loss curve: one row per logged step of each run.
+    "train_log": pa.schema([
+        ("K", _I32), ("seed", _I32), ("step", _I64), ("images_seen", _I64), ("loss", _F64),
     ]),
+    # Critical time per item (a generated sample, a training image, a held-out image).
+    # kind: "sample" (item_id = sample_id of the eval set), "train" / "held-out" (item_id = dataset index).
+    # label: the sample's label under `metric` (null for train / held-out items).
+    # t_crit: the largest scanned t at which the recovery rate over trials is >= p (0 if none);
+    # radius: mean ||x_t - x|| over the trials at t_crit.
+    "basins": pa.schema([
+        ("K", _I32), ("seed", _I32), ("metric", _STR), ("kind", _STR), ("item_id", _I64), ("label", _STR),
+        ("d_train", _F64), ("t_crit", _I64), ("radius", _F64),
+    ]),
+    # Per trial, as the paper's code stores it: the last t before that trial's first failure.
+    "basin_trials": pa.schema([
+        ("K", _I32), ("seed", _I32), ("kind", _STR), ("item_id", _I64), ("trial", _I32),
+        ("t_last", _I64), ("radius", _F64),
+    ]),
+    # The recovery rate at every scanned t (until the item's scan stopped).
+    "basin_rates": pa.schema([
+        ("K", _I32), ("seed", _I32), ("kind", _STR), ("item_id", _I64), ("t", _I64), ("rate", _F64),
+        ("n_trials", _I32),
+    ]),
+    # Relative energy along the quarter circle x(a) = cos(a) x + sin(a) r, at timestep t.
+    # energy = E(r) - E(x) with E = -log p_t; drift_potential = the reference code's integral of the
+    # reverse-SDE drift; quad_error = |I_n - I_2n| of the quadrature.
     "energy": pa.schema([
-        ("K", _I32), ("seed", _I32), ("sample_id", _I32), ("reference_id", _I32), ("energy", _F64),
+        ("K", _I32), ("seed", _I32), ("kind", _STR), ("item_id", _I64), ("label", _STR),
+        ("reference_kind", _STR), ("reference_id", _I64), ("t", _I64),
+        ("energy", _F64), ("drift_potential", _F64), ("quad_error", _F64),
     ]),
 }
 
@@ -119,20 +145,40 @@ def list_to_numpy(col, width: int | None = None):
     return flat.reshape(len(col), -1)
 
 
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary sibling of ``path`` (file or folder) to write; on success rename it
+    over ``path``, on failure remove it. The one way anything in a study is written, so a
+    reader (or a re-run after a crash) never sees half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Leading dot: pyarrow datasets skip hidden files, so readers never see the temp.
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+    try:
+        yield tmp
+        if tmp.is_dir() and path.is_dir():
+            shutil.rmtree(path)  # a folder cannot be replaced in one rename
+        os.replace(tmp, path)
+    finally:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif tmp.exists():
+            tmp.unlink()
+
+
+def write_text(path, text: str) -> Path:
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(text)
+    return Path(path)
+
+
 def write_part(study_dir, name: str, part: str, table: pa.Table) -> Path:
     """Write one part atomically (temporary name in the same directory, then rename)."""
     if not table.schema.remove_metadata().equals(SCHEMAS[name]):
         raise ValueError(f"table {name}: schema {table.schema} does not match {SCHEMAS[name]}")
     path = _part_path(study_dir, name, part)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Leading dot: pyarrow datasets skip hidden files, so readers never see the temp.
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 
@@ -140,8 +186,12 @@ def has_part(study_dir, name: str, part: str) -> bool:
     return _part_path(study_dir, name, part).exists()
 
 
-def part_meta(study_dir, name: str, part: str) -> dict[str, str]:
-    md = pq.read_schema(_part_path(study_dir, name, part)).metadata or {}
+def part_meta(study_dir, name: str, part: str) -> dict[str, str] | None:
+    """The part's key-value metadata, or None if the part is absent (or unreadable)."""
+    try:
+        md = pq.read_schema(_part_path(study_dir, name, part)).metadata or {}
+    except (FileNotFoundError, OSError, pa.ArrowInvalid):
+        return None
     return {k.decode(): v.decode() for k, v in md.items()}
 
 

@@ -1,16 +1,18 @@
-"""One training run: a UNet2DModel on a K-image training set, DDPM epsilon loss.
+"""One training run, and the train stage's output (the model folder, its ``runs`` row and
+its ``train_log`` rows).
 
-Plain function, no Ray: Tune calls it from ``sweep.py``, a test or a GPU box
-calls it directly. Length is counted in images seen (EDM's habit), so changing
-the batch size does not silently change how long a model trains.
+``train_one`` is a plain function, no Ray: Tune calls it from ``sweep.py``, a test or a
+GPU box calls it directly. Length is counted in images seen (EDM's habit), so changing the
+batch size does not silently change how long a model trains. Its resumable state is a
+single file in the study folder, written atomically at every checkpoint, so a run that
+dies (a killed driver, a lost node, a Tune retry) continues from there wherever it is
+rescheduled, as long as the study folder is on storage every node sees.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -18,8 +20,10 @@ from typing import Callable, Optional
 
 import numpy as np
 
-STATE_FILE = "state.pt"
+from . import tables
+
 RUN_FILE = "run.json"
+LOG_FILE = "log.json"
 
 
 def mixed_precision(setting: str, cuda: bool) -> str:
@@ -37,34 +41,33 @@ def model_dir(study_dir, k: int, seed: int) -> Path:
     return Path(study_dir).resolve() / "models" / f"K{k}-s{seed}"
 
 
+def state_file(study_dir, k: int, seed: int) -> Path:
+    """The unfinished run's state; removed once the model is saved."""
+    return Path(study_dir).resolve() / "models" / f".state-K{k}-s{seed}.pt"
+
+
 def read_run(final_dir) -> Optional[dict]:
     """The finished run's record, or None if the run is not complete."""
-    p = Path(final_dir) / RUN_FILE
-    if not p.exists():
-        return None
     try:
-        return json.loads(p.read_text())
-    except json.JSONDecodeError:
+        return json.loads((Path(final_dir) / RUN_FILE).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
         return None
 
 
-def train_one(cfg, images: np.ndarray, k: int, seed: int, final_dir,
-              resume_dir: Optional[str] = None,
-              on_checkpoint: Optional[Callable[[str, dict], None]] = None,
-              work_dir: Optional[str] = None) -> dict:
-    """Train one model on ``images`` (an array (K, C, H, W), or ``data.LazyImages``) and save
-    its EMA weights to ``final_dir`` (atomically).
+def train_one(cfg, images, k: int, seed: int, final_dir, state_path=None,
+              on_checkpoint: Optional[Callable[[dict], None]] = None, meta: Optional[dict] = None) -> dict:
+    """Train one model on ``images`` (an array (K, C, H, W), or ``datasets.LazyImages``) and save
+    its EMA weights to ``final_dir`` (atomically); returns the run record.
 
-    ``resume_dir`` holds a state written by an earlier checkpoint; ``on_checkpoint``
-    receives a directory with the current state every ``train.checkpoint_every``
-    images (Tune turns it into a ``ray.tune.Checkpoint``).
+    If ``state_path`` exists the run resumes from it; every ``train.checkpoint_every`` images
+    the state is written there and ``on_checkpoint(metrics)`` is called (Tune reports it).
     """
     import torch
     from accelerate import Accelerator
     from diffusers.training_utils import EMAModel
     from tqdm.auto import tqdm
 
-    from .model import build_train_scheduler, build_unet
+    from . import model as models
 
     tc, mc = cfg.train, cfg.model
     # Ray hides GPUs from a trial that asked for none, so this follows the trial's resources.
@@ -73,65 +76,88 @@ def train_one(cfg, images: np.ndarray, k: int, seed: int, final_dir,
     torch.manual_seed(run_seed(cfg.study.seed, k, seed))
     gen = torch.Generator().manual_seed(run_seed(cfg.study.seed, k, seed) + 1)
 
-    model = build_unet(mc, tuple(images.shape[1:]))
-    scheduler = build_train_scheduler(mc)
-    opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
-    ema = EMAModel(model.parameters(), decay=tc.ema_decay)
+    net = models.build(mc, tuple(images.shape[1:]), seed=run_seed(cfg.study.seed, k, seed) % 2**31)
+    alphas = models.build_train_scheduler(mc).alphas_cumprod.to(acc.device)
+    opt = torch.optim.AdamW(net.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     total_steps = math.ceil(tc.images / tc.batch_size)
+    sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, total_steps, eta_min=tc.lr * 0.05)
+             if tc.lr_schedule == "cosine" else None)
+    ema = EMAModel(net.parameters(), decay=tc.ema_decay)
     ckpt_steps = max(1, math.ceil(tc.checkpoint_every / tc.batch_size))
-    step, wall_before, losses = 0, 0.0, []
+    log_steps = max(1, total_steps // 200)
+    step, wall_before, losses, log = 0, 0.0, [], []
     resumed_from = 0
 
-    if resume_dir is not None:
-        state = torch.load(Path(resume_dir) / STATE_FILE, map_location="cpu", weights_only=False)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        ema.load_state_dict(state["ema"])
-        gen.set_state(state["gen"])
-        torch.set_rng_state(state["torch_rng"])
-        step, wall_before, losses = state["step"], state["wall_s"], state["losses"]
-        resumed_from = step
+    state_path = Path(state_path) if state_path else None
+    if state_path is not None and state_path.exists():
+        try:
+            state = torch.load(state_path, map_location="cpu", weights_only=False)
+        except Exception:  # noqa: BLE001 - a torn or foreign file: start over rather than fail
+            state = None
+        if state is not None:
+            net.load_state_dict(state["model"])
+            opt.load_state_dict(state["opt"])
+            ema.load_state_dict(state["ema"])
+            if sched is not None:
+                sched.load_state_dict(state["sched"])
+            gen.set_state(state["gen"])
+            torch.set_rng_state(state["torch_rng"])
+            step, wall_before, losses, log = state["step"], state["wall_s"], state["losses"], state["log"]
+            resumed_from = step
 
-    model, opt = acc.prepare(model, opt)
+    net, opt = acc.prepare(net, opt)
     ema.to(acc.device)
-    # A lazy K-set (LazyImages) is rendered batch by batch; an array is moved to the device once.
+    # A lazy K-set (LazyImages) is read batch by batch; an array is moved to the device once.
     data = torch.from_numpy(np.ascontiguousarray(images)).to(acc.device) if isinstance(images, np.ndarray) else None
-    alphas = scheduler.alphas_cumprod.to(acc.device)
     t0 = time.time()
     bar = tqdm(total=total_steps, initial=step, desc=f"train K={k} seed={seed}", mininterval=5,
                disable=None, file=sys.stderr)
-    model.train()
+    net.train()
+    window = []
     while step < total_steps:
         idx = torch.randint(0, len(images), (tc.batch_size,), generator=gen)
         x0 = data[idx.to(acc.device)] if data is not None else torch.from_numpy(images[idx.numpy()]).to(acc.device)
-        noise = torch.randn(x0.shape, generator=gen).to(acc.device)
-        t = torch.randint(0, mc.num_train_timesteps, (len(x0),), generator=gen).to(acc.device)
-        a = alphas[t].view(-1, 1, 1, 1)
-        xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
-        with acc.autocast():
-            pred = model(xt, t).sample
-        loss = torch.nn.functional.mse_loss(pred.float(), noise)
+        loss = models.loss(mc, net, x0, gen, alphas, acc.autocast)
         opt.zero_grad(set_to_none=True)
         acc.backward(loss)
-        acc.clip_grad_norm_(model.parameters(), tc.grad_clip)
+        if tc.grad_clip is not None:
+            acc.clip_grad_norm_(net.parameters(), tc.grad_clip)
         opt.step()
-        ema.step(acc.unwrap_model(model).parameters())
-        losses = (losses + [loss.detach().item()])[-100:]
+        if sched is not None:
+            sched.step()
+        ema.step(acc.unwrap_model(net).parameters())
+        value = loss.detach().item()
+        losses = (losses + [value])[-100:]
+        window.append(value)
         step += 1
         bar.update(1)
-        if on_checkpoint is not None and (step % ckpt_steps == 0 or step == total_steps):
+        if step % log_steps == 0 or step == total_steps:
+            log.append([step, float(np.mean(window))])
+            window = []
+        if step % ckpt_steps == 0 or step == total_steps:
             metrics = _metrics(step, tc.batch_size, losses, wall_before + time.time() - t0)
-            state_dir = Path(work_dir or final_dir).parent / f".ckpt-K{k}-s{seed}-{step}"
-            _save_state(state_dir, acc.unwrap_model(model), opt, ema, gen, step, metrics["wall_s"], losses)
-            on_checkpoint(str(state_dir), metrics)
-            shutil.rmtree(state_dir, ignore_errors=True)
+            if state_path is not None and step < total_steps:
+                with tables.atomic_path(state_path) as tmp:
+                    torch.save({"model": acc.unwrap_model(net).state_dict(), "opt": opt.state_dict(),
+                                "ema": ema.state_dict(), "sched": sched.state_dict() if sched else None,
+                                "gen": gen.get_state(), "torch_rng": torch.get_rng_state(), "step": step,
+                                "wall_s": metrics["wall_s"], "losses": losses, "log": log}, tmp)
+            if on_checkpoint is not None:
+                on_checkpoint(metrics)
     bar.close()
 
-    metrics = _metrics(step, tc.batch_size, losses, wall_before + time.time() - t0)
-    unet = acc.unwrap_model(model)
-    ema.copy_to(unet.parameters())
-    _save_final(unet, Path(final_dir), {"K": k, "seed": seed, "resumed_from_step": resumed_from, **metrics})
-    return metrics
+    record = {"K": k, "seed": seed, "model": mc.type, "resumed_from_step": resumed_from,
+              **_metrics(step, tc.batch_size, losses, wall_before + time.time() - t0),
+              "checkpoint": str(final_dir), **(meta or {})}
+    unwrapped = acc.unwrap_model(net)
+    ema.copy_to(unwrapped.parameters())
+    with tables.atomic_path(final_dir) as tmp:
+        models.save(unwrapped, tmp, mc)
+        (tmp / LOG_FILE).write_text(json.dumps(log))
+        (tmp / RUN_FILE).write_text(json.dumps(record, indent=1))
+    if state_path is not None:
+        state_path.unlink(missing_ok=True)
+    return record
 
 
 def _metrics(step, batch_size, losses, wall_s) -> dict:
@@ -139,22 +165,49 @@ def _metrics(step, batch_size, losses, wall_s) -> dict:
             "final_loss": float(np.mean(losses[-50:])) if losses else float("nan"), "wall_s": wall_s}
 
 
-def _save_state(state_dir: Path, model, opt, ema, gen, step, wall_s, losses):
-    import torch
+def write_run_parts(study_dir, part: str, record: dict, log, meta: dict) -> None:
+    """The train stage's table rows for one run: ``runs`` (one row) and ``train_log``."""
+    cols = {c: [record[c]] for c in tables.SCHEMAS["runs"].names}
+    log = np.asarray(log, dtype=np.float64).reshape(-1, 2)
+    k, s = record["K"], record["seed"]
+    steps = log[:, 0].astype(np.int64)
+    # train_log first: `runs` is what says the unit is complete.
+    tables.write_part(study_dir, "train_log", part, tables.to_table("train_log", {
+        "K": np.full(len(log), k), "seed": np.full(len(log), s), "step": steps,
+        "images_seen": steps * (record["images_seen"] // max(1, record["steps"])), "loss": log[:, 1]}, meta))
+    tables.write_part(study_dir, "runs", part, tables.to_table("runs", cols, meta))
 
-    state_dir.mkdir(parents=True, exist_ok=True)
-    torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "ema": ema.state_dict(),
-                "gen": gen.get_state(), "torch_rng": torch.get_rng_state(), "step": step,
-                "wall_s": wall_s, "losses": losses}, state_dir / STATE_FILE)
+
+def record_finished(stage, cfg, study_dir, unit) -> bool:
+    """Write the table rows of a model that finished but whose rows were not written
+    (e.g. the driver died right after). Returns whether the unit is now complete."""
+    d = model_dir(study_dir, *unit)
+    rec = read_run(d)
+    meta = stage.meta(cfg, unit)
+    if rec is None:
+        return False
+    if rec.get("fingerprint") != meta["fingerprint"]:
+        from .errors import StudyError
+        from .stages import changed
+
+        raise StudyError(f"{d} was trained with other settings ({changed(rec, stage.depends_on(cfg, unit))}); "
+                         f"use a new --study directory")
+    log = json.loads((d / LOG_FILE).read_text()) if (d / LOG_FILE).exists() else []
+    write_run_parts(study_dir, stage.part(unit), rec, log, meta)
+    return True
 
 
-def _save_final(unet, final_dir: Path, record: dict):
-    """Write the EMA model and its run record under a temporary name, then rename."""
-    final_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final_dir.with_name(f".{final_dir.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    unet.to("cpu").float().save_pretrained(tmp)
-    (tmp / RUN_FILE).write_text(json.dumps({**record, "checkpoint": str(final_dir)}, indent=1))
-    if final_dir.exists():
-        shutil.rmtree(final_dir)
-    os.replace(tmp, final_dir)
+def run_train(stage, cfg, study_dir, todo) -> None:
+    """The train stage: the exact memorizer needs no training (its rows say so); finished models
+    get their rows; the rest are trained with Ray Tune."""
+    if cfg.model.type == "empirical":
+        for k, s in todo:
+            rec = {"K": k, "seed": s, "model": "empirical", "steps": 0, "images_seen": 0,
+                   "final_loss": float("nan"), "checkpoint": "", "wall_s": 0.0}
+            write_run_parts(study_dir, stage.part((k, s)), rec, [], stage.meta(cfg, (k, s)))
+        return
+    left = [u for u in todo if not record_finished(stage, cfg, study_dir, u)]
+    if left:
+        from .sweep import run_sweep
+
+        run_sweep(stage, cfg, study_dir, left)

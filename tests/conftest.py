@@ -25,6 +25,19 @@ def ray_local():
 @pytest.fixture(scope="session")
 def digits():
     from raystudy.config import DataSection
-    from raystudy.data import load_dataset
+    from raystudy.datasets import load_dataset
 
     return load_dataset(DataSection(name="digits"))
+
+
+@pytest.fixture(scope="session")
+def tiny_study(tmp_path_factory, ray_local):
+    """The tiny study of tests/data/tiny.yaml, run once on the real local Ray for every test file
+    that reads a real study (tests that change it work on a copy or only add parts)."""
+    from raystudy.config import load
+    from raystudy.study import run
+
+    cfg = load(TINY)
+    out = tmp_path_factory.mktemp("tiny")
+    run(cfg, out, echo=lambda *a: None)
+    return cfg, out

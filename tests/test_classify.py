@@ -1,7 +1,7 @@
 import numpy as np
 
 from raystudy.classify import fractions, label_samples, ratio_test
-from raystudy.data import subset_indices, training_set
+from raystudy.datasets import subset_indices, training_set
 from raystudy.embed import PixelL2
 from raystudy.knn import References
 
@@ -74,7 +74,7 @@ def test_oracles_training_images_memorized_held_out_not(digits):
 
 
 def test_embeddings_spilled_to_disk_search_the_same(tmp_path, digits):
-    from raystudy.data import LazyImages, subset_indices
+    from raystudy.datasets import LazyImages, subset_indices
 
     idx = subset_indices(len(digits), 300, 0)
     lazy = LazyImages(digits, idx)

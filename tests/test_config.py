@@ -1,16 +1,14 @@
 import pytest
 
 from raystudy.config import ConfigError, StudyConfig, from_dict, load, save
-from raystudy.data import DataError
-from raystudy.study import StudyError, check_compatible, validate_against_data
+from raystudy.errors import DataError
+from raystudy.study import validate_against_data
 
 from .conftest import ROOT, TINY
 
 
 def test_configs_in_repo_load():
     for path in sorted((ROOT / "configs").glob("*.yaml")):
-        if path.name == "toy.yaml":
-            continue
         cfg = load(path)
         assert isinstance(cfg, StudyConfig)
 
@@ -25,6 +23,9 @@ def test_configs_in_repo_load():
     ({}, ["knn.metrics=[cosine]"], "config: knn.metrics:"),
     ({"model": {"attention": [True]}}, [], "config: model"),
     ({}, ["train.images"], "must look like section.key=value"),
+    ({}, ["model.type=circle-mlp"], "does not fit data.name"),
+    ({}, ["data.name=circle"], "does not fit data.name"),
+    ({}, ["basins.metric=lpips-alex"], "basins.metric"),
 ])
 def test_config_errors_are_one_line_and_name_the_key(raw, overrides, needle):
     with pytest.raises(ConfigError) as e:
@@ -41,7 +42,8 @@ def test_overrides_and_roundtrip(tmp_path):
     assert cfg.knn.metrics == ("l2", "lpips-alex")  # l2 always searched (ratio test)
     path = save(cfg, tmp_path)
     assert load(path) == cfg
-    assert cfg.section_hash("train") != load(TINY).section_hash("train")
+    assert cfg.value("train.lr") == 0.01 and cfg.value("classify.delta_m.l2") == 0.1
+    assert cfg.value("train.nope") is None
 
 
 def test_k_larger_than_dataset(digits):
@@ -55,9 +57,7 @@ def test_missing_config_file(tmp_path):
         load(tmp_path / "nope.yaml")
 
 
-def test_changed_config_is_refused_for_an_existing_study(tmp_path):
-    cfg = load(TINY)
-    save(cfg, tmp_path)
-    check_compatible(load(TINY, ["ks=[2, 16, 64]", "knn.metrics=[l2, lpips-alex]"]), tmp_path)  # allowed
-    with pytest.raises(StudyError, match="train.lr"):
-        check_compatible(load(TINY, ["train.lr=0.5"]), tmp_path)
+def test_circle_config_file_is_the_toy_shortcut():
+    from raystudy.toy.cli import CIRCLE
+
+    assert load(ROOT / "configs" / "circle.yaml") == from_dict(CIRCLE)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from raystudy.config import DataSection
-from raystudy.data import DataError, load_dataset, permutation, subset_indices, training_set
+from raystudy.datasets import DataError, load_dataset, permutation, subset_indices, training_set
 
 
 def test_digits_scaled_to_unit_range(digits):

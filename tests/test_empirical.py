@@ -65,3 +65,62 @@ def test_ve_score_is_gradient_of_log_density():
     # Far below the training spacing the posterior mean is the nearest training point.
     nearest = train[torch.cdist(x.detach(), train).argmin(1)]
     assert torch.allclose(posterior_mean(x.detach(), train, 1.0, 1e-8), nearest)
+
+
+def _linear_alpha_bar():
+    """DDPM's default schedule, built here without diffusers: betas linear in [1e-4, 0.02]."""
+    return np.cumprod(1.0 - np.linspace(1e-4, 0.02, 1000))
+
+
+def _eps_closed_form(x, train, ab):
+    """eps of the Gaussian-mixture posterior, float64 numpy with logsumexp, independent of raystudy."""
+    from scipy.special import logsumexp
+
+    x, train = x.reshape(len(x), -1), train.reshape(len(train), -1)
+    a, v = np.sqrt(ab), 1.0 - ab
+    logits = -((x[:, None, :] - a * train[None]) ** 2).sum(-1) / (2 * v)
+    w = np.exp(logits - logsumexp(logits, 1, keepdims=True))
+    return (x - a * (w @ train)) / np.sqrt(v)
+
+
+@pytest.mark.parametrize("t", [0, 1, 50, 300, 999])
+def test_epsilon_matches_the_mixture_posterior_in_closed_form(t):
+    from diffusers import DDPMScheduler
+
+    ab_np = _linear_alpha_bar()
+    ac = DDPMScheduler(num_train_timesteps=1000).alphas_cumprod
+    np.testing.assert_allclose(ac.double().numpy(), ab_np, rtol=1e-6)  # the schedule we mean
+    train = _digits()[:12]
+    tr = train.double().numpy().reshape(12, -1)
+    ab = float(ac[t])  # diffusers keeps the schedule in float32: 1 - ab at t = 0 differs from ab_np's by 1e-4
+    a, v = np.sqrt(ab), 1 - ab
+    rng = np.random.default_rng(t)
+    # Random noisings of training images, and points between two images placed so that the
+    # posterior weights are neither one-hot nor uniform at this t (a logit gap of +-1), where
+    # the posterior's variance and the timestep's alpha_bar both show.
+    xs = [a * tr[i] + np.sqrt(v) * rng.standard_normal(tr.shape[1]) for i in range(4)]
+    for i, j in ((0, 1), (2, 5), (3, 7)):
+        d2 = ((tr[i] - tr[j]) ** 2).sum()
+        for gap in (-1.0, 1.0):
+            lam = 0.5 + gap * v / (a ** 2 * d2)  # logit_i - logit_j = a^2 d2 (2 lam - 1) / (2 v) = gap
+            xs.append(a * (lam * tr[i] + (1 - lam) * tr[j]))
+    x = np.stack(xs)
+    expect = _eps_closed_form(x, tr, ab)
+    model = EmpiricalEpsilon(train, ac, chunk=5)
+    got = model(torch.from_numpy(x).reshape(-1, 1, 8, 8), t).sample.reshape(len(x), -1).numpy()
+    np.testing.assert_allclose(got, expect, rtol=1e-7, atol=1e-7)
+    # float32 inputs, as a sampler passes them: the float64 logits keep them to float32 rounding.
+    got32 = model(torch.from_numpy(x).float().reshape(-1, 1, 8, 8), t).sample.reshape(len(x), -1).double().numpy()
+    expect32 = _eps_closed_form(x.astype(np.float32).astype(np.float64), tr, ab)
+    np.testing.assert_allclose(got32, expect32, rtol=1e-4, atol=1e-4 / np.sqrt(v))
+
+
+def test_out_of_range_timesteps_raise():
+    from diffusers import DDPMScheduler
+
+    model = EmpiricalEpsilon(_digits()[:3], DDPMScheduler(num_train_timesteps=1000).alphas_cumprod)
+    x = torch.zeros(2, 1, 8, 8)
+    for bad in (1000, -1, torch.tensor([5, 1000])):
+        with pytest.raises(ValueError, match="timesteps"):
+            model(x, bad)
+    assert model(x, torch.tensor([0, 999])).sample.shape == x.shape

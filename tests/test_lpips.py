@@ -72,6 +72,24 @@ def test_embedding_distance_equals_lpips(pair, size, channels):
     assert want[0] < 0.5 * want[1:].min()
 
 
+@pytest.mark.parametrize("size", [32, 64])
+def test_fast_backbone_equals_lpips_backbone(pair, size):
+    """features(): channels-last, 3x3 convolutions on 1x1 maps as their centre tap (AlexNet
+    at 32x32) -- the same outputs as lpips's own forward; batching does not matter."""
+    ours, ref = pair
+    x = torch.from_numpy(images(np.random.default_rng(size), 2, 3, size))
+    with torch.no_grad():
+        want = ref.net(ref.scaling_layer(x))
+    got = ours.features(x)
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-6)
+    e = ours.embed(x.numpy())
+    np.testing.assert_allclose(np.concatenate([ours.embed(x.numpy()[:1]), ours.embed(x.numpy()[1:])]), e,
+                               rtol=1e-5, atol=1e-7)
+    assert ours.embed(np.zeros((0, 3, size, size), np.float32)).shape == (0, e.shape[1])
+
+
 def test_dimensions_drop_zero_weight_channels(pair):
     ours, ref = pair
     x = np.zeros((1, 3, 32, 32), np.float32)

@@ -117,3 +117,65 @@ def test_exact_sq_dist_marks_missing():
 def test_dimension_mismatch():
     with pytest.raises(ValueError, match="dimensions"):
         knn_search(np.zeros((2, 3)), np.zeros((4, 5)), 1)
+
+
+def test_many_candidates_within_float32_error_are_searched_again(monkeypatch):
+    """30 references per query at nearly the same tiny distance (far below FAISS's float32
+    error at these norms): the first k + 8 candidates cannot settle the top-k, so those
+    queries are searched again with more, and the answer is brute force's."""
+    import raystudy.search as search
+
+    rng = np.random.default_rng(3)
+    n, per, dim = 32, 30, 1024
+    base = rng.uniform(-10, 10, size=(n, dim)).astype(np.float32)
+    signs = np.sign(rng.normal(size=(n, per, dim))).astype(np.float32)
+    near = (base[:, None, :] + np.float32(1e-3) * signs).reshape(n * per, dim)
+    far = rng.uniform(-10, 10, size=(40, dim)).astype(np.float32)
+    refs = np.concatenate([far, near])[rng.permutation(40 + n * per)]
+    calls = []
+    real = search._faiss_candidates
+
+    def counting(q, r, kk, shard_size):
+        calls.append((len(q), kk))
+        return real(q, r, kk, shard_size)
+
+    monkeypatch.setattr(search, "_faiss_candidates", counting)
+    for k in (1, 5):
+        calls.clear()
+        d, i = knn_search(base, refs, k, shard_size=300)
+        d_ref, i_ref = brute(base, refs, k)
+        np.testing.assert_array_equal(i, i_ref)
+        np.testing.assert_allclose(d, d_ref, rtol=1e-12)
+        assert len(calls) >= 2 and calls[1][1] > calls[0][1], calls
+
+
+def test_exact_ties_go_to_the_lower_index(data):
+    """Duplicated references: equal distances, returned lower index first, as a stable
+    brute-force sort."""
+    q, r = data
+    refs = np.concatenate([r, r[::-1]])
+    for shard_size in (None, 100):
+        d, i = knn_search(q, refs, 4, shard_size=shard_size)
+        d_ref, i_ref = brute(q, refs, 4)
+        np.testing.assert_array_equal(i, i_ref)
+        np.testing.assert_allclose(d, d_ref, rtol=1e-12)
+        assert (i[:, 0] < len(r)).all() and (d[:, 0] == d[:, 1]).all()
+
+
+def test_float32_error_bound_covers_faiss():
+    """The bound the candidates are cut with is far above what FAISS's float32 distances
+    actually miss by (random data, BLAS path)."""
+    import faiss
+
+    from raystudy.search import float32_error_coeff
+
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(300, 2000)).astype(np.float32) + 3
+    y = rng.normal(size=(500, 2000)).astype(np.float32) + 3
+    index = faiss.IndexFlatL2(x.shape[1])
+    index.add(y)
+    d32, idx = index.search(x, 50)
+    exact = exact_sq_dist(x, y, idx)
+    s = (x.astype(np.float64) ** 2).sum(1)[:, None] + (y.astype(np.float64) ** 2).sum(1)[idx]
+    worst = (np.abs(d32 - exact) / s).max()
+    assert 0 < worst < float32_error_coeff(x.shape[1]) / 10

@@ -1,38 +1,26 @@
-"""The 2-D circle: data, VE SDE, score MLP, sampler, and energy by the probability-flow ODE.
+"""The 2-D circle: VE SDE, score MLP, sampler, and energy by the probability-flow ODE.
 
-Data are points on the unit circle, so the generalizing answer (the whole circle)
+Data (``raystudy.datasets.circle``) are points on the unit circle, so the generalizing answer (the whole circle)
 and the memorizing answer (the K training points) are both known. The process is
 the variance-exploding SDE dx = g dW with sigma(t) = sigma_max sqrt(t), i.e.
 g^2 = d sigma^2 / dt = sigma_max^2, as in Song et al.'s score-SDE tutorial.
 Score functions here have the signature ``score(x (B, 2), t (B,)) -> (B, 2)``:
 the trained MLP and the exact memorizer (raystudy.empirical) are interchangeable.
+At t = 1 the process is the K training points blurred by N(0, sigma_max^2), known
+exactly: the sampler starts there (``marginal_start``) and the energy's ODE ends
+there (``ve_log_prior``); N(0, sigma_max^2) is assumed nowhere.
 """
 
 from __future__ import annotations
 
-import copy
 import math
-import time
 from typing import Callable
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..data import Dataset
-
 ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-# Angles are drawn for a fixed pool; the size-K set is the first K of one seeded
-# permutation of it (raystudy.data.subset_indices), so the sets are nested.
-POOL = 100_000
-SETS = {"eval": 0, "ref": 1}
-
-
-def circle_dataset(seed: int = 0, n: int = POOL) -> Dataset:
-    theta = np.random.default_rng(np.random.SeedSequence([seed, 0xC1C])).uniform(0, 2 * np.pi, n)
-    pts = np.stack([np.cos(theta), np.sin(theta)], 1).astype(np.float32)[:, None, None, :]
-    return Dataset("circle", (1, 1, 2), n, lambda idx: pts[idx])
 
 
 def sigma(t, sigma_max: float = 1.0):
@@ -86,53 +74,10 @@ def sample_t(n: int, t_min: float, gen: torch.Generator) -> torch.Tensor:
     return torch.where(torch.arange(n) % 2 == 0, lin, log)
 
 
-def train_score(points, steps: int = 3000, batch: int = 512, lr: float = 2e-3, ema: float = 0.999,
-                width: int = 128, depth: int = 3, t_min: float = 1e-5, sigma_max: float = 1.0,
-                seed: int = 0, log_every: int = 0) -> tuple[ScoreMLP, float, float]:
-    """Denoising score matching on the K points; returns (EMA model, final loss, wall seconds).
-
-    Loss: E ||sigma s(x0 + sigma z, t) + z||^2 (the sigma^2-weighted DSM loss).
-    The final loss is the mean over the last 5% of steps, so it is not one noisy batch.
-    """
-    t0 = time.perf_counter()
-    torch.manual_seed(seed)
-    x0_all = torch.as_tensor(np.asarray(points, np.float32)).reshape(-1, 2)
-    model = ScoreMLP(width, depth, sigma_max=sigma_max, seed=seed)
-    ema_model = copy.deepcopy(model).requires_grad_(False)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps, eta_min=lr * 0.05)
-    gen = torch.Generator().manual_seed(seed + 1)
-    tail, tail_n = 0.0, 0
-    for step in range(steps):
-        x0 = x0_all[torch.randint(len(x0_all), (batch,), generator=gen)]
-        t = sample_t(batch, t_min, gen)
-        z = torch.randn(batch, 2, generator=gen)
-        s = sigma(t, sigma_max)[:, None]
-        loss = ((model(x0 + s * z, t) * s + z) ** 2).sum(1).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        with torch.no_grad():
-            for pe, pm in zip(ema_model.parameters(), model.parameters()):
-                pe.lerp_(pm, 1 - ema)
-        if step >= steps - max(1, steps // 20):
-            tail += loss.item(); tail_n += 1
-        if log_every and step % log_every == 0:
-            print(f"  step {step:5d} loss {loss.item():.4f}")
-    return ema_model.eval(), tail / max(tail_n, 1), time.perf_counter() - t0
-
-
 def time_grid(n_steps: int, t_min: float) -> np.ndarray:
     """Geometric times 1 -> t_min. Uniform steps in t would take dt >> t at the end,
     where the memorizing score is ~ (x_k - x) / t, and Euler would overshoot."""
     return np.geomspace(1.0, t_min, n_steps + 1)
-
-
-def sample_seeds(seed: int, K: int, set_name: str, n: int) -> np.ndarray:
-    """One int63 seed per sample, from (seed, K, set, index): a sample never depends on batching."""
-    return np.array([np.random.SeedSequence([seed, K, seed, SETS[set_name], i]).generate_state(1, np.uint64)[0]
-                     >> np.uint64(1) for i in range(n)], dtype=np.int64)
 
 
 def sample_noise(seeds: np.ndarray, n_steps: int) -> np.ndarray:
@@ -140,20 +85,84 @@ def sample_noise(seeds: np.ndarray, n_steps: int) -> np.ndarray:
     return np.stack([np.random.default_rng(int(s)).standard_normal((n_steps + 1, 2)) for s in seeds])
 
 
+def ve_log_prior(train_points, sigma_max: float = 1.0, chunk: int = 1 << 22) -> Callable[[np.ndarray], np.ndarray]:
+    """log p_1 of the VE process started at the training set: x -> log (1/K) sum_k N(x; x_k, sigma_max^2 I).
+
+    This is the true t = 1 marginal of the data a model was trained on (the K points
+    blurred by N(0, sigma_max^2)), exact for a finite K (logsumexp in float64, rows in
+    chunks of at most ``chunk`` distances). It is *not* N(0, sigma_max^2): at
+    sigma_max = 1 the unit circle blurred by N(0, 1) is not N(0, 1), and ending the
+    ODE at N(0, 1) moves -log p_{t0} by a position-dependent amount (-0.5 at R = 0.5,
+    +3.8 at R = 1.5 for the 1000-point circle), which does not cancel in differences. ``neg_log_density`` ends its ODE here and
+    ``marginal_start`` draws the sampler's x_T from the same density.
+    """
+    from ..empirical import ve_log_density
+
+    train = torch.as_tensor(np.asarray(train_points, np.float64).reshape(-1, 2))
+    if len(train) == 0:
+        raise ValueError("ve_log_prior needs at least one training point")
+    rows = max(1, chunk // len(train))
+
+    def log_p1(x: np.ndarray) -> np.ndarray:
+        x = torch.as_tensor(np.asarray(x, np.float64).reshape(-1, 2))
+        out = [ve_log_density(x[i:i + rows], float(sigma_max), train) for i in range(0, len(x), rows)]
+        return torch.cat(out).numpy() if out else np.zeros(0)
+
+    return log_p1
+
+
+_START_TAG = 0x57A127  # separates the stream that picks k from the sample's Gaussian noise stream
+
+
+def marginal_start(train_points, seeds_or_uniforms, z, sigma_max: float = 1.0) -> np.ndarray:
+    """x_T = x_k + sigma_max z: draws from the true t = 1 marginal (see ``ve_log_prior``).
+
+    train_points (K, 2); z (n, 2) standard normal (``sample_noise(...)[:, 0]``);
+    seeds_or_uniforms (n,): integer sample seeds, each turned into one uniform by its
+    own generator (SeedSequence([seed, tag]), independent of the seed's noise stream),
+    or floats in [0, 1) used as they are. Sample i's k = floor(u_i K) depends on its
+    own seed alone, so a sample never depends on the batch it is drawn in.
+    Returns (n, 2) float64.
+    """
+    train = np.asarray(train_points, np.float64).reshape(-1, 2)
+    z = np.asarray(z, np.float64).reshape(-1, 2)
+    a = np.asarray(seeds_or_uniforms).reshape(-1)
+    if len(a) != len(z):
+        raise ValueError(f"{len(a)} seeds for {len(z)} noise rows")
+    if len(train) == 0:
+        raise ValueError("marginal_start needs at least one training point")
+    if np.issubdtype(a.dtype, np.integer):
+        u = np.array([np.random.default_rng(np.random.SeedSequence([int(s), _START_TAG])).random() for s in a])
+    else:
+        u = a.astype(np.float64)
+        if len(u) and not ((u >= 0) & (u < 1)).all():
+            raise ValueError("uniforms must lie in [0, 1)")
+    k = np.minimum((u * len(train)).astype(np.int64), len(train) - 1)
+    return train[k] + sigma_max * z
+
+
 @torch.no_grad()
 def em_sample(score: ScoreFn, noise: np.ndarray, t_min: float = 1e-5, sigma_max: float = 1.0,
-              batch: int = 4096) -> np.ndarray:
-    """Euler-Maruyama for the reverse VE SDE from x_T ~ N(0, sigma_max^2 I) to t_min.
+              batch: int = 4096, *, start: np.ndarray) -> np.ndarray:
+    """Euler-Maruyama for the reverse VE SDE from x_T = ``start`` (n, 2) at t = 1 to t_min.
 
+    ``start`` is required: the process at t = 1 is the training set blurred by
+    N(0, sigma_max^2), so pass ``marginal_start(train, seeds, noise[:, 0], sigma_max)``;
+    N(0, sigma_max^2) (``sigma_max * noise[:, 0]``) is only right when sigma_max is much
+    larger than the data. noise (n, n_steps + 1, 2) per sample: row 0 is not used here
+    (it is the z of ``marginal_start``), rows 1.. the EM increments.
     x <- x + g^2 s(x, t) dt + g sqrt(dt) z with g = sigma_max; the last step returns
-    the mean (no noise), as is usual. Returns (n, 2) float64.
+    the mean (no noise), as is usual. Rows are independent. Returns (n, 2) float64.
     """
     n_steps = noise.shape[1] - 1
+    start = np.asarray(start, np.float64).reshape(-1, 2)
+    if len(start) != len(noise):
+        raise ValueError(f"start has {len(start)} rows for {len(noise)} noise rows")
     ts = time_grid(n_steps, t_min)
     out = np.empty((len(noise), 2))
     for s in range(0, len(noise), batch):
         z = torch.as_tensor(noise[s:s + batch], dtype=torch.float32)
-        x = sigma_max * z[:, 0]
+        x = torch.as_tensor(start[s:s + batch], dtype=torch.float32)
         for i in range(n_steps):
             t, dt = float(ts[i]), float(ts[i] - ts[i + 1])
             x = x + sigma_max ** 2 * score(x, torch.full((len(x),), t)) * dt
@@ -175,18 +184,29 @@ def _score_and_div(score: ScoreFn, x: torch.Tensor, t: torch.Tensor):
 
 
 def neg_log_density(score: ScoreFn, x, t0: float = 1e-2, sigma_max: float = 1.0,
-                    rtol: float = 1e-5, atol: float = 1e-6,
-                    log_prior: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
+                    rtol: float = 1e-6, atol: float = 1e-7, *,
+                    log_prior: Callable[[np.ndarray], np.ndarray] | None = None,
+                    train_points=None) -> np.ndarray:
     """-log p_{t0}(x) of the model, by the probability-flow ODE with the exact divergence.
 
-    dx/dt = f = -g^2/2 s(x, t); log p_{t0}(x) = log p_1(x(1)) + int_{t0}^{1} div f dt,
-    with p_1 taken as the sampler's prior N(0, sigma_max^2 I) (so values are exact up
-    to that prior's mismatch: use them as relative energies), or ``log_prior(x1)`` where
-    the true p_1 is known (the exact memorizer's). Integrated in log t,
-    where the 1/t growth of the score near t0 becomes smooth for the adaptive solver.
+    dx/dt = f = -g^2/2 s(x, t); log p_{t0}(x) = log p_1(x(1)) + int_{t0}^{1} div f dt.
+    p_1 must be the true t = 1 marginal: pass ``train_points`` (K, 2) to use the
+    training set blurred by N(0, sigma_max^2) (``ve_log_prior``, exact for finite K),
+    or ``log_prior(x1) -> (m,)`` directly; one of the two is required. (A plain
+    N(0, sigma_max^2) end condition is off by a position-dependent amount, several
+    nats at R = 1.5 for sigma_max = 1, so it is never assumed.) With the exact
+    memorizer as ``score`` this returns -log of the K-point mixture at sigma(t0) to
+    the solver's tolerance: 3e-5 at the default rtol (1.7e-6 at rtol 1e-7) for the
+    1000-point circle along R = 0.5 ... 1.5. Integrated in log t, where the 1/t growth of the score
+    near t0 becomes smooth for the adaptive solver.
     """
     from scipy.integrate import solve_ivp
 
+    if (log_prior is None) == (train_points is None):
+        raise ValueError("neg_log_density needs exactly one of log_prior= or train_points= "
+                         "(the true t = 1 marginal; see ve_log_prior)")
+    if log_prior is None:
+        log_prior = ve_log_prior(train_points, sigma_max)
     x0 = np.asarray(x, np.float64).reshape(-1, 2)
     m = len(x0)
     if m == 0:
@@ -206,10 +226,7 @@ def neg_log_density(score: ScoreFn, x, t0: float = 1e-2, sigma_max: float = 1.0,
         raise RuntimeError(f"probability-flow ODE failed: {sol.message}")
     y1 = sol.y[:, -1]
     x1, int_div = y1[:2 * m].reshape(m, 2), y1[2 * m:]
-    if log_prior is None:
-        lp = -0.5 * (x1 ** 2).sum(1) / sigma_max ** 2 - math.log(2 * math.pi * sigma_max ** 2)
-    else:
-        lp = np.asarray(log_prior(x1), np.float64)
+    lp = np.asarray(log_prior(x1), np.float64).reshape(m)
     return -(lp + int_div)
 
 

@@ -69,7 +69,8 @@ def learned_vs_exact(cmp: dict, k: int, path) -> Path:
     ax.plot(cmp["radii"], cmp["exact"] - cmp["exact"].min(), "--", label=f"exact DenseAM, beta = {cmp['beta']:.0f}")
     ax.set_xlabel("radius R")
     ax.set_ylabel("-log p (shifted)")
-    ax.set_title(f"along the radius: correlation {cmp['correlation']:.3f}", fontsize=9)
+    ax.set_title(f"along the radius: largest error of E(R) - E(1) on [0.7, 1.3]: {cmp['max_error_core']:.2f}",
+                 fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
     out = _save(fig, Path(path))
@@ -82,7 +83,7 @@ def memorized_vs_chance(fractions_df, chance: dict, path) -> Path:
     (``chance``: K -> study.chance_memorized): where the two meet, the Euclidean threshold no
     longer separates copies from new points, and the ratio test is the better guide."""
     plt = _plt()
-    df = fractions_df[fractions_df.metric == "l2"].groupby("K").mean(numeric_only=True)
+    df = fractions_df.groupby("K").mean(numeric_only=True)
     fig, ax = plt.subplots(figsize=(5, 3.6))
     ax.plot(df.index, df["memorized"], "o-", color="tab:red", label="memorized (d_train <= delta_m)")
     ax.plot(df.index, df["ratio_memorized"], "s--", color="tab:purple", label="ratio test < 1/3")

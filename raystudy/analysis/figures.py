@@ -1,0 +1,433 @@
+"""The study's figures, drawn from loaded tables (:func:`raystudy.analysis.load`).
+
+Every function returns a matplotlib Figure (or None when its table is absent) and leaves
+saving to the caller (:mod:`raystudy.analysis.report` saves PNG/PDF); in a notebook the
+figure shows inline. What is drawn is written on the figure itself.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .load import LABELS, Studies
+from .stats import bootstrap_curves, format_k, per_seed_fractions, seed_curves, transition_summary
+
+COLORS = {"memorized": "tab:red", "spurious": "tab:orange", "generalized": "tab:green",
+          "ratio_memorized": "tab:purple", "train": "tab:blue", "held-out": "tab:gray"}
+STUDY_COLORS = ("tab:blue", "tab:red", "tab:green", "tab:purple", "tab:brown", "tab:olive")
+
+
+def _plt():
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _fractions_of(st: Studies) -> pd.DataFrame:
+    """The ``fractions`` table, or the same recomputed from ``labels`` when it is absent."""
+    if st.has("fractions"):
+        return st.fractions
+    if st.has("labels"):
+        return per_seed_fractions(st.labels)
+    return pd.DataFrame()
+
+
+def _in_order(df: pd.DataFrame, names: list[str]) -> pd.DataFrame:
+    """Rows in the order the studies were given (groupby sorts them by name)."""
+    if df.empty or "study" not in df:
+        return df
+    rank = {n: i for i, n in enumerate(names)}
+    keys = ["study", *[c for c in ("metric", "K") if c in df]]
+    return df.sort_values(keys, key=lambda c: c.map(rank) if c.name == "study" else c, kind="stable") \
+        .reset_index(drop=True)
+
+
+def curves(st: Studies, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> pd.DataFrame:
+    """Per (study, metric, K): seed mean and s.d. of each fraction and, when ``labels`` is
+    loaded, the bootstrap interval over samples (``<col>_lo`` / ``<col>_hi``)."""
+    sc = seed_curves(_fractions_of(st))
+    if st.has("labels"):
+        bc = bootstrap_curves(st.labels, n_boot, level, seed)
+        bc = bc[[c for c in bc.columns if c.endswith(("_lo", "_hi")) or c in ("study", "metric", "K")]]
+        sc = sc.merge(bc, on=["study", "metric", "K"], how="left")
+    return _in_order(sc, st.names)
+
+
+def summary(st: Studies, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> pd.DataFrame:
+    """:func:`raystudy.analysis.stats.transition_summary` of loaded studies."""
+    return _in_order(transition_summary(st.labels if st.has("labels") else None, _fractions_of(st), n_boot, level,
+                                        seed), st.names)
+
+
+def _span(ax, lo, hi, ks, color):
+    """Shade a crossing interval, clipped to the K range (0 / inf mean outside it)."""
+    if pd.isna(lo) or pd.isna(hi):
+        return
+    a = max(lo, min(ks)) if lo > 0 else min(ks)
+    b = min(hi, max(ks)) if np.isfinite(hi) else max(ks)
+    if b > a:
+        ax.axvspan(a, b, color=color, alpha=0.10, lw=0)
+
+
+def _panel(ax, cv: pd.DataFrame, row, ratio: bool = True, level: float = 0.95):
+    ks = cv["K"].to_numpy()
+    multi_seed = cv["n_seeds"].max() > 1
+    for lab in (*LABELS, "ratio_memorized") if ratio else LABELS:
+        if lab not in cv:
+            continue
+        y = cv[lab].to_numpy()
+        sd = cv.get(f"{lab}_sd")
+        dashed = lab == "ratio_memorized"
+        name = "memorized by ratio test (< 1/3)" if dashed else lab
+        ax.errorbar(ks, y, yerr=sd.to_numpy() if (multi_seed and sd is not None) else None,
+                    fmt="s--" if dashed else "o-", ms=4, capsize=3, lw=1.4, color=COLORS[lab], label=name,
+                    alpha=0.85 if dashed else 1)
+        if f"{lab}_lo" in cv and cv[f"{lab}_lo"].notna().any():
+            ax.fill_between(ks, cv[f"{lab}_lo"], cv[f"{lab}_hi"], color=COLORS[lab], alpha=0.15, lw=0)
+    ax.axhline(0.5, color="k", lw=0.6, ls=":")
+    text = []
+    if row is not None:
+        kc = row["k_cross"]
+        if 0 < kc < np.inf:
+            ax.axvline(kc, color=COLORS["memorized"], lw=1, ls="--")
+        _span(ax, row.get("k_cross_lo"), row.get("k_cross_hi"), ks, COLORS["memorized"])
+        ci = "" if pd.isna(row.get("k_cross_lo")) else \
+            f" [{format_k(row['k_cross_lo'], ks)}, {format_k(row['k_cross_hi'], ks)}]"
+        text.append(f"memorized = 1/2 at K = {format_k(kc, ks)}{ci}")
+        text.append(f"ratio test: K = {format_k(row['ratio_k_cross'], ks)}")
+        ax.plot([row["spurious_peak_k"]], [row["spurious_peak"]], marker="*", ms=13, color=COLORS["spurious"],
+                mec="k", mew=0.6, ls="none", zorder=5)
+        text.append(f"spurious peak: K = {row['spurious_peak_k']} ({row['spurious_peak']:.2f})")
+    ax.text(0.02, 0.02, "\n".join(text), transform=ax.transAxes, fontsize=7, va="bottom",
+            bbox=dict(fc="white", ec="0.8", alpha=0.85))
+    ax.set_xscale("log")
+    ax.set_ylim(-0.03, 1.03)
+    ax.set_xlabel("training-set size K")
+    ax.set_ylabel("fraction of samples")
+    ax.grid(alpha=0.3, which="both", lw=0.4)
+
+
+def _note(cv: pd.DataFrame, level: float) -> str:
+    n_seeds = int(cv["n_seeds"].max()) if len(cv) else 0
+    s = f"lines: mean over {n_seeds} seed(s)"
+    if n_seeds > 1:
+        s += "; error bars: ±1 s.d. over seeds"
+    if any(c.endswith("_lo") for c in cv.columns):
+        s += f"; bands: {level:.0%} bootstrap CI over samples"
+    return s + "; dashed vertical: memorized crosses 1/2 (log-K interpolation), shaded: its CI; star: spurious peak"
+
+
+def transition_figure(st: Studies, cv: pd.DataFrame | None = None, sm: pd.DataFrame | None = None,
+                      n_boot: int = 1000, level: float = 0.95):
+    """Memorized / spurious / generalized fraction vs K (log axis); one panel per metric and
+    study; the ratio test (dashed) beside the paper's rule; the crossing K and its interval;
+    the spurious peak. ``cv`` / ``sm``: precomputed :func:`curves` / :func:`summary`."""
+    plt = _plt()
+    cv = curves(st, n_boot, level) if cv is None else cv
+    sm = summary(st, n_boot, level) if sm is None else sm
+    studies, metrics = list(cv["study"].unique()), sorted(cv["metric"].unique())
+    fig, axes = plt.subplots(len(studies), len(metrics), figsize=(5.2 * len(metrics), 3.9 * len(studies)),
+                             squeeze=False)
+    for i, s in enumerate(studies):
+        for j, m in enumerate(metrics):
+            ax = axes[i][j]
+            c = cv[(cv["study"] == s) & (cv["metric"] == m)].sort_values("K")
+            r = sm[(sm["study"] == s) & (sm["metric"] == m)] if len(sm) else sm
+            _panel(ax, c, r.iloc[0] if len(r) else None, level=level)
+            ax.set_title(f"{s} · {m}" if len(studies) > 1 else f"metric: {m}", fontsize=10)
+    axes[0][0].legend(loc="center right", fontsize=7)
+    fig.text(0.5, -0.01, _note(cv, level), ha="center", va="top", fontsize=7, wrap=True)
+    fig.tight_layout()
+    return fig
+
+
+def compare_figure(st: Studies, cv: pd.DataFrame | None = None, sm: pd.DataFrame | None = None,
+                   n_boot: int = 1000, level: float = 0.95):
+    """Several studies on one axis per metric: memorized (top) and spurious (bottom) vs K,
+    each with its band and its crossing K; the title gives how far the crossing moved."""
+    plt = _plt()
+    cv = curves(st, n_boot, level) if cv is None else cv
+    sm = summary(st, n_boot, level) if sm is None else sm
+    studies, metrics = list(cv["study"].unique()), sorted(cv["metric"].unique())
+    fig, axes = plt.subplots(2, len(metrics), figsize=(max(5.4 * len(metrics), 8), 7), squeeze=False)
+    for j, m in enumerate(metrics):
+        for i, s in enumerate(studies):
+            color = STUDY_COLORS[i % len(STUDY_COLORS)]
+            c = cv[(cv["study"] == s) & (cv["metric"] == m)].sort_values("K")
+            if c.empty:
+                continue
+            ks = c["K"].to_numpy()
+            for a, lab in ((0, "memorized"), (1, "spurious")):
+                ax = axes[a][j]
+                ax.plot(ks, c[lab], "o-", ms=4, color=color, label=s)
+                if f"{lab}_lo" in c and c[f"{lab}_lo"].notna().any():
+                    ax.fill_between(ks, c[f"{lab}_lo"], c[f"{lab}_hi"], color=color, alpha=0.15, lw=0)
+            r = sm[(sm["study"] == s) & (sm["metric"] == m)]
+            if len(r):
+                r = r.iloc[0]
+                if 0 < r["k_cross"] < np.inf:
+                    axes[0][j].axvline(r["k_cross"], color=color, ls="--", lw=1)
+                _span(axes[0][j], r.get("k_cross_lo"), r.get("k_cross_hi"), ks, color)
+                axes[1][j].plot([r["spurious_peak_k"]], [r["spurious_peak"]], "*", ms=12, color=color, mec="k")
+        title = f"memorized · {m}"
+        sub = sm[sm["metric"] == m] if len(sm) else sm
+        if len(sub) >= 2:
+            a, b = sub.iloc[0], sub.iloc[-1]
+            if 0 < a["k_cross"] < np.inf and 0 < b["k_cross"] < np.inf:
+                title += f"\nK½: {a['study']} {format_k(a['k_cross'])} → {b['study']} " \
+                         f"{format_k(b['k_cross'])} (×{b['k_cross'] / a['k_cross']:.2f})"
+        axes[0][j].set_title(title, fontsize=9)
+        axes[1][j].set_title(f"spurious · {m}", fontsize=9)
+        for a in (0, 1):
+            ax = axes[a][j]
+            ax.set_xscale("log")
+            ax.set_ylim(-0.03, 1.03)
+            ax.axhline(0.5, color="k", lw=0.6, ls=":") if a == 0 else None
+            ax.set_xlabel("training-set size K")
+            ax.set_ylabel(f"{'memorized' if a == 0 else 'spurious'} fraction")
+            ax.grid(alpha=0.3, lw=0.4)
+    axes[0][0].legend(fontsize=8)
+    fig.text(0.5, -0.01, _note(cv, level), ha="center", va="top", fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def distances_figure(st: Studies, study: str, metric: str):
+    """Histograms of d_train and d_synth per K (rows), stacked by label, on log-spaced bins,
+    with the study's thresholds delta_m / delta_s drawn: the bimodality a threshold cuts."""
+    plt = _plt()
+    lab = st.labels[(st.labels["study"] == study) & (st.labels["metric"] == metric)]
+    if lab.empty:
+        return None
+    dm, ds = st.thresholds(study, metric)
+    ks = sorted(lab["K"].unique())
+    vals = np.concatenate([lab["d_train"].to_numpy(float), lab["d_synth"].to_numpy(float)])
+    vals = vals[np.isfinite(vals)]
+    pos = vals[vals > 0]
+    floor = (pos.min() / 2) if len(pos) else 1e-6
+    lo = min(floor, dm, ds) / 1.5
+    hi = max(vals.max() if len(vals) else 1.0, dm, ds) * 1.5
+    bins = np.geomspace(lo, hi, 40)
+    fig, axes = plt.subplots(len(ks), 2, figsize=(9, 1.25 * len(ks) + 1.0), sharex=True, squeeze=False)
+    for r, k in enumerate(ks):
+        g = lab[lab["K"] == k]
+        for c, (col, thr, name) in enumerate((("d_train", dm, "delta_m"), ("d_synth", ds, "delta_s"))):
+            ax = axes[r][c]
+            data = [np.clip(g.loc[g["label"] == L, col].to_numpy(float), lo, None) for L in LABELS]
+            ax.hist(data, bins=bins, stacked=True, histtype="stepfilled", color=[COLORS[L] for L in LABELS],
+                    label=list(LABELS))
+            ax.axvline(thr, color="k", ls="--", lw=1)
+            ax.set_xscale("log")
+            ax.tick_params(labelsize=7)
+            if r == 0:
+                ax.set_title(f"{col} ({metric}); dashed: {name} = {thr:g}", fontsize=9)
+            if c == 0:
+                ax.set_ylabel(f"K = {k}\ncount", fontsize=8)
+    axes[-1][0].set_xlabel("distance to the nearest training image", fontsize=8)
+    axes[-1][1].set_xlabel("distance to the nearest sample of the other set", fontsize=8)
+    axes[0][1].legend(fontsize=7, loc="upper right")
+    zeros = f" (zeros drawn at {lo:.2g})" if (vals <= 0).any() else ""
+    fig.suptitle(f"{study}: distances per K, stacked by label{zeros}", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def _heat(ax, z, dm, ds, title, fmt, log: bool, mark, cmap="viridis"):
+    from matplotlib.colors import LogNorm, Normalize
+
+    zz = np.asarray(z, float)
+    finite = zz[np.isfinite(zz) & (zz > 0)] if log else zz[np.isfinite(zz)]
+    if log and len(finite):
+        norm = LogNorm(vmin=finite.min(), vmax=max(finite.max(), finite.min() * 1.0001))
+    else:
+        norm = Normalize(vmin=finite.min() if len(finite) else 0, vmax=finite.max() if len(finite) else 1)
+    shown = np.where(np.isfinite(zz) & ((zz > 0) | (not log)), zz, np.nan)
+    im = ax.imshow(shown, origin="lower", aspect="auto", cmap=cmap, norm=norm)
+    for i in range(zz.shape[0]):
+        for j in range(zz.shape[1]):
+            ax.text(j, i, fmt(zz[i, j]), ha="center", va="center", fontsize=6,
+                    color="w" if np.isfinite(shown[i, j]) and norm(shown[i, j]) < 0.5 else "k")
+    ax.set_xticks(range(len(ds)), [f"{v:.2g}" for v in ds], rotation=60, fontsize=7)
+    ax.set_yticks(range(len(dm)), [f"{v:.2g}" for v in dm], fontsize=7)
+    ax.set_xlabel("delta_s")
+    ax.set_ylabel("delta_m")
+    if mark is not None:
+        ax.add_patch(__import__("matplotlib").patches.Rectangle((mark[1] - 0.5, mark[0] - 0.5), 1, 1,
+                                                                fill=False, ec="k", lw=2))
+    ax.set_title(title, fontsize=9)
+    return im
+
+
+def thresholds_figure(grid: pd.DataFrame, delta_m0: float | None = None, delta_s0: float | None = None,
+                      title: str = ""):
+    """Heatmaps over the (delta_m, delta_s) grid of :func:`raystudy.analysis.thresholds.threshold_grid`
+    (one study and metric): the crossing K (depends on delta_m only), the K of the spurious
+    peak, and the peak's height. The study's own thresholds are boxed."""
+    plt = _plt()
+    dm = np.sort(grid["delta_m"].unique())
+    ds = np.sort(grid["delta_s"].unique())
+    piv = {c: grid.pivot_table(index="delta_m", columns="delta_s", values=c, aggfunc="first")
+           .reindex(index=dm, columns=ds).to_numpy() for c in ("k_cross", "spurious_peak_k", "spurious_peak")}
+    mark = None
+    if delta_m0 is not None and delta_s0 is not None:
+        mark = (int(np.argmin(np.abs(np.log(dm / delta_m0)))), int(np.argmin(np.abs(np.log(ds / delta_s0)))))
+    kmin, kmax = int(grid["K_min"].min()), int(grid["K_max"].max())
+    ks_range = (kmin, kmax)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.4))
+    _heat(axes[0], piv["k_cross"], dm, ds, "K where memorized crosses 1/2\n(depends on delta_m only)",
+          lambda v: format_k(v, ks_range), True, mark)
+    _heat(axes[1], piv["spurious_peak_k"], dm, ds, "K of the spurious peak", lambda v: f"{v:.0f}", True, mark,
+          cmap="magma")
+    _heat(axes[2], piv["spurious_peak"], dm, ds, "height of the spurious peak", lambda v: f"{v:.2f}", False, mark,
+          cmap="cividis")
+    fig.suptitle((title + ": " if title else "") + "relabelled from stored distances on a threshold grid "
+                 f"(box: the study's thresholds; '<' / '>': crossing outside K = {kmin}..{kmax})", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def training_figure(st: Studies):
+    """Loss vs images seen per run (colour: K, log scale), from ``train_log``; beside it the
+    final loss and wall time per run from ``runs``. None if neither table has rows."""
+    plt = _plt()
+    from matplotlib import cm
+    from matplotlib.colors import LogNorm
+
+    if not st.has("train_log") and not st.has("runs"):
+        return None
+    studies = st.names
+    fig, axes = plt.subplots(len(studies), 2, figsize=(11, 3.6 * len(studies)), squeeze=False)
+    for i, s in enumerate(studies):
+        ax = axes[i][0]
+        tl = st.train_log[st.train_log["study"] == s] if st.has("train_log") else pd.DataFrame()
+        runs = st.runs[st.runs["study"] == s] if st.has("runs") else pd.DataFrame()
+        allk = sorted({int(k) for df in (tl, runs) if len(df) for k in df["K"]} or {1})
+        norm = LogNorm(vmin=max(min(allk), 1), vmax=max(max(allk), 2))
+        if len(tl):
+            for (k, seed), g in tl.groupby(["K", "seed"], sort=True):
+                g = g.sort_values("images_seen")
+                y = g["loss"].to_numpy(float)
+                w = max(1, len(y) // 20)
+                smooth = pd.Series(y).rolling(w, min_periods=1).mean().to_numpy()
+                color = cm.viridis(norm(k))
+                ax.plot(g["images_seen"], y, color=color, alpha=0.2, lw=0.6)
+                ax.plot(g["images_seen"], smooth, color=color, lw=1.3, ls="-" if seed == tl["seed"].min() else "--")
+            ax.set_yscale("log")
+            ax.set_xlabel("images seen")
+            ax.set_ylabel("training loss (thin: logged, thick: running mean)")
+            fig.colorbar(cm.ScalarMappable(norm=norm, cmap="viridis"), ax=ax, label="K")
+        else:
+            ax.text(0.5, 0.5, "no train_log table in this study", ha="center", va="center", transform=ax.transAxes)
+            ax.set_axis_off()
+        ax.set_title(f"{s}: loss curves (one line per K and seed)", fontsize=9)
+        ax = axes[i][1]
+        if len(runs):
+            g = runs.groupby("K", sort=True)
+            ax.plot(g["final_loss"].mean().index, g["final_loss"].mean(), "o-", color="tab:blue", label="final loss")
+            ax.set_xscale("log")
+            ax.set_xlabel("training-set size K")
+            ax.set_ylabel("final loss (mean over seeds)", color="tab:blue")
+            ax2 = ax.twinx()
+            ax2.plot(g["wall_s"].mean().index, g["wall_s"].mean(), "s--", color="tab:gray")
+            ax2.set_ylabel("wall time per run (s)", color="tab:gray")
+            ax.set_title(f"{s}: per run (runs table)", fontsize=9)
+            ax.grid(alpha=0.3, lw=0.4)
+        else:
+            ax.set_axis_off()
+    fig.tight_layout()
+    return fig
+
+
+def _group(df: pd.DataFrame) -> pd.Series:
+    """A basin / energy row's group: the sample's label, or the item kind (train / held-out)."""
+    kind = df["kind"].astype(str) if "kind" in df else pd.Series("sample", index=df.index)
+    label = df["label"].astype(object).where(df["label"].notna(), None) if "label" in df else None
+    return pd.Series(np.where((kind == "sample") & label.notna(), label, kind) if label is not None else kind,
+                     index=df.index)
+
+
+def _order(groups) -> list[str]:
+    pref = [*LABELS, "train", "held-out"]
+    return [g for g in pref if g in set(groups)] + sorted(set(groups) - set(pref))
+
+
+def _boxes(ax, df: pd.DataFrame, value: str, ylabel: str):
+    ks = sorted(df["K"].unique())
+    groups = _order(df["_group"])
+    width = 0.8 / max(len(groups), 1)
+    for gi, g in enumerate(groups):
+        data, pos = [], []
+        for ki, k in enumerate(ks):
+            v = df.loc[(df["K"] == k) & (df["_group"] == g), value].dropna().to_numpy(float)
+            if len(v):
+                data.append(v)
+                pos.append(ki - 0.4 + width * (gi + 0.5))
+        if data:
+            bp = ax.boxplot(data, positions=pos, widths=width * 0.9, patch_artist=True, manage_ticks=False,
+                            flierprops=dict(ms=2))
+            for b in bp["boxes"]:
+                b.set_facecolor(COLORS.get(g, "0.7"))
+                b.set_alpha(0.7)
+            ax.plot([], [], "s", color=COLORS.get(g, "0.7"), label=g)
+    ax.set_xticks(range(len(ks)), [str(k) for k in ks])
+    ax.set_xlabel("training-set size K")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3, lw=0.4, axis="y")
+    ax.legend(fontsize=7)
+
+
+def basins_figure(st: Studies):
+    """Critical time t_crit per K and label (samples) or kind (training / held-out images),
+    and the basin radius vs t_crit. None when the ``basins`` table is absent."""
+    plt = _plt()
+    if not st.has("basins"):
+        return None
+    studies = [s for s in st.names if (st.basins["study"] == s).any()]
+    fig, axes = plt.subplots(len(studies), 2, figsize=(12, 3.8 * len(studies)), squeeze=False)
+    for i, s in enumerate(studies):
+        b = st.basins[st.basins["study"] == s].copy()
+        b["_group"] = _group(b)
+        _boxes(axes[i][0], b, "t_crit", "critical time t_crit")
+        axes[i][0].set_title(f"{s}: t_crit per K (label of the sample, or kind of image)", fontsize=9)
+        ax = axes[i][1]
+        ks = sorted(b["K"].unique())
+        markers = "os^vDPX*"
+        for g in _order(b["_group"]):
+            for ki, k in enumerate(ks):
+                sub = b[(b["_group"] == g) & (b["K"] == k)]
+                if len(sub):
+                    ax.scatter(sub["t_crit"], sub["radius"], s=14, color=COLORS.get(g, "0.5"),
+                               marker=markers[ki % len(markers)], alpha=0.7, label=g if ki == 0 else None)
+        for ki, k in enumerate(ks):
+            ax.scatter([], [], marker=markers[ki % len(markers)], color="k", s=14, label=f"K = {k}")
+        ax.set_xlabel("critical time t_crit")
+        ax.set_ylabel("basin radius (mean ||x_t - x|| at t_crit)")
+        ax.set_title(f"{s}: radius vs t_crit", fontsize=9)
+        ax.grid(alpha=0.3, lw=0.4)
+        ax.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def energy_figure(st: Studies):
+    """Relative energy E(reference) - E(item) per K and label, one panel per reference kind.
+    None when the ``energy`` table is absent."""
+    plt = _plt()
+    if not st.has("energy"):
+        return None
+    studies = [s for s in st.names if (st.energy["study"] == s).any()]
+    e = st.energy
+    refs = sorted(e["reference_kind"].dropna().astype(str).unique()) if "reference_kind" in e else ["all"]
+    refs = refs or ["all"]
+    fig, axes = plt.subplots(len(studies), len(refs), figsize=(6 * len(refs), 3.8 * len(studies)), squeeze=False)
+    for i, s in enumerate(studies):
+        es = e[e["study"] == s].copy()
+        es["_group"] = _group(es)
+        for j, r in enumerate(refs):
+            sub = es if r == "all" else es[es["reference_kind"].astype(str) == r]
+            _boxes(axes[i][j], sub, "energy", "relative energy E(ref) - E(item)")
+            axes[i][j].axhline(0, color="k", lw=0.6)
+            axes[i][j].set_title(f"{s}: references = {r}", fontsize=9)
+    fig.tight_layout()
+    return fig

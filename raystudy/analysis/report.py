@@ -1,0 +1,339 @@
+"""``raystudy report DIR [DIR ...]``: every figure as PNG (and PDF) and one self-contained HTML page.
+
+One DIR: writes into ``DIR/report/``. Several: compares them and writes into
+``FIRST_DIR/report/compare/``. The page (``report.html``) embeds every image as a base64
+data URI and holds the crossing K with its interval, the spurious peak, the fractions
+table, the stage run times and each config: copy the one file anywhere and it still shows
+everything. Absent tables (basins, energy, train_log, stages.json) are named on the page
+instead of drawn.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import html
+import re
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from .load import LABELS, AnalysisError, Studies, _flatten_dirs, load
+from .stats import format_k
+
+# What each figure shows, written beside it on the page and in the report's listing.
+CAPTIONS = {
+    "transition": "Memorized / spurious / generalized fraction vs training-set size K (log axis), one panel per "
+                  "metric{per_study}. Lines: mean over seeds; error bars: ±1 s.d. over seeds (when more than one); "
+                  "bands: {level:.0%} bootstrap CI over samples. Dashed purple: the ratio test (NN1/NN2 < 1/3 on "
+                  "per-pixel L2) beside the paper's rule. Dashed red: the K where memorized crosses 1/2 "
+                  "(log-K interpolation), shaded: its CI; star: the spurious peak.",
+    "compare": "The studies on one axis per metric: memorized (top) and spurious (bottom) fractions vs K with "
+               "their bootstrap bands; dashed lines: each study's crossing K.",
+    "distances": "Histograms of d_train (distance to the nearest training image) and d_synth (to the nearest "
+                 "sample of the independent second set) per K, stacked by label, log-spaced bins; dashed: the "
+                 "thresholds delta_m and delta_s.",
+    "thresholds": "Relabelled from the stored distances on a grid of delta_m × delta_s (1/4× to 4× the study's "
+                  "thresholds): the crossing K, the K of the spurious peak and its height; the box marks the "
+                  "study's thresholds.",
+    "nn": "Samples (left) beside their top training neighbours and their top neighbours in the other sample "
+          "set, distance under each image; samples spread from closest to farthest d_train.",
+    "training": "Training loss vs images seen per run (colour: K) from the train_log table, and the final loss "
+                "and wall time per run from the runs table.",
+    "basins": "Critical time t_crit per K, by sample label (or image kind: training / held-out), and the basin "
+              "radius vs t_crit.",
+    "energy": "Relative energy E(reference) − E(item) along the quarter circle, per K and label, one panel per "
+              "reference kind.",
+}
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1200px;
+padding:0 1em;color:#222}
+h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}
+table{border-collapse:collapse;font-size:.85em;margin:.5em 0}th,td{border:1px solid #ccc;padding:.25em .6em;
+text-align:right}th{background:#f3f3f3}td.l,th.l{text-align:left}
+figure{margin:1.2em 0}figure img{max-width:100%;border:1px solid #eee}figcaption{font-size:.85em;color:#555}
+pre{background:#f7f7f7;padding:.8em;overflow:auto;font-size:.8em}.note{color:#a40;font-size:.9em}
+.summary li{margin:.3em 0}
+"""
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(name)).strip("_") or "study"
+
+
+class _Figures:
+    """Saves figures as PNG (+PDF) and remembers them for the page."""
+
+    def __init__(self, out: Path, pdf: bool, dpi: int = 110):
+        self.out, self.pdf, self.dpi = out, pdf, dpi
+        self.items: list[dict] = []
+
+    def add(self, fig, stem: str, caption: str, section: str) -> Path | None:
+        import matplotlib.pyplot as plt
+
+        if fig is None:
+            return None
+        png = self.out / f"{stem}.png"
+        fig.savefig(png, dpi=self.dpi, bbox_inches="tight")
+        if self.pdf:
+            fig.savefig(self.out / f"{stem}.pdf", bbox_inches="tight")
+        plt.close(fig)
+        self.items.append({"file": png.name, "caption": caption, "section": section, "path": png})
+        return png
+
+
+def _img(path: Path, alt: str) -> str:
+    b64 = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{b64}">'
+
+
+def _fmt(v, digits: int = 3) -> str:
+    if v is None or (isinstance(v, float) and np.isnan(v)):
+        return ""
+    if isinstance(v, (float, np.floating)):
+        return f"{v:.{digits}f}"
+    return html.escape(str(v))
+
+
+def _table(df: pd.DataFrame, cls: str = "", left: tuple = (), row_attr=None) -> str:
+    head = "".join(f'<th class="{"l" if c in left else ""}">{html.escape(str(c))}</th>' for c in df.columns)
+    rows = []
+    for _, r in df.iterrows():
+        attr = row_attr(r) if row_attr else ""
+        cells = "".join(f'<td class="{"l" if c in left else ""}">{_fmt(r[c])}</td>' for c in df.columns)
+        rows.append(f"<tr{attr}>{cells}</tr>")
+    return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+
+
+def fractions_table(cv: pd.DataFrame, study: str) -> pd.DataFrame:
+    """The page's fractions table of one study: per metric and K, mean ± s.d. over seeds and
+    the bootstrap interval over samples, as text."""
+    c = cv[cv["study"] == study].sort_values(["metric", "K"])
+    out = pd.DataFrame({"metric": c["metric"], "K": c["K"].astype(int), "samples": c["n"].astype(int),
+                        "seeds": c["n_seeds"].astype(int)})
+    for lab in (*LABELS, "ratio_memorized"):
+        if lab not in c:
+            continue
+        txt = c[lab].map(lambda v: f"{v:.3f}")
+        sd = c.get(f"{lab}_sd")
+        if sd is not None and sd.notna().any():
+            txt = txt + sd.map(lambda v: "" if pd.isna(v) else f" ± {v:.3f}")
+        if f"{lab}_lo" in c:
+            txt = txt + [("" if pd.isna(lo) else f" [{lo:.2f}, {hi:.2f}]") for lo, hi in zip(c[f"{lab}_lo"], c[f"{lab}_hi"])]
+        out["ratio test" if lab == "ratio_memorized" else lab] = txt.to_numpy()
+    return out
+
+
+def _pick_k(labels: pd.DataFrame, label: str, k_cross: float):
+    """The K for a label's neighbour grid: the K with samples of that label nearest (in log K)
+    to the crossing, or the K with the most such samples when the crossing is outside the range."""
+    counts = labels.loc[labels["label"] == label, "K"].value_counts()
+    if counts.empty:
+        return None
+    ks = np.array(sorted(counts.index))
+    if 0 < k_cross < np.inf:
+        return int(ks[np.argmin(np.abs(np.log(ks) - np.log(k_cross)))])
+    return int(counts.sort_index().idxmax())
+
+
+def write_report(dirs, out: str | Path | None = None, pdf: bool = False, n_boot: int = 1000,
+                 level: float = 0.95, echo=print) -> Path:
+    """Write the figures and ``report.html`` for one study or a comparison of several; returns
+    the page's path. See the module docstring."""
+    from . import figures as F
+    from .images import nn_grid
+    from .thresholds import default_grid, threshold_grid
+
+    t0 = time.time()
+    paths = _flatten_dirs([dirs] if isinstance(dirs, (str, Path)) else dirs)
+    out = Path(out) if out else (paths[0] / "report" if len(paths) == 1 else paths[0] / "report" / "compare")
+    out.mkdir(parents=True, exist_ok=True)
+    st = load(paths, tables=[t for t in ("runs", "train_log", "labels", "fractions", "basins", "basin_trials",
+                                         "basin_rates", "energy")])
+    if not st.has("labels") and not st.has("fractions"):
+        raise AnalysisError(f"{', '.join(map(str, paths))}: no labels or fractions yet (run the study first)")
+    multi = len(st.names) > 1
+    figs = _Figures(out, pdf)
+    cv = F.curves(st, n_boot, level)
+    sm = F.summary(st, n_boot, level)
+    notes: list[str] = []
+
+    per_study = " and study" if multi else ""
+    figs.add(F.transition_figure(st, cv, sm, level=level), "transition",
+             CAPTIONS["transition"].format(per_study=per_study, level=level), "Transition")
+    if multi:
+        figs.add(F.compare_figure(st, cv, sm, level=level), "compare", CAPTIONS["compare"], "Transition")
+    for s in st.names:
+        pre = f"{_safe(s)}_" if multi else ""
+        one = st.one(s)
+        lab_s = one.labels if one.has("labels") else pd.DataFrame()
+        if lab_s.empty:
+            notes.append(f"{s}: no labels table: distance, threshold and neighbour figures not drawn")
+        for m in sorted(lab_s["metric"].unique()) if len(lab_s) else []:
+            lm = lab_s[lab_s["metric"] == m]
+            figs.add(F.distances_figure(one, s, m), f"{pre}distances_{_safe(m)}", CAPTIONS["distances"],
+                     f"Distances and thresholds · {s}")
+            dm0, ds0 = one.thresholds(s, m)
+            grid = threshold_grid(lm, default_grid(dm0), default_grid(ds0))
+            grid.to_csv(out / f"{pre}thresholds_{_safe(m)}.csv", index=False)
+            figs.add(F.thresholds_figure(grid, dm0, ds0, title=f"{s} · {m}"), f"{pre}thresholds_{_safe(m)}",
+                     CAPTIONS["thresholds"], f"Distances and thresholds · {s}")
+            row = sm[(sm["study"] == s) & (sm["metric"] == m)]
+            kc = float(row["k_cross"].iloc[0]) if len(row) else float("nan")
+            for label in LABELS:
+                k = _pick_k(lm, label, kc)
+                if k is None:
+                    notes.append(f"{s} · {m}: no {label} sample at any K: no {label} neighbour grid")
+                    continue
+                try:
+                    fig = nn_grid(st.dirs[s], K=k, label=label, metric=m, config=one.configs[s])
+                except Exception as e:  # noqa: BLE001 - a grid is decoration: say why, keep the report
+                    notes.append(f"{s} · {m}: {label} neighbour grid not drawn ({type(e).__name__}: {e})")
+                    continue
+                figs.add(fig, f"{pre}nn_{_safe(m)}_{label}_K{k}",
+                         CAPTIONS["nn"] + f" Here: {label} samples of K = {k}.", f"Nearest neighbours · {s}")
+    if not st.has("train_log"):
+        notes.append("train_log table absent: no loss curves (runs table only)" if st.has("runs")
+                     else "train_log and runs tables absent: no training figure")
+    figs.add(F.training_figure(st), "training", CAPTIONS["training"], "Training")
+    for table, fn in (("basins", F.basins_figure), ("energy", F.energy_figure)):
+        if st.has(table):
+            figs.add(fn(st), table, CAPTIONS[table], "Basins and energy")
+        else:
+            notes.append(f"{table} table absent: no {table} figure drawn")
+
+    sm.to_csv(out / "summary.csv", index=False)
+    page = out / "report.html"
+    page.write_text(_page(st, cv, sm, figs.items, notes, level, n_boot, paths), encoding="utf-8")
+    echo(f"report: {len(figs.items)} figures in {out} ({time.time() - t0:.1f} s)")
+    for it in figs.items:
+        echo(f"  {it['file']}")
+    for n in notes:
+        echo(f"  note: {n}")
+    return page
+
+
+def _summary_html(st: Studies, sm: pd.DataFrame, level: float) -> str:
+    from .stats import describe
+
+    if sm.empty:
+        return "<p>No summary (no fractions).</p>"
+    items = [f"<li><b>{html.escape(r['study'])} · {html.escape(r['metric'])}</b>: {html.escape(describe(r, level))}"
+             f" ({r['n_seeds']} seed(s), about {r['n_per_K']:.0f} samples per K)</li>" for _, r in sm.iterrows()]
+    text = f'<ul class="summary">{"".join(items)}</ul>'
+    if len(st.names) > 1:
+        shifts = []
+        for m, g in sm.groupby("metric"):
+            base = g.iloc[0]
+            for _, r in g.iloc[1:].iterrows():
+                a, b = base["k_cross"], r["k_cross"]
+                if 0 < a < np.inf and 0 < b < np.inf:
+                    shifts.append(f"<li>{html.escape(m)}: the crossing moves from K = {format_k(a)} "
+                                  f"({html.escape(base['study'])}) to K = {format_k(b)} ({html.escape(r['study'])}), "
+                                  f"×{b / a:.2f}</li>")
+                else:
+                    shifts.append(f"<li>{html.escape(m)}: {html.escape(base['study'])} K = "
+                                  f"{format_k(a, (base['K_min'], base['K_max']))}, {html.escape(r['study'])} K = "
+                                  f"{format_k(b, (r['K_min'], r['K_max']))} (not both inside the K range)</li>")
+        text += f"<h3>Comparison</h3><ul>{''.join(shifts)}</ul>"
+    cols = ["study", "metric", "k_cross", "k_cross_lo", "k_cross_hi", "k_cross_seed_min", "k_cross_seed_max",
+            "ratio_k_cross", "spurious_peak_k", "spurious_peak", "spurious_peak_lo", "spurious_peak_hi"]
+    show = sm[[c for c in cols if c in sm]].copy()
+    for c in ("k_cross", "k_cross_lo", "k_cross_hi", "k_cross_seed_min", "k_cross_seed_max", "ratio_k_cross"):
+        show[c] = [format_k(v, (r["K_min"], r["K_max"])) for v, (_, r) in zip(show[c], sm.iterrows())]
+    return text + _table(show, "summary-table", left=("study", "metric"))
+
+
+def _page(st: Studies, cv, sm, items, notes, level, n_boot, paths) -> str:
+    title = "raystudy report: " + " vs ".join(st.names)
+    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+             f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>",
+             f"<p>Studies: {', '.join(f'<code>{html.escape(str(p))}</code>' for p in paths)}. "
+             f"Written {time.strftime('%Y-%m-%d %H:%M:%S')}. Intervals: {level:.0%} bootstrap over samples "
+             f"({n_boot} replicates, samples resampled within each K and seed); seed spread: ±1 s.d.</p>",
+             "<h2 id='summary'>Crossing K and spurious peak</h2>", _summary_html(st, sm, level)]
+    if notes:
+        parts.append("<h2 id='notes'>Not drawn</h2><ul>" +
+                     "".join(f"<li class='note'>{html.escape(n)}</li>" for n in notes) + "</ul>")
+    section = None
+    for it in items:
+        if it["section"] != section:
+            section = it["section"]
+            parts.append(f"<h2>{html.escape(section)}</h2>")
+        parts.append(f"<figure>{_img(it['path'], it['file'])}<figcaption><b>{html.escape(it['file'])}</b>: "
+                     f"{html.escape(it['caption'])}</figcaption></figure>")
+    parts.append("<h2 id='fractions'>Fractions</h2><p>Per K: mean ± s.d. over seeds, [bootstrap CI over "
+                 "samples]; 'ratio test': fraction with NN1/NN2 &lt; 1/3.</p>")
+    for s in st.names:
+        ft = fractions_table(cv, s)
+        parts.append(f"<h3>{html.escape(s)}</h3>")
+        parts.append(_table(ft, f"fractions", left=("metric",),
+                            row_attr=lambda r: f' data-k="{int(r["K"])}" data-metric="{html.escape(str(r["metric"]))}"'))
+    parts.append("<h2 id='times'>Stage run times</h2>")
+    for s in st.names:
+        parts.append(f"<h3>{html.escape(s)}</h3>")
+        stages = st.stages.get(s)
+        if stages is not None and len(stages):
+            parts.append(_table(stages, "stages", left=("stage",)))
+        else:
+            parts.append("<p class='note'>No stage times recorded (no stages.json in the study folder).</p>")
+        runs = st.runs[st.runs["study"] == s] if st.has("runs") else pd.DataFrame()
+        if len(runs):
+            cols = [c for c in ("K", "seed", "model", "steps", "images_seen", "final_loss", "wall_s") if c in runs]
+            parts.append(f"<p>Training runs (total {runs['wall_s'].sum():.1f} s):</p>")
+            parts.append(_table(runs[cols].sort_values(["K", "seed"]), "runs", left=("model",)))
+    parts.append("<h2 id='config'>Config</h2>")
+    for s in st.names:
+        cfg = yaml.safe_dump(st.configs.get(s) or {}, sort_keys=False)
+        parts.append(f"<h3>{html.escape(s)}</h3><pre>{html.escape(cfg)}</pre>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="raystudy report",
+        description="Draw a study's figures from its tables and write one self-contained HTML page "
+                    "(figures embedded, crossing K with its interval, spurious peak, fractions table, "
+                    "stage run times, config). With several DIRs the studies are compared side by side.",
+        epilog="Reads only the Parquet tables and config.yaml: no torch, no Ray, nothing is re-run.")
+    p.add_argument("dirs", nargs="+", metavar="DIR",
+                   help="study folder (holds config.yaml and tables/); give two or more to compare them")
+    p.add_argument("--out", type=Path, default=None, metavar="FOLDER",
+                   help="folder to write the PNGs and report.html into (default: DIR/report for one study, "
+                        "FIRST_DIR/report/compare for several)")
+    p.add_argument("--pdf", action="store_true", help="also write every figure as a PDF beside its PNG")
+    p.add_argument("--n-boot", type=int, default=1000, metavar="N",
+                   help="bootstrap replicates over samples for the confidence intervals (default: 1000)")
+    return p
+
+
+def main(argv=None) -> int:
+    """Entry point of ``raystudy report``; returns the exit status."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # a command line draws into files, never onto a screen
+    p = build_parser()
+    try:
+        a = p.parse_args(argv)
+    except SystemExit as e:  # --help, or a usage error argparse has already printed
+        return int(e.code or 0)
+    if a.n_boot < 1:
+        print("report: --n-boot must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        page = write_report(a.dirs, a.out, pdf=a.pdf, n_boot=a.n_boot)
+    except AnalysisError as e:
+        print(f"report: {e}", file=sys.stderr)
+        return 2
+    print(f"report: {page}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

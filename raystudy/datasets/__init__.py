@@ -1,0 +1,69 @@
+"""Datasets by name: ``load_dataset(data_cfg)``. Every dataset yields float32 images
+(N, C, H, W) in [-1, 1]; nothing is downloaded (embedded, generated, or the user's path)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import DataError
+from .base import (Dataset, LazyImages, from_array, held_out_indices, permutation, subset_indices,
+                   training_images, training_set)
+
+__all__ = ["DATASETS", "DataError", "Dataset", "LazyImages", "held_out_indices", "load_dataset", "permutation",
+           "subset_indices", "training_images", "training_set"]
+
+
+def _files(reader):
+    """A dataset read into memory, then limited, greyed and resized as the config says."""
+    def load(c) -> Dataset:
+        from .files import resize
+
+        x = reader(c.path)
+        if c.limit:
+            x = x[: c.limit]
+        if c.grayscale and x.shape[1] == 3:
+            x = (x * np.array([0.299, 0.587, 0.114], np.float32)[None, :, None, None]).sum(1, keepdims=True)
+        if c.image_size and x.shape[-1] != c.image_size:
+            x = resize(x, c.image_size)
+        return from_array(c.name, x)
+    return load
+
+
+def _manifold(c) -> Dataset:
+    from ..manifold import manifold_dataset
+
+    return manifold_dataset(c)
+
+
+def _circle(c) -> Dataset:
+    from .circle import circle_dataset
+
+    return circle_dataset(c.size)
+
+
+def _lazy_reader(name):
+    def read(path):
+        from . import files
+
+        return files.mnist(path, name) if "mnist" in name else getattr(files, name)(path)
+    return read
+
+
+# name -> loader(data_cfg); the config's data.name must be one of these.
+DATASETS = {
+    "digits": _files(_lazy_reader("digits")),
+    "cifar10": _files(_lazy_reader("cifar10")),
+    "mnist": _files(_lazy_reader("mnist")),
+    "fashion-mnist": _files(_lazy_reader("fashion-mnist")),
+    "folder": _files(_lazy_reader("folder")),
+    "array": _files(_lazy_reader("array")),
+    "manifold": _manifold,
+    "circle": _circle,
+}
+
+
+def load_dataset(data_cfg) -> Dataset:
+    """Build the dataset a config's ``data`` section names."""
+    if data_cfg.name not in DATASETS:
+        raise DataError(f"data.name: unknown dataset {data_cfg.name!r}; known: {', '.join(DATASETS)}")
+    return DATASETS[data_cfg.name](data_cfg)

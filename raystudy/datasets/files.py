@@ -1,0 +1,128 @@
+"""Datasets read from the user's disk (never downloaded) and the embedded digits."""
+
+from __future__ import annotations
+
+import gzip
+import pickle
+import struct
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DataError
+
+
+def to_unit(images: np.ndarray, channels_last: bool) -> np.ndarray:
+    """uint8 or float images -> float32 NCHW in [-1, 1]."""
+    x = np.asarray(images)
+    if x.ndim == 3:
+        x = x[:, None] if not channels_last else x[..., None]
+    if x.ndim != 4:
+        raise DataError(f"images must have 3 or 4 dimensions (N,H,W[,C]), got shape {x.shape}")
+    if channels_last:
+        x = x.transpose(0, 3, 1, 2)
+    if x.dtype == np.uint8 or x.max() > 1.5:
+        x = x.astype(np.float32) / 127.5 - 1.0
+    elif x.min() >= 0:
+        x = x.astype(np.float32) * 2.0 - 1.0
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def digits(_path=None) -> np.ndarray:
+    from sklearn.datasets import load_digits
+
+    images = load_digits().images.astype(np.float32)  # 0..16
+    return (images / 8.0 - 1.0)[:, None]
+
+
+def _need(path: str | None, name: str, layout: str) -> Path:
+    if not path:
+        raise DataError(f"data.path is required for dataset {name!r}: expected {layout}")
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise DataError(f"data.path {p} does not exist: dataset {name!r} expects {layout}")
+    return p
+
+
+def cifar10(path: str | None) -> np.ndarray:
+    layout = "the CIFAR-10 python folder (cifar-10-batches-py/ with data_batch_1..5)"
+    root = _need(path, "cifar10", layout)
+    if (root / "cifar-10-batches-py").is_dir():
+        root = root / "cifar-10-batches-py"
+    files = [root / f"data_batch_{i}" for i in range(1, 6)]
+    if not all(f.exists() for f in files):
+        raise DataError(f"{root} lacks data_batch_1..5: expected {layout}")
+    chunks = []
+    for f in files:
+        with open(f, "rb") as fh:
+            try:
+                d = pickle.load(fh, encoding="bytes")
+            except Exception as e:  # noqa: BLE001 - any unpickling failure means a corrupt batch
+                raise DataError(f"{f} is not a CIFAR-10 pickle batch ({type(e).__name__})") from None
+        chunks.append(np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+    return to_unit(np.concatenate(chunks), channels_last=False)
+
+
+def _idx_file(root: Path, stem: str) -> Path:
+    for cand in (root / stem, root / f"{stem}.gz", root / "raw" / stem, root / "raw" / f"{stem}.gz"):
+        if cand.exists():
+            return cand
+    raise DataError(f"{root} has no {stem}[.gz]: expected the MNIST idx files")
+
+
+def read_idx(path: Path) -> np.ndarray:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as fh:
+        data = fh.read()
+    if len(data) < 4 or data[:2] != b"\x00\x00" or data[2] != 0x08:
+        raise DataError(f"{path} is not an idx file of unsigned bytes")
+    ndim = data[3]
+    dims = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
+    body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    if body.size != int(np.prod(dims)):
+        raise DataError(f"{path} is truncated: header says {dims}, found {body.size} bytes")
+    return body.reshape(dims)
+
+
+def mnist(path: str | None, name: str = "mnist") -> np.ndarray:
+    root = _need(path, name, "a folder with train-images-idx3-ubyte[.gz]")
+    return to_unit(read_idx(_idx_file(root, "train-images-idx3-ubyte")), channels_last=False)
+
+
+def folder(path: str | None) -> np.ndarray:
+    from PIL import Image
+
+    root = _need(path, "folder", "a folder of .png/.jpg images of one size")
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in {".png", ".jpg", ".jpeg", ".bmp"})
+    if not files:
+        raise DataError(f"{root} holds no .png/.jpg/.jpeg/.bmp images")
+    first = Image.open(files[0])
+    mode = "L" if first.mode in ("L", "1", "I", "I;16") else "RGB"
+    arrs = []
+    for f in files:
+        im = Image.open(f).convert(mode)
+        if im.size != first.size:
+            raise DataError(f"{f} is {im.size}, but {files[0]} is {first.size}: set data.image_size to resize")
+        arrs.append(np.asarray(im))
+    return to_unit(np.stack(arrs), channels_last=(mode == "RGB"))
+
+
+def array(path: str | None) -> np.ndarray:
+    root = _need(path, "array", "a .npy or .npz file of images (N,H,W[,C]) or (N,C,H,W)")
+    try:
+        obj = np.load(root, allow_pickle=False)
+    except Exception as e:  # noqa: BLE001
+        raise DataError(f"{root} is not a readable .npy/.npz ({type(e).__name__})") from None
+    if isinstance(obj, np.lib.npyio.NpzFile):
+        key = "images" if "images" in obj.files else obj.files[0]
+        obj = obj[key]
+    channels_last = obj.ndim == 4 and obj.shape[-1] in (1, 3) and obj.shape[1] not in (1, 3)
+    return to_unit(obj, channels_last=channels_last)
+
+
+def resize(x: np.ndarray, size: int) -> np.ndarray:
+    import torch
+    import torch.nn.functional as F
+
+    t = F.interpolate(torch.from_numpy(x), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return t.clamp(-1, 1).numpy()

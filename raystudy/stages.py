@@ -1,0 +1,137 @@
+"""The stage mechanism: one rule for "is this output still valid?".
+
+A stage is one object with the same five facts: the tables it reads, the tables it
+writes, the config keys its output depends on, ``missing(cfg, study)`` and
+``run(cfg, study, todo)``. Its output comes in units (a (K, seed) or a (metric, K, seed)),
+each a few Parquet parts. Every part carries in its metadata the values of the keys its
+stage depends on, *including every upstream stage's*, and their hash (the fingerprint).
+So one comparison decides for every stage: a unit whose parts are absent is missing,
+one whose fingerprint differs is stale (and the stored values say which key changed),
+and a change upstream makes everything downstream stale without any stage keeping
+its own list of harmless keys.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+from . import tables
+
+Unit = tuple  # (K, seed) or (metric, K, seed)
+
+
+@dataclass(frozen=True)
+class Todo:
+    unit: Unit
+    why: str  # "missing" or "stale (train.lr: 0.002 -> 0.001)"
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    reads: tuple[str, ...]
+    writes: tuple[str, ...]
+    # Config keys (dotted) this stage's output depends on; "{metric}" is the unit's metric.
+    depends: tuple[str, ...]
+    after: tuple["Stage", ...]
+    units: Callable[..., list]            # cfg -> [unit]
+    run: Callable[..., None]              # (cfg, study_dir, [unit]) -> None
+    # A stale unit is recomputed, or refused where recomputing would silently put two
+    # different models into one study.
+    on_stale: str = "recompute"
+    enabled: Callable[..., bool] = lambda cfg: True
+    uses_ray: Callable[..., bool] = lambda cfg: True
+    # Cheap checks before any work (and before the study folder is touched): raise UserError.
+    check: Optional[Callable[..., None]] = None   # (cfg, study_dir, [unit], dataset)
+    # Where a unit's fingerprints live; default: the metadata of its Parquet parts.
+    stored: Optional[Callable[..., list]] = None  # (study_dir, unit) -> [meta dict or None]
+    part: Callable[[Unit], str] = field(default=lambda u: part_name(u))
+
+    # -- the one rule
+    def keys(self, cfg, unit: Unit) -> list[str]:
+        metric = unit[0] if unit and isinstance(unit[0], str) else None
+        keys: dict[str, None] = {}
+        for st in self.after:
+            keys.update(dict.fromkeys(st.keys(cfg, unit)))
+        for k in self.depends:
+            keys[k.replace("{metric}", metric or "")] = None
+        return list(keys)
+
+    def depends_on(self, cfg, unit: Unit) -> dict:
+        return {k: cfg.value(k) for k in self.keys(cfg, unit)}
+
+    def meta(self, cfg, unit: Unit) -> dict[str, str]:
+        deps = self.depends_on(cfg, unit)
+        return {"study": cfg.study.name, "stage": self.name, "fingerprint": fingerprint(deps),
+                "depends": json.dumps(deps, sort_keys=True)}
+
+    def stored_meta(self, study_dir, unit: Unit) -> list:
+        if self.stored is not None:
+            return self.stored(study_dir, unit)
+        return [tables.part_meta(study_dir, t, self.part(unit)) for t in self.writes]
+
+    def missing(self, cfg, study_dir) -> list[Todo]:
+        if not self.enabled(cfg):
+            return []
+        out = []
+        for unit in self.units(cfg):
+            want = self.depends_on(cfg, unit)
+            fp = fingerprint(want)
+            metas = self.stored_meta(study_dir, unit)
+            if any(m is None for m in metas):
+                out.append(Todo(unit, "missing"))
+            elif any(m.get("fingerprint") != fp for m in metas):
+                bad = next(m for m in metas if m.get("fingerprint") != fp)
+                out.append(Todo(unit, f"stale ({changed(bad, want)})"))
+        return out
+
+
+def fingerprint(deps: dict) -> str:
+    return hashlib.sha256(json.dumps(deps, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def changed(stored: dict, want: dict) -> str:
+    """Which keys differ between a stored part's dependencies and the config's, as one phrase."""
+    try:
+        old = json.loads(stored.get("depends", "{}"))
+    except json.JSONDecodeError:
+        old = {}
+    diffs = [f"{k}: {_short(old.get(k))} -> {_short(want.get(k))}" for k in sorted(set(old) | set(want))
+             if old.get(k) != want.get(k)]
+    if not diffs:
+        return "made by another version of raystudy"
+    return ", ".join(diffs[:3]) + (f" (+{len(diffs) - 3} more)" if len(diffs) > 3 else "")
+
+
+def _short(v) -> str:
+    s = json.dumps(v)
+    return s if len(s) <= 40 else s[:37] + "..."
+
+
+def part_name(unit: Unit) -> str:
+    """(K, seed) -> "K2-s0"; (metric, K, seed) -> "l2-K2-s0"."""
+    *metric, k, seed = unit
+    return "-".join([*metric, f"K{k}", f"s{seed}"])
+
+
+def ks_seeds(cfg) -> list[Unit]:
+    return [(k, s) for k in cfg.ks for s in cfg.seeds]
+
+
+def metric_ks_seeds(cfg) -> list[Unit]:
+    return [(m, k, s) for m in cfg.knn.metrics for k in cfg.ks for s in cfg.seeds]
+
+
+def json_stored(relpath: str) -> Callable[[Path, Unit], list]:
+    """Fingerprints kept in a JSON file (for outputs that are not Parquet, e.g. figures)."""
+    def read(study_dir, unit):
+        p = Path(study_dir) / relpath
+        try:
+            return [json.loads(p.read_text())]
+        except (FileNotFoundError, json.JSONDecodeError):
+            return [None]
+    return read

@@ -1,0 +1,225 @@
+"""`raystudy submit`: run a study as a Ray job on a cluster, from this checkout.
+
+The job's entrypoint names its interpreter explicitly, so it does not depend on which
+``python`` is first on the head node's PATH (a head started without the venv activated
+has the system Python, which lacks pyarrow and torch): for a local cluster (127.0.0.1 /
+localhost) it is this interpreter, elsewhere ``python`` of the cluster's image, or
+``--python``. The working directory (this checkout, minus studies, venvs, data and Ray
+results) is uploaded, so the cluster runs this code; the config is checked here first,
+so a typo is one line before anything is submitted. Then the job's log is followed until
+it ends, and its exit status is returned (0 when the study finished).
+
+Token authentication (Ray >= 2.5x): when ``RAY_AUTH_MODE`` is unset and a token is at
+hand (``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH`` or ``~/.ray/auth_token``, where
+``ray start`` and ``ray get-auth-token --generate`` put it), it is sent, as ``ray start``
+itself would use it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+from .errors import ClusterError, ConfigError, UserError
+
+DEFAULT_ADDRESS = "http://127.0.0.1:8265"
+# Never uploaded: studies and Ray results (GBs, and they live on shared storage anyway),
+# virtual environments, datasets, git history, caches. Ray also honours .gitignore.
+EXCLUDES = ["/studies/", "/.venv/", "/venv/", "/data/", "ray_results/", "/.git/", "__pycache__/",
+            "*.egg-info/", ".pytest_cache/"]
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "0.0.0.0"}
+
+DESCRIPTION = """Submit a study to a Ray cluster as a job and follow it until it ends.
+
+Runs `raystudy run CONFIG --study DIR ...` on the cluster, with this checkout uploaded as
+the job's working directory. The study folder must be on storage every node of the
+cluster sees at the same path (NFS, a mounted bucket); the run checks that before any
+work. Re-submitting the same command resumes where a study stopped."""
+
+EPILOG = """examples:
+  .venv/bin/ray start --head --num-cpus=2
+  .venv/bin/raystudy submit configs/demo.yaml --study /tmp/jobstudy --address http://127.0.0.1:8265
+  raystudy submit configs/cifar10.yaml --study /shared/studies/cifar10 --address http://HEAD:8265
+  raystudy submit configs/cifar10.yaml --study /shared/studies/cifar10 --address http://HEAD:8265 \\
+      --set 'knn.metrics=[l2, lpips-alex]' --only knn --no-wait"""
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="raystudy submit", description=DESCRIPTION, epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("config", help="YAML config, a path inside the working directory (it is uploaded with it)")
+    p.add_argument("--study", required=True, metavar="DIR",
+                   help="study directory as the cluster sees it: an absolute path on storage every node mounts "
+                        "(a relative path is made absolute only for a local cluster)")
+    p.add_argument("--address", default=None, metavar="URL",
+                   help=f"the cluster's job server (dashboard), e.g. http://HEAD:8265; default: $RAY_ADDRESS "
+                        f"if it is an http(s) URL, else {DEFAULT_ADDRESS}")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", dest="overrides",
+                   help="override one config value (YAML syntax), as for `raystudy run`; repeatable")
+    p.add_argument("--only", metavar="STAGE", default=None,
+                   help="run one stage alone (train, generate, knn, classify, figures, ...)")
+    p.add_argument("--python", default=None, metavar="PATH",
+                   help="interpreter that runs the job on the head node: default this one "
+                        f"({sys.executable}) for a local cluster, else `python` of the cluster's image")
+    p.add_argument("--working-dir", default=".", metavar="DIR",
+                   help="folder uploaded as the job's working directory (default: the current one, "
+                        "the raystudy checkout)")
+    p.add_argument("--exclude", action="append", default=[], metavar="PATTERN",
+                   help=f"also leave PATTERN (gitignore syntax) out of the upload; always left out: "
+                        f"{', '.join(EXCLUDES)}")
+    p.add_argument("--no-wait", action="store_true",
+                   help="submit, print the job id and return; follow it later with "
+                        "`ray job logs --follow ID --address URL`")
+    return p
+
+
+def _address(arg: str | None) -> str:
+    if arg:
+        return arg
+    env = os.environ.get("RAY_ADDRESS", "")
+    return env if env.startswith(("http://", "https://")) else DEFAULT_ADDRESS
+
+
+def is_local(address: str) -> bool:
+    return (urlparse(address if "://" in address else f"http://{address}").hostname or "") in LOCAL_HOSTS
+
+
+def _enable_token_auth_if_available() -> None:
+    """Send the cluster token when one is at hand and RAY_AUTH_MODE does not say otherwise
+    (the job client only sends it in token mode; a cluster without auth ignores it)."""
+    if os.environ.get("RAY_AUTH_MODE") is not None:
+        return
+    if not (os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")
+            or (Path.home() / ".ray" / "auth_token").exists()):
+        return
+    os.environ["RAY_AUTH_MODE"] = "token"
+    if "ray._raylet" in sys.modules:  # Ray caches its config: make this process see the change
+        sys.modules["ray._raylet"].Config.initialize("")
+
+
+def entrypoint(args, python: str, config_rel: str, study: str) -> str:
+    cmd = [python, "-m", "raystudy.cli", "run", config_rel, "--study", study]
+    for o in args.overrides:
+        cmd += ["--set", o]
+    if args.only:
+        cmd += ["--only", args.only]
+    return shlex.join(cmd)
+
+
+def prepare(args) -> tuple[str, str, dict]:
+    """Check everything that can be checked here; returns (address, entrypoint, runtime_env)."""
+    from .config import load
+
+    address = _address(args.address)
+    local = is_local(address)
+    wd = Path(args.working_dir).resolve()
+    if not wd.is_dir():
+        raise UserError(f"--working-dir {args.working_dir}: no such folder")
+    config = Path(args.config).resolve()
+    if not config.is_file():
+        raise ConfigError(f"{args.config}: no such config file")
+    try:
+        config_rel = config.relative_to(wd).as_posix()
+    except ValueError:
+        raise ConfigError(f"{args.config} is outside the working directory {wd}, so the job would not have it; "
+                          f"copy it under {wd} (e.g. configs/)") from None
+    load(config, args.overrides)  # a bad key or value is one line here, before anything is submitted
+    if args.only is not None:
+        from .study import STAGES
+
+        if args.only not in STAGES:
+            raise ConfigError(f"--only: unknown stage {args.only!r}; stages: {', '.join(STAGES)}")
+    study = Path(args.study)
+    if not study.is_absolute():
+        if not local:
+            raise UserError(f"--study {args.study}: give an absolute path on storage every node sees "
+                            f"(a relative one would land in the job's temporary working directory)")
+        study = study.resolve()
+    python = args.python or (sys.executable if local else "python")
+    runtime_env = {"working_dir": str(wd), "excludes": EXCLUDES + list(args.exclude)}
+    return address, entrypoint(args, python, config_rel, str(study)), runtime_env
+
+
+def _client(address: str):
+    _enable_token_auth_if_available()
+    from ray.job_submission import JobSubmissionClient
+
+    try:
+        return JobSubmissionClient(address)
+    except Exception as e:  # noqa: BLE001 - Ray raises several types for an unreachable or refusing server
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise ClusterError(f"cannot reach the Ray job server at {address} ({first}); is the head running "
+                           f"(`ray start --head`) and is its dashboard port right?") from None
+
+
+def _submit(client, address: str, ep: str, runtime_env: dict, wait_s: float = 120.0) -> str:
+    """Submit; a head that is still starting its job agent ("try again later") is retried."""
+    deadline = time.time() + wait_s
+    while True:
+        try:
+            return client.submit_job(entrypoint=ep, runtime_env=runtime_env)
+        except Exception as e:  # noqa: BLE001 - e.g. 401/403 from a cluster with another token
+            text = str(e)
+            if "try again later" in text and time.time() < deadline:
+                time.sleep(3)
+                continue
+            first = (text.strip().splitlines() or [type(e).__name__])[0][:300]
+            raise ClusterError(f"the job server at {address} refused the job: {first}") from None
+
+
+def follow(client, job_id: str, out=sys.stdout) -> int:
+    """Print the job's log as it comes until the job ends; its exit status (0: succeeded)."""
+    import asyncio
+
+    from ray.job_submission import JobStatus
+
+    async def tail():
+        async for lines in client.tail_job_logs(job_id):
+            out.write(lines)
+            out.flush()
+
+    try:
+        asyncio.run(tail())
+    except Exception:  # noqa: BLE001 - the log stream is a convenience; the status below decides
+        pass
+    terminal = {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED}
+    while (info := client.get_job_info(job_id)).status not in terminal:
+        time.sleep(1)
+    if info.status == JobStatus.SUCCEEDED:
+        print(f"raystudy submit: job {job_id} succeeded", file=sys.stderr)
+        return 0
+    code = info.driver_exit_code if info.driver_exit_code not in (None, 0) else 1
+    msg = (info.message or "").strip().splitlines()
+    print(f"raystudy submit: job {job_id} {info.status.value.lower()} (exit code {code})"
+          + (f": {msg[-1][:300]}" if msg else ""), file=sys.stderr)
+    return code
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    try:
+        address, ep, runtime_env = prepare(args)
+        client = _client(address)
+        job_id = _submit(client, address, ep, runtime_env)
+    except UserError as e:
+        print(f"raystudy: error: {e}", file=sys.stderr)
+        return 2
+    print(f"raystudy submit: job {job_id} submitted to {address}: {ep}", file=sys.stderr)
+    if args.no_wait:
+        print(job_id)
+        return 0
+    try:
+        return follow(client, job_id)
+    except KeyboardInterrupt:
+        print(f"\nraystudy submit: stopped following; job {job_id} keeps running "
+              f"(`ray job stop {job_id} --address {address}` stops it)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,317 @@
+"""raystudy.analysis: loading, the numbers behind the curves (checked against independent
+computations), the report's files, and that none of it imports torch or Ray.
+
+Study folders here are written table by table (raystudy.analysis.synthetic): seconds, no
+training. One test at the end runs the real tiny study (Ray, about a minute).
+"""
+
+import base64
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from raystudy import analysis as A
+from raystudy.analysis import report, stats, synthetic
+
+ROOT = Path(__file__).resolve().parents[1]
+KS = (2, 8, 32, 128, 512)
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    return synthetic.write_study(tmp_path_factory.mktemp("an") / "small-unet", ks=KS, seeds=(0, 1), n=40,
+                                 k_half=40, basins=True)
+
+
+@pytest.fixture(scope="module")
+def study2(tmp_path_factory):
+    return synthetic.write_study(tmp_path_factory.mktemp("an") / "large-unet", ks=KS, seeds=(0,), n=40,
+                                 k_half=160, seed=1, train_log=False, stages=False)
+
+
+# -- no torch, no Ray ---------------------------------------------------------------------------
+
+def test_analysis_imports_neither_torch_nor_ray(study):
+    code = textwrap.dedent(f"""
+        import sys
+        import matplotlib
+        matplotlib.use("Agg")
+        from raystudy import analysis as A
+        st = A.load({str(study)!r})
+        sm = A.summary(st, n_boot=50)
+        A.transition_figure(st, n_boot=50)
+        A.threshold_grid(st.labels, A.default_grid(0.1, 3), A.default_grid(0.1, 3))
+        A.connect({str(study)!r}).sql(A.EXAMPLE_QUERY).df()
+        A.nn_grid({str(study)!r}, K=8, label="memorized")
+        bad = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "ray"))
+        print("LOADED", bad)
+        assert not bad, bad
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "LOADED []" in r.stdout
+
+
+# -- crossing K and spurious peak ---------------------------------------------------------------
+
+def test_crossing_is_interpolated_in_log_k():
+    # 0.7 at K=32 and 0.3 at K=128: half-way in log K is K=64 (linear in K would give 80).
+    ks = [8, 32, 128, 512]
+    assert A.crossing_k(ks, [0.9, 0.7, 0.3, 0.1]) == pytest.approx(64.0)
+    # one quarter of the way from 8 to 32 in log K
+    assert A.crossing_k(ks, [0.6, 0.2, 0.1, 0.0]) == pytest.approx(8 * 4 ** 0.25)
+    # exactly 1/2 at a grid point, then below
+    assert A.crossing_k(ks, [0.9, 0.5, 0.4, 0.0]) == pytest.approx(32.0)
+    # conventions: below at the smallest K -> 0, never below -> inf; the first downward crossing counts
+    assert A.crossing_k(ks, [0.4, 0.3, 0.2, 0.1]) == 0.0
+    assert A.crossing_k(ks, [0.9, 0.8, 0.7, 0.6]) == np.inf
+    assert A.crossing_k(ks, [0.9, 0.4, 0.8, 0.1]) == pytest.approx(np.exp(np.log(8) + 0.8 * np.log(4)))
+    assert A.format_k(0.0, ks) == "< 8" and A.format_k(np.inf, ks) == "> 512"
+
+
+def _crossing_loop(ks, f, level=0.5):
+    """An independent, plain-loop reading of the definition."""
+    if f[0] < level:
+        return 0.0
+    for i in range(len(ks) - 1):
+        if f[i] >= level > f[i + 1]:
+            x0, x1 = np.log(ks[i]), np.log(ks[i + 1])
+            return float(np.exp(x0 + (x1 - x0) * (f[i] - level) / (f[i] - f[i + 1])))
+    return float("inf")
+
+
+def test_vectorised_crossings_match_the_definition():
+    rng = np.random.default_rng(3)
+    ks = np.array([1, 3, 10, 30, 100, 300, 1000])
+    curves = np.sort(rng.uniform(0, 1, (500, len(ks))), axis=1)[:, ::-1] + rng.normal(0, 0.1, (500, len(ks)))
+    got = A.crossings(ks, curves)
+    want = np.array([_crossing_loop(ks, c) for c in curves])
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    assert np.isinf(want).any() and (want == 0).any() and np.isfinite(want[(want > 0)]).any()
+
+
+def _labels_from_probs(ks, probs, n, seeds=(0,), rng=None):
+    """A labels table whose (K, seed) groups are drawn with the given label probabilities."""
+    rng = rng or np.random.default_rng(0)
+    rows = []
+    for k, p in zip(ks, probs):
+        for s in seeds:
+            lab = rng.choice(3, size=n, p=p)
+            rows.append(pd.DataFrame({"study": "x", "metric": "l2", "K": k, "seed": s, "sample_id": np.arange(n),
+                                      "label": np.array(A.LABELS, dtype=object)[lab],
+                                      "ratio_memorized": lab == 0}))
+    return pd.concat(rows, ignore_index=True)
+
+
+def test_bootstrap_interval_covers_the_true_fraction_at_its_nominal_rate():
+    # 300 groups of n=100 samples with p(memorized)=0.3: a 95% interval should cover 0.3 in
+    # about 95% of groups and be about 2 * 1.96 * sqrt(p (1-p) / n) = 0.18 wide.
+    p, n = np.array([0.3, 0.2, 0.5]), 100
+    lab = _labels_from_probs(np.arange(1, 301), [p] * 300, n, rng=np.random.default_rng(1))
+    bc = A.bootstrap_curves(lab, n_boot=400, level=0.95, seed=2)
+    cover = ((bc["memorized_lo"] <= 0.3) & (0.3 <= bc["memorized_hi"])).mean()
+    width = (bc["memorized_hi"] - bc["memorized_lo"]).mean()
+    assert 0.90 <= cover <= 0.99, cover
+    assert width == pytest.approx(2 * 1.96 * np.sqrt(0.3 * 0.7 / n), rel=0.12)
+    # the point value is the observed fraction
+    obs = lab.groupby("K")["label"].apply(lambda s: (s == "memorized").mean()).to_numpy()
+    np.testing.assert_allclose(bc["memorized"].to_numpy(), obs)
+
+
+def test_crossing_interval_contains_the_true_crossing():
+    # true memorized fraction 0.9, 0.7, 0.3, 0.1 at K = 8..512: the true crossing is K = 64
+    ks = [8, 32, 128, 512]
+    mem = [0.9, 0.7, 0.3, 0.1]
+    probs = [[m, (1 - m) / 2, (1 - m) / 2] for m in mem]
+    lab = _labels_from_probs(ks, probs, 1500, seeds=(0, 1), rng=np.random.default_rng(5))
+    sm = A.transition_summary(lab, n_boot=500).iloc[0]
+    assert sm["k_cross_lo"] <= 64 <= sm["k_cross_hi"], sm
+    assert sm["k_cross"] == pytest.approx(64, rel=0.08)
+    assert sm["k_cross_hi"] / sm["k_cross_lo"] < 1.5  # 3000 samples per K pin it down
+    assert sm["k_cross_seed_min"] <= sm["k_cross"] <= sm["k_cross_seed_max"]
+
+
+def test_summary_of_a_synthetic_study(study):
+    st = A.load(study)
+    sm = A.summary(st, n_boot=300).iloc[0]
+    # the study was drawn with p_memorized(K) = 1/(1+(K/40)^2): its log-K interpolated curve
+    # crosses at the crossing of the true curve's values at the study's Ks
+    want = _crossing_loop(KS, synthetic.p_memorized(np.array(KS), 40))
+    assert sm["k_cross_lo"] <= want <= sm["k_cross_hi"]
+    curve = st.fractions.groupby("K")["memorized"].mean()
+    assert sm["k_cross"] == pytest.approx(_crossing_loop(curve.index.to_numpy(), curve.to_numpy()))
+    sp = st.fractions.groupby("K")["spurious"].mean()
+    assert sm["spurious_peak_k"] == sp.idxmax() and sm["spurious_peak"] == pytest.approx(sp.max())
+
+
+def test_fractions_recomputed_from_labels_match_the_classify_stage(study):
+    from raystudy.classify import fractions
+
+    lab = A.load(study, tables=["labels"]).labels
+    ours = A.per_seed_fractions(lab).sort_values(["K", "seed"]).reset_index(drop=True)
+    theirs = pd.DataFrame(fractions(lab.K.to_numpy(), lab.seed.to_numpy(), lab.metric.to_numpy(),
+                                    lab.label.to_numpy(), lab.ratio_memorized.to_numpy()))
+    for c in ("n", "memorized", "spurious", "generalized", "ratio_memorized"):
+        np.testing.assert_allclose(ours[c].to_numpy(float), theirs[c].to_numpy(float), err_msg=c)
+
+
+# -- thresholds ---------------------------------------------------------------------------------
+
+def test_relabel_grid_equals_classify_on_every_cell(study):
+    from raystudy.classify import fractions, label_samples
+
+    lab = A.load(study, tables=["labels"]).labels
+    dm, ds = A.default_grid(0.1, 5), A.default_grid(0.1, 4, span=3)
+    grid = A.threshold_grid(lab, dm, ds)
+    assert len(grid) == len(dm) * len(ds)
+    for _, row in grid.iterrows():
+        labels = label_samples(lab.d_train, lab.d_synth, row.delta_m, row.delta_s)
+        np.testing.assert_array_equal(A.relabel(lab.d_train, lab.d_synth, row.delta_m, row.delta_s), labels)
+        fr = pd.DataFrame(fractions(lab.K.to_numpy(), lab.seed.to_numpy(), lab.metric.to_numpy(), labels))
+        curve = fr.groupby("K")[["memorized", "spurious"]].mean()
+        assert row.k_cross == pytest.approx(_crossing_loop(curve.index.to_numpy(), curve.memorized.to_numpy()))
+        assert row.spurious_peak_k == curve.spurious.idxmax()
+        assert row.spurious_peak == pytest.approx(curve.spurious.max())
+    # the config's own thresholds give back the stored labels
+    same = A.relabel_table(lab, 0.1, 0.1)
+    assert (same.label == lab.label).all()
+    # the crossing depends on delta_m only, and a looser delta_m never moves it to smaller K
+    by_dm = grid.groupby("delta_m")["k_cross"]
+    assert (by_dm.nunique() == 1).all()
+    assert np.all(np.diff(by_dm.first().to_numpy()) >= 0)
+
+
+# -- loading and DuckDB -------------------------------------------------------------------------
+
+def test_load_several_studies_and_duckdb_views(study, study2):
+    st = A.load(study, study2)
+    assert st.names == ["small-unet", "large-unet"]
+    assert list(st.labels.columns[:1]) == ["study"]
+    assert st.labels.groupby("study").size().to_dict() == {"small-unet": 400, "large-unet": 200}
+    assert st.has("basins") and not st.has("basin_trials")
+    assert st.stages["small-unet"] is not None and st.stages["large-unet"] is None
+    assert A.load([study, study2]).names == st.names
+
+    con = A.connect(study, study2)
+    n = con.sql("SELECT study, count(*) AS n FROM labels GROUP BY study ORDER BY study").df()
+    assert dict(zip(n.study, n.n)) == {"small-unet": 400, "large-unet": 200}
+    assert con.sql("SELECT count(*) AS n FROM basin_trials").df().n.iloc[0] == 0  # absent table: an empty view
+    q = con.sql(A.EXAMPLE_QUERY).df()
+    want = st.labels.assign(m=st.labels.label == "memorized", t=st.labels.d_train <= 0.05) \
+        .groupby(["study", "K"])[["m", "t"]].mean()
+    got = q.set_index(["study", "K"])
+    np.testing.assert_allclose(got.loc[want.index, "memorized_as_labelled"], want["m"])
+    np.testing.assert_allclose(got.loc[want.index, "memorized_at_0_05"], want["t"])
+
+    with pytest.raises(A.AnalysisError, match="not a study folder"):
+        A.load(study.parent / "nowhere")
+
+
+def test_training_images_for_the_grid_are_the_digits():
+    from sklearn.datasets import load_digits
+
+    idx = [0, 17, 1796]
+    img, why = A.train_images({"data": {"name": "digits"}}, idx)
+    assert why == "" and img.shape == (3, 1, 8, 8)
+    np.testing.assert_array_equal(img[:, 0], load_digits().images[idx] / 8.0 - 1.0)
+    none, why = A.train_images({"data": {"name": "folder", "path": "/nonexistent"}}, idx)
+    assert none is None and "unavailable" in why
+
+
+# -- the report (files and page; the browser test is tests/test_report_browser.py) ----------------
+
+def _imgs(page: str) -> list[bytes]:
+    return [base64.b64decode(m) for m in re.findall(r'<img [^>]*src="data:image/png;base64,([^"]+)"', page)]
+
+
+def test_report_writes_every_figure_and_a_self_contained_page(study, capsys):
+    assert report.main([str(study), "--pdf", "--n-boot", "200"]) == 0
+    out = study / "report"
+    page = (out / "report.html").read_text()
+    pngs = sorted(p.name for p in out.glob("*.png"))
+    for stem in ("transition", "distances_l2", "thresholds_l2", "training", "basins", "energy"):
+        assert f"{stem}.png" in pngs and (out / f"{stem}.pdf").exists(), stem
+    assert any(p.startswith("nn_l2_memorized_K") for p in pngs)
+    imgs = _imgs(page)
+    assert len(imgs) == len(pngs) and all(b.startswith(b"\x89PNG") for b in imgs)
+    assert "src=\"http" not in page and "<link" not in page and "<script" not in page
+    for k in KS:
+        assert f'data-k="{k}"' in page
+    assert "memorized crosses 1/2 at K =" in page and "spurious peaks at K =" in page
+    assert "Stage run times" in page and "<td class=\"l\">train</td>" in page
+    assert "delta_m" in page  # the config
+    assert "report.html" in capsys.readouterr().out
+
+
+def test_compare_report_says_how_far_the_crossing_moved(study, study2, tmp_path):
+    assert report.main([str(study), str(study2), "--out", str(tmp_path / "cmp"), "--n-boot", "100"]) == 0
+    page = (tmp_path / "cmp" / "report.html").read_text()
+    assert (tmp_path / "cmp" / "compare.png").exists()
+    m = re.search(r"the crossing moves from K = ([\d.]+) \(small-unet\) to K = ([\d.]+) \(large-unet\), ×([\d.]+)",
+                  page)
+    assert m, page[:3000]
+    a, b, x = map(float, m.groups())
+    assert b > a and x == pytest.approx(b / a, rel=0.02)
+    # study2 has no basins, no train_log, no stages.json: each is named, not drawn
+    assert "No stage times recorded" in page
+    for k in KS:
+        assert page.count(f'data-k="{k}"') == 2
+
+
+def test_report_without_basins_says_so(tmp_path):
+    d = synthetic.write_study(tmp_path / "bare", ks=(2, 16, 128), seeds=(0,), n=12, train_log=False, stages=False)
+    page = report.write_report([d], tmp_path / "r", n_boot=50, echo=lambda *a: None)
+    text = page.read_text()
+    assert "basins table absent: no basins figure drawn" in text
+    assert "energy table absent: no energy figure drawn" in text
+    assert not (tmp_path / "r" / "basins.png").exists()
+
+
+def test_report_cli_help_and_errors(tmp_path, capsys):
+    assert report.main(["--help"]) == 0
+    h = capsys.readouterr().out
+    for opt in ("DIR", "--out", "--pdf", "--n-boot"):
+        assert opt in h
+    assert report.main([str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not a study folder" in err
+
+
+# -- a real (tiny) study -------------------------------------------------------------------------
+
+@pytest.mark.skipif(os.environ.get("RAYSTUDY_SKIP_REAL") == "1", reason="RAYSTUDY_SKIP_REAL=1")
+def test_report_on_a_real_tiny_study(tiny_study):
+    _, out = tiny_study
+    st = A.load(out)
+    assert st.has("labels") and st.has("fractions") and st.has("neighbors")
+    ours = A.per_seed_fractions(st.labels).set_index(["metric", "K", "seed"]).sort_index()
+    theirs = st.fractions.set_index(["metric", "K", "seed"]).sort_index()
+    for c in ("memorized", "spurious", "generalized", "ratio_memorized"):
+        np.testing.assert_allclose(ours[c].to_numpy(float), theirs[c].to_numpy(float))
+    assert report.main([str(out), "--n-boot", "100"]) == 0
+    page = (out / "report" / "report.html").read_text()
+    for k in sorted(st.fractions.K.unique()):
+        assert f'data-k="{k}"' in page
+    assert all(b.startswith(b"\x89PNG") for b in _imgs(page)) and len(_imgs(page)) >= 4
+    # the transition notebook on the same real study (tests/test_notebooks.py runs both on synthetic ones)
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    nb = nbformat.read(ROOT / "analysis" / "transition.ipynb", as_version=4)
+    env = {"RAYSTUDY_STUDY": str(out), "RAYSTUDY_N_BOOT": "100"}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
+                                resources={"metadata": {"path": str(ROOT / "analysis")}}).execute()
+    finally:
+        for k, v in old.items():
+            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+    text = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
+    assert "memorized crosses 1/2 at K =" in text

@@ -1,0 +1,71 @@
+"""The basins and energy stages on a real local Ray, with the exact memorizer: a training
+image has a deep basin, a held-out image none, and the energy table equals a direct call."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from raystudy import tables
+from raystudy.config import load
+from raystudy.study import run
+
+from .conftest import TINY
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory, ray_local):
+    cfg = load(TINY, ["model.type=empirical", "ks=[8]", "generate.n_samples=8", "generate.steps=20",
+                      "basins.enabled=true", "basins.per_label=2", "basins.train=2", "basins.held_out=2",
+                      "basins.trials=4", "basins.stride=100", "basins.ddim_steps=10",
+                      "energy.enabled=true", "energy.t=300", "energy.per_label=2", "energy.train_refs=1",
+                      "energy.held_out_refs=1", "energy.points=16"])
+    out = tmp_path_factory.mktemp("landscape")
+    run(cfg, out, echo=lambda s: None)
+    return cfg, out
+
+
+def test_training_images_have_basins_and_held_out_images_none(study):
+    cfg, out = study
+    b = pd.read_parquet(out / "tables" / "basins")
+    assert list(b.columns) == tables.SCHEMAS["basins"].names
+    assert sorted(b.kind.unique()) == ["held-out", "sample", "train"]
+    train, held = b[b.kind == "train"], b[b.kind == "held-out"]
+    assert len(train) == 2 and len(held) == 2
+    # The exact memorizer returns a training digit: its own images come back from far out,
+    # a held-out digit (RMS ~0.4 from any of 8 training digits) never does.
+    assert (train.t_crit >= 201).all(), train
+    assert (held.t_crit == 0).all(), held
+    trials = pd.read_parquet(out / "tables" / "basin_trials")
+    assert len(trials) == 4 * len(b)
+    assert (trials[trials.kind == "held-out"].t_last == 0).all()
+    rates = pd.read_parquet(out / "tables" / "basin_rates")
+    assert set(rates[rates.kind == "train"].t) >= {1, 101, 201}
+    # Every sampled item is a label's closest or farthest sample; the memorizer's are memorized.
+    assert (b[b.kind == "sample"].label == "memorized").all()
+
+
+def test_energy_table_equals_a_direct_call(study):
+    import torch
+
+    from raystudy.datasets import load_dataset, training_set
+    from raystudy.empirical import EmpiricalEpsilon
+    from raystudy.energy import relative_energy
+    from raystudy.generate import read_samples
+    from raystudy.landscape import references
+    from raystudy.model import build_train_scheduler
+
+    cfg, out = study
+    e = pd.read_parquet(out / "tables" / "energy")
+    assert list(e.columns) == tables.SCHEMAS["energy"].names
+    assert len(e) == 2 * 2 and set(e.reference_kind) == {"train", "held-out"}
+    ds = load_dataset(cfg.data)
+    sched = build_train_scheduler(cfg.model)
+    model = EmpiricalEpsilon(torch.from_numpy(training_set(ds, 8, 0)[1]), sched.alphas_cumprod)
+    ids, imgs = read_samples(out, 8, 0, "eval")
+    refs = references(cfg, ds, 8)
+    for row in e.itertuples():
+        x = imgs[np.searchsorted(ids, row.item_id)][None]
+        r = refs["images"][list(refs["item_id"]).index(row.reference_id)][None]
+        want = relative_energy(model, x, r, 300, sched.alphas_cumprod, sched.betas, points=16)
+        assert row.energy == pytest.approx(float(want["energy"][0]), rel=1e-5, abs=1e-6)
+        assert row.quad_error == pytest.approx(float(want["quad_error"][0]), rel=1e-4, abs=1e-9)
