@@ -41,6 +41,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("toy", help="the 2-D circle study (run `raystudy toy --help`)", add_help=False)
     sub.add_parser("report", help="figures and an HTML report from study tables (`raystudy report --help`)",
                    add_help=False)
+    sub.add_parser("submit", help="run a study as a Ray job on a cluster (`raystudy submit --help`)",
+                   add_help=False)
     return p
 
 
@@ -74,6 +76,10 @@ def main(argv=None) -> int:
         from .toy.cli import main as toy_main
 
         return toy_main(argv[1:]) or 0
+    if argv[:1] == ["submit"]:
+        from .submit import main as submit_main
+
+        return submit_main(argv[1:]) or 0
     if argv[:1] == ["report"]:
         from .analysis.report import main as report_main
 

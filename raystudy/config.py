@@ -82,6 +82,7 @@ class GenerateSection(_Section):
     sampler: Literal["ddpm", "ddim", "em"] = "ddim"
     steps: int = Field(50, ge=1, description="sampling steps (ddpm uses all training steps)")
     batch_size: int = Field(100, ge=1)
+    part_size: int = Field(10_000, ge=1, description="rows per Parquet part of samples and neighbors")
     workers: int = Field(2, ge=1)
     cpus_per_worker: float = Field(1.0, gt=0)
     gpus_per_worker: float = Field(0.0, ge=0)

@@ -26,6 +26,7 @@ from .generate import check_models, run_generate
 from .knn import check_weights, run_knn
 from .landscape import check as check_landscape
 from .landscape import run_basins, run_energy
+from .raytools import sharded_stored
 from .stages import Stage, json_stored, ks_seeds, metric_ks_seeds
 from .train import run_train
 
@@ -39,9 +40,10 @@ TRAIN = Stage("train", reads=(), writes=("runs", "train_log"), depends=_TRAIN_KE
 GENERATE = Stage("generate", reads=("runs",), writes=("samples",),
                  depends=("generate.n_samples", "generate.sampler", "generate.steps"), after=(TRAIN,),
                  units=ks_seeds, run=lambda *a: run_generate(GENERATE, *a),
-                 check=lambda *a: check_models(GENERATE, *a))
+                 check=lambda *a: check_models(GENERATE, *a), stored=sharded_stored("samples"))
 KNN = Stage("knn", reads=("samples",), writes=("neighbors",), depends=("knn.k",), after=(GENERATE,),
-            units=metric_ks_seeds, run=lambda *a: run_knn(KNN, *a), check=lambda *a: check_weights(KNN, *a))
+            units=metric_ks_seeds, run=lambda *a: run_knn(KNN, *a), check=lambda *a: check_weights(KNN, *a),
+            stored=sharded_stored("neighbors"))
 CLASSIFY = Stage("classify", reads=("neighbors", "samples"), writes=("labels", "fractions"),
                  depends=("classify.delta_m.{metric}", "classify.delta_s.{metric}"), after=(KNN,),
                  units=metric_ks_seeds, run=lambda *a: run_classify(CLASSIFY, *a), uses_ray=lambda cfg: False)
@@ -159,11 +161,12 @@ def run(cfg, study_dir, dry_run: bool = False, echo=print, only: str | None = No
             st.check(cfg, study_dir, [x.unit for x in t], dataset)
     ray_stages = [st for st, t in todo if t and st.uses_ray(cfg)]
     if ray_stages:
-        from .raytools import check_fits, ensure_ray
+        from .raytools import check_fits, check_shared_storage, ensure_ray
 
         ensure_ray(cfg)
         for st in ray_stages:
             check_fits(*_worker(cfg, st.name))
+        check_shared_storage(study_dir)
     config_mod.save(cfg, study_dir)
 
     t_all = time.time()

@@ -41,6 +41,14 @@ def trial_resources(cfg) -> dict:
     return {"cpu": cfg.train.cpus_per_trial, "gpu": cfg.train.gpus_per_trial}
 
 
+def make_trainable(cfg, study_dir):
+    """The Tune trainable with the resources one trial asks for (fractional GPUs pack small runs)."""
+    from ray import tune
+
+    return tune.with_resources(
+        tune.with_parameters(_trial, cfg_dict=cfg.to_dict(), study_dir=str(study_dir)), trial_resources(cfg))
+
+
 def run_sweep(stage, cfg, study_dir, todo) -> None:
     """Train every (K, seed) in ``todo`` with Ray Tune (Ray must be initialised)."""
     from ray import tune
@@ -50,8 +58,7 @@ def run_sweep(stage, cfg, study_dir, todo) -> None:
     study_dir = Path(study_dir).resolve()
     storage = study_dir / "ray_results"
     name = "train-" + stage.meta(cfg, todo[0])["fingerprint"]
-    trainable = tune.with_resources(
-        tune.with_parameters(_trial, cfg_dict=cfg.to_dict(), study_dir=str(study_dir)), trial_resources(cfg))
+    trainable = make_trainable(cfg, study_dir)
     tuner = tune.Tuner(
         trainable,
         param_space={"run": tune.grid_search([{"K": k, "seed": s} for k, s in todo])},

@@ -89,6 +89,10 @@ def train_one(cfg, images, k: int, seed: int, final_dir, state_path=None,
     resumed_from = 0
 
     state_path = Path(state_path) if state_path else None
+    if state_path is not None:
+        # A writer killed mid-checkpoint (a lost node) leaves its temporary file behind.
+        for t in state_path.parent.glob(f".{state_path.name}.*.tmp"):
+            t.unlink(missing_ok=True)
     if state_path is not None and state_path.exists():
         try:
             state = torch.load(state_path, map_location="cpu", weights_only=False)

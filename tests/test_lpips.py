@@ -83,7 +83,8 @@ def test_fast_backbone_equals_lpips_backbone(pair, size):
     got = ours.features(x)
     assert len(got) == len(want)
     for g, w in zip(got, want):
-        torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-6)
+        # float32 rounding of different convolution algorithms, relative to the layer's scale
+        torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-5 * float(w.abs().max()))
     e = ours.embed(x.numpy())
     np.testing.assert_allclose(np.concatenate([ours.embed(x.numpy()[:1]), ours.embed(x.numpy()[1:])]), e,
                                rtol=1e-5, atol=1e-7)
