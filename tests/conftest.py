@@ -41,3 +41,10 @@ def tiny_study(tmp_path_factory, ray_local):
     out = tmp_path_factory.mktemp("tiny")
     run(cfg, out, echo=lambda *a: None)
     return cfg, out
+
+
+def pytest_collection_modifyitems(config, items):
+    """tests/test_cluster.py runs its clusters with Ray's token auth disabled, and Ray caches
+    the auth mode for the life of the process: every local Ray started after it in the same
+    session would fail with InvalidAuthToken. So those tests run last."""
+    items.sort(key=lambda item: item.nodeid.startswith("tests/test_cluster.py"))
