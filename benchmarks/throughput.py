@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
-import math
 import os
 import platform
 import re
@@ -77,7 +76,7 @@ VARIANT_TEXT = {
     "fp32": "fp32 (TF32 off)",
     "bf16": "bf16 autocast",
     "tf32": "fp32 with TF32 + channels-last + fused AdamW (no bf16; on a CPU TF32 means nothing: fp32)",
-    "fast": "bf16 + channels-last + TF32 + fused AdamW",
+    "fast": "bf16 + channels-last + TF32 + fused AdamW (+ foreach EMA and grad clipping)",
     "compile": "`fast` + torch.compile",
 }
 
@@ -506,7 +505,6 @@ def demo_cpu(args, log) -> dict:
                 break
     agg["everything else (elementwise, optimizer, EMA, copies, autograd)"] = total - sum(agg.values())
     out["op_classes"] = {c: v / total for c, v in agg.items()}
-    del net, opt, ema
 
     # 3. Old (the real raystudy.train.train_one) vs new (variant loop), and layout/thread probes,
     # interleaved round by round.
@@ -601,7 +599,7 @@ def report(results, demo, m, args, cmd, wall, load0, load1) -> str:
     L += [f"- Command: `{cmd}`", f"- Date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC}; "
           f"wall {wall / 60:.1f} min", f"- Load average before / after: {load0} ; {load1}",
           f"- torch threads: {m['torch_threads']}; OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}",
-          f"- Peak table: " + (f"{peaks['name']}: bf16 {peaks['bf16']:.0f}, TF32 {peaks['tf32']:.0f}, fp32 "
+          "- Peak table: " + (f"{peaks['name']}: bf16 {peaks['bf16']:.0f}, TF32 {peaks['tf32']:.0f}, fp32 "
                                f"{peaks['fp32']:.1f} TFLOP/s dense" if peaks else "peak unknown (CPU or a GPU not in "
                                "the table): no utilisation figure"), ""]
     if m["device"] == "cpu":
