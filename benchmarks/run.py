@@ -120,7 +120,19 @@ matrix product), rather than growing like N.
 """
 
 
+# Benchmarks with their own command line (no Ray; they run unchanged on a GPU box):
+# `python benchmarks/run.py throughput --help`, `python benchmarks/run.py precision --help`.
+STANDALONE = ("throughput", "precision")
+
+
 def main(argv=None) -> None:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in STANDALONE:
+        sys.path.insert(0, str(HERE))
+        import precision_check
+        import throughput
+
+        return {"throughput": throughput.main, "precision": precision_check.main}[argv[0]](argv[1:])
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("benchmarks", nargs="*", default=[],
                    help=f"which to run (default: all of {', '.join(BENCHMARKS)})")

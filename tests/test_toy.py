@@ -124,14 +124,18 @@ def test_k9_has_spurious_attractors_and_the_labels_say_so(toy):
     _, train = training_set(load_dataset(cfg.data), 9, cfg.study.seed)
     samples = read_samples(out, 9, 0, "eval")[1].reshape(-1, 2).astype(np.float64)
     att = attractors(samples, train.reshape(9, 2), 0.02)
-    spurious = [a for a in att if a["kind"] == "spurious" and a["size"] >= 3 and a["d_train"] > 0.04]
-    assert spurious, att
+    spurious = [a for a in att if a["kind"] == "spurious" and a["size"] >= 3]
+    assert spurious and all(a["d_train"] > 0.02 for a in spurious), att
     lab = pd.read_parquet(out / "tables" / "labels")
     lab = lab[(lab.K == 9) & (lab.metric == "euclidean")].sort_values("sample_id")
+    checked = 0
     for a in spurious:
-        near = np.sqrt(((samples - np.array(a["centre"])) ** 2).sum(1)) < 0.02
-        assert (lab.label.to_numpy()[near] != "memorized").all()
-        assert (lab.label.to_numpy()[near] == "spurious").mean() >= 0.5
+        # Samples this close to the attractor are farther than delta_m from every training point.
+        near = np.sqrt(((samples - np.array(a["centre"])) ** 2).sum(1)) < (a["d_train"] - 0.02) / 2
+        if near.any():
+            assert (lab.label.to_numpy()[near] == "spurious").all()
+            checked += 1
+    assert checked >= 1, spurious
 
 
 def test_k1000_learned_energy_matches_dense_am_by_value(toy):
