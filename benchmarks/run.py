@@ -14,8 +14,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import platform
-import re
 import sys
 import time
 from pathlib import Path
@@ -29,41 +27,9 @@ sys.path.insert(0, str(HERE))
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import knn  # noqa: E402
+from machine import loadavg, machine, machine_slug  # noqa: E402
 
 BENCHMARKS = {"knn": knn}
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown CPU"
-
-
-def machine() -> dict:
-    import torch
-
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return {"cpu": cpu_model(), "cores": cores, "torch": torch.__version__, "gpu": gpu,
-            "torch_threads": torch.get_num_threads()}
-
-
-def machine_slug(m: dict) -> str:
-    cpu = re.sub(r"\((r|tm)\)|\bcpu\b|@.*$|processor", "", m["cpu"], flags=re.I)
-    gpu = "nogpu" if m["gpu"] == "no GPU" else m["gpu"]
-    parts = [cpu, f"{m['cores']}core", f"torch{m['torch'].split('+')[0]}", gpu]
-    return re.sub(r"[^a-z0-9.]+", "-", "-".join(parts).lower()).strip("-")
-
-
-def loadavg() -> str:
-    try:
-        return " / ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        return "n/a"
 
 
 def knn_report(res: dict, m: dict, cmd: str, wall: float, load0: str, load1: str,

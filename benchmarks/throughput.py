@@ -36,8 +36,6 @@ import argparse
 import contextlib
 import datetime as dt
 import os
-import platform
-import re
 import statistics
 import sys
 import tempfile
@@ -83,38 +81,7 @@ VARIANT_TEXT = {
 
 # -- machine ------------------------------------------------------------------------------
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown CPU"
-
-
-def machine(device: str) -> dict:
-    import torch
-
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return {"cpu": cpu_model(), "cores": cores, "torch": torch.__version__, "gpu": gpu, "device": device,
-            "torch_threads": torch.get_num_threads()}
-
-
-def machine_slug(m: dict) -> str:
-    """Same scheme as benchmarks/run.py: CPU model, cores, torch, GPU or nogpu."""
-    cpu = re.sub(r"\((r|tm)\)|\bcpu\b|@.*$|processor", "", m["cpu"], flags=re.I)
-    gpu = "nogpu" if m["gpu"] == "no GPU" else m["gpu"]
-    parts = [cpu, f"{m['cores']}core", f"torch{m['torch'].split('+')[0]}", gpu]
-    return re.sub(r"[^a-z0-9.]+", "-", "-".join(parts).lower()).strip("-")
-
-
-def loadavg() -> str:
-    try:
-        return " / ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        return "n/a"
+from machine import loadavg, machine, machine_slug  # noqa: E402  (benchmarks/machine.py)
 
 
 def device_peaks(m: dict) -> dict | None:
