@@ -28,7 +28,7 @@ from .landscape import check as check_landscape
 from .landscape import run_basins, run_energy
 from .raytools import sharded_stored
 from .stages import Stage, json_stored, ks_seeds, metric_ks_seeds
-from .train import run_train
+from .sweep import run_train
 
 _TRAIN_KEYS = ("study.seed", "data.name", "data.image_size", "data.grayscale", "data.limit", "data.size", "model",
                "train.images", "train.batch_size", "train.lr", "train.weight_decay", "train.ema_decay",

@@ -15,38 +15,40 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 
-def _trial(params, cfg_dict: dict, study_dir: str):
-    """Tune function trainable for one (K, seed): only ray.tune.report/get_checkpoint/Checkpoint here."""
+def _trial(params, cfg_dict: dict, study_dir: str, metas: dict):
+    """Tune function trainable for one (K, seed): only ray.tune.report/get_checkpoint/Checkpoint here.
+    ``metas`` maps each run's part name to the train stage's metadata, made by the driver."""
     from ray import tune
 
     from .config import from_dict
     from .datasets import load_dataset, training_images
-    from .study import STAGES
+    from .stages import part_name
     from .train import model_dir, state_file, train_one, write_run_parts
 
     cfg = from_dict(cfg_dict)
-    stage = STAGES["train"]
     k, seed = int(params["run"]["K"]), int(params["run"]["seed"])
-    meta = stage.meta(cfg, (k, seed))
+    part = part_name((k, seed))
+    meta = metas[part]
     images = training_images(load_dataset(cfg.data), k, cfg.study.seed)
     rec = train_one(cfg, images, k, seed, model_dir(study_dir, k, seed), state_file(study_dir, k, seed),
                     on_checkpoint=tune.report, meta=meta)
     import json
 
     log_rows = json.loads((model_dir(study_dir, k, seed) / "log.json").read_text())
-    write_run_parts(study_dir, stage.part((k, seed)), rec, log_rows, meta)
+    write_run_parts(study_dir, part, rec, log_rows, meta)
 
 
 def trial_resources(cfg) -> dict:
     return {"cpu": cfg.train.cpus_per_trial, "gpu": cfg.train.gpus_per_trial}
 
 
-def make_trainable(cfg, study_dir):
+def make_trainable(cfg, study_dir, metas: dict | None = None):
     """The Tune trainable with the resources one trial asks for (fractional GPUs pack small runs)."""
     from ray import tune
 
     return tune.with_resources(
-        tune.with_parameters(_trial, cfg_dict=cfg.to_dict(), study_dir=str(study_dir)), trial_resources(cfg))
+        tune.with_parameters(_trial, cfg_dict=cfg.to_dict(), study_dir=str(study_dir), metas=metas or {}),
+        trial_resources(cfg))
 
 
 def run_sweep(stage, cfg, study_dir, todo) -> None:
@@ -58,7 +60,7 @@ def run_sweep(stage, cfg, study_dir, todo) -> None:
     study_dir = Path(study_dir).resolve()
     storage = study_dir / "ray_results"
     name = "train-" + stage.meta(cfg, todo[0])["fingerprint"]
-    trainable = make_trainable(cfg, study_dir)
+    trainable = make_trainable(cfg, study_dir, {stage.part(u): stage.meta(cfg, u) for u in todo})
     tuner = tune.Tuner(
         trainable,
         param_space={"run": tune.grid_search([{"K": k, "seed": s} for k, s in todo])},
@@ -73,3 +75,19 @@ def run_sweep(stage, cfg, study_dir, todo) -> None:
     if still:
         first = f": {type(errors[0]).__name__}: {str(errors[0]).strip().splitlines()[-1][:200]}" if errors else ""
         raise TrainingFailed(f"training did not finish for (K, seed) {still}{first}; logs under {storage / name}")
+
+
+def run_train(stage, cfg, study_dir, todo) -> None:
+    """The train stage: the exact memorizer needs no training (its rows say so); finished models
+    get their rows; the rest are trained with Ray Tune."""
+    from .train import record_finished, write_run_parts
+
+    if cfg.model.type == "empirical":
+        for k, s in todo:
+            rec = {"K": k, "seed": s, "model": "empirical", "steps": 0, "images_seen": 0,
+                   "final_loss": float("nan"), "checkpoint": "", "wall_s": 0.0}
+            write_run_parts(study_dir, stage.part((k, s)), rec, [], stage.meta(cfg, (k, s)))
+        return
+    left = [u for u in todo if not record_finished(stage, cfg, study_dir, u)]
+    if left:
+        run_sweep(stage, cfg, study_dir, left)

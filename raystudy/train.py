@@ -199,19 +199,3 @@ def record_finished(stage, cfg, study_dir, unit) -> bool:
     log = json.loads((d / LOG_FILE).read_text()) if (d / LOG_FILE).exists() else []
     write_run_parts(study_dir, stage.part(unit), rec, log, meta)
     return True
-
-
-def run_train(stage, cfg, study_dir, todo) -> None:
-    """The train stage: the exact memorizer needs no training (its rows say so); finished models
-    get their rows; the rest are trained with Ray Tune."""
-    if cfg.model.type == "empirical":
-        for k, s in todo:
-            rec = {"K": k, "seed": s, "model": "empirical", "steps": 0, "images_seen": 0,
-                   "final_loss": float("nan"), "checkpoint": "", "wall_s": 0.0}
-            write_run_parts(study_dir, stage.part((k, s)), rec, [], stage.meta(cfg, (k, s)))
-        return
-    left = [u for u in todo if not record_finished(stage, cfg, study_dir, u)]
-    if left:
-        from .sweep import run_sweep
-
-        run_sweep(stage, cfg, study_dir, left)
