@@ -46,55 +46,49 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def run_command(config, study: str, overrides, dry_run: bool = False, only=None, verbose: bool = False) -> int:
-    """Load (a path or a dict), run, and turn a UserError into one line and exit code 2."""
+def _user_errors(fn) -> int:
+    """Run ``fn``; a UserError becomes one line on stderr and exit code 2."""
     from .errors import UserError
 
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s")
     try:
-        from .config import from_dict, load
-        from .study import run
-
-        cfg = from_dict(config, overrides) if isinstance(config, dict) else load(config, overrides)
-        if only is not None:
-            from .study import STAGES
-
-            if only not in STAGES:
-                from .errors import ConfigError
-
-                raise ConfigError(f"--only: unknown stage {only!r}; stages: {', '.join(STAGES)}")
-        run(cfg, study, dry_run=dry_run, only=only)
+        fn()
     except UserError as e:
         print(f"raystudy: error: {e}", file=sys.stderr)
         return 2
     return 0
 
 
+def run_command(config, study: str, overrides, dry_run: bool = False, only=None, verbose: bool = False) -> int:
+    """Load (a path or a dict) and run the study."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s")
+
+    def go():
+        from .config import from_dict, load
+        from .errors import ConfigError
+        from .study import STAGES, run
+
+        cfg = from_dict(config, overrides) if isinstance(config, dict) else load(config, overrides)
+        if only is not None and only not in STAGES:
+            raise ConfigError(f"--only: unknown stage {only!r}; stages: {', '.join(STAGES)}")
+        run(cfg, study, dry_run=dry_run, only=only)
+    return _user_errors(go)
+
+
+# Subcommands with their own parser, in their own module.
+DELEGATED = {"toy": "raystudy.toy.cli", "submit": "raystudy.submit", "report": "raystudy.analysis.report"}
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["toy"]:
-        from .toy.cli import main as toy_main
+    if argv[:1] and argv[0] in DELEGATED:
+        import importlib
 
-        return toy_main(argv[1:]) or 0
-    if argv[:1] == ["submit"]:
-        from .submit import main as submit_main
-
-        return submit_main(argv[1:]) or 0
-    if argv[:1] == ["report"]:
-        from .analysis.report import main as report_main
-
-        return report_main(argv[1:]) or 0
+        return importlib.import_module(DELEGATED[argv[0]]).main(argv[1:]) or 0
     args = _parser().parse_args(argv)
     if args.command == "show":
-        from .errors import UserError
         from .study import fractions_text
 
-        try:
-            print(fractions_text(args.study))
-        except UserError as e:
-            print(f"raystudy: error: {e}", file=sys.stderr)
-            return 2
-        return 0
+        return _user_errors(lambda: print(fractions_text(args.study)))
     return run_command(args.config, args.study, args.overrides, args.dry_run, args.only, args.verbose)
 
 

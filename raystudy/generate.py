@@ -9,13 +9,11 @@ sample's pixels do not depend on the batch it lands in or on how Ray shards the 
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pyarrow.compute as pc
 
 from . import tables
-from .raytools import pool
 
 SETS = ("eval", "ref")
 
@@ -136,25 +134,13 @@ class SampleActor:
             seeds = np.asarray([sample_seed(self.cfg.study.seed, k, seed, set_name, int(i)) for i in ids])
             images = np.concatenate([self.sample(k, seed, seeds[j:j + bs]).reshape(len(seeds[j:j + bs]), -1)
                                      for j in range(0, len(seeds), bs)])
-            unit = f"K{k}-s{seed}"
-            write_group(study_dir or self.study_dir, f"{unit}-{set_name}-{shard:05d}", metas[unit],
-                        {"K": np.full(len(ids), k), "seed": np.full(len(ids), seed), "set_code": np.full(len(ids), code),
-                         "sample_id": ids, "sample_seed": seeds, "image": images}, self.dataset.shape)
-            written.append(len(ids))
+            unit, n, (c, h, w) = f"K{k}-s{seed}", len(ids), self.dataset.shape
+            tables.write_part(study_dir or self.study_dir, "samples", f"{unit}-{set_name}-{shard:05d}", tables.to_table(
+                "samples", {"K": np.full(n, k), "seed": np.full(n, seed), "set": np.full(n, set_name), "sample_id": ids,
+                            "sample_seed": seeds, "channels": np.full(n, c), "height": np.full(n, h),
+                            "width": np.full(n, w), "image": images}, meta=metas[unit]))
+            written.append(n)
         return {"K": batch["K"], "seed": batch["seed"], "rows": np.asarray(written)}
-
-
-def sample_plan(cfg, groups) -> dict[str, np.ndarray]:
-    """Rows to sample: every (K, seed) in ``groups`` x both sets x n_samples."""
-    # The set travels as an integer code: Ray Data's block concatenation mishandles numpy string columns.
-    cols = {"K": [], "seed": [], "set_code": [], "sample_id": [], "sample_seed": []}
-    for k, seed in groups:
-        for code, set_name in enumerate(SETS):
-            for i in range(cfg.generate.n_samples):
-                cols["K"].append(k); cols["seed"].append(seed); cols["set_code"].append(code)
-                cols["sample_id"].append(i)
-                cols["sample_seed"].append(sample_seed(cfg.study.seed, k, seed, set_name, i))
-    return {c: np.asarray(v) for c, v in cols.items()}
 
 
 def read_samples(study_dir, k: int, seed: int, set_name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -166,20 +152,6 @@ def read_samples(study_dir, k: int, seed: int, set_name: str) -> tuple[np.ndarra
         raise FileNotFoundError(f"no {set_name} samples for K={k} seed={seed} in {study_dir}: run the generate stage")
     c, h, w = (int(t[col][0].as_py()) for col in ("channels", "height", "width"))
     return t["sample_id"].to_numpy(), tables.list_to_numpy(t["image"]).reshape(-1, c, h, w).astype(np.float32)
-
-
-def write_group(study_dir, part: str, meta: dict, cols: dict, shape) -> None:
-    """One samples part (a shard of one set of one (K, seed)), rows ordered by set and sample_id."""
-    order = np.lexsort((cols["sample_id"], cols["set_code"]))
-    cols = {c: np.asarray(v)[order] for c, v in cols.items()}
-    n = len(order)
-    c, h, w = shape
-    table = tables.to_table("samples", {
-        "K": cols["K"], "seed": cols["seed"], "set": np.asarray(SETS)[cols["set_code"]], "sample_id": cols["sample_id"],
-        "sample_seed": cols["sample_seed"], "channels": np.full(n, c), "height": np.full(n, h),
-        "width": np.full(n, w), "image": cols["image"],
-    }, meta=meta)
-    tables.write_part(study_dir, "samples", part, table)
 
 
 def check_models(stage, cfg, study_dir, todo, dataset) -> None:
@@ -195,34 +167,9 @@ def check_models(stage, cfg, study_dir, todo, dataset) -> None:
 
 
 def run_generate(stage, cfg, study_dir, todo) -> None:
-    """Sample every (K, seed) in ``todo`` with Ray Data, streaming: each task is one shard of
-    at most ``part_rows(cfg)`` samples of one set, which an actor samples and writes as its own
-    part. The driver holds only the list of shards (a few ints each), whatever n_samples is;
-    shards already written with the current fingerprint (a re-run after a crash) are skipped."""
-    import ray
+    """Sample every (K, seed) in ``todo``, both sets, streamed shard by shard (raytools.stream)."""
+    from .raytools import pool, stream
 
-    from .raytools import part_rows, shard_meta, shard_name, shards, shards_to_write
-
-    study_dir = str(Path(study_dir).resolve())
-    g, rows = cfg.generate, part_rows(cfg)
-    cut = shards(g.n_samples, rows)
-    tasks, metas = [], {}
-    for k, s in todo:
-        base = stage.part((k, s))
-        wanted = {shard_name(base, i, name): (code, i, lo, hi) for code, name in enumerate(SETS) for i, lo, hi in cut}
-        metas[base] = shard_meta(stage.meta(cfg, (k, s)), len(wanted), rows)
-        for name in shards_to_write(study_dir, "samples", base, list(wanted), metas[base]):
-            code, i, lo, hi = wanted[name]
-            tasks.append({"K": k, "seed": s, "set_code": code, "shard": i, "lo": lo, "hi": hi})
-    if not tasks:
-        return
-    # One block per shard, so the pool hands shards out one by one and grows with the queue.
-    ds = ray.data.from_items(tasks, override_num_blocks=len(tasks))
-    ds = ds.map_batches(
-        SampleActor, fn_constructor_kwargs={"cfg_dict": cfg.to_dict(), "study_dir": study_dir},
-        fn_kwargs={"study_dir": study_dir, "metas": metas},
-        batch_size=1, batch_format="numpy", **pool(g.workers, g.cpus_per_worker, g.gpus_per_worker))
-    written = sum(int(b["rows"].sum()) for b in ds.iter_batches(batch_size=None, batch_format="numpy"))
-    expected = sum(t["hi"] - t["lo"] for t in tasks)
-    if written != expected:
-        raise RuntimeError(f"generate wrote {written} rows of {expected}")
+    g = cfg.generate
+    stream(stage, cfg, study_dir, todo, "samples", SETS, SampleActor, {"cfg_dict": cfg.to_dict()},
+           pool(g.workers, g.cpus_per_worker, g.gpus_per_worker))

@@ -16,7 +16,6 @@ import pyarrow.compute as pc
 
 from . import tables
 from .generate import read_samples
-from .raytools import pool
 from .search import knn_search
 
 
@@ -55,13 +54,13 @@ class References:
         self.train_idx, self.ref_ids = np.asarray(train_idx), np.asarray(ref_ids)
 
     def neighbors(self, query_images, k: int) -> dict[str, np.ndarray]:
-        """Top-k training images (as dataset indices) and top-k ref samples, in the metric's units."""
+        """Top-k training images (as dataset indices) and top-k ref samples, in the metric's units;
+        fewer than k candidates (K < k) leave trailing -1 / inf."""
         q = self.metric.embed(query_images)
-        kt = min(k, len(self.train_emb))
-        sq_t, it = knn_search(q, self.train_emb, kt, self.shard_size, self.threads)
-        sq_s, is_ = knn_search(q, self.ref_emb, min(k, len(self.ref_emb)), self.shard_size, self.threads)
-        return {"train_idx": self.train_idx[it], "train_dist": self.metric.from_sq(sq_t),
-                "synth_idx": self.ref_ids[is_], "synth_dist": self.metric.from_sq(sq_s)}
+        sq_t, it = knn_search(q, self.train_emb, k, self.shard_size, self.threads)
+        sq_s, is_ = knn_search(q, self.ref_emb, k, self.shard_size, self.threads)
+        return {"train_idx": np.where(it >= 0, self.train_idx[it], -1), "train_dist": self.metric.from_sq(sq_t),
+                "synth_idx": np.where(is_ >= 0, self.ref_ids[is_], -1), "synth_dist": self.metric.from_sq(sq_s)}
 
 
 def build_references(cfg, study_dir, metric, k: int, seed: int, dataset) -> References:
@@ -95,7 +94,7 @@ class KnnActor:
         those samples here, search them in batches of ``knn.batch_size`` and write the part
         here, so neither samples nor neighbours travel through the driver."""
         study_dir = study_dir or self.study_dir
-        metric = self.cfg.knn.metrics[int(batch["metric_code"][0])]
+        metric = self.metric.name
         written = []
         for K, seed, lo, hi, shard in zip(*(batch[c].tolist() for c in ("K", "seed", "lo", "hi", "shard"))):
             if (K, seed) not in self.refs:
@@ -108,36 +107,17 @@ class KnnActor:
             if t.num_rows != hi - lo:
                 raise RuntimeError(f"K={K} seed={seed}: {t.num_rows} eval samples with ids {lo}..{hi - 1}, "
                                    f"expected {hi - lo}: run the generate stage")
-            cols = {"K": np.full(t.num_rows, K), "seed": np.full(t.num_rows, seed),
-                    "sample_id": t["sample_id"].to_numpy()}
             res = [self.refs[(K, seed)].neighbors(
                 tables.list_to_numpy(t["image"].slice(j, self.cfg.knn.batch_size)).astype(np.float32)
                 .reshape(-1, *self.dataset.shape), self.cfg.knn.k)
                 for j in range(0, t.num_rows, self.cfg.knn.batch_size)]
-            cols.update({c: np.concatenate([r[c] for r in res]) for c in res[0]})
-            unit = f"{metric}-K{K}-s{seed}"
-            write_neighbors(study_dir, f"{unit}-{shard:05d}", metas[unit], metric, cols, self.cfg.knn.k)
-            written.append(t.num_rows)
+            unit, n = f"{metric}-K{K}-s{seed}", t.num_rows
+            tables.write_part(study_dir, "neighbors", f"{unit}-{shard:05d}", tables.to_table("neighbors", {
+                "K": np.full(n, K), "seed": np.full(n, seed), "sample_id": t["sample_id"].to_numpy(),
+                "metric": np.full(n, metric), **{c: np.concatenate([r[c] for r in res]) for c in res[0]}},
+                meta=metas[unit]))
+            written.append(n)
         return {"K": batch["K"], "seed": batch["seed"], "rows": np.asarray(written)}
-
-
-def write_neighbors(study_dir, part: str, meta: dict, metric: str, cols: dict, k: int) -> None:
-    """One neighbors part (a shard of one (metric, K, seed)); fewer than k candidates pad with -1 / inf."""
-    order = np.argsort(cols["sample_id"], kind="stable")
-    cols = {c: np.asarray(v)[order] for c, v in cols.items()}
-    n = len(order)
-    for c, fill in (("train_idx", -1), ("synth_idx", -1), ("train_dist", np.inf), ("synth_dist", np.inf)):
-        v = cols[c]
-        if v.shape[1] < k:
-            cols[c] = np.concatenate([v, np.full((n, k - v.shape[1]), fill, dtype=v.dtype)], axis=1)
-    table = tables.to_table("neighbors", {
-        "K": cols["K"], "seed": cols["seed"], "sample_id": cols["sample_id"],
-        "metric": np.full(n, metric),
-        # 2-D arrays become list columns of the schema's value type (tables.to_table).
-        "train_idx": cols["train_idx"].astype(np.int64), "train_dist": cols["train_dist"].astype(np.float64),
-        "synth_idx": cols["synth_idx"].astype(np.int64), "synth_dist": cols["synth_dist"].astype(np.float64),
-    }, meta=meta)
-    tables.write_part(study_dir, "neighbors", part, table)
 
 
 def check_weights(stage, cfg, study_dir, todo, dataset) -> None:
@@ -149,36 +129,10 @@ def check_weights(stage, cfg, study_dir, todo, dataset) -> None:
 
 
 def run_knn(stage, cfg, study_dir, todo) -> None:
-    """Search every (metric, K, seed) in ``todo``, streaming: each task is one shard of at most
-    ``part_rows(cfg)`` eval samples, which an actor reads from the samples table, searches and
-    writes as its own part. The driver holds only the list of shards; shards already written
-    with the current fingerprint (a re-run after a crash) are skipped."""
-    import ray
+    """Search every (metric, K, seed) in ``todo``, streamed shard by shard of eval samples
+    (raytools.stream); one pass per metric, whose actors embed with that metric."""
+    from .raytools import pool, stream
 
-    from .raytools import part_rows, shard_meta, shard_name, shards, shards_to_write
-
-    study_dir = str(Path(study_dir).resolve())
-    rows = part_rows(cfg)
-    cut = shards(cfg.generate.n_samples, rows)
     for metric in dict.fromkeys(m for m, _, _ in todo):
-        tasks, metas = [], {}
-        for _, k, s in (u for u in todo if u[0] == metric):
-            base = stage.part((metric, k, s))
-            wanted = {shard_name(base, i): (i, lo, hi) for i, lo, hi in cut}
-            metas[base] = shard_meta(stage.meta(cfg, (metric, k, s)), len(wanted), rows)
-            for name in shards_to_write(study_dir, "neighbors", base, list(wanted), metas[base]):
-                i, lo, hi = wanted[name]
-                tasks.append({"metric_code": cfg.knn.metrics.index(metric), "K": k, "seed": s, "shard": i,
-                              "lo": lo, "hi": hi})
-        if not tasks:
-            continue
-        # One block per shard, so the pool hands shards out one by one and grows with the queue.
-        ds = ray.data.from_items(tasks, override_num_blocks=len(tasks))
-        ds = ds.map_batches(
-            KnnActor, fn_constructor_kwargs={"cfg_dict": cfg.to_dict(), "study_dir": study_dir, "metric_name": metric},
-            fn_kwargs={"study_dir": study_dir, "metas": metas},
-            batch_size=1, batch_format="numpy", **pool(cfg.knn.workers, cfg.knn.faiss_threads))
-        written = sum(int(b["rows"].sum()) for b in ds.iter_batches(batch_size=None, batch_format="numpy"))
-        expected = sum(t["hi"] - t["lo"] for t in tasks)
-        if written != expected:
-            raise RuntimeError(f"knn ({metric}) wrote {written} rows of {expected}")
+        stream(stage, cfg, study_dir, [u for u in todo if u[0] == metric], "neighbors", (None,), KnnActor,
+               {"cfg_dict": cfg.to_dict(), "metric_name": metric}, pool(cfg.knn.workers, cfg.knn.faiss_threads))

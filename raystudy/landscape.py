@@ -10,7 +10,6 @@ seed, kind, item id), so its noise never depends on the batch or the actor it la
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pyarrow.compute as pc
@@ -239,7 +238,3 @@ def check(stage, cfg, study_dir, todo, dataset) -> None:
 
         raise ConfigError(f"config: {stage.name}.enabled: the circle study measures energies in its own report "
                           "(raystudy.toy.report); basins/energy stages are for image studies")
-
-
-def study_path(p) -> str:
-    return str(Path(p).resolve())

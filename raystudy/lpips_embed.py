@@ -261,11 +261,5 @@ class LpipsEmbedding:
                 out[s:s + len(x)] = self._embed_tensor(x).cpu().numpy()
         return out
 
-    def pairwise(self, x, y) -> np.ndarray:
-        """lpips.LPIPS on pairs (x_i, y_i) of preprocessed images: the reference we must equal."""
-        with torch.no_grad():
-            d = self.model(self.preprocess(x), self.preprocess(y))
-        return d.reshape(-1).cpu().numpy()
-
     def __repr__(self) -> str:
         return f"LpipsEmbedding({self.net!r}, device={str(self.device)!r}, weights={self.weights_source!r})"

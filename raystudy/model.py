@@ -10,9 +10,6 @@ from pathlib import Path
 
 from .errors import CheckpointError
 
-MLP_WEIGHTS = "model.pt"
-
-
 def build_unet(model_cfg, shape: tuple[int, int, int]):
     from diffusers import UNet2DModel
 
@@ -70,19 +67,9 @@ def loss(model_cfg, model, x0, gen, alphas_cumprod, autocast):
     return torch.nn.functional.mse_loss(pred.float(), noise)
 
 
-def save(model, folder: Path, model_cfg) -> None:
+def save(model, folder: Path) -> None:
     """Write the model into ``folder`` (a fresh temporary folder the caller renames)."""
-    import torch
-
-    model = model.to("cpu").float()
-    if model_cfg.type == "circle-mlp":
-        folder.mkdir(parents=True, exist_ok=True)
-        torch.save(model.state_dict(), folder / MLP_WEIGHTS)
-        (folder / "config.json").write_text(json.dumps(
-            {"type": "circle-mlp", "width": model_cfg.width, "depth": model_cfg.depth,
-             "sigma_max": model_cfg.sigma_max}))
-    else:
-        model.save_pretrained(folder)
+    model.to("cpu").float().save_pretrained(folder)
 
 
 def check_checkpoint(path) -> None:
@@ -90,12 +77,7 @@ def check_checkpoint(path) -> None:
     is a one-line error before Ray workers start, not a remote traceback."""
     p = Path(path)
     try:
-        cfg = json.loads((p / "config.json").read_text())
-        if cfg.get("type") == "circle-mlp":
-            import torch
-
-            torch.load(p / MLP_WEIGHTS, map_location="cpu", weights_only=True)
-            return
+        json.loads((p / "config.json").read_text())
         from safetensors import safe_open
 
         files = list(p.glob("*.safetensors"))
@@ -110,23 +92,18 @@ def check_checkpoint(path) -> None:
 
 
 def load(path):
-    """Load a saved (EMA) model; a corrupt or missing checkpoint is a one-line error."""
+    """Load a saved (EMA) model, of the class its config.json names; a corrupt or missing
+    checkpoint is a one-line error."""
+    from diffusers import UNet2DModel
+
+    from .toy.circle import ScoreMLP
+
     p = Path(path)
     if not (p / "config.json").exists():
         raise CheckpointError(f"checkpoint {p} has no config.json: re-run the train stage")
     check_checkpoint(p)
-    cfg = json.loads((p / "config.json").read_text())
-    if cfg.get("type") == "circle-mlp":
-        import torch
-
-        from .toy.circle import ScoreMLP
-
-        model = ScoreMLP(cfg["width"], cfg["depth"], sigma_max=cfg["sigma_max"])
-        model.load_state_dict(torch.load(p / MLP_WEIGHTS, map_location="cpu", weights_only=True))
-        return model.eval()
-    from diffusers import UNet2DModel
-
-    return UNet2DModel.from_pretrained(p)
-
-
-load_unet = load
+    name = json.loads((p / "config.json").read_text()).get("_class_name")
+    cls = {"UNet2DModel": UNet2DModel, "ScoreMLP": ScoreMLP}.get(name)
+    if cls is None:
+        raise CheckpointError(f"checkpoint {p} holds a {name!r}, not a raystudy model: re-run the train stage")
+    return cls.from_pretrained(p).eval()

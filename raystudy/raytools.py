@@ -3,7 +3,7 @@ the work (resources, a study folder every node sees), sizing actor pools, and th
 parts that generation and search stream into.
 
 Sharded parts: a (K, seed) or (metric, K, seed) unit of a streaming stage is written as
-several Parquet parts of at most ``part_rows(cfg)`` rows each, named
+several Parquet parts of at most ``generate.part_size`` rows each, named
 ``<unit>-<set>-00000`` (samples) or ``<unit>-00000`` (neighbors). Each part is written by
 the actor that computed it, so rows never gather in the driver, and each carries in its
 metadata the unit's fingerprint plus ``parts`` (how many the unit has) and ``part_rows``.
@@ -22,11 +22,6 @@ from typing import Callable
 
 from . import tables
 from .errors import ClusterError
-
-# Rows per part of the streaming stages (samples, neighbors). A CIFAR-10 samples part
-# of 10,000 rows is ~125 MB in an actor's memory and ~100 MB on disk.
-DEFAULT_PART_ROWS = 10_000
-
 
 def ensure_ray(cfg) -> None:
     """Join the cluster a job runs on (RAY_ADDRESS; ``auto`` joins a ``ray start``ed one), or
@@ -138,11 +133,6 @@ def pool(workers: int, cpus: float, gpus: float = 0.0) -> dict:
 
 # -- sharded parts ---------------------------------------------------------------------------
 
-def part_rows(cfg) -> int:
-    """Rows per part of the streaming stages: ``generate.part_size`` where the config has it."""
-    return int(getattr(cfg.generate, "part_size", None) or DEFAULT_PART_ROWS)
-
-
 def shards(n: int, rows: int) -> list[tuple[int, int, int]]:
     """[(index, lo, hi)] covering range(n) in pieces of at most ``rows``."""
     return [(i, lo, min(n, lo + rows)) for i, lo in enumerate(range(0, n, rows))]
@@ -153,9 +143,9 @@ def shard_name(base: str, index: int, set_name: str | None = None) -> str:
 
 
 def _unit_files(study_dir, table: str, base: str) -> dict[str, Path]:
-    """The unit's part files: its shards ``base[-set]-00000`` and a legacy whole part ``base``."""
+    """The unit's part files: its shards ``base[-set]-00000``."""
     d = tables.table_dir(study_dir, table)
-    pat = re.compile(rf"part-({re.escape(base)}(?:-[A-Za-z]+)?-\d{{5}}|{re.escape(base)})\.parquet")
+    pat = re.compile(rf"part-({re.escape(base)}(?:-[A-Za-z]+)?-\d{{5}})\.parquet")
     if not d.is_dir():
         return {}
     return {m.group(1): d / name for name in os.listdir(d) if (m := pat.fullmatch(name))}
@@ -164,8 +154,7 @@ def _unit_files(study_dir, table: str, base: str) -> dict[str, Path]:
 def sharded_stored(table: str, part: Callable = None) -> Callable[[Path, tuple], list]:
     """A ``Stage.stored`` for a unit written as several parts: the metas of its parts, with a
     None added when the unit is incomplete (absent, a shard missing, or shards that disagree on
-    how the unit is cut), so ``Stage.missing`` counts the parts. A single legacy part named
-    after the unit (written before sharding) still counts as the whole unit."""
+    how the unit is cut), so ``Stage.missing`` counts the parts."""
     from .stages import part_name
 
     part = part or part_name
@@ -178,10 +167,8 @@ def sharded_stored(table: str, part: Callable = None) -> Callable[[Path, tuple],
         metas = [tables.part_meta(study_dir, table, name) for name in sorted(files)]
         if any(m is None for m in metas):
             return metas
-        if list(files) == [base] and "parts" not in metas[0]:
-            return metas  # legacy: one part holds the whole unit
         cuts = {(m.get("parts"), m.get("part_rows")) for m in metas}
-        if len(cuts) != 1 or base in files or int(next(iter(cuts))[0] or 0) != len(metas):
+        if len(cuts) != 1 or int(next(iter(cuts))[0] or 0) != len(metas):
             return metas + [None]
         return metas
 
@@ -211,3 +198,37 @@ def shards_to_write(study_dir, table: str, base: str, wanted: list[str], meta: d
             if tmp.fullmatch(name):
                 (d / name).unlink(missing_ok=True)
     return [w for w in wanted if w not in keep]
+
+
+def stream(stage, cfg, study_dir, todo, table: str, sets, actor, ctor_kwargs: dict, resources: dict,
+           task=lambda unit: {}) -> None:
+    """Run a streaming stage over the units ``todo``: each unit's rows (``generate.n_samples``
+    per set of ``sets``; ``(None,)`` for one set) are cut into shards of at most
+    ``generate.part_size``, one Ray Data task per shard still to write, which an actor of the
+    elastic pool computes and writes as its own part. The driver holds only the list of shards
+    (a few ints each), whatever n_samples is; shards already written with the current
+    fingerprint (a re-run after a crash) are skipped."""
+    import ray
+
+    study_dir = str(Path(study_dir).resolve())
+    rows = cfg.generate.part_size
+    cut = shards(cfg.generate.n_samples, rows)
+    tasks, metas = [], {}
+    for unit in todo:
+        base = stage.part(unit)
+        wanted = {shard_name(base, i, name): (code, i, lo, hi) for code, name in enumerate(sets) for i, lo, hi in cut}
+        metas[base] = shard_meta(stage.meta(cfg, unit), len(wanted), rows)
+        for name in shards_to_write(study_dir, table, base, list(wanted), metas[base]):
+            code, i, lo, hi = wanted[name]
+            tasks.append({**task(unit), "K": unit[-2], "seed": unit[-1], "set_code": code, "shard": i,
+                          "lo": lo, "hi": hi})
+    if not tasks:
+        return
+    # One block per shard, so the pool hands shards out one by one and grows with the queue.
+    ds = ray.data.from_items(tasks, override_num_blocks=len(tasks)).map_batches(
+        actor, fn_constructor_kwargs={**ctor_kwargs, "study_dir": study_dir},
+        fn_kwargs={"study_dir": study_dir, "metas": metas}, batch_size=1, batch_format="numpy", **resources)
+    written = sum(int(b["rows"].sum()) for b in ds.iter_batches(batch_size=None, batch_format="numpy"))
+    expected = sum(t["hi"] - t["lo"] for t in tasks)
+    if written != expected:
+        raise RuntimeError(f"{stage.name} wrote {written} rows of {expected}")

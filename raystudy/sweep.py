@@ -23,23 +23,15 @@ def _trial(params, cfg_dict: dict, study_dir: str, metas: dict):
     from .config import from_dict
     from .datasets import load_dataset, training_images
     from .stages import part_name
-    from .train import model_dir, state_file, train_one, write_run_parts
+    from .train import model_dir, record_finished, state_file, train_one
 
     cfg = from_dict(cfg_dict)
-    k, seed = int(params["run"]["K"]), int(params["run"]["seed"])
-    part = part_name((k, seed))
-    meta = metas[part]
-    images = training_images(load_dataset(cfg.data), k, cfg.study.seed)
-    rec = train_one(cfg, images, k, seed, model_dir(study_dir, k, seed), state_file(study_dir, k, seed),
-                    on_checkpoint=tune.report, meta=meta)
-    import json
-
-    log_rows = json.loads((model_dir(study_dir, k, seed) / "log.json").read_text())
-    write_run_parts(study_dir, part, rec, log_rows, meta)
-
-
-def trial_resources(cfg) -> dict:
-    return {"cpu": cfg.train.cpus_per_trial, "gpu": cfg.train.gpus_per_trial}
+    unit = (int(params["run"]["K"]), int(params["run"]["seed"]))
+    meta = metas[part_name(unit)]
+    images = training_images(load_dataset(cfg.data), unit[0], cfg.study.seed)
+    train_one(cfg, images, *unit, model_dir(study_dir, *unit), state_file(study_dir, *unit),
+              on_checkpoint=tune.report, meta=meta)
+    record_finished(study_dir, unit, meta)
 
 
 def make_trainable(cfg, study_dir, metas: dict | None = None):
@@ -48,7 +40,7 @@ def make_trainable(cfg, study_dir, metas: dict | None = None):
 
     return tune.with_resources(
         tune.with_parameters(_trial, cfg_dict=cfg.to_dict(), study_dir=str(study_dir), metas=metas or {}),
-        trial_resources(cfg))
+        {"cpu": cfg.train.cpus_per_trial, "gpu": cfg.train.gpus_per_trial})
 
 
 def run_sweep(stage, cfg, study_dir, todo) -> None:
@@ -88,6 +80,6 @@ def run_train(stage, cfg, study_dir, todo) -> None:
                    "final_loss": float("nan"), "checkpoint": "", "wall_s": 0.0}
             write_run_parts(study_dir, stage.part((k, s)), rec, [], stage.meta(cfg, (k, s)))
         return
-    left = [u for u in todo if not record_finished(stage, cfg, study_dir, u)]
+    left = [u for u in todo if not record_finished(study_dir, u, stage.meta(cfg, u))]
     if left:
         run_sweep(stage, cfg, study_dir, left)

@@ -117,21 +117,10 @@ def to_table(name: str, columns: Mapping[str, Iterable], meta: Mapping[str, str]
 def _column(values, typ: pa.DataType) -> pa.Array:
     if isinstance(values, (pa.Array, pa.ChunkedArray)):
         return values.cast(typ)
-    if pa.types.is_list(typ) and hasattr(values, "ndim") and values.ndim == 2:
-        return list_column(values, typ.value_type)
-    if hasattr(values, "__array__"):
-        return pa.array(values, type=typ)
-    return pa.array(list(values), type=typ)
-
-
-def list_column(arr2d, value_type: pa.DataType = _F32) -> pa.ListArray:
-    """A (n, d) array as a list column without a Python loop over rows."""
-    import numpy as np
-
-    arr2d = np.asarray(arr2d)
-    n, d = arr2d.shape
-    offsets = pa.array(np.arange(0, (n + 1) * d, d, dtype=np.int32))
-    return pa.ListArray.from_arrays(offsets, pa.array(arr2d.reshape(-1), type=value_type))
+    if pa.types.is_list(typ) and getattr(values, "ndim", 0) == 2:  # (n, d) -> n lists, no loop over rows
+        flat = pa.array(values.reshape(-1), type=typ.value_type)
+        return pa.FixedSizeListArray.from_arrays(flat, values.shape[1]).cast(typ)
+    return pa.array(values if hasattr(values, "__array__") else list(values), type=typ)
 
 
 def list_to_numpy(col, width: int | None = None):
@@ -180,10 +169,6 @@ def write_part(study_dir, name: str, part: str, table: pa.Table) -> Path:
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
     return path
-
-
-def has_part(study_dir, name: str, part: str) -> bool:
-    return _part_path(study_dir, name, part).exists()
 
 
 def part_meta(study_dir, name: str, part: str) -> dict[str, str] | None:

@@ -21,6 +21,8 @@ from typing import Callable, Optional
 import numpy as np
 
 from . import tables
+from .errors import StudyError
+from .stages import changed, part_name
 
 RUN_FILE = "run.json"
 LOG_FILE = "log.json"
@@ -156,7 +158,7 @@ def train_one(cfg, images, k: int, seed: int, final_dir, state_path=None,
     unwrapped = acc.unwrap_model(net)
     ema.copy_to(unwrapped.parameters())
     with tables.atomic_path(final_dir) as tmp:
-        models.save(unwrapped, tmp, mc)
+        models.save(unwrapped, tmp)
         (tmp / LOG_FILE).write_text(json.dumps(log))
         (tmp / RUN_FILE).write_text(json.dumps(record, indent=1))
     if state_path is not None:
@@ -182,20 +184,16 @@ def write_run_parts(study_dir, part: str, record: dict, log, meta: dict) -> None
     tables.write_part(study_dir, "runs", part, tables.to_table("runs", cols, meta))
 
 
-def record_finished(stage, cfg, study_dir, unit) -> bool:
-    """Write the table rows of a model that finished but whose rows were not written
-    (e.g. the driver died right after). Returns whether the unit is now complete."""
+def record_finished(study_dir, unit, meta: dict) -> bool:
+    """Write the table rows of a finished model (the trial that trained it, or a re-run after
+    the driver died before they were written). Returns whether the unit is now complete."""
     d = model_dir(study_dir, *unit)
     rec = read_run(d)
-    meta = stage.meta(cfg, unit)
     if rec is None:
         return False
     if rec.get("fingerprint") != meta["fingerprint"]:
-        from .errors import StudyError
-        from .stages import changed
-
-        raise StudyError(f"{d} was trained with other settings ({changed(rec, stage.depends_on(cfg, unit))}); "
+        raise StudyError(f"{d} was trained with other settings ({changed(rec, json.loads(meta['depends']))}); "
                          f"use a new --study directory")
     log = json.loads((d / LOG_FILE).read_text()) if (d / LOG_FILE).exists() else []
-    write_run_parts(study_dir, stage.part(unit), rec, log, meta)
+    write_run_parts(study_dir, part_name(unit), rec, log, meta)
     return True

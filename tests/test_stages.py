@@ -12,9 +12,16 @@ from .conftest import TINY
 
 
 def _write(study, stage, cfg, unit):
+    """The unit's parts as its stage writes them: streaming stages one shard per set."""
+    from raystudy.raytools import shard_meta, shard_name
+
+    sets = {"generate": ("eval", "ref"), "knn": (None,)}.get(stage.name)
+    meta = stage.meta(cfg, unit)
+    parts = ({stage.part(unit): meta} if sets is None else
+             {shard_name(stage.part(unit), 0, s): shard_meta(meta, len(sets), cfg.generate.part_size) for s in sets})
     for name in stage.writes:
-        t = tables.SCHEMAS[name].empty_table().replace_schema_metadata(stage.meta(cfg, unit))
-        tables.write_part(study, name, stage.part(unit), t)
+        for part, m in parts.items():
+            tables.write_part(study, name, part, tables.SCHEMAS[name].empty_table().replace_schema_metadata(m))
 
 
 def test_units_are_missing_fresh_or_stale_with_the_key_that_changed(tmp_path):

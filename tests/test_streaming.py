@@ -64,17 +64,6 @@ def test_a_unit_is_complete_only_when_all_its_parts_agree(tmp_path):
     assert last.exists()
 
 
-def test_a_legacy_single_part_still_counts_as_the_whole_unit(tmp_path):
-    cfg = load(TINY)
-    knn = _stage("knn")
-    for u in knn.units(cfg):
-        _write(tmp_path, "neighbors", knn.part(u), knn.meta(cfg, u))  # part-l2-K2-s0.parquet, as before sharding
-    assert knn.missing(cfg, tmp_path) == []
-    # ... and a shard beside it makes the unit ambiguous: recomputed.
-    _write(tmp_path, "neighbors", "l2-K2-s0-00000", shard_meta(knn.meta(cfg, ("l2", 2, 0)), 1, 10_000))
-    assert [t.unit for t in knn.missing(cfg, tmp_path)] == [("l2", 2, 0)]
-
-
 def test_only_absent_shards_are_written_and_nothing_else_of_the_unit_survives(tmp_path):
     cfg = load(TINY)
     gen = _stage("generate")
@@ -85,7 +74,6 @@ def test_only_absent_shards_are_written_and_nothing_else_of_the_unit_survives(tm
     mtime = kept.stat().st_mtime_ns
     old = load(TINY, ["generate.steps=7"])
     stale = _write(tmp_path, "samples", names[1], shard_meta(gen.meta(old, unit), len(names), 4))
-    legacy = _write(tmp_path, "samples", "K16-s0", gen.meta(cfg, unit))
     other_cut = _write(tmp_path, "samples", "K16-s0-ref-00007", shard_meta(gen.meta(cfg, unit), 16, 1))
     temp = tables.table_dir(tmp_path, "samples") / ".part-K16-s0-eval-00001.parquet.0123456789ab.tmp"
     temp.write_bytes(b"half a file")
@@ -93,13 +81,7 @@ def test_only_absent_shards_are_written_and_nothing_else_of_the_unit_survives(tm
     todo = shards_to_write(tmp_path, "samples", "K16-s0", names, meta)
     assert todo == names[1:]
     assert kept.exists() and kept.stat().st_mtime_ns == mtime
-    assert not any(p.exists() for p in (stale, legacy, other_cut, temp))
+    assert not any(p.exists() for p in (stale, other_cut, temp))
     assert neighbour.exists()
 
 
-def test_part_size_comes_from_the_config_when_it_has_one(monkeypatch):
-    cfg = load(TINY)
-    assert raytools.part_rows(cfg) == getattr(cfg.generate, "part_size", raytools.DEFAULT_PART_ROWS)
-    monkeypatch.setattr(raytools, "DEFAULT_PART_ROWS", 3)
-    if not hasattr(cfg.generate, "part_size"):
-        assert raytools.part_rows(cfg) == 3

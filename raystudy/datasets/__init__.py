@@ -13,18 +13,18 @@ __all__ = ["DATASETS", "DataError", "Dataset", "LazyImages", "held_out_indices",
            "subset_indices", "training_images", "training_set"]
 
 
-def _files(reader):
-    """A dataset read into memory, then limited, greyed and resized as the config says."""
+def _files(name: str):
+    """A dataset read into memory from ``files``, then limited, greyed and resized as the config says."""
     def load(c) -> Dataset:
-        from .files import resize
+        from . import files
 
-        x = reader(c.path)
+        x = files.mnist(c.path, name) if "mnist" in name else getattr(files, name)(c.path)
         if c.limit:
             x = x[: c.limit]
         if c.grayscale and x.shape[1] == 3:
             x = (x * np.array([0.299, 0.587, 0.114], np.float32)[None, :, None, None]).sum(1, keepdims=True)
         if c.image_size and x.shape[-1] != c.image_size:
-            x = resize(x, c.image_size)
+            x = files.resize(x, c.image_size)
         return from_array(c.name, x)
     return load
 
@@ -41,25 +41,9 @@ def _circle(c) -> Dataset:
     return circle_dataset(c.size)
 
 
-def _lazy_reader(name):
-    def read(path):
-        from . import files
-
-        return files.mnist(path, name) if "mnist" in name else getattr(files, name)(path)
-    return read
-
-
 # name -> loader(data_cfg); the config's data.name must be one of these.
-DATASETS = {
-    "digits": _files(_lazy_reader("digits")),
-    "cifar10": _files(_lazy_reader("cifar10")),
-    "mnist": _files(_lazy_reader("mnist")),
-    "fashion-mnist": _files(_lazy_reader("fashion-mnist")),
-    "folder": _files(_lazy_reader("folder")),
-    "array": _files(_lazy_reader("array")),
-    "manifold": _manifold,
-    "circle": _circle,
-}
+DATASETS = {**{n: _files(n) for n in ("digits", "cifar10", "mnist", "fashion-mnist", "folder", "array")},
+            "manifold": _manifold, "circle": _circle}
 
 
 def load_dataset(data_cfg) -> Dataset:

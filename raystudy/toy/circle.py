@@ -18,6 +18,8 @@ from typing import Callable
 
 import numpy as np
 import torch
+from diffusers import ConfigMixin, ModelMixin
+from diffusers.configuration_utils import register_to_config
 from torch import nn
 
 ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -27,16 +29,18 @@ def sigma(t, sigma_max: float = 1.0):
     return sigma_max * (t ** 0.5 if isinstance(t, torch.Tensor) else np.sqrt(t))
 
 
-class ScoreMLP(nn.Module):
+class ScoreMLP(ModelMixin, ConfigMixin):
     """s(x, t) = MLP([x, fourier(log sigma)]) / sigma(t).
 
     The Fourier frequencies are random and frozen (Tancik et al.; Song's
     GaussianFourierProjection). They act on log sigma rather than t because the
     memorizing regime lives at t in [1e-5, 1e-2], which t itself would squeeze
     into 1% of the input range. Dividing by sigma makes the target of the
-    network, -z, of order one at every noise level.
+    network, -z, of order one at every noise level. A diffusers model, so it is saved and
+    loaded (``save_pretrained`` / ``from_pretrained``) like the UNet.
     """
 
+    @register_to_config
     def __init__(self, width: int = 128, depth: int = 3, n_freq: int = 16, freq_scale: float = 2.0,
                  sigma_max: float = 1.0, seed: int = 0):
         super().__init__()
@@ -114,31 +118,19 @@ def ve_log_prior(train_points, sigma_max: float = 1.0, chunk: int = 1 << 22) -> 
 _START_TAG = 0x57A127  # separates the stream that picks k from the sample's Gaussian noise stream
 
 
-def marginal_start(train_points, seeds_or_uniforms, z, sigma_max: float = 1.0) -> np.ndarray:
+def marginal_start(train_points, seeds, z, sigma_max: float = 1.0) -> np.ndarray:
     """x_T = x_k + sigma_max z: draws from the true t = 1 marginal (see ``ve_log_prior``).
 
-    train_points (K, 2); z (n, 2) standard normal (``sample_noise(...)[:, 0]``);
-    seeds_or_uniforms (n,): integer sample seeds, each turned into one uniform by its
-    own generator (SeedSequence([seed, tag]), independent of the seed's noise stream),
-    or floats in [0, 1) used as they are. Sample i's k = floor(u_i K) depends on its
-    own seed alone, so a sample never depends on the batch it is drawn in.
-    Returns (n, 2) float64.
+    train_points (K, 2); z (n, 2) standard normal (``sample_noise(...)[:, 0]``); k comes from
+    one uniform of each sample's own generator (SeedSequence([seed, tag]), independent of its
+    noise stream), so a sample never depends on the batch it is drawn in. Returns (n, 2) float64.
     """
     train = np.asarray(train_points, np.float64).reshape(-1, 2)
     z = np.asarray(z, np.float64).reshape(-1, 2)
-    a = np.asarray(seeds_or_uniforms).reshape(-1)
-    if len(a) != len(z):
-        raise ValueError(f"{len(a)} seeds for {len(z)} noise rows")
-    if len(train) == 0:
-        raise ValueError("marginal_start needs at least one training point")
-    if np.issubdtype(a.dtype, np.integer):
-        u = np.array([np.random.default_rng(np.random.SeedSequence([int(s), _START_TAG])).random() for s in a])
-    else:
-        u = a.astype(np.float64)
-        if len(u) and not ((u >= 0) & (u < 1)).all():
-            raise ValueError("uniforms must lie in [0, 1)")
-    k = np.minimum((u * len(train)).astype(np.int64), len(train) - 1)
-    return train[k] + sigma_max * z
+    if len(seeds) != len(z) or len(train) == 0:
+        raise ValueError(f"marginal_start: {len(seeds)} seeds for {len(z)} noise rows and {len(train)} points")
+    u = np.array([np.random.default_rng(np.random.SeedSequence([int(s), _START_TAG])).random() for s in seeds])
+    return train[np.minimum((u * len(train)).astype(np.int64), len(train) - 1)] + sigma_max * z
 
 
 @torch.no_grad()
@@ -184,15 +176,12 @@ def _score_and_div(score: ScoreFn, x: torch.Tensor, t: torch.Tensor):
 
 
 def neg_log_density(score: ScoreFn, x, t0: float = 1e-2, sigma_max: float = 1.0,
-                    rtol: float = 1e-6, atol: float = 1e-7, *,
-                    log_prior: Callable[[np.ndarray], np.ndarray] | None = None,
-                    train_points=None) -> np.ndarray:
+                    rtol: float = 1e-6, atol: float = 1e-7, *, train_points) -> np.ndarray:
     """-log p_{t0}(x) of the model, by the probability-flow ODE with the exact divergence.
 
     dx/dt = f = -g^2/2 s(x, t); log p_{t0}(x) = log p_1(x(1)) + int_{t0}^{1} div f dt.
-    p_1 must be the true t = 1 marginal: pass ``train_points`` (K, 2) to use the
-    training set blurred by N(0, sigma_max^2) (``ve_log_prior``, exact for finite K),
-    or ``log_prior(x1) -> (m,)`` directly; one of the two is required. (A plain
+    p_1 must be the true t = 1 marginal: the training set ``train_points`` (K, 2) blurred
+    by N(0, sigma_max^2) (``ve_log_prior``, exact for finite K); it is required. (A plain
     N(0, sigma_max^2) end condition is off by a position-dependent amount, several
     nats at R = 1.5 for sigma_max = 1, so it is never assumed.) With the exact
     memorizer as ``score`` this returns -log of the K-point mixture at sigma(t0) to
@@ -202,11 +191,7 @@ def neg_log_density(score: ScoreFn, x, t0: float = 1e-2, sigma_max: float = 1.0,
     """
     from scipy.integrate import solve_ivp
 
-    if (log_prior is None) == (train_points is None):
-        raise ValueError("neg_log_density needs exactly one of log_prior= or train_points= "
-                         "(the true t = 1 marginal; see ve_log_prior)")
-    if log_prior is None:
-        log_prior = ve_log_prior(train_points, sigma_max)
+    log_prior = ve_log_prior(train_points, sigma_max)
     x0 = np.asarray(x, np.float64).reshape(-1, 2)
     m = len(x0)
     if m == 0:

@@ -45,15 +45,6 @@ def score_radial(R, beta: float):
     return 2 * (i1e(z) / i0e(z) - R)
 
 
-def score_xy(x, beta: float):
-    """-grad E at points x (N, 2); zero at the origin by symmetry."""
-    x = np.asarray(x, np.float64).reshape(-1, 2)
-    R = np.linalg.norm(x, axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        unit = np.where(R[:, None] > 0, x / R[:, None], 0.0)
-    return score_radial(R, beta)[:, None] * unit
-
-
 def neg_log_density(x, sigma: float):
     """-log p_sigma(x) of the continuous circle, exactly (beta E plus the Gaussian normaliser)."""
     b = beta_for_sigma(sigma)
