@@ -36,9 +36,12 @@ def _manifold(c) -> Dataset:
 
 
 def _circle(c) -> Dataset:
-    from .circle import circle_dataset
-
-    return circle_dataset(c.size)
+    """The 2-D circle of the paper's toy model: points on the unit circle as 1x2 "images", so the
+    image stages handle them unchanged. Angles come from one fixed generator; the K-sets are the
+    study's nested permutation of them like every other dataset's."""
+    theta = np.random.default_rng(np.random.SeedSequence([0, 0xC1C])).uniform(0, 2 * np.pi, c.size)
+    pts = np.stack([np.cos(theta), np.sin(theta)], 1).astype(np.float32)[:, None, None, :]
+    return Dataset("circle", (1, 1, 2), c.size, lambda idx: pts[idx])
 
 
 # name -> loader(data_cfg); the config's data.name must be one of these.

@@ -1,6 +1,6 @@
 """The 2-D circle: VE SDE, score MLP, sampler, and energy by the probability-flow ODE.
 
-Data (``raystudy.datasets.circle``) are points on the unit circle, so the generalizing answer (the whole circle)
+Data (``data.name: circle``) are points on the unit circle, so the generalizing answer (the whole circle)
 and the memorizing answer (the K training points) are both known. The process is
 the variance-exploding SDE dx = g dW with sigma(t) = sigma_max sqrt(t), i.e.
 g^2 = d sigma^2 / dt = sigma_max^2, as in Song et al.'s score-SDE tutorial.
