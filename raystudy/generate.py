@@ -91,30 +91,43 @@ def load_model(cfg, study_dir, k: int, seed: int, dataset=None):
     return load(model_dir(study_dir, k, seed))
 
 
-class SampleActor:
-    """Ray Data actor: loads each (K, seed) model once, then samples batch after batch."""
+class ModelActor:
+    """Ray Data actor base: loads each (K, seed) model once per actor and keeps it."""
 
     def __init__(self, cfg_dict: dict, study_dir: str):
         import torch
 
         from .config import from_dict
         from .datasets import load_dataset
-        from .train import mixed_precision
 
         self.cfg = from_dict(cfg_dict)
         self.study_dir = study_dir
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         self.dataset = load_dataset(self.cfg.data)
-        mp = mixed_precision(self.cfg.train.mixed_precision, self.device == "cuda")
-        self.autocast = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mp)
-        self.scheduler = make_scheduler(self.cfg.generate, self.cfg.model)
         self.models = {}
 
-    def sample(self, k: int, seed: int, seeds) -> np.ndarray:
+    def model(self, k: int, seed: int):
         if (k, seed) not in self.models:
             m = load_model(self.cfg, self.study_dir, k, seed, self.dataset)
             self.models[(k, seed)] = m.to(self.device).eval() if hasattr(m, "to") else m
-        model = self.models[(k, seed)]
+        return self.models[(k, seed)]
+
+
+class SampleActor(ModelActor):
+    """Ray Data actor: samples shard after shard and writes each as its own part."""
+
+    def __init__(self, cfg_dict: dict, study_dir: str):
+        import torch
+
+        from .train import mixed_precision
+
+        super().__init__(cfg_dict, study_dir)
+        mp = mixed_precision(self.cfg.train.mixed_precision, self.device == "cuda")
+        self.autocast = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mp)
+        self.scheduler = make_scheduler(self.cfg.generate, self.cfg.model)
+
+    def sample(self, k: int, seed: int, seeds) -> np.ndarray:
+        model = self.model(k, seed)
         if self.cfg.generate.sampler == "em":
             from .datasets import training_set
 

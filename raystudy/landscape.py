@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow.compute as pc
 
 from . import tables
+from .generate import ModelActor
 from .raytools import pool
 
 KINDS = ("sample", "train", "held-out")
@@ -59,29 +60,14 @@ def select(cfg, study_dir, dataset, unit, per_label: int, n_train: int, n_held: 
             "images": np.concatenate([imgs[pos], dataset.get(train_idx), dataset.get(held)]).astype(np.float32)}
 
 
-class _ModelActor:
-    """Loads each (K, seed) model once per actor, like the sampling actor."""
+class _ModelActor(ModelActor):
+    """A model actor with the training schedule, fed rows of items."""
 
     def __init__(self, cfg_dict: dict, study_dir: str):
-        import torch
-
-        from .config import from_dict
-        from .datasets import load_dataset
         from .model import build_train_scheduler
 
-        self.cfg = from_dict(cfg_dict)
-        self.study_dir = study_dir
-        self.device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.dataset = load_dataset(self.cfg.data)
+        super().__init__(cfg_dict, study_dir)
         self.train_scheduler = build_train_scheduler(self.cfg.model)
-        self.models = {}
-
-    def model(self, k: int, seed: int):
-        from .generate import load_model
-
-        if (k, seed) not in self.models:
-            self.models[(k, seed)] = load_model(self.cfg, self.study_dir, k, seed, self.dataset).to(self.device).eval()
-        return self.models[(k, seed)]
 
     def groups(self, batch):
         for k, s in sorted(set(zip(batch["K"].tolist(), batch["seed"].tolist()))):
