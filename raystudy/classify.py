@@ -67,38 +67,30 @@ def _neighbors(study_dir, metric: str, k: int, seed: int):
     return t.sort_by("sample_id")
 
 
-def classify_unit(stage, cfg, study_dir, unit) -> None:
+def run_classify(stage, cfg, study_dir, todo) -> None:
     from . import tables
 
-    metric, k, seed = unit
-    t = _neighbors(study_dir, metric, k, seed)
-    train = tables.list_to_numpy(t["train_dist"])
-    d_train, d_synth = train[:, 0], tables.list_to_numpy(t["synth_dist"])[:, 0]
-    labels = label_samples(d_train, d_synth, cfg.classify.delta_m[metric], cfg.classify.delta_s[metric])
-    # The ratio test is defined on per-pixel L2 to the training set, whatever metric labels the row;
-    # a missing second neighbour (K = 1) is stored as inf, which ratio_test turns into "undefined".
-    l2 = train if metric == "l2" else tables.list_to_numpy(_neighbors(study_dir, "l2", k, seed)["train_dist"])
-    ratio, ratio_mem = ratio_test(l2[:, 0], l2[:, 1])
-    n = len(t)
-    manifold = _manifold_error(cfg, study_dir, k, seed) if cfg.data.name == "manifold" else [None] * n
-    meta = stage.meta(cfg, unit)
-    tables.write_part(study_dir, "labels", stage.part(unit), tables.to_table("labels", {
-        "K": np.full(n, k), "seed": np.full(n, seed), "sample_id": t["sample_id"].to_numpy(),
-        "metric": np.full(n, metric), "d_train": d_train, "d_synth": d_synth, "label": labels,
-        "ratio": ratio, "ratio_memorized": ratio_mem, "manifold_error": manifold,
-    }, meta))
-    tables.write_part(study_dir, "fractions", stage.part(unit), tables.to_table(
-        "fractions", fractions(np.full(n, k), np.full(n, seed), np.full(n, metric), labels, ratio_mem), meta))
+    for metric, k, seed in todo:
+        t = _neighbors(study_dir, metric, k, seed)
+        train = tables.list_to_numpy(t["train_dist"])
+        d_train, d_synth = train[:, 0], tables.list_to_numpy(t["synth_dist"])[:, 0]
+        labels = label_samples(d_train, d_synth, cfg.classify.delta_m[metric], cfg.classify.delta_s[metric])
+        # The ratio test is defined on per-pixel L2 to the training set, whatever metric labels the row;
+        # a missing second neighbour (K = 1) is stored as inf, which ratio_test turns into "undefined".
+        l2 = train if metric == "l2" else tables.list_to_numpy(_neighbors(study_dir, "l2", k, seed)["train_dist"])
+        ratio, ratio_mem = ratio_test(l2[:, 0], l2[:, 1])
+        n = len(t)
+        manifold = [None] * n
+        if cfg.data.name == "manifold":
+            from .generate import read_samples
+            from .manifold import manifold_error
 
-
-def _manifold_error(cfg, study_dir, k, seed):
-    from .generate import read_samples
-    from .manifold import manifold_error
-
-    _, images = read_samples(study_dir, k, seed, "eval")
-    return manifold_error(images)
-
-
-def run_classify(stage, cfg, study_dir, todo) -> None:
-    for unit in todo:
-        classify_unit(stage, cfg, study_dir, unit)
+            manifold = manifold_error(read_samples(study_dir, k, seed, "eval")[1])
+        meta, part = stage.meta(cfg, (metric, k, seed)), stage.part((metric, k, seed))
+        tables.write_part(study_dir, "labels", part, tables.to_table("labels", {
+            "K": np.full(n, k), "seed": np.full(n, seed), "sample_id": t["sample_id"].to_numpy(),
+            "metric": np.full(n, metric), "d_train": d_train, "d_synth": d_synth, "label": labels,
+            "ratio": ratio, "ratio_memorized": ratio_mem, "manifold_error": manifold,
+        }, meta))
+        tables.write_part(study_dir, "fractions", part, tables.to_table(
+            "fractions", fractions(np.full(n, k), np.full(n, seed), np.full(n, metric), labels, ratio_mem), meta))
