@@ -44,3 +44,13 @@ def loadavg() -> str:
         return " / ".join(f"{x:.2f}" for x in os.getloadavg())
     except OSError:
         return "n/a"
+
+
+def write_results(out_dir, name: str, text: str, log=print):
+    """Write a benchmark's results file ``<out_dir>/<name>.md``, print it, and say where it went."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = out_dir / f"{name}.md"
+    out.write_text(text)
+    print(text)
+    log(f"wrote {out}")
+    return out

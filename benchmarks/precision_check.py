@@ -48,7 +48,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
-from throughput import loadavg, machine, machine_slug  # noqa: E402
+from machine import loadavg, machine, machine_slug, write_results  # noqa: E402  (benchmarks/machine.py)
 
 LABELS = ("memorized", "spurious", "generalized")
 
@@ -244,12 +244,7 @@ def main(argv=None) -> None:
         L += ["", "On this CPU bf16 autocast runs the convolutions and matmuls in bf16 (emulated without AVX512-BF16): "
               "the numerics are bf16's, the speed is not a GPU's. **The same check on a GPU is still owed** "
               "(`python benchmarks/precision_check.py --device cuda`)."]
-    text = "\n".join(L) + "\n"
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    out = args.out_dir / f"precision-{machine_slug(m)}.md"
-    out.write_text(text)
-    print(text)
-    log(f"wrote {out}")
+    write_results(args.out_dir, f"precision-{machine_slug(m)}", "\n".join(L) + "\n", log)
 
 
 if __name__ == "__main__":

@@ -81,7 +81,7 @@ VARIANT_TEXT = {
 
 # -- machine ------------------------------------------------------------------------------
 
-from machine import loadavg, machine, machine_slug  # noqa: E402  (benchmarks/machine.py)
+from machine import loadavg, machine, machine_slug, write_results  # noqa: E402  (benchmarks/machine.py)
 
 
 def device_peaks(m: dict) -> dict | None:
@@ -745,11 +745,7 @@ def main(argv=None) -> None:
     wall, load1 = time.time() - t0, loadavg()
     cmd = "python benchmarks/throughput.py " + " ".join(sys.argv[1:] if argv is None else argv)
     text = report(results, demo, m, args, cmd.strip(), wall, load0, load1)
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    out = args.out_dir / f"throughput-{machine_slug(m)}{'-quick' if q else ''}.md"
-    out.write_text(text)
-    print(text)
-    log(f"wrote {out}")
+    write_results(args.out_dir, f"throughput-{machine_slug(m)}{'-quick' if q else ''}", text, log)
 
 
 if __name__ == "__main__":

@@ -10,17 +10,6 @@ from pathlib import Path
 from . import tables
 
 
-def save(fig, path) -> Path:
-    """Write a matplotlib figure atomically and close it."""
-    import matplotlib.pyplot as plt
-
-    path = Path(path)
-    with tables.atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, bbox_inches="tight", format=path.suffix.lstrip(".") or "png")
-    plt.close(fig)
-    return path
-
-
 def draw_study(stage, cfg, study_dir) -> None:
     import matplotlib
 
@@ -29,13 +18,15 @@ def draw_study(stage, cfg, study_dir) -> None:
 
     fig_dir = Path(study_dir) / "figures"
     st = load(study_dir, tables=("fractions", "labels"))
-    save(figures.transition_figure(st, n_boot=200), fig_dir / "transition.png")
+    tables.write_figure(figures.transition_figure(st, n_boot=200), fig_dir / "transition.png")
     if cfg.data.name == "circle":
         from .toy.report import circle_report
 
         circle_report(cfg, study_dir)
     else:  # the grid at the K whose memorized fraction is nearest 1/2: all three labels likely
-        mem = st.fractions[st.fractions.metric == cfg.knn.metrics[0]].groupby("K").memorized.mean()
-        save(images.nn_grid(study_dir, K=int((mem - 0.5).abs().idxmin()), label=None, metric=cfg.knn.metrics[0],
-                            config=cfg.to_dict()), fig_dir / "nn_grid.png")
+        metric = cfg.knn.metrics[0]
+        mem = st.fractions[st.fractions.metric == metric].groupby("K").memorized.mean()
+        k = int((mem - 0.5).abs().idxmin())
+        tables.write_figure(images.nn_grid(study_dir, K=k, label=None, metric=metric, config=cfg.to_dict()),
+                            fig_dir / "nn_grid.png")
     tables.write_text(fig_dir / "made-with.json", json.dumps(stage.meta(cfg, ("all",))))

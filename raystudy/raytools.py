@@ -200,8 +200,7 @@ def shards_to_write(study_dir, table: str, base: str, wanted: list[str], meta: d
     return [w for w in wanted if w not in keep]
 
 
-def stream(stage, cfg, study_dir, todo, table: str, sets, actor, ctor_kwargs: dict, resources: dict,
-           task=lambda unit: {}) -> None:
+def stream(stage, cfg, study_dir, todo, table: str, sets, actor, ctor_kwargs: dict, resources: dict) -> None:
     """Run a streaming stage over the units ``todo``: each unit's rows (``generate.n_samples``
     per set of ``sets``; ``(None,)`` for one set) are cut into shards of at most
     ``generate.part_size``, one Ray Data task per shard still to write, which an actor of the
@@ -220,7 +219,7 @@ def stream(stage, cfg, study_dir, todo, table: str, sets, actor, ctor_kwargs: di
         metas[base] = shard_meta(stage.meta(cfg, unit), len(wanted), rows)
         for name in shards_to_write(study_dir, table, base, list(wanted), metas[base]):
             code, i, lo, hi = wanted[name]
-            tasks.append({**task(unit), "K": unit[-2], "seed": unit[-1], "set_code": code, "shard": i,
+            tasks.append({"K": unit[-2], "seed": unit[-1], "set_code": code, "shard": i,
                           "lo": lo, "hi": hi})
     if not tasks:
         return

@@ -161,6 +161,17 @@ def write_text(path, text: str) -> Path:
     return Path(path)
 
 
+def write_figure(fig, path) -> Path:
+    """Save a matplotlib figure atomically (format from the suffix) and close it."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, bbox_inches="tight", format=path.suffix.lstrip(".") or "png")
+    plt.close(fig)
+    return path
+
+
 def write_part(study_dir, name: str, part: str, table: pa.Table) -> Path:
     """Write one part atomically (temporary name in the same directory, then rename)."""
     if not table.schema.remove_metadata().equals(SCHEMAS[name]):

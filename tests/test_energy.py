@@ -55,6 +55,15 @@ def _pairs(train, other, g):
     return x, r
 
 
+def _assert_exact_within_quad_error(res, train, x, r, t, sched):
+    """Energy and drift potential equal the mixture's closed form within the reported quadrature error."""
+    e, d = _exact(train, x, r, t, sched)
+    tol = 1e-9 * (1 + np.abs(e))
+    assert np.all(np.abs(res["energy"] - e) <= res["quad_error"] + tol), (res["energy"] - e, res["quad_error"])
+    beta = float(sched.betas[t])
+    assert np.all(np.abs(res["drift_potential"] - d) <= beta * (res["quad_error"] + tol) + 1e-12)
+
+
 @pytest.mark.parametrize("t", [50, 100, 200, 300])
 def test_energy_equals_mixture_log_density_random_points(sched, t):
     g = torch.Generator().manual_seed(t)
@@ -62,11 +71,7 @@ def test_energy_equals_mixture_log_density_random_points(sched, t):
     x, r = _pairs(train, torch.rand(2, 1, 4, 4, generator=g) * 2 - 1, g)
     model = EmpiricalEpsilon(train, sched.alphas_cumprod)
     res = relative_energy(model, x, r, t, sched.alphas_cumprod, sched.betas, points=32, dtype=torch.float64)
-    e, d = _exact(train, x, r, t, sched)
-    tol = 1e-9 * (1 + np.abs(e))
-    assert np.all(np.abs(res["energy"] - e) <= res["quad_error"] + tol), (res["energy"] - e, res["quad_error"])
-    beta = float(sched.betas[t])
-    assert np.all(np.abs(res["drift_potential"] - d) <= beta * (res["quad_error"] + tol) + 1e-12)
+    _assert_exact_within_quad_error(res, train, x, r, t, sched)
     # The check is not vacuous: the reported error is small where the path is smooth enough
     # (energies here are O(1-100); the worst path runs between two training points, across a valley).
     assert np.max(res["quad_error"]) < {50: 5.0, 100: 0.5, 200: 1e-3, 300: 1e-9}[t], res["quad_error"]
@@ -80,11 +85,7 @@ def test_energy_equals_mixture_log_density_digits(sched, t):
     x = torch.cat([train[:3], dig[10:13]])
     r = torch.cat([dig[20:23], train[[3, 4, 0]]])
     res = relative_energy(model, x, r, t, sched.alphas_cumprod, sched.betas, points=32, dtype=torch.float64)
-    e, d = _exact(train, x, r, t, sched)
-    tol = 1e-9 * (1 + np.abs(e))
-    assert np.all(np.abs(res["energy"] - e) <= res["quad_error"] + tol), (res["energy"] - e, res["quad_error"])
-    beta = float(sched.betas[t])
-    assert np.all(np.abs(res["drift_potential"] - d) <= beta * (res["quad_error"] + tol) + 1e-12)
+    _assert_exact_within_quad_error(res, train, x, r, t, sched)
     assert np.max(res["quad_error"]) < {150: 0.2, 200: 0.2, 300: 1e-3}[t], res["quad_error"]
 
 

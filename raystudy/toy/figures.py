@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..figures import save
+from ..tables import write_figure
 
 
 def _plt():
@@ -41,7 +41,7 @@ def landscapes(lands: list[dict], path) -> Path:
         fig.colorbar(cs, ax=ax, shrink=0.7)
     axes[0][0].legend(loc="lower left", fontsize=6)
     fig.tight_layout()
-    return save(fig, path)
+    return write_figure(fig, path)
 
 
 def surface(L: dict, path) -> Path:
@@ -52,7 +52,7 @@ def surface(L: dict, path) -> Path:
     gx, gy = np.meshgrid(g, g)
     ax.plot_surface(gx, gy, L["energy_grid"] - L["energy_grid"].min(), cmap="viridis", linewidth=0)
     ax.set_title(f"energy surface, K = {L['K']}", fontsize=9)
-    return save(fig, path)
+    return write_figure(fig, path)
 
 
 def learned_vs_exact(cmp: dict, k: int, path) -> Path:
@@ -66,7 +66,7 @@ def learned_vs_exact(cmp: dict, k: int, path) -> Path:
                  fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    return save(fig, path)
+    return write_figure(fig, path)
 
 
 def memorized_vs_chance(fractions_df, chance: dict, path) -> Path:
@@ -87,4 +87,4 @@ def memorized_vs_chance(fractions_df, chance: dict, path) -> Path:
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    return save(fig, path)
+    return write_figure(fig, path)
