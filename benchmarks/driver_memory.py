@@ -24,12 +24,9 @@ import time
 
 
 def one(n: int) -> dict:
-    from raystudy import raytools, study
+    from raystudy import study
     from raystudy.config import load
 
-    if study.STAGES["generate"].stored is None:  # until study.py wires the sharded parts
-        object.__setattr__(study.STAGES["generate"], "stored", raytools.sharded_stored("samples"))
-        object.__setattr__(study.STAGES["knn"], "stored", raytools.sharded_stored("neighbors"))
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     cfg = load(os.path.join(root, "tests", "data", "tiny.yaml"),
                ["model.type=empirical", "ks=[1024]", f"generate.n_samples={n}", "generate.steps=2",

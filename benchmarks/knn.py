@@ -4,8 +4,8 @@ Both sides in one run, on the same random images and the same network (one
 ``lpips.LPIPS(net="alex", pnet_rand=True)``: random AlexNet backbone, shipped v0.1 linear
 weights, so nothing is downloaded).
 
-* ours: phi(x) once per image (raystudy.lpips_embed), then the exact FAISS top-k with
-  float64 ranking (raystudy.search.knn_search). Timed in full, best of --repeats.
+* ours: phi(x) once per image (raystudy.metrics.lpips), then the exact FAISS top-k with
+  float64 ranking (raystudy.metrics.search.knn_search). Timed in full, best of --repeats.
 * paper: the algorithm of the reference code (github.com/Lemon-cmd/
   Diffusion-Models-and-Associative-Memory: ``run_distances.py`` ``get_top_dists`` /
   ``dist_fn`` calling ``lpips.py`` ``ModifiedLPIPS.forward(x, y, unsqueeze=True)``),
@@ -38,8 +38,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from raystudy.lpips_embed import LpipsEmbedding  # noqa: E402
-from raystudy.search import knn_search  # noqa: E402
+from raystudy.metrics.lpips import LpipsEmbedding  # noqa: E402
+from raystudy.metrics.search import knn_search  # noqa: E402
 
 BLOCK = 256  # the reference code's --eval-batch-size default (and ref batch size)
 

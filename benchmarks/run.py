@@ -59,8 +59,8 @@ Setup: N random queries and M = N random references, {a['image_size']}x{a['image
 v0.1 linear weights) used by both sides; top-{a['k']}; device {res['device']}; embedding
 dimension {res['dim']} (zero-weight channels dropped).
 
-- **ours**: phi(x) once per image for both sets (`raystudy.lpips_embed`), then
-  `raystudy.search.knn_search`: FAISS `IndexFlatL2` float32 candidates, float64 distances
+- **ours**: phi(x) once per image for both sets (`raystudy.metrics.lpips`), then
+  `raystudy.metrics.search.knn_search`: FAISS `IndexFlatL2` float32 candidates, float64 distances
   for the candidates that can still be in the top-{a['k']} given float32's error bound. Timed
   in full, best of {a['repeats']}; "search" splits into FAISS + exact ranking.
 - **paper**: the reference code's algorithm (github.com/Lemon-cmd/Diffusion-Models-and-Associative-Memory,

@@ -204,12 +204,12 @@ def l2_metric(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def rms_metric(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Per-pixel RMS, ||a - b|| / sqrt(D): the study's ``l2`` metric (raystudy.embed.PixelL2)."""
+    """Per-pixel RMS, ||a - b|| / sqrt(D): the study's ``l2`` metric (raystudy.metrics.PixelL2)."""
     return l2_metric(a, b) / float(np.sqrt(a[0].numel()))
 
 
 def metric_fn_from_embedding(metric) -> MetricFn:
-    """A study metric (raystudy.embed: ``embed`` + ``from_sq``) as a per-row ``metric_fn``."""
+    """A study metric (raystudy.metrics: ``embed`` + ``from_sq``) as a per-row ``metric_fn``."""
     def fn(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
         ea = np.asarray(metric.embed(a.detach().float().cpu().numpy()), dtype=np.float64)
         eb = np.asarray(metric.embed(b.detach().float().cpu().numpy()), dtype=np.float64)

@@ -1,95 +1,188 @@
-"""`raystudy ...`: parses arguments and calls the package, nothing more.
+"""`raystudy ...`: one parser, one error handler; every command calls the package, nothing more.
 
-Everything a user can get wrong raises ``errors.UserError``, printed here as one line
-(exit 2); anything else is a bug and keeps its traceback."""
+Everything a user can get wrong raises ``errors.UserError``, printed here, once, as one line
+on stderr with exit code 2; anything else is a bug and keeps its traceback. Progress goes
+through ``logging`` (logger ``raystudy``): ``-v`` adds debug messages, ``-q`` keeps warnings only."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
+from pathlib import Path
 
-RUN_HELP = """Run every stage of a study (train -> generate -> knn -> classify -> figures).
+from .errors import UserError
+
+RUN_HELP = """Run every stage of a study (train -> generate -> knn -> classify -> [basins, energy] -> figures).
 A stage does only what is missing or stale: every output part remembers the config
 values it was made with, so running the same command again after an interruption
 resumes where it stopped, a finished study does nothing, and a changed setting
 recomputes exactly what depends on it (or, for training settings, is refused)."""
 
+TOY_HELP = ("The paper's 2-D circle through the study's stages: a score MLP per K (VE SDE, denoising score "
+            "matching, EMA), Euler-Maruyama samples, memorized/spurious/generalized labels in the usual tables, "
+            "then attractors with their energies (probability-flow ODE, exact divergence), the exact DenseAM "
+            "energy at the largest K, and figures. Exactly `raystudy run configs/circle.yaml --study DIR`.")
+TOY_QUICK = ["ks=[2, 9]", "train.images=1024000", "generate.n_samples=100"]
 
-def _parser() -> argparse.ArgumentParser:
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("raystudy")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def _common() -> argparse.ArgumentParser:
+    """-v / -q, on every subcommand."""
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("-v", "--verbose", action="store_true", help="also print debug messages")
+    g.add_argument("-q", "--quiet", action="store_true", help="print warnings and errors only (no progress)")
+    return p
+
+
+def _overrides() -> argparse.ArgumentParser:
+    """--set, for every command that loads a study config."""
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", dest="overrides",
+                   help="override one config value (YAML syntax), e.g. --set train.images=25600 "
+                        "--set 'ks=[2,16]'; repeatable")
+    return p
+
+
+def _stage_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the resolved config and, per stage, what it reads and writes and how many "
+                        "parts are missing or stale (and which key changed), then exit")
+    p.add_argument("--only", metavar="STAGE", default=None,
+                   help="run one stage alone (train, generate, knn, classify, basins, energy, figures), e.g. "
+                        "--only knn after adding a metric")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import submit
+    from .analysis import report
+
     p = argparse.ArgumentParser(prog="raystudy", description="Memorization -> generalization scaling studies "
                                 "of diffusion models on Ray.")
-    sub = p.add_subparsers(dest="command", required=True)
-    r = sub.add_parser("run", help="run a study from a YAML config", description=RUN_HELP,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"raystudy {_version()}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    common, overrides = _common(), _overrides()
+
+    r = sub.add_parser("run", parents=[common, overrides], help="run a study from a YAML config",
+                       description=RUN_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     r.add_argument("config", help="YAML config (see configs/); sections study, data, ks, seeds, model, train, "
                    "generate, knn, classify, basins, energy, ray")
     r.add_argument("--study", required=True, metavar="DIR",
                    help="study directory: config.yaml, models/, tables/<name>/*.parquet and figures/ land here")
-    r.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", dest="overrides",
-                   help="override one config value (YAML syntax), e.g. --set train.images=25600 "
-                        "--set 'ks=[2,16]'; repeatable")
-    r.add_argument("--dry-run", action="store_true",
-                   help="print the resolved config and, per stage, what it reads and writes and how many "
-                        "parts are missing or stale (and which key changed), then exit")
-    r.add_argument("--only", metavar="STAGE", default=None,
-                   help="run one stage alone (train, generate, knn, classify, figures, ...), e.g. --only knn "
-                        "after adding a metric")
-    r.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
-    s = sub.add_parser("show", help="print a study's fractions table")
+    _stage_options(r)
+    r.set_defaults(func=_run)
+
+    t = sub.add_parser("toy", parents=[common, overrides], help="the 2-D circle study", description=TOY_HELP)
+    t.add_argument("--study", "--out", default="studies/toy", metavar="DIR", dest="study",
+                   help="study directory (default %(default)s)")
+    t.add_argument("--quick", action="store_true", help=f"a smoke run: {' '.join('--set ' + q for q in TOY_QUICK)}")
+    _stage_options(t)
+    t.set_defaults(func=_toy)
+
+    s = sub.add_parser("show", parents=[common], help="print a study's fractions table")
     s.add_argument("study", metavar="DIR", help="study directory")
-    sub.add_parser("toy", help="the 2-D circle study (run `raystudy toy --help`)", add_help=False)
-    sub.add_parser("report", help="figures and an HTML report from study tables (`raystudy report --help`)",
-                   add_help=False)
-    sub.add_parser("submit", help="run a study as a Ray job on a cluster (`raystudy submit --help`)",
-                   add_help=False)
+    s.set_defaults(func=_show)
+
+    rep = sub.add_parser("report", parents=[common], help="figures and an HTML report from study tables",
+                         description=report.DESCRIPTION, epilog=report.EPILOG)
+    report.add_arguments(rep)
+    rep.set_defaults(func=report.command)
+
+    q = sub.add_parser("query", parents=[common], help="SQL (DuckDB) over one or several studies' tables",
+                       description="Every table is a view (runs, samples, neighbors, labels, fractions, train_log, "
+                                   "basins, ...) with a leading `study` column. Without --sql this runs the "
+                                   "documented example: the memorized fraction per K under another threshold, "
+                                   "straight from the stored distances.")
+    q.add_argument("dirs", nargs="+", metavar="DIR", help="study folder(s)")
+    q.add_argument("--sql", default=None, help="the query (default: the example query)")
+    q.set_defaults(func=_query)
+
+    sm = sub.add_parser("submit", parents=[common, overrides], help="run a study as a Ray job on a cluster",
+                        description=submit.DESCRIPTION, epilog=submit.EPILOG,
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    submit.add_arguments(sm)
+    sm.set_defaults(func=submit.command)
     return p
 
 
-def _user_errors(fn) -> int:
-    """Run ``fn``; a UserError becomes one line on stderr and exit code 2."""
-    from .errors import UserError
+class _Console(logging.Handler):
+    """Progress to stdout, warnings and worse to stderr (where errors go), looked up at each
+    message so a redirected sys.stdout (a notebook, a test) gets it."""
 
-    try:
-        fn()
-    except UserError as e:
-        print(f"raystudy: error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    def emit(self, record):
+        stream = sys.stderr if record.levelno >= logging.WARNING else sys.stdout
+        stream.write(self.format(record) + "\n")
+        stream.flush()
 
 
-def run_command(config, study: str, overrides, dry_run: bool = False, only=None, verbose: bool = False) -> int:
-    """Load (a path or a dict) and run the study."""
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s")
-
-    def go():
-        from .config import from_dict, load
-        from .errors import ConfigError
-        from .study import STAGES, run
-
-        cfg = from_dict(config, overrides) if isinstance(config, dict) else load(config, overrides)
-        if only is not None and only not in STAGES:
-            raise ConfigError(f"--only: unknown stage {only!r}; stages: {', '.join(STAGES)}")
-        run(cfg, study, dry_run=dry_run, only=only)
-    return _user_errors(go)
+def _setup_logging(args) -> None:
+    log = logging.getLogger("raystudy")
+    log.setLevel(logging.DEBUG if getattr(args, "verbose", False) else
+                 logging.WARNING if getattr(args, "quiet", False) else logging.INFO)
+    if not any(isinstance(h, _Console) for h in log.handlers):
+        log.addHandler(_Console())
+        log.propagate = False
 
 
-# Subcommands with their own parser, in their own module.
-DELEGATED = {"toy": "raystudy.toy.cli", "submit": "raystudy.submit", "report": "raystudy.analysis.report"}
+def _load(config, overrides):
+    from .config import from_dict, load
+
+    return from_dict(config, overrides) if isinstance(config, dict) else load(config, overrides)
+
+
+def run_command(config, study: str, overrides, dry_run: bool = False, only=None) -> None:
+    """Load a config (a path or a dict) and run the study."""
+    from .study import check_only, run
+
+    cfg = _load(config, overrides)
+    check_only(only)
+    run(cfg, study, dry_run=dry_run, only=only)
+
+
+def _run(args) -> None:
+    run_command(args.config, args.study, args.overrides, args.dry_run, args.only)
+
+
+def _toy(args) -> None:
+    from .toy import CIRCLE_CONFIG
+
+    run_command(str(CIRCLE_CONFIG), args.study, (TOY_QUICK if args.quick else []) + args.overrides,
+                args.dry_run, args.only)
+
+
+def _show(args) -> None:
+    from .study import fractions_text
+
+    print(fractions_text(args.study))
+
+
+def _query(args) -> None:
+    from . import analysis as A
+
+    print(A.connect(args.dirs).sql(args.sql or A.EXAMPLE_QUERY).df().to_string(index=False))
 
 
 def main(argv=None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] and argv[0] in DELEGATED:
-        import importlib
-
-        return importlib.import_module(DELEGATED[argv[0]]).main(argv[1:]) or 0
-    args = _parser().parse_args(argv)
-    if args.command == "show":
-        from .study import fractions_text
-
-        return _user_errors(lambda: print(fractions_text(args.study)))
-    return run_command(args.config, args.study, args.overrides, args.dry_run, args.only, args.verbose)
+    parser = build_parser()
+    try:
+        args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    except SystemExit as e:  # --help, --version, or a usage error argparse has printed
+        return int(e.code or 0)
+    _setup_logging(args)
+    try:
+        return int(args.func(args) or 0)
+    except UserError as e:
+        print(f"raystudy: error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

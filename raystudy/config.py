@@ -7,13 +7,15 @@ submitting a cluster job should learn what is wrong before anything starts.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any, Literal, Optional
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .errors import ConfigError
+from .errors import ConfigError, one_line
+from .labels import DELTA_M, DELTA_S
 
 __all__ = ["ConfigError", "StudyConfig", "from_dict", "load", "save"]
 
@@ -112,8 +114,16 @@ class KnnSection(_Section):
 class ClassifySection(_Section):
     # Thresholds are in each metric's own units: l2 is per-pixel RMS on [-1, 1] images,
     # euclidean the plain distance (the circle's plane).
-    delta_m: dict[str, float] = {"l2": 0.1, "euclidean": 0.02, "lpips-alex": 0.03, "lpips-vgg": 0.03}
-    delta_s: dict[str, float] = {"l2": 0.1, "euclidean": 0.02, "lpips-alex": 0.02, "lpips-vgg": 0.02}
+    delta_m: dict[str, float] = Field(default_factory=lambda: dict(DELTA_M))
+    delta_s: dict[str, float] = Field(default_factory=lambda: dict(DELTA_S))
+
+    @field_validator("delta_m", "delta_s")
+    @classmethod
+    def _positive(cls, v):
+        bad = {m: d for m, d in v.items() if not d > 0}
+        if bad:
+            raise ValueError(f"thresholds must be > 0, got {bad}")
+        return v
 
 
 class BasinsSection(_Section):
@@ -169,7 +179,16 @@ class StudyConfig(_Section):
             raise ValueError("ks must list at least one training-set size")
         if any(k < 1 for k in v):
             raise ValueError(f"every K must be >= 1, got {list(v)}")
-        return tuple(sorted(set(v)))
+        return _unique("ks", v)
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, v):
+        if not v:
+            raise ValueError("seeds must list at least one training seed")
+        if any(s < 0 for s in v):
+            raise ValueError(f"every seed must be >= 0, got {list(v)}")
+        return _unique("seeds", v)
 
     @model_validator(mode="after")
     def _thresholds(self):
@@ -202,7 +221,15 @@ class StudyConfig(_Section):
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
-def _one_line(err: ValidationError) -> str:
+def _unique(key: str, v) -> tuple:
+    """Sorted, each value once; a list that repeats a value is said so (one unit per value)."""
+    out = tuple(sorted(set(v)))
+    if len(out) != len(v):
+        logging.getLogger("raystudy").warning(f"config: {key}: {list(v)} repeats a value; using {list(out)}")
+    return out
+
+
+def _validation_line(err: ValidationError) -> str:
     e = err.errors()[0]
     key = ".".join(str(p) for p in e["loc"]) or "config"
     msg = e["msg"].removeprefix("Value error, ")
@@ -243,7 +270,7 @@ def from_dict(raw: dict, overrides: list[str] = ()) -> StudyConfig:
     try:
         return StudyConfig.model_validate(raw)
     except ValidationError as err:
-        raise ConfigError(_one_line(err)) from None
+        raise ConfigError(_validation_line(err)) from None
 
 
 def load(path: str | Path, overrides: list[str] = ()) -> StudyConfig:
@@ -253,7 +280,7 @@ def load(path: str | Path, overrides: list[str] = ()) -> StudyConfig:
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
-        raise ConfigError(f"config: {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+        raise ConfigError(f"config: {path} is not valid YAML: {one_line(e)}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"config: {path} must hold a mapping of sections")
     return from_dict(raw, overrides)

@@ -87,7 +87,7 @@ def relative_energy(model, x, r, t, alphas_cumprod=None, betas=None, *, points: 
     """Relative energy from x[i] to r[i] (both (n, ...)) along the quarter circle, at step t.
 
     ``model``: an epsilon model called as ``model(y, t_tensor).sample`` (UNet2DModel,
-    raystudy.empirical.EmpiricalEpsilon; t a 0-based scheduler index, with ``alphas_cumprod`` and
+    raystudy.memorizer.EmpiricalEpsilon; t a 0-based scheduler index, with ``alphas_cumprod`` and
     ``betas`` the training scheduler's), or a ``ScoreFunction``. ``dtype``: what the model is
     fed (float32 for a UNet; the exact memorizer also runs in float64). ``batch_size``: rows per
     model call (nodes x pairs are flattened).

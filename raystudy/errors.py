@@ -36,3 +36,17 @@ class ClusterError(UserError):
 
 class TrainingFailed(UserError):
     """A training run did not finish (its logs say why)."""
+
+
+class AnalysisError(UserError, ValueError):
+    """Tables that cannot be analysed as asked (not a study folder, an unknown table or metric)."""
+
+
+
+def one_line(err: BaseException | str, limit: int = 200, last: bool = False) -> str:
+    """An exception (or message) as one line of at most ``limit`` characters, for messages that
+    quote a library's error: its first line (``last``: its last, where a remote traceback ends
+    in the exception), whitespace folded; the exception's type where it has no text."""
+    lines = [ln for ln in str(err).strip().splitlines() if ln.strip()]
+    text = " ".join((lines[-1] if last else lines[0]).split()) if lines else type(err).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -8,7 +8,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .errors import CheckpointError
+from .errors import CheckpointError, one_line
+
 
 def build_unet(model_cfg, shape: tuple[int, int, int]):
     from diffusers import UNet2DModel
@@ -87,7 +88,7 @@ def check_checkpoint(path) -> None:
             with safe_open(str(f), framework="pt") as fh:
                 fh.keys()
     except Exception as e:  # noqa: BLE001 - any failure means the same thing to the user
-        raise CheckpointError(f"checkpoint {p} is corrupt ({type(e).__name__}: {str(e).splitlines()[0][:120]}); "
+        raise CheckpointError(f"checkpoint {p} is corrupt ({type(e).__name__}: {one_line(e, 120)}); "
                               f"delete it and re-run the train stage") from None
 
 

@@ -15,20 +15,22 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 
 from . import config as config_mod
 from . import tables
-from .classify import run_classify
-from .errors import DataError, StudyError
-from .generate import check_models, run_generate
-from .knn import check_weights, run_knn
-from .landscape import check as check_landscape
-from .landscape import run_basins, run_energy
-from .raytools import sharded_stored
+from .errors import ConfigError, DataError, StudyError
 from .stages import Stage, json_stored, ks_seeds, metric_ks_seeds
-from .sweep import run_train
+from .stages.basins import check as check_landscape
+from .stages.basins import run_basins
+from .stages.classify import run_classify
+from .stages.energy import run_energy
+from .stages.generate import check_models, run_generate
+from .stages.knn import check_weights, run_knn
+from .stages.shards import sharded_stored
+from .stages.train import run_train
 
 _TRAIN_KEYS = ("study.seed", "data.name", "data.image_size", "data.grayscale", "data.limit", "data.size", "model",
                "train.images", "train.batch_size", "train.lr", "train.weight_decay", "train.ema_decay",
@@ -67,7 +69,7 @@ ENERGY = Stage("energy", reads=("labels", "samples"), writes=("energy",),
 
 
 def _figures(cfg, study_dir, todo) -> None:
-    from .figures import draw_study
+    from .stages.figures import draw_study
 
     draw_study(FIGURES, cfg, study_dir)
 
@@ -77,6 +79,23 @@ FIGURES = Stage("figures", reads=("fractions", "neighbors", "samples"), writes=(
                 run=_figures, uses_ray=lambda cfg: False, stored=json_stored("figures/made-with.json"))
 
 STAGES = {s.name: s for s in (TRAIN, GENERATE, KNN, CLASSIFY, BASINS, ENERGY, FIGURES)}
+
+
+log = logging.getLogger("raystudy")
+
+
+def check_only(only: str | None) -> None:
+    """``--only STAGE`` names a stage (the one check, for ``run`` and ``submit``)."""
+    if only is not None and only not in STAGES:
+        raise ConfigError(f"--only: unknown stage {only!r}; stages: {', '.join(STAGES)}")
+
+
+def study_folder(study_dir) -> Path:
+    """The study folder, resolved; a path that exists but is no folder is one line."""
+    p = Path(study_dir).resolve()
+    if p.exists() and not p.is_dir():
+        raise StudyError(f"--study {study_dir}: is a file, not a study folder; name a folder (new or a study's)")
+    return p
 
 
 def validate_against_data(cfg, dataset) -> None:
@@ -119,7 +138,7 @@ def refuse_stale(cfg, study_dir, todo_by_stage) -> None:
 
 
 def fractions_text(study_dir) -> str:
-    if not (Path(study_dir) / "config.yaml").exists():
+    if not (study_folder(study_dir) / "config.yaml").exists():
         raise StudyError(f"{study_dir} holds no study (no config.yaml)")
     df = tables.read_pandas(study_dir, "fractions")
     if df.empty:
@@ -138,22 +157,25 @@ def _record_time(study_dir: Path, name: str, wall_s: float, units: int) -> None:
     tables.write_text(path, json.dumps(times, indent=1))
 
 
-def run(cfg, study_dir, dry_run: bool = False, echo=print, only: str | None = None) -> Path:
+def run(cfg, study_dir, dry_run: bool = False, echo=None, only: str | None = None) -> Path:
     """Run every stage that is not complete; returns the study directory.
 
     Every check that can fail (K vs the dataset, settings that would mix two models,
     corrupt checkpoints, absent LPIPS weights, a cluster too small for one worker) runs
-    before the study folder is touched."""
+    before the study folder is touched. Progress goes to ``echo`` (default: the ``raystudy``
+    logger); ``dry_run`` prints its report (the command's output) on stdout."""
     from .datasets import load_dataset
 
-    study_dir = Path(study_dir).resolve()
+    echo = echo or log.info
+    study_dir = study_folder(study_dir)
     dataset = load_dataset(cfg.data)
     validate_against_data(cfg, dataset)
     todo = [(st, t) for st, t in plan(cfg, study_dir) if only in (None, st.name)]
     if dry_run:
-        echo(cfg.to_yaml())
+        say = print if echo is log.info else echo
+        say(cfg.to_yaml())
         for line in describe(cfg, study_dir):
-            echo(f"would run {line}")
+            say(f"would run {line}")
         return study_dir
     refuse_stale(cfg, study_dir, todo)
     for st, t in todo:
@@ -161,7 +183,7 @@ def run(cfg, study_dir, dry_run: bool = False, echo=print, only: str | None = No
             st.check(cfg, study_dir, [x.unit for x in t], dataset)
     ray_stages = [st for st, t in todo if t and st.uses_ray(cfg)]
     if ray_stages:
-        from .raytools import check_fits, check_shared_storage, ensure_ray
+        from .cluster import check_fits, check_shared_storage, ensure_ray
 
         ensure_ray(cfg)
         for st in ray_stages:

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlparse
 
-from .errors import ClusterError, ConfigError, UserError
+from .errors import ClusterError, ConfigError, UserError, one_line
 
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"
 # Never uploaded: studies and Ray results (GBs, and they live on shared storage anyway),
@@ -49,9 +49,8 @@ EPILOG = """examples:
       --set 'knn.metrics=[l2, lpips-alex]' --only knn --no-wait"""
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="raystudy submit", description=DESCRIPTION, epilog=EPILOG,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """``raystudy submit``'s own options (``--set``, ``-v``/``-q`` and the parser are ``raystudy.cli``'s)."""
     p.add_argument("config", help="YAML config, a path inside the working directory (it is uploaded with it)")
     p.add_argument("--study", required=True, metavar="DIR",
                    help="study directory as the cluster sees it: an absolute path on storage every node mounts "
@@ -59,10 +58,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--address", default=None, metavar="URL",
                    help=f"the cluster's job server (dashboard), e.g. http://HEAD:8265; default: $RAY_ADDRESS "
                         f"if it is an http(s) URL, else {DEFAULT_ADDRESS}")
-    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", dest="overrides",
-                   help="override one config value (YAML syntax), as for `raystudy run`; repeatable")
     p.add_argument("--only", metavar="STAGE", default=None,
-                   help="run one stage alone (train, generate, knn, classify, figures, ...)")
+                   help="run one stage alone (train, generate, knn, classify, basins, energy, figures)")
     p.add_argument("--python", default=None, metavar="PATH",
                    help="interpreter that runs the job on the head node: default this one "
                         f"({sys.executable}) for a local cluster, else `python` of the cluster's image")
@@ -75,7 +72,6 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--no-wait", action="store_true",
                    help="submit, print the job id and return; follow it later with "
                         "`ray job logs --follow ID --address URL`")
-    return p
 
 
 def _address(arg: str | None) -> str:
@@ -91,15 +87,14 @@ def is_local(address: str) -> bool:
 
 def _enable_token_auth_if_available() -> None:
     """Send the cluster token when one is at hand and RAY_AUTH_MODE does not say otherwise
-    (the job client only sends it in token mode; a cluster without auth ignores it)."""
+    (the job client only sends it in token mode; a cluster without auth ignores it). Set
+    before Ray is imported here, because Ray reads its auth mode once per process."""
     if os.environ.get("RAY_AUTH_MODE") is not None:
         return
     if not (os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")
             or (Path.home() / ".ray" / "auth_token").exists()):
         return
     os.environ["RAY_AUTH_MODE"] = "token"
-    if "ray._raylet" in sys.modules:  # Ray caches its config: make this process see the change
-        sys.modules["ray._raylet"].Config.initialize("")
 
 
 def entrypoint(args, python: str, config_rel: str, study: str) -> str:
@@ -129,11 +124,9 @@ def prepare(args) -> tuple[str, str, dict]:
         raise ConfigError(f"{args.config} is outside the working directory {wd}, so the job would not have it; "
                           f"copy it under {wd} (e.g. configs/)") from None
     load(config, args.overrides)  # a bad key or value is one line here, before anything is submitted
-    if args.only is not None:
-        from .study import STAGES
+    from .study import check_only
 
-        if args.only not in STAGES:
-            raise ConfigError(f"--only: unknown stage {args.only!r}; stages: {', '.join(STAGES)}")
+    check_only(args.only)
     study = Path(args.study)
     if not study.is_absolute():
         if not local:
@@ -152,7 +145,7 @@ def _client(address: str):
     try:
         return JobSubmissionClient(address)
     except Exception as e:  # noqa: BLE001 - Ray raises several types for an unreachable or refusing server
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        first = one_line(e)
         raise ClusterError(f"cannot reach the Ray job server at {address} ({first}); is the head running "
                            f"(`ray start --head`) and is its dashboard port right?") from None
 
@@ -168,7 +161,7 @@ def _submit(client, address: str, ep: str, runtime_env: dict, wait_s: float = 12
             if "try again later" in text and time.time() < deadline:
                 time.sleep(3)
                 continue
-            first = (text.strip().splitlines() or [type(e).__name__])[0][:300]
+            first = one_line(e, 300)
             raise ClusterError(f"the job server at {address} refused the job: {first}") from None
 
 
@@ -200,15 +193,12 @@ def follow(client, job_id: str, out=sys.stdout) -> int:
     return code
 
 
-def main(argv=None) -> int:
-    args = parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-    try:
-        address, ep, runtime_env = prepare(args)
-        client = _client(address)
-        job_id = _submit(client, address, ep, runtime_env)
-    except UserError as e:
-        print(f"raystudy: error: {e}", file=sys.stderr)
-        return 2
+def command(args) -> int:
+    """``raystudy submit``: check, submit, follow; returns the job's exit status (a UserError is the
+    CLI's one line)."""
+    address, ep, runtime_env = prepare(args)
+    client = _client(address)
+    job_id = _submit(client, address, ep, runtime_env)
     print(f"raystudy submit: job {job_id} submitted to {address}: {ep}", file=sys.stderr)
     if args.no_wait:
         print(job_id)
@@ -219,7 +209,3 @@ def main(argv=None) -> int:
         print(f"\nraystudy submit: stopped following; job {job_id} keeps running "
               f"(`ray job stop {job_id} --address {address}` stops it)", file=sys.stderr)
         return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

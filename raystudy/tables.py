@@ -208,5 +208,34 @@ def read_pandas(study_dir, name: str, columns: list[str] | None = None):
     return read(study_dir, name, columns).to_pandas()
 
 
+def read_unit(study_dir, name: str, K: int, seed: int, *, metric: str | None = None, set: str | None = None,
+              ids: tuple[int, int] | None = None, columns: list[str] | None = None) -> pa.Table:
+    """The rows of one unit of a table ((K, seed), with ``metric`` and/or the sample ``set``
+    where the table has them), optionally only sample ids ``lo <= id < hi``, ordered by
+    sample id: pushed down to Parquet as filters, so only those rows are read."""
+    import pyarrow.compute as pc
+
+    f = (pc.field("K") == K) & (pc.field("seed") == seed)
+    if metric is not None:
+        f &= pc.field("metric") == metric
+    if set is not None:
+        f &= pc.field("set") == set
+    if ids is not None:
+        f &= (pc.field("sample_id") >= ids[0]) & (pc.field("sample_id") < ids[1])
+    t = read(study_dir, name, columns=columns, filters=f)
+    return t.sort_by("sample_id") if "sample_id" in t.column_names else t
+
+
+def read_samples(study_dir, k: int, seed: int, set_name: str) -> tuple["np.ndarray", "np.ndarray"]:
+    """(sample_id, images (n, C, H, W) float32) of one sample set, ordered by sample_id."""
+    import numpy as np
+
+    t = read_unit(study_dir, "samples", k, seed, set=set_name)
+    if t.num_rows == 0:
+        raise FileNotFoundError(f"no {set_name} samples for K={k} seed={seed} in {study_dir}: run the generate stage")
+    c, h, w = (int(t[col][0].as_py()) for col in ("channels", "height", "width"))
+    return t["sample_id"].to_numpy(), list_to_numpy(t["image"]).reshape(-1, c, h, w).astype(np.float32)
+
+
 def dumps_meta(**kv) -> dict[str, str]:
     return {k: v if isinstance(v, str) else json.dumps(v, sort_keys=True) for k, v in kv.items()}

@@ -1,7 +1,7 @@
 """One training run, and the train stage's output (the model folder, its ``runs`` row and
 its ``train_log`` rows).
 
-``train_one`` is a plain function, no Ray: Tune calls it from ``sweep.py``, a test or a
+``train_one`` is a plain function, no Ray: Tune calls it from ``stages/train.py``, a test or a
 GPU box calls it directly. Length is counted in images seen (EDM's habit), so changing the
 batch size does not silently change how long a model trains. Its resumable state is a
 single file in the study folder, written atomically at every checkpoint, so a run that
@@ -21,8 +21,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from . import tables
-from .errors import StudyError
-from .stages import changed, part_name
+from .seeds import run_seed
 
 RUN_FILE = "run.json"
 LOG_FILE = "log.json"
@@ -33,10 +32,6 @@ def mixed_precision(setting: str, cuda: bool) -> str:
     if setting == "auto":
         return "bf16" if cuda else "no"
     return setting
-
-
-def run_seed(study_seed: int, k: int, seed: int) -> int:
-    return int(np.random.SeedSequence([study_seed, k, seed, 0x7EA1]).generate_state(1)[0])
 
 
 def model_dir(study_dir, k: int, seed: int) -> Path:
@@ -123,16 +118,7 @@ def train_one(cfg, images, k: int, seed: int, final_dir, state_path=None,
     while step < total_steps:
         idx = torch.randint(0, len(images), (tc.batch_size,), generator=gen)
         x0 = data[idx.to(acc.device)] if data is not None else torch.from_numpy(images[idx.numpy()]).to(acc.device)
-        loss = models.loss(mc, net, x0, gen, alphas, acc.autocast)
-        opt.zero_grad(set_to_none=True)
-        acc.backward(loss)
-        if tc.grad_clip is not None:
-            acc.clip_grad_norm_(net.parameters(), tc.grad_clip)
-        opt.step()
-        if sched is not None:
-            sched.step()
-        ema.step(acc.unwrap_model(net).parameters())
-        value = loss.detach().item()
+        value = train_step(acc, net, opt, ema, mc, x0, gen, alphas, tc.grad_clip, sched)
         losses = (losses + [value])[-100:]
         window.append(value)
         step += 1
@@ -166,34 +152,24 @@ def train_one(cfg, images, k: int, seed: int, final_dir, state_path=None,
     return record
 
 
+def train_step(acc, net, opt, ema, model_cfg, x0, gen, alphas_cumprod, grad_clip=None, lr_sched=None) -> float:
+    """One optimisation step on the batch ``x0``: loss (``model.loss``), backward, clipping,
+    AdamW, the learning-rate schedule and the EMA update; returns the batch's loss. What
+    ``train_one``'s loop runs, and what the benchmarks time."""
+    from . import model as models
+
+    loss = models.loss(model_cfg, net, x0, gen, alphas_cumprod, acc.autocast)
+    opt.zero_grad(set_to_none=True)
+    acc.backward(loss)
+    if grad_clip is not None:
+        acc.clip_grad_norm_(net.parameters(), grad_clip)
+    opt.step()
+    if lr_sched is not None:
+        lr_sched.step()
+    ema.step(acc.unwrap_model(net).parameters())
+    return loss.detach().item()
+
+
 def _metrics(step, batch_size, losses, wall_s) -> dict:
     return {"steps": step, "images_seen": step * batch_size,
             "final_loss": float(np.mean(losses[-50:])) if losses else float("nan"), "wall_s": wall_s}
-
-
-def write_run_parts(study_dir, part: str, record: dict, log, meta: dict) -> None:
-    """The train stage's table rows for one run: ``runs`` (one row) and ``train_log``."""
-    cols = {c: [record[c]] for c in tables.SCHEMAS["runs"].names}
-    log = np.asarray(log, dtype=np.float64).reshape(-1, 2)
-    k, s = record["K"], record["seed"]
-    steps = log[:, 0].astype(np.int64)
-    # train_log first: `runs` is what says the unit is complete.
-    tables.write_part(study_dir, "train_log", part, tables.to_table("train_log", {
-        "K": np.full(len(log), k), "seed": np.full(len(log), s), "step": steps,
-        "images_seen": steps * (record["images_seen"] // max(1, record["steps"])), "loss": log[:, 1]}, meta))
-    tables.write_part(study_dir, "runs", part, tables.to_table("runs", cols, meta))
-
-
-def record_finished(study_dir, unit, meta: dict) -> bool:
-    """Write the table rows of a finished model (the trial that trained it, or a re-run after
-    the driver died before they were written). Returns whether the unit is now complete."""
-    d = model_dir(study_dir, *unit)
-    rec = read_run(d)
-    if rec is None:
-        return False
-    if rec.get("fingerprint") != meta["fingerprint"]:
-        raise StudyError(f"{d} was trained with other settings ({changed(rec, json.loads(meta['depends']))}); "
-                         f"use a new --study directory")
-    log = json.loads((d / LOG_FILE).read_text()) if (d / LOG_FILE).exists() else []
-    write_run_parts(study_dir, part_name(unit), rec, log, meta)
-    return True

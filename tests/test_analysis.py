@@ -19,6 +19,7 @@ import pytest
 
 from raystudy import analysis as A
 from raystudy.analysis import report, stats, synthetic
+from raystudy.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 KS = (2, 8, 32, 128, 512)
@@ -152,7 +153,7 @@ def test_summary_of_a_synthetic_study(study):
 
 
 def test_fractions_recomputed_from_labels_match_the_classify_stage(study):
-    from raystudy.classify import fractions
+    from raystudy.labels import fractions
 
     lab = A.load(study, tables=["labels"]).labels
     ours = A.per_seed_fractions(lab).sort_values(["K", "seed"]).reset_index(drop=True)
@@ -165,7 +166,7 @@ def test_fractions_recomputed_from_labels_match_the_classify_stage(study):
 # -- thresholds ---------------------------------------------------------------------------------
 
 def test_relabel_grid_equals_classify_on_every_cell(study):
-    from raystudy.classify import fractions, label_samples
+    from raystudy.labels import fractions, label_samples
 
     lab = A.load(study, tables=["labels"]).labels
     dm, ds = A.default_grid(0.1, 5), A.default_grid(0.1, 4, span=3)
@@ -232,7 +233,7 @@ def _imgs(page: str) -> list[bytes]:
 
 
 def test_report_writes_every_figure_and_a_self_contained_page(study, capsys):
-    assert report.main([str(study), "--pdf", "--n-boot", "200"]) == 0
+    assert main(["report", str(study), "--pdf", "--n-boot", "200"]) == 0
     out = study / "report"
     page = (out / "report.html").read_text()
     pngs = sorted(p.name for p in out.glob("*.png"))
@@ -251,7 +252,7 @@ def test_report_writes_every_figure_and_a_self_contained_page(study, capsys):
 
 
 def test_compare_report_says_how_far_the_crossing_moved(study, study2, tmp_path):
-    assert report.main([str(study), str(study2), "--out", str(tmp_path / "cmp"), "--n-boot", "100"]) == 0
+    assert main(["report", str(study), str(study2), "--out", str(tmp_path / "cmp"), "--n-boot", "100"]) == 0
     page = (tmp_path / "cmp" / "report.html").read_text()
     assert (tmp_path / "cmp" / "compare.png").exists()
     m = re.search(r"the crossing moves from K = ([\d.]+) \(small-unet\) to K = ([\d.]+) \(large-unet\), ×([\d.]+)",
@@ -275,13 +276,13 @@ def test_report_without_basins_says_so(tmp_path):
 
 
 def test_report_cli_help_and_errors(tmp_path, capsys):
-    assert report.main(["--help"]) == 0
+    assert main(["report", "--help"]) == 0
     h = capsys.readouterr().out
     for opt in ("DIR", "--out", "--pdf", "--n-boot"):
         assert opt in h
-    assert report.main([str(tmp_path)]) == 2
+    assert main(["report", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "not a study folder" in err
+    assert err.count("\n") == 1 and "not a study folder" in err and err.startswith("raystudy: error:")
 
 
 # -- a real (tiny) study -------------------------------------------------------------------------
@@ -295,7 +296,7 @@ def test_report_on_a_real_tiny_study(tiny_study):
     theirs = st.fractions.set_index(["metric", "K", "seed"]).sort_index()
     for c in ("memorized", "spurious", "generalized", "ratio_memorized"):
         np.testing.assert_allclose(ours[c].to_numpy(float), theirs[c].to_numpy(float))
-    assert report.main([str(out), "--n-boot", "100"]) == 0
+    assert main(["report", str(out), "--n-boot", "100"]) == 0
     page = (out / "report" / "report.html").read_text()
     for k in sorted(st.fractions.K.unique()):
         assert f'data-k="{k}"' in page

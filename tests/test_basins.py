@@ -15,7 +15,7 @@ from scipy.stats import norm
 
 from raystudy.basins import (basins_group, critical_times, ddim_denoise, ddim_grid, l2_metric, rms_metric,
                              scan_times, select_items)
-from raystudy.empirical import EmpiricalEpsilon
+from raystudy.memorizer import EmpiricalEpsilon
 
 
 @pytest.fixture(scope="module")

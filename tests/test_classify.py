@@ -1,9 +1,9 @@
 import numpy as np
 
-from raystudy.classify import fractions, label_samples, ratio_test
+from raystudy.labels import fractions, label_samples, ratio_test
 from raystudy.datasets import subset_indices, training_set
-from raystudy.embed import PixelL2
-from raystudy.knn import References
+from raystudy.metrics import PixelL2
+from raystudy.neighbors import References
 
 
 def _brute(queries, refs):

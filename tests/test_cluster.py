@@ -192,7 +192,7 @@ def _rerun(study: Path, tmp: Path) -> str:
 
 
 def _check_tables(study: Path) -> None:
-    from raystudy.generate import sample_seed
+    from raystudy.seeds import sample_seed
 
     n, ks = 18, [2, 4, 8, 16]
     s = pd.read_parquet(study / "tables" / "samples", columns=["K", "seed", "set", "sample_id", "sample_seed"])
@@ -250,7 +250,7 @@ def test_a_node_that_cannot_see_the_study_folder_is_one_line_before_any_work(tmp
     from ray.cluster_utils import Cluster
 
     from raystudy.errors import ClusterError
-    from raystudy.raytools import check_shared_storage
+    from raystudy.cluster import check_shared_storage
 
     if os.geteuid() != 0 or subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode != 0:
         pytest.skip("needs `unshare -m` (root) to give a node its own view of the file system")
@@ -306,9 +306,9 @@ def test_a_quarter_gpu_per_trial_packs_four_runs_on_one_gpu(tmp_path, monkeypatc
     from ray.tune.trainable.function_trainable import wrap_function
 
     from raystudy.config import load
-    from raystudy.raytools import check_fits
+    from raystudy.cluster import check_fits
     from raystudy.stages import fingerprint
-    from raystudy.sweep import make_trainable
+    from raystudy.stages.train import make_trainable
 
     cfg = load(ROOT / "configs" / "cifar10.yaml", ["train.gpus_per_trial=0.25", "train.cpus_per_trial=2"])
     # What Tune books for each trial: one bundle of 2 CPU and a quarter GPU.

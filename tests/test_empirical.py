@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from raystudy.empirical import EmpiricalEpsilon, posterior_mean, ve_log_density, ve_score
+from raystudy.memorizer import EmpiricalEpsilon, posterior_mean, ve_log_density, ve_score
 
 
 def _digits():

@@ -1,6 +1,6 @@
 """Relative energy: closed-form checks against the exact memorizer's Gaussian mixture.
 
-The exact memorizer (raystudy.empirical.EmpiricalEpsilon) of K points x_k has, at step t,
+The exact memorizer (raystudy.memorizer.EmpiricalEpsilon) of K points x_k has, at step t,
 p_t(y) = (1/K) sum_k N(y; sqrt(abar_t) x_k, (1 - abar_t) I), so E(r) - E(x) = -log p_t(r) + log p_t(x)
 is known in closed form (logsumexp below, written independently of the package), and so is
 the reference code's drift potential beta_t (E(r) - E(x) - (||r||^2 - ||x||^2) / 4).
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from raystudy.empirical import EmpiricalEpsilon
+from raystudy.memorizer import EmpiricalEpsilon
 from raystudy.energy import ScoreFunction, energy_group, gauss_legendre, relative_energy
 
 
@@ -137,7 +137,7 @@ def test_reference_scale_reproduces_reference_code(sched):
 
 def test_score_function_adapter_ve(sched):
     """A plain VE score (the circle's) through the adapter: energy = -log p + log p, drift = g^2 energy."""
-    from raystudy.empirical import ve_log_density
+    from raystudy.memorizer import ve_log_density
     from raystudy.toy.circle import empirical_score, sigma
 
     g = torch.Generator().manual_seed(5)

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from raystudy.config import from_dict
-from raystudy.generate import make_scheduler, sample_images, sample_seed
+from raystudy.sampling import make_scheduler, sample_images, sample_seed
 from raystudy.model import build_unet
 
 

@@ -38,12 +38,13 @@ def _user_env(**extra) -> dict:
 
 
 def _submit_cmd() -> list[str]:
-    # `raystudy submit` once cli.py dispatches it; until then the same main() as a module.
-    from raystudy import cli
+    return [str(BIN / "raystudy"), "submit"]
 
-    if "submit" in Path(cli.__file__).read_text():
-        return [str(BIN / "raystudy"), "submit"]
-    return [str(BIN / "python"), "-m", "raystudy.submit"]
+
+def _submit_args(*argv):
+    from raystudy.cli import build_parser
+
+    return build_parser().parse_args(["submit", *argv])
 
 
 def test_study_runs_as_a_ray_job_as_the_readme_says(tmp_path):
@@ -106,10 +107,10 @@ def test_study_runs_as_a_ray_job_as_the_readme_says(tmp_path):
 
 
 def test_submit_names_the_interpreter_and_uploads_no_studies(tmp_path):
-    from raystudy.submit import parser, prepare
+    from raystudy.submit import prepare
 
     def prep(*argv):
-        return prepare(parser().parse_args(["tests/data/tiny.yaml", *argv]))
+        return prepare(_submit_args("tests/data/tiny.yaml", *argv))
 
     cwd = os.getcwd()
     os.chdir(ROOT)
@@ -132,7 +133,7 @@ def test_submit_names_the_interpreter_and_uploads_no_studies(tmp_path):
         outside = tmp_path / "c.yaml"
         outside.write_text((ROOT / "tests" / "data" / "tiny.yaml").read_text())
         with pytest.raises(UserError, match="outside the working directory"):
-            prepare(parser().parse_args([str(outside), "--study", "/s"]))
+            prepare(_submit_args(str(outside), "--study", "/s"))
     finally:
         os.chdir(cwd)
 
@@ -144,12 +145,12 @@ def _entrypoint_args(entrypoint: str) -> list[str]:
 
 
 def test_kuberay_rayjob_entrypoint_parses_with_the_cli():
-    from raystudy.cli import _parser
+    from raystudy.cli import build_parser
     from raystudy.config import load
 
     doc = yaml.safe_load((ROOT / "jobs" / "kuberay-rayjob.yaml").read_text())
     assert doc["apiVersion"] == "ray.io/v1" and doc["kind"] == "RayJob"
-    args = _parser().parse_args(["run", *_entrypoint_args(doc["spec"]["entrypoint"])])
+    args = build_parser().parse_args(["run", *_entrypoint_args(doc["spec"]["entrypoint"])])
     assert (ROOT / args.config).is_file()
     load(ROOT / args.config, args.overrides)  # a valid config with these overrides
     # The study folder is absolute and on the volume every node mounts.
@@ -168,10 +169,8 @@ def test_runtime_env_example_excludes_studies_venv_and_data():
     assert env["working_dir"] == "."
     assert {"/studies/", "/.venv/", "/data/", "ray_results/"} <= set(env["excludes"])
     # The one-stage example in jobs/README.md parses with `raystudy submit`'s parser.
-    from raystudy.submit import parser
-
     blocks = [b.split("```")[0].replace("\\\n", " ") for b in (ROOT / "jobs" / "README.md").read_text().split("```bash")[1:]]
     cmd = shlex.split(next(b for b in blocks if "--only knn" in b))
     assert cmd[:2] == [".venv/bin/raystudy", "submit"], cmd
-    args = parser().parse_args(cmd[2:])
+    args = _submit_args(*cmd[2:])
     assert args.only == "knn" and args.overrides == ["knn.metrics=[l2, lpips-alex]"] and Path(args.study).is_absolute()

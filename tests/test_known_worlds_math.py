@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from raystudy.classify import ratio_test
+from raystudy.labels import ratio_test
 
 
 def test_ratio_test_without_a_second_neighbour_is_undefined():
@@ -40,8 +40,8 @@ def test_exact_memorizer_samples_sit_on_the_manifold_and_its_blends_do_not():
     import torch
     from diffusers import DDPMScheduler
 
-    from raystudy.empirical import EmpiricalEpsilon
-    from raystudy.manifold import latents, manifold_error, render
+    from raystudy.memorizer import EmpiricalEpsilon
+    from raystudy.datasets.manifold import latents, manifold_error, render
 
     size, K = 16, 16
     train = render(latents(np.arange(K)), size)

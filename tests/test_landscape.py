@@ -48,10 +48,10 @@ def test_energy_table_equals_a_direct_call(study):
     import torch
 
     from raystudy.datasets import load_dataset, training_set
-    from raystudy.empirical import EmpiricalEpsilon
+    from raystudy.memorizer import EmpiricalEpsilon
     from raystudy.energy import relative_energy
-    from raystudy.generate import read_samples
-    from raystudy.landscape import references
+    from raystudy.tables import read_samples
+    from raystudy.items import references
     from raystudy.model import build_train_scheduler
 
     cfg, out = study

@@ -12,9 +12,9 @@ import torch
 import torch.nn.functional as F
 
 import lpips
-from raystudy.embed import get_metric
-from raystudy.lpips_embed import BACKBONE_FILES, LpipsEmbedding, WeightsCorrupt, WeightsMissing
-from raystudy.search import knn_search
+from raystudy.metrics import get_metric
+from raystudy.metrics.lpips import BACKBONE_FILES, LpipsEmbedding, WeightsCorrupt, WeightsMissing
+from raystudy.metrics.search import knn_search
 
 # lpips's slices hold torchvision's `features[i]` under the name str(i).
 ALEX_CONVS = {"slice1.0": 0, "slice2.3": 3, "slice3.6": 6, "slice4.8": 8, "slice5.10": 10}

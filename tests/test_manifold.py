@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from raystudy.manifold import (COLOUR, fit_latents, latents, manifold_dataset, manifold_error, manifold_scores,
+from raystudy.datasets.manifold import (COLOUR, fit_latents, latents, manifold_dataset, manifold_error, manifold_scores,
                                render)
 
 

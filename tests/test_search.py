@@ -1,9 +1,9 @@
-"""Exact sharded kNN (raystudy.search) against brute force in float64."""
+"""Exact sharded kNN (raystudy.metrics.search) against brute force in float64."""
 
 import numpy as np
 import pytest
 
-from raystudy.search import exact_sq_dist, knn_search
+from raystudy.metrics.search import exact_sq_dist, knn_search
 
 
 def brute(q, r, k, exclude_self=False):
@@ -123,7 +123,7 @@ def test_many_candidates_within_float32_error_are_searched_again(monkeypatch):
     """30 references per query at nearly the same tiny distance (far below FAISS's float32
     error at these norms): the first k + 8 candidates cannot settle the top-k, so those
     queries are searched again with more, and the answer is brute force's."""
-    import raystudy.search as search
+    import raystudy.metrics.search as search
 
     rng = np.random.default_rng(3)
     n, per, dim = 32, 30, 1024
@@ -167,7 +167,7 @@ def test_float32_error_bound_covers_faiss():
     actually miss by (random data, BLAS path)."""
     import faiss
 
-    from raystudy.search import float32_error_coeff
+    from raystudy.metrics.search import float32_error_coeff
 
     rng = np.random.default_rng(4)
     x = rng.normal(size=(300, 2000)).astype(np.float32) + 3

@@ -13,7 +13,7 @@ from .conftest import TINY
 
 def _write(study, stage, cfg, unit):
     """The unit's parts as its stage writes them: streaming stages one shard per set."""
-    from raystudy.raytools import shard_meta, shard_name
+    from raystudy.stages.shards import shard_meta, shard_name
 
     sets = {"generate": ("eval", "ref"), "knn": (None,)}.get(stage.name)
     meta = stage.meta(cfg, unit)

@@ -3,9 +3,10 @@ No Ray here: parts are written by hand as the actors write them."""
 
 import numpy as np
 
-from raystudy import raytools, tables
+from raystudy import tables
+from raystudy.stages import shards as stage_shards
 from raystudy.config import load
-from raystudy.raytools import shard_meta, shard_name, shards, shards_to_write, sharded_stored
+from raystudy.stages.shards import shard_meta, shard_name, shards, shards_to_write, sharded_stored
 from raystudy.study import STAGES
 
 from .conftest import TINY
@@ -60,7 +61,7 @@ def test_a_unit_is_complete_only_when_all_its_parts_agree(tmp_path):
     assert unit in [t.unit for t in gen.missing(cfg, tmp_path)]
     # The other K is untouched by all this: K2's files never match K20's or s01's.
     _write(tmp_path, "samples", "K2-s01-eval-00000", meta)
-    assert sorted(raytools._unit_files(tmp_path, "samples", "K2-s0")) == sorted(names + ["K2-s0-eval-00002"])
+    assert sorted(stage_shards._unit_files(tmp_path, "samples", "K2-s0")) == sorted(names + ["K2-s0-eval-00002"])
     assert last.exists()
 
 

@@ -121,7 +121,7 @@ def test_adding_a_metric_computes_only_that_metric(study, tmp_path, monkeypatch)
 
 
 def test_missing_backbone_fails_before_any_work(study, tmp_path, monkeypatch):
-    from raystudy.lpips_embed import WeightsMissing
+    from raystudy.metrics.lpips import WeightsMissing
 
     cfg, out = study
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))

@@ -28,13 +28,11 @@ import pandas as pd
 import yaml
 
 from .. import tables as _tables
+from ..errors import AnalysisError
+from ..labels import DELTA_M, DELTA_S
 
 TABLES: tuple[str, ...] = tuple(_tables.SCHEMAS)
 LABELS: tuple[str, ...] = tuple(_tables.LABELS)
-
-# The config's defaults (raystudy.config.ClassifySection), for a config.yaml that omits them.
-DEFAULT_DELTA_M = {"l2": 0.1, "lpips-alex": 0.03, "lpips-vgg": 0.03}
-DEFAULT_DELTA_S = {"l2": 0.1, "lpips-alex": 0.02, "lpips-vgg": 0.02}
 
 # The one documented example query: relabel from the stored distances in SQL, no study re-run.
 EXAMPLE_QUERY = """\
@@ -48,10 +46,6 @@ FROM labels AS l
 WHERE l.metric = 'l2'
 GROUP BY ALL
 ORDER BY l.study, l.K"""
-
-
-class AnalysisError(ValueError):
-    """Something a user got wrong (not a study folder, an unknown metric): one line."""
 
 
 def _flatten_dirs(dirs) -> list[Path]:
@@ -96,8 +90,8 @@ def read_stages(study_dir) -> pd.DataFrame | None:
 def thresholds(config: dict, metric: str) -> tuple[float, float]:
     """(delta_m, delta_s) of ``metric`` from a config dict, falling back to the package defaults."""
     c = (config or {}).get("classify") or {}
-    dm = {**DEFAULT_DELTA_M, **(c.get("delta_m") or {})}
-    ds = {**DEFAULT_DELTA_S, **(c.get("delta_s") or {})}
+    dm = {**DELTA_M, **(c.get("delta_m") or {})}
+    ds = {**DELTA_S, **(c.get("delta_s") or {})}
     if metric not in dm or metric not in ds:
         raise AnalysisError(f"no classify thresholds for metric {metric!r} in config.yaml")
     return float(dm[metric]), float(ds[metric])

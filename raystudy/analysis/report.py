@@ -13,8 +13,8 @@ from __future__ import annotations
 import argparse
 import base64
 import html
+import logging
 import re
-import sys
 import time
 from pathlib import Path
 
@@ -142,13 +142,14 @@ def _pick_k(labels: pd.DataFrame, label: str, k_cross: float):
 
 
 def write_report(dirs, out: str | Path | None = None, pdf: bool = False, n_boot: int = 1000,
-                 level: float = 0.95, echo=print) -> Path:
+                 level: float = 0.95, echo=None) -> Path:
     """Write the figures and ``report.html`` for one study or a comparison of several; returns
     the page's path. See the module docstring."""
     from . import figures as F
     from .images import nn_grid
     from .thresholds import default_grid, threshold_grid
 
+    echo = echo or logging.getLogger("raystudy").info
     t0 = time.time()
     paths = _flatten_dirs([dirs] if isinstance(dirs, (str, Path)) else dirs)
     out = Path(out) if out else (paths[0] / "report" if len(paths) == 1 else paths[0] / "report" / "compare")
@@ -295,13 +296,14 @@ def _page(st: Studies, cv, sm, items, notes, level, n_boot, paths) -> str:
     return "\n".join(parts)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="raystudy report",
-        description="Draw a study's figures from its tables and write one self-contained HTML page "
-                    "(figures embedded, crossing K with its interval, spurious peak, fractions table, "
-                    "stage run times, config). With several DIRs the studies are compared side by side.",
-        epilog="Reads only the Parquet tables and config.yaml: no torch, no Ray, nothing is re-run.")
+DESCRIPTION = ("Draw a study's figures from its tables and write one self-contained HTML page (figures "
+               "embedded, crossing K with its interval, spurious peak, fractions table, stage run times, config). "
+               "With several DIRs the studies are compared side by side.")
+EPILOG = "Reads only the Parquet tables and config.yaml: no torch, no Ray, nothing is re-run."
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """``raystudy report``'s options (the parser itself is ``raystudy.cli``'s)."""
     p.add_argument("dirs", nargs="+", metavar="DIR",
                    help="study folder (holds config.yaml and tables/); give two or more to compare them")
     p.add_argument("--out", type=Path, default=None, metavar="FOLDER",
@@ -310,30 +312,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pdf", action="store_true", help="also write every figure as a PDF beside its PNG")
     p.add_argument("--n-boot", type=int, default=1000, metavar="N",
                    help="bootstrap replicates over samples for the confidence intervals (default: 1000)")
-    return p
 
 
-def main(argv=None) -> int:
-    """Entry point of ``raystudy report``; returns the exit status."""
+def command(args) -> None:
+    """``raystudy report``: a UserError (not a study, no tables, a bad option) is the CLI's one line."""
     import matplotlib
 
     matplotlib.use("Agg")  # a command line draws into files, never onto a screen
-    p = build_parser()
-    try:
-        a = p.parse_args(argv)
-    except SystemExit as e:  # --help, or a usage error argparse has already printed
-        return int(e.code or 0)
-    if a.n_boot < 1:
-        print("report: --n-boot must be at least 1", file=sys.stderr)
-        return 2
-    try:
-        page = write_report(a.dirs, a.out, pdf=a.pdf, n_boot=a.n_boot)
-    except AnalysisError as e:
-        print(f"report: {e}", file=sys.stderr)
-        return 2
+    if args.n_boot < 1:
+        raise AnalysisError("--n-boot must be at least 1")
+    page = write_report(args.dirs, args.out, pdf=args.pdf, n_boot=args.n_boot)
     print(f"report: {page}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

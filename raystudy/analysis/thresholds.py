@@ -1,6 +1,6 @@
 """Threshold sensitivity: relabel from the stored raw distances, never touching the study.
 
-The paper's rule (``raystudy.classify``): memorized if ``d_train <= delta_m``; spurious if not
+The paper's rule (``raystudy.labels.label_samples``): memorized if ``d_train <= delta_m``; spurious if not
 memorized and ``d_synth <= delta_s``; generalized otherwise. Because ``labels`` stores
 ``d_train`` and ``d_synth``, any (delta_m, delta_s) gives new labels in microseconds. The
 memorized fraction, hence the crossing K, depends on ``delta_m`` only; the spurious
@@ -12,18 +12,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .load import LABELS
+from ..labels import label_samples as relabel
 from .stats import crossings, group_keys, peak
-
-
-def relabel(d_train, d_synth, delta_m: float, delta_s: float) -> np.ndarray:
-    """The paper's rule on raw distances (same result as ``raystudy.classify.label_samples``)."""
-    d_train = np.asarray(d_train, float)
-    d_synth = np.asarray(d_synth, float)
-    out = np.full(d_train.shape, LABELS[2], dtype=object)
-    out[d_synth <= delta_s] = LABELS[1]
-    out[d_train <= delta_m] = LABELS[0]
-    return out
 
 
 def relabel_table(labels: pd.DataFrame, delta_m: float, delta_s: float) -> pd.DataFrame:

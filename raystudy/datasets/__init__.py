@@ -30,7 +30,7 @@ def _files(name: str):
 
 
 def _manifold(c) -> Dataset:
-    from ..manifold import manifold_dataset
+    from .manifold import manifold_dataset
 
     return manifold_dataset(c)
 

@@ -1,4 +1,4 @@
-"""Ray Tune over K x seed: one trial per training run.
+"""The train stage: Ray Tune over K x seed, one trial per training run.
 
 Tune decides where runs go and retries a failed trial (``FailureConfig``); the training is
 ``train.train_one``, which resumes from its own state file in the study folder. So a
@@ -9,10 +9,15 @@ fingerprint), never on resources or on which K are still missing.
 
 from __future__ import annotations
 
-import logging
+import json
 from pathlib import Path
 
-log = logging.getLogger(__name__)
+import numpy as np
+
+from .. import tables
+from ..errors import StudyError, TrainingFailed, one_line
+from ..train import LOG_FILE, model_dir, read_run
+from . import changed, part_name
 
 
 def _trial(params, cfg_dict: dict, study_dir: str, metas: dict):
@@ -20,10 +25,9 @@ def _trial(params, cfg_dict: dict, study_dir: str, metas: dict):
     ``metas`` maps each run's part name to the train stage's metadata, made by the driver."""
     from ray import tune
 
-    from .config import from_dict
-    from .datasets import load_dataset, training_images
-    from .stages import part_name
-    from .train import model_dir, record_finished, state_file, train_one
+    from ..config import from_dict
+    from ..datasets import load_dataset, training_images
+    from ..train import state_file, train_one
 
     cfg = from_dict(cfg_dict)
     unit = (int(params["run"]["K"]), int(params["run"]["seed"]))
@@ -47,7 +51,6 @@ def run_sweep(stage, cfg, study_dir, todo) -> None:
     """Train every (K, seed) in ``todo`` with Ray Tune (Ray must be initialised)."""
     from ray import tune
 
-    from .errors import TrainingFailed
 
     study_dir = Path(study_dir).resolve()
     storage = study_dir / "ray_results"
@@ -65,15 +68,13 @@ def run_sweep(stage, cfg, study_dir, todo) -> None:
     errors = [r.error for r in results if r.error is not None]
     still = [u for u in todo if any(m is None for m in stage.stored_meta(study_dir, u))]
     if still:
-        first = f": {type(errors[0]).__name__}: {str(errors[0]).strip().splitlines()[-1][:200]}" if errors else ""
+        first = f": {type(errors[0]).__name__}: {one_line(errors[0], last=True)}" if errors else ""
         raise TrainingFailed(f"training did not finish for (K, seed) {still}{first}; logs under {storage / name}")
 
 
 def run_train(stage, cfg, study_dir, todo) -> None:
     """The train stage: the exact memorizer needs no training (its rows say so); finished models
     get their rows; the rest are trained with Ray Tune."""
-    from .train import record_finished, write_run_parts
-
     if cfg.model.type == "empirical":
         for k, s in todo:
             rec = {"K": k, "seed": s, "model": "empirical", "steps": 0, "images_seen": 0,
@@ -83,3 +84,31 @@ def run_train(stage, cfg, study_dir, todo) -> None:
     left = [u for u in todo if not record_finished(study_dir, u, stage.meta(cfg, u))]
     if left:
         run_sweep(stage, cfg, study_dir, left)
+
+
+def write_run_parts(study_dir, part: str, record: dict, log, meta: dict) -> None:
+    """The train stage's table rows for one run: ``runs`` (one row) and ``train_log``."""
+    cols = {c: [record[c]] for c in tables.SCHEMAS["runs"].names}
+    log = np.asarray(log, dtype=np.float64).reshape(-1, 2)
+    k, s = record["K"], record["seed"]
+    steps = log[:, 0].astype(np.int64)
+    # train_log first: `runs` is what says the unit is complete.
+    tables.write_part(study_dir, "train_log", part, tables.to_table("train_log", {
+        "K": np.full(len(log), k), "seed": np.full(len(log), s), "step": steps,
+        "images_seen": steps * (record["images_seen"] // max(1, record["steps"])), "loss": log[:, 1]}, meta))
+    tables.write_part(study_dir, "runs", part, tables.to_table("runs", cols, meta))
+
+
+def record_finished(study_dir, unit, meta: dict) -> bool:
+    """Write the table rows of a finished model (the trial that trained it, or a re-run after
+    the driver died before they were written). Returns whether the unit is now complete."""
+    d = model_dir(study_dir, *unit)
+    rec = read_run(d)
+    if rec is None:
+        return False
+    if rec.get("fingerprint") != meta["fingerprint"]:
+        raise StudyError(f"{d} was trained with other settings ({changed(rec, json.loads(meta['depends']))}); "
+                         f"use a new --study directory")
+    log = json.loads((d / LOG_FILE).read_text()) if (d / LOG_FILE).exists() else []
+    write_run_parts(study_dir, part_name(unit), rec, log, meta)
+    return True

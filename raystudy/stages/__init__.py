@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-from . import tables
+from .. import tables
 
 Unit = tuple  # (K, seed) or (metric, K, seed)
 

@@ -42,7 +42,7 @@ def get_metric(name: str, weights_dir: str | None = None, device: str | None = N
     if name == "euclidean":
         return Euclidean()
     if name in ("lpips-alex", "lpips-vgg"):
-        from .lpips_embed import LpipsEmbedding
+        from .lpips import LpipsEmbedding
 
         return LpipsEmbedding(name.split("-", 1)[1], weights_dir=weights_dir, device=device)
     raise ValueError(f"unknown metric {name!r}")

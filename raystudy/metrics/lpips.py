@@ -32,6 +32,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..errors import WeightsCorrupt, WeightsMissing, one_line
+
 # torchvision checkpoint file and its URL for each lpips backbone.
 BACKBONE_FILES = {
     "alex": "alexnet-owt-7be5be79.pth",
@@ -42,13 +44,6 @@ MIN_SIZE = 32  # AlexNet needs >= ~32 px; the paper's code upsamples smaller ima
 # is about 20 MB) and larger batches run faster; VGG's are ~40x larger.
 BATCH_PIXELS = {"alex": 1 << 20, "vgg": 32 << 10}
 
-
-from .errors import WeightsCorrupt, WeightsMissing  # noqa: E402  (user errors: one line in the CLI)
-
-
-def _one_line(msg: str, limit: int = 200) -> str:
-    msg = " ".join(str(msg).split())
-    return msg if len(msg) <= limit else msg[: limit - 3] + "..."
 
 
 def backbone_url(net: str) -> str:
@@ -69,7 +64,7 @@ def _read_state_dict(path: Path, net: str) -> dict:
     except Exception as e:  # noqa: BLE001 -- any unreadable file is the same problem for the user
         raise WeightsCorrupt(
             f"{path} is not a readable torchvision {net} checkpoint "
-            f"({type(e).__name__}: {_one_line(e, 80)}); delete it and put a good copy of "
+            f"({type(e).__name__}: {one_line(e, 80)}); delete it and put a good copy of "
             f"{BACKBONE_FILES[net]} there"
         ) from None
     if not isinstance(sd, dict):
@@ -99,7 +94,7 @@ def load_backbone_state(net: str, weights_dir: str | os.PathLike | None = None,
                                                     weights_only=True)
             return sd, url
         except Exception as e:  # noqa: BLE001 -- no network, bad hash, ...: all end the same way
-            why = f"fetching {url} failed ({type(e).__name__}: {_one_line(e, 80)})"
+            why = f"fetching {url} failed ({type(e).__name__}: {one_line(e, 80)})"
     else:
         why = "downloads disabled"
     where = str(weights_dir) if weights_dir is not None else str(hub_dir)
@@ -160,7 +155,7 @@ class LpipsEmbedding:
                 if isinstance(e, WeightsCorrupt):
                     raise
                 raise WeightsCorrupt(f"{self.weights_source} does not fit lpips's {net} backbone: "
-                                     f"{_one_line(e, 120)}") from None
+                                     f"{one_line(e, 120)}") from None
         self.model = model.eval().requires_grad_(False).to(self.device)
         # lpips.normalize_tensor's epsilon: fhat = f / (||f||_c + eps).
         self._eps = float(inspect.signature(lpips.normalize_tensor).parameters["eps"].default)

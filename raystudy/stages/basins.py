@@ -1,0 +1,73 @@
+"""The basins stage: critical times of each (metric, K, seed)'s items (``raystudy.items``),
+one Ray Data actor call per unit, which measures them with ``basins.basins_group`` and writes
+the unit's ``basins``, ``basin_trials`` and ``basin_rates`` parts itself."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import items, tables
+from ..cluster import pool
+from .generate import ModelActor
+
+BASINS_SALT = 0xBA5
+
+
+class UnitActor(ModelActor):
+    """A model actor with the training schedule, fed one row per (metric, K, seed) unit."""
+
+    def __init__(self, cfg_dict: dict, study_dir: str):
+        from ..model import build_train_scheduler
+
+        super().__init__(cfg_dict, study_dir)
+        self.train_scheduler = build_train_scheduler(self.cfg.model)
+
+    def __call__(self, batch: dict, metas: dict | None = None) -> dict:
+        rows = []
+        for metric, k, s in zip(batch["metric"].tolist(), batch["K"].tolist(), batch["seed"].tolist()):
+            rows.append(self.unit((metric, k, s), metas[f"{metric}-K{k}-s{s}"]))
+        return {"K": batch["K"], "seed": batch["seed"], "rows": np.asarray(rows)}
+
+
+class BasinActor(UnitActor):
+    def unit(self, unit, meta) -> int:
+        from .. import basins  # torch: imported in the actor, not by every `raystudy` command
+        from ..metrics import get_metric
+
+        c = self.cfg.basins
+        metric, k, s = unit
+        chosen = items.select(self.cfg, self.study_dir, self.dataset, unit, c.per_label, c.train, c.held_out,
+                              BASINS_SALT)
+        metric_fn = basins.metric_fn_from_embedding(get_metric(c.metric, self.cfg.knn.weights_dir))
+        out = basins.basins_group(self.model(k, s), self.train_scheduler, c, chosen, metric_fn, self.device,
+                                  K=k, seed=s, metric=metric)
+        part = f"{metric}-K{k}-s{s}"
+        for name in ("basin_rates", "basin_trials", "basins"):  # `basins` last: it says the unit is done
+            tables.write_part(self.study_dir, name, part, tables.to_table(name, out[name], meta))
+        return len(chosen["kind"])
+
+
+def run_units(stage, cfg, study_dir, todo, actor, workers: int) -> None:
+    """One Ray Data row per unit of ``todo``; each actor call writes its unit's parts."""
+    import ray
+
+    metas = {stage.part(u): stage.meta(cfg, u) for u in todo}
+    ds = ray.data.from_items([{"metric": m, "K": k, "seed": s} for m, k, s in todo], override_num_blocks=len(todo))
+    ds = ds.map_batches(actor, fn_constructor_kwargs={"cfg_dict": cfg.to_dict(), "study_dir": str(study_dir)},
+                        fn_kwargs={"metas": metas}, batch_size=1, batch_format="numpy",
+                        **pool(workers, cfg.generate.cpus_per_worker, cfg.generate.gpus_per_worker))
+    done = sum(1 for b in ds.iter_batches(batch_size=None, batch_format="numpy") for _ in b["K"])
+    if done != len(todo):
+        raise RuntimeError(f"{stage.name} finished {done} of {len(todo)} units")
+
+
+def run_basins(stage, cfg, study_dir, todo) -> None:
+    run_units(stage, cfg, study_dir, todo, BasinActor, cfg.basins.workers)
+
+
+def check(stage, cfg, study_dir, todo, dataset) -> None:
+    if cfg.data.name == "circle":
+        from ..errors import ConfigError
+
+        raise ConfigError(f"config: {stage.name}.enabled: the circle study measures energies in its own report "
+                          "(the figures stage); basins/energy stages are for image studies")

@@ -1,0 +1,29 @@
+"""The energy stage: relative energies of each (metric, K, seed)'s sample items against the
+K's references (``raystudy.items``), one Ray Data actor call per unit, which computes them
+with ``energy.energy_group`` and writes the unit's ``energy`` part itself."""
+
+from __future__ import annotations
+
+from .. import items, tables
+from .basins import UnitActor, run_units
+
+ENERGY_SALT = 0xE6
+
+
+class EnergyActor(UnitActor):
+    def unit(self, unit, meta) -> int:
+        from .. import energy  # torch: imported in the actor, not by every `raystudy` command
+
+        c = self.cfg.energy
+        metric, k, s = unit
+        xs = items.select(self.cfg, self.study_dir, self.dataset, unit, c.per_label, 0, 0, ENERGY_SALT)
+        refs = items.references(self.cfg, self.dataset, k)
+        sched = self.train_scheduler
+        cols = energy.energy_group(self.model(k, s), sched.alphas_cumprod, sched.betas, c, xs, refs, K=k, seed=s,
+                                   device=self.device)
+        tables.write_part(self.study_dir, "energy", f"{metric}-K{k}-s{s}", tables.to_table("energy", cols, meta))
+        return len(xs["kind"])
+
+
+def run_energy(stage, cfg, study_dir, todo) -> None:
+    run_units(stage, cfg, study_dir, todo, EnergyActor, cfg.basins.workers)

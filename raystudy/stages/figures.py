@@ -1,0 +1,80 @@
+"""The figures stage: the transition curve and a nearest-neighbour grid, drawn by
+``raystudy.analysis`` (the same drawings as ``raystudy report``), and for the circle its own
+attractors, landscapes and energies (``raystudy.toy``). Runs in the driver, no Ray."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .. import tables
+
+
+def draw_study(stage, cfg, study_dir) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from ..analysis import figures, images, load
+
+    fig_dir = Path(study_dir) / "figures"
+    st = load(study_dir, tables=("fractions", "labels"))
+    tables.write_figure(figures.transition_figure(st, n_boot=200), fig_dir / "transition.png")
+    if cfg.data.name == "circle":
+        circle_report(cfg, study_dir)
+    else:  # the grid at the K whose memorized fraction is nearest 1/2: all three labels likely
+        metric = cfg.knn.metrics[0]
+        mem = st.fractions[st.fractions.metric == metric].groupby("K").memorized.mean()
+        k = int((mem - 0.5).abs().idxmin())
+        tables.write_figure(images.nn_grid(study_dir, K=k, label=None, metric=metric, config=cfg.to_dict()),
+                            fig_dir / "nn_grid.png")
+    tables.write_text(fig_dir / "made-with.json", json.dumps(stage.meta(cfg, ("all",))))
+
+
+def _train_points(cfg, dataset, k: int) -> np.ndarray:
+    from ..datasets import training_set
+
+    return training_set(dataset, k, cfg.study.seed)[1].reshape(k, 2).astype(np.float64)
+
+
+def circle_report(cfg, study_dir, echo=print) -> dict:
+    """Attractors, landscapes, DenseAM comparison and chance levels of the circle study:
+    figures and ``attractors.json``."""
+    from ..datasets import load_dataset
+    from ..sampling import load_model
+    from ..toy import attractors as A
+    from ..toy import figures
+
+    study_dir = Path(study_dir)
+    dataset = load_dataset(cfg.data)
+    seed = cfg.seeds[0]
+    fig_dir = study_dir / "figures"
+    delta_m = cfg.classify.delta_m["euclidean"]
+    chance = {k: A.chance_memorized(_train_points(cfg, dataset, k), delta_m) for k in cfg.ks}
+    fr = tables.read_pandas(study_dir, "fractions")
+    fr = fr[(fr.metric == "euclidean") & fr.K.isin(cfg.ks)]
+    figures.memorized_vs_chance(fr, chance, fig_dir / "memorized_vs_chance.png")
+    ks = [k for k in A.LANDSCAPE_KS if k in cfg.ks] or sorted({cfg.ks[0], cfg.ks[len(cfg.ks) // 2], cfg.ks[-1]})
+    lands = []
+    for k in ks:
+        samples = tables.read_samples(study_dir, k, seed, "eval")[1].reshape(-1, 2).astype(np.float64)
+        lands.append(A.landscape(load_model(cfg, study_dir, k, seed, dataset), _train_points(cfg, dataset, k),
+                                 samples, k, delta_m, cfg.model.sigma_max))
+    report = {"chance_memorized": {str(k): v for k, v in chance.items()}}
+    for L in lands:
+        kinds = [x["kind"] for x in L["attractors"] if x["size"] > 1]
+        e_train = float(np.mean(L["energy_train"]))
+        echo(f"K={L['K']}: {len(kinds)} attractors with >1 sample, {kinds.count('spurious')} spurious; "
+             f"mean -log p at the training points {e_train:.2f}")
+        report[str(L["K"])] = {"attractors": L["attractors"], "mean_energy_at_training_points": e_train}
+    figures.landscapes(lands, fig_dir / "landscapes.png")
+    figures.surface(lands[-1], fig_dir / "surface3d.png")
+    cmp = A.energy_vs_dense_am(lands[-1]["score"], lands[-1]["train"], cfg.model.sigma_max)
+    figures.learned_vs_exact(cmp, lands[-1]["K"], fig_dir / "learned_vs_exact.png")
+    echo(f"K={lands[-1]['K']}: learned vs exact DenseAM energy along the radius (beta={cmp['beta']:.0f}), "
+         f"E(R) - E(1): largest error {cmp['max_error_core']:.3f} for R in [0.7, 1.3], "
+         f"{cmp['max_error']:.3f} for R in [0.5, 1.5]")
+    report["dense_am"] = {k: cmp[k] for k in ("beta", "max_error_core", "max_error")}
+    tables.write_text(study_dir / "attractors.json", json.dumps(report, indent=1))
+    return report

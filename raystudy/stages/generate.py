@@ -1,0 +1,96 @@
+"""The generate stage: two independent sample sets per (K, seed), streamed shard by shard
+through an elastic pool of Ray Data actors that sample with ``raystudy.sampling`` and write
+their own parts (so samples never gather in the driver)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import tables
+from ..cluster import pool
+from ..sampling import SETS, load_model, make_scheduler, sample_circle, sample_images, sample_seed
+from .shards import stream
+
+
+class ModelActor:
+    """Ray Data actor base: loads each (K, seed) model once per actor and keeps it."""
+
+    def __init__(self, cfg_dict: dict, study_dir: str):
+        import torch
+
+        from ..config import from_dict
+        from ..datasets import load_dataset
+
+        self.cfg = from_dict(cfg_dict)
+        self.study_dir = study_dir
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.dataset = load_dataset(self.cfg.data)
+        self.models = {}
+
+    def model(self, k: int, seed: int):
+        if (k, seed) not in self.models:
+            m = load_model(self.cfg, self.study_dir, k, seed, self.dataset)
+            self.models[(k, seed)] = m.to(self.device).eval() if hasattr(m, "to") else m
+        return self.models[(k, seed)]
+
+
+class SampleActor(ModelActor):
+    """Ray Data actor: samples shard after shard and writes each as its own part."""
+
+    def __init__(self, cfg_dict: dict, study_dir: str):
+        import torch
+
+        from ..train import mixed_precision
+
+        super().__init__(cfg_dict, study_dir)
+        mp = mixed_precision(self.cfg.train.mixed_precision, self.device == "cuda")
+        self.autocast = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mp)
+        self.scheduler = make_scheduler(self.cfg.generate, self.cfg.model)
+
+    def sample(self, k: int, seed: int, seeds) -> np.ndarray:
+        model = self.model(k, seed)
+        if self.cfg.generate.sampler == "em":
+            from ..datasets import training_set
+
+            _, pts = training_set(self.dataset, k, self.cfg.study.seed)
+            return sample_circle(model, seeds, pts, self.cfg.model, self.cfg.generate.steps)
+        return sample_images(model, self.scheduler, seeds, self.dataset.shape, self.device, self.autocast)
+
+    def __call__(self, batch: dict, study_dir: str = "", metas: dict | None = None) -> dict:
+        """Each row is one shard (K, seed, set, sample ids lo..hi): sample it in batches of
+        ``generate.batch_size`` and write its part here, in the actor, so samples never travel
+        to the driver. Returns one small row per shard written."""
+        bs, written = self.cfg.generate.batch_size, []
+        for k, seed, code, lo, hi, shard in zip(*(batch[c].tolist() for c in
+                                                  ("K", "seed", "set_code", "lo", "hi", "shard"))):
+            set_name = SETS[code]
+            ids = np.arange(lo, hi)
+            seeds = np.asarray([sample_seed(self.cfg.study.seed, k, seed, set_name, int(i)) for i in ids])
+            images = np.concatenate([self.sample(k, seed, seeds[j:j + bs]).reshape(len(seeds[j:j + bs]), -1)
+                                     for j in range(0, len(seeds), bs)])
+            unit, n, (c, h, w) = f"K{k}-s{seed}", len(ids), self.dataset.shape
+            tables.write_part(study_dir or self.study_dir, "samples", f"{unit}-{set_name}-{shard:05d}", tables.to_table(
+                "samples", {"K": np.full(n, k), "seed": np.full(n, seed), "set": np.full(n, set_name), "sample_id": ids,
+                            "sample_seed": seeds, "channels": np.full(n, c), "height": np.full(n, h),
+                            "width": np.full(n, w), "image": images}, meta=metas[unit]))
+            written.append(n)
+        return {"K": batch["K"], "seed": batch["seed"], "rows": np.asarray(written)}
+
+
+def check_models(stage, cfg, study_dir, todo, dataset) -> None:
+    """A corrupt saved model is a one-line error here, not a remote traceback in an actor."""
+    if cfg.model.type == "empirical":
+        return
+    from ..model import check_checkpoint
+    from ..train import model_dir, read_run
+
+    for k, s in todo:
+        if read_run(model_dir(study_dir, k, s)) is not None:
+            check_checkpoint(model_dir(study_dir, k, s))
+
+
+def run_generate(stage, cfg, study_dir, todo) -> None:
+    """Sample every (K, seed) in ``todo``, both sets, streamed shard by shard (``shards.stream``)."""
+    g = cfg.generate
+    stream(stage, cfg, study_dir, todo, "samples", SETS, SampleActor, {"cfg_dict": cfg.to_dict()},
+           pool(g.workers, g.cpus_per_worker, g.gpus_per_worker))
