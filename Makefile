@@ -5,7 +5,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 STUDY ?= studies/demo
 
-.PHONY: install demo test bench clean
+LINT := $(PY) -m ruff check raystudy tests benchmarks jobs analysis
+FAST := not ray and not cluster and not browser and not slow
+
+.PHONY: install demo test test-fast lint bench clean
 
 install: $(STAMP)
 
@@ -21,7 +24,16 @@ demo: install
 	$(VENV)/bin/raystudy report $(STUDY)
 
 test: install
+	$(LINT)
 	$(PY) -m pytest -q tests
+
+# While working: lint and the tests that start no Ray, no cluster, no browser and train nothing.
+test-fast: install
+	$(LINT)
+	$(PY) -m pytest -q -m "$(FAST)" tests
+
+lint: install
+	$(LINT)
 
 bench: install
 	$(PY) benchmarks/run.py

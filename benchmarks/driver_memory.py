@@ -48,11 +48,11 @@ def main(argv) -> None:
     if argv[:1] == ["--one"]:
         print("RESULT " + json.dumps(one(int(argv[1]))), flush=True)
         return
-    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
     print(f"# {platform.node()}: {cpu}, {os.cpu_count()} cores")
     for n in [int(a) for a in argv] or [5000, 50000]:
         out = subprocess.run([sys.executable, __file__, "--one", str(n)], capture_output=True, text=True)
-        res = [l for l in out.stdout.splitlines() if l.startswith("RESULT ")]
+        res = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
         if not res:
             sys.exit(out.stdout[-3000:] + out.stderr[-3000:])
         print(res[0][7:], flush=True)

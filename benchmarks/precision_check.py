@@ -7,17 +7,17 @@
 A fixed model: the demo UNet (configs/demo.yaml) trained by the real
 ``raystudy.train.train_one`` for ``--steps`` steps on the K-set of ``--k`` digits (its EMA
 weights, loaded back with ``raystudy.model.load``). Then, with the same per-sample seeds
-(``raystudy.generate.sample_seed``) and the demo's sampler (DDIM, 50 steps):
+(``raystudy.seeds.sample_seed``) and the demo's sampler (DDIM, 50 steps):
 
 * fp32: the eval set and an independent ref set, sampled in fp32;
 * bf16: the eval set again (same seeds) under ``torch.autocast(device, bfloat16)`` -- forced
   on the CPU too (``sample_images`` only enables autocast on CUDA, so the loop is written
   here, step for step the same as ``sample_images``).
 
-Each eval sample gets its per-pixel RMS distance (``raystudy.embed.PixelL2``: ||x-y||/sqrt(D)
+Each eval sample gets its per-pixel RMS distance (``raystudy.metrics.PixelL2``: ||x-y||/sqrt(D)
 on [-1, 1]) to the nearest training image (d_train) and to the nearest sample of the fp32 ref set
 (d_synth), the same reference for both precisions,, by brute force, and is labelled with
-``raystudy.classify.label_samples`` at the demo's thresholds (delta_m = delta_s = 0.1).
+``raystudy.labels.label_samples`` at the demo's thresholds (delta_m = delta_s = 0.1).
 
 Because the seeds are shared, the two precisions' samples are paired. The check reports,
 per label, the two fractions, the number of samples whose label changed (and between which
@@ -54,24 +54,16 @@ LABELS = ("memorized", "spurious", "generalized")
 
 
 def sample(model, scheduler, seeds, shape, device, bf16: bool, batch: int):
-    """raystudy.generate.sample_images's loop, with autocast forced on any device."""
+    """The study's own sampler (``raystudy.sampling.sample_images``) batch by batch, with bf16
+    autocast asked for explicitly (on any device)."""
     import numpy as np
     import torch
-    from diffusers.utils.torch_utils import randn_tensor
 
-    out = []
-    device = torch.device(device)
-    for j in range(0, len(seeds), batch):
-        s = seeds[j:j + batch]
-        gens = [torch.Generator("cpu").manual_seed(int(x)) for x in s]
-        x = randn_tensor((len(s), *shape), generator=gens, device=device, dtype=torch.float32)
-        x = x * scheduler.init_noise_sigma
-        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            for t in scheduler.timesteps:
-                eps = model(scheduler.scale_model_input(x, t), t).sample.float()
-                x = scheduler.step(eps, t, x, generator=gens).prev_sample
-        out.append(x.clamp(-1, 1).cpu().numpy().astype(np.float32))
-    return np.concatenate(out)
+    from raystudy.sampling import sample_images
+
+    dtype = torch.bfloat16 if bf16 else None
+    return np.concatenate([sample_images(model, scheduler, seeds[j:j + batch], shape, device, dtype)
+                           for j in range(0, len(seeds), batch)])
 
 
 def nearest_rms(q, refs):
@@ -119,11 +111,11 @@ def main(argv=None) -> None:
     import numpy as np
     import torch
 
-    from raystudy.classify import label_samples
     from raystudy.config import load
     from raystudy.datasets import load_dataset, training_images
-    from raystudy.generate import make_scheduler, sample_seed
+    from raystudy.labels import label_samples
     from raystudy.model import load as load_model
+    from raystudy.sampling import make_scheduler, sample_seed
     from raystudy.train import train_one
 
     if args.threads:
@@ -207,10 +199,10 @@ def main(argv=None) -> None:
          f"{rec['steps']} steps of 128 (final loss {rec['final_loss']:.4f}); its EMA weights.",
          f"- Sampling: {args.sampler.upper()} {len(sched.timesteps)} steps; {n} eval samples in fp32 and the same {n} "
          f"seeds in bf16, plus {n} independent fp32 ref samples; "
-         f"per-sample seeds `raystudy.generate.sample_seed` shared by both precisions (so samples are paired); bf16 = "
+         f"per-sample seeds `raystudy.seeds.sample_seed` shared by both precisions (so samples are paired); bf16 = "
          f"`torch.autocast('{dev}', dtype=torch.bfloat16)` around the network, scheduler arithmetic in fp32. "
          f"Sampling time for {n}: fp32 {times['fp32', 'eval']:.0f} s, bf16 {times['bf16', 'eval']:.0f} s.",
-         f"- Labels: `raystudy.classify.label_samples`, per-pixel RMS distance (brute force, float64) to the K-set "
+         f"- Labels: `raystudy.labels.label_samples`, per-pixel RMS distance (brute force, float64) to the K-set "
          f"(d_train) and to the fp32 ref set (d_synth), delta_m = {dm}, delta_s = {ds}.", "",
          f"## Verdict: **{'equal within sampling error' if ok else 'NOT equal within sampling error'}**", "",
          f"{len(changed)} of {n} samples ({100 * len(changed) / n:.1f}%) changed label between fp32 and bf16"

@@ -30,6 +30,7 @@ import knn  # noqa: E402
 from machine import loadavg, machine, machine_slug  # noqa: E402
 
 BENCHMARKS = {"knn": knn}
+PARTIAL = ", **partial: still running, sizes done so far**"
 
 
 def knn_report(res: dict, m: dict, cmd: str, wall: float, load0: str, load1: str,
@@ -48,7 +49,7 @@ def knn_report(res: dict, m: dict, cmd: str, wall: float, load0: str, load1: str
     return f"""# kNN under LPIPS: embeddings + FAISS vs the paper's real code
 
 Machine: {m['cpu']}, {m['cores']} cores ({m['torch_threads']} torch threads), torch {m['torch']}, {m['gpu']}.
-Date: {dt.date.today().isoformat()}. Command: `{cmd}` ({wall:.0f} s wall{", **partial: still running, sizes done so far**" if partial else ""}).
+Date: {dt.date.today().isoformat()}. Command: `{cmd}` ({wall:.0f} s wall{PARTIAL if partial else ""}).
 Load average (1/5/15 min) before: {load0}; after: {load1}. The machine is shared: other
 processes slow both sides, which run interleaved (ours before, between and after the
 paper's query blocks) so that they see the same machine; compare ratios, not seconds.
@@ -130,7 +131,7 @@ def main(argv=None) -> None:
         load0, t0 = loadavg(), time.perf_counter()
         out = args.out_dir / f"{name}-{slug}.md"
 
-        def write(res, partial=False):
+        def write(res, partial=False, t0=t0, load0=load0, out=out):
             text = knn_report(res, m, cmd.strip(), time.perf_counter() - t0, load0, loadavg(), partial)
             tmp = out.with_suffix(".md.tmp")
             tmp.write_text(text)

@@ -180,7 +180,8 @@ def critical_times(model, train_scheduler, items, item_seeds, *, metric_fn: Metr
             still = []
             for j, i in enumerate(active):
                 r = float(ok[j].mean())
-                rate_t[i].append(int(t)); rate[i].append(r)
+                rate_t[i].append(int(t))
+                rate[i].append(r)
                 if r >= p:
                     out_t_crit[i], out_radius[i] = int(t), float(rad[j].mean())
                 alive = ~failed[i]
@@ -288,7 +289,7 @@ def basins_group(model, train_scheduler, cfg_basins, items: Mapping, metric_fn: 
              "n_trials": np.full(int(counts.sum()), trials, dtype=np.int32)}
     out = {"basins": basins, "basin_trials": trials_cols, "basin_rates": rates}
     if K is not None and seed is not None:
-        for name, cols in out.items():
+        for cols in out.values():
             m = len(next(iter(cols.values())))
             cols["K"] = np.full(m, K, dtype=np.int32)
             cols["seed"] = np.full(m, seed, dtype=np.int32)

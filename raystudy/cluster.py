@@ -27,11 +27,15 @@ def ensure_ray(cfg) -> None:
         ray.init(address="local", num_cpus=cfg.ray.num_cpus, include_dashboard=False)
 
 
-def check_fits(what: str, cpus: float, gpus: float) -> None:
-    """One worker of ``what`` must fit the cluster as it is now, or nothing would ever start."""
+def cluster_resources() -> dict:
     import ray
 
-    res = ray.cluster_resources()
+    return ray.cluster_resources()
+
+
+def check_fits(what: str, cpus: float, gpus: float) -> None:
+    """One worker of ``what`` must fit the cluster as it is now, or nothing would ever start."""
+    res = cluster_resources()
     if cpus > res.get("CPU", 0) or gpus > res.get("GPU", 0):
         raise ClusterError(f"the Ray cluster ({res.get('CPU', 0):g} CPU, {res.get('GPU', 0):g} GPU) cannot hold one "
                            f"{what} needing {cpus:g} CPU and {gpus:g} GPU; lower the config's resources or grow it")

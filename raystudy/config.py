@@ -73,6 +73,12 @@ class TrainSection(_Section):
     lr_schedule: Literal["constant", "cosine"] = "constant"
     mixed_precision: Literal["auto", "no", "fp16", "bf16"] = "auto"
     checkpoint_every: int = Field(25_600, ge=1, description="images seen between checkpoints")
+    # Speed only (not in the train stage's fingerprint: they change results at rounding level):
+    channels_last: bool = Field(False, description="UNet in channels-last memory (faster convolutions on GPUs)")
+    tf32: bool = Field(False, description="allow TF32 matmuls/convolutions on CUDA (no effect on CPU)")
+    fused_adam: bool = Field(False, description="fused AdamW kernel on CUDA (no effect on CPU)")
+    compile: bool = Field(False, description="torch.compile the network's forward (minutes of compile "
+                          "time; pays off on long GPU runs, not measured to help on CPU)")
     cpus_per_trial: float = Field(1.0, gt=0)
     gpus_per_trial: float = Field(0.0, ge=0)
     max_failures: int = Field(2, ge=0)
@@ -172,23 +178,16 @@ class StudyConfig(_Section):
     energy: EnergySection = EnergySection()
     ray: RaySection = RaySection()
 
-    @field_validator("ks")
+    @field_validator("ks", "seeds")
     @classmethod
-    def _ks(cls, v):
+    def _axis(cls, v, info):
+        """ks: training-set sizes >= 1; seeds: training seeds >= 0; each used once, sorted."""
+        name, low, what = info.field_name, *((1, "training-set size") if info.field_name == "ks" else (0, "training seed"))
         if not v:
-            raise ValueError("ks must list at least one training-set size")
-        if any(k < 1 for k in v):
-            raise ValueError(f"every K must be >= 1, got {list(v)}")
-        return _unique("ks", v)
-
-    @field_validator("seeds")
-    @classmethod
-    def _seeds(cls, v):
-        if not v:
-            raise ValueError("seeds must list at least one training seed")
-        if any(s < 0 for s in v):
-            raise ValueError(f"every seed must be >= 0, got {list(v)}")
-        return _unique("seeds", v)
+            raise ValueError(f"{name} must list at least one {what}")
+        if any(x < low for x in v):
+            raise ValueError(f"every {'K' if name == 'ks' else 'seed'} must be >= {low}, got {list(v)}")
+        return _unique(name, v)
 
     @model_validator(mode="after")
     def _thresholds(self):

@@ -54,7 +54,9 @@ def fractions(K, seed, metric, labels, ratio_memorized=None) -> dict[str, list]:
     out = {c: [] for c in ("K", "seed", "metric", "n", *LABELS, "ratio_memorized")}
     for (k, s, m), g in df.groupby(["K", "seed", "metric"], sort=True):
         counts = g["label"].value_counts()
-        out["K"].append(int(k)); out["seed"].append(int(s)); out["metric"].append(m)
+        out["K"].append(int(k))
+        out["seed"].append(int(s))
+        out["metric"].append(m)
         out["n"].append(len(g))
         for lab in LABELS:
             out[lab].append(float(counts.get(lab, 0)) / len(g))

@@ -94,7 +94,7 @@ def study_folder(study_dir) -> Path:
     """The study folder, resolved; a path that exists but is no folder is one line."""
     p = Path(study_dir).resolve()
     if p.exists() and not p.is_dir():
-        raise StudyError(f"--study {study_dir}: is a file, not a study folder; name a folder (new or a study's)")
+        raise StudyError(f"{study_dir} is a file, not a study folder; name a folder (a new one, or a study's)")
     return p
 
 
@@ -166,13 +166,13 @@ def run(cfg, study_dir, dry_run: bool = False, echo=None, only: str | None = Non
     logger); ``dry_run`` prints its report (the command's output) on stdout."""
     from .datasets import load_dataset
 
+    say = echo or print  # the dry run's report is the command's output, whatever the log level
     echo = echo or log.info
     study_dir = study_folder(study_dir)
     dataset = load_dataset(cfg.data)
     validate_against_data(cfg, dataset)
     todo = [(st, t) for st, t in plan(cfg, study_dir) if only in (None, st.name)]
     if dry_run:
-        say = print if echo is log.info else echo
         say(cfg.to_yaml())
         for line in describe(cfg, study_dir):
             say(f"would run {line}")
@@ -183,9 +183,10 @@ def run(cfg, study_dir, dry_run: bool = False, echo=None, only: str | None = Non
             st.check(cfg, study_dir, [x.unit for x in t], dataset)
     ray_stages = [st for st, t in todo if t and st.uses_ray(cfg)]
     if ray_stages:
-        from .cluster import check_fits, check_shared_storage, ensure_ray
+        from .cluster import check_fits, check_shared_storage, cluster_resources, ensure_ray
 
         ensure_ray(cfg)
+        log.debug("Ray cluster resources: %s", cluster_resources())
         for st in ray_stages:
             check_fits(*_worker(cfg, st.name))
         check_shared_storage(study_dir)
@@ -199,6 +200,7 @@ def run(cfg, study_dir, dry_run: bool = False, echo=None, only: str | None = Non
         t0 = time.time()
         why = "stale" if any(x.why != "missing" for x in t) else "missing"
         echo(f"[{st.name}] {len(t)} to do ({why})")
+        log.debug("[%s] units: %s", st.name, "; ".join(f"{_unit(x.unit)} {x.why}" for x in t))
         st.run(cfg, study_dir, [x.unit for x in t])
         _record_time(study_dir, st.name, time.time() - t0, len(t))
         echo(f"[{st.name}] done in {time.time() - t0:.1f} s")

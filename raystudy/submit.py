@@ -187,9 +187,9 @@ def follow(client, job_id: str, out=sys.stdout) -> int:
         print(f"raystudy submit: job {job_id} succeeded", file=sys.stderr)
         return 0
     code = info.driver_exit_code if info.driver_exit_code not in (None, 0) else 1
-    msg = (info.message or "").strip().splitlines()
+    msg = (info.message or "").strip()
     print(f"raystudy submit: job {job_id} {info.status.value.lower()} (exit code {code})"
-          + (f": {msg[-1][:300]}" if msg else ""), file=sys.stderr)
+          + (f": {one_line(msg, 300, last=True)}" if msg else ""), file=sys.stderr)
     return code
 
 

@@ -226,7 +226,7 @@ def read_unit(study_dir, name: str, K: int, seed: int, *, metric: str | None = N
     return t.sort_by("sample_id") if "sample_id" in t.column_names else t
 
 
-def read_samples(study_dir, k: int, seed: int, set_name: str) -> tuple["np.ndarray", "np.ndarray"]:
+def read_samples(study_dir, k: int, seed: int, set_name: str) -> tuple:
     """(sample_id, images (n, C, H, W) float32) of one sample set, ordered by sample_id."""
     import numpy as np
 

@@ -15,8 +15,9 @@ import json
 import math
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -60,26 +61,14 @@ def train_one(cfg, images, k: int, seed: int, final_dir, state_path=None,
     the state is written there and ``on_checkpoint(metrics)`` is called (Tune reports it).
     """
     import torch
-    from accelerate import Accelerator
-    from diffusers.training_utils import EMAModel
     from tqdm.auto import tqdm
 
     from . import model as models
 
     tc, mc = cfg.train, cfg.model
-    # Ray hides GPUs from a trial that asked for none, so this follows the trial's resources.
-    cuda = torch.cuda.is_available()
-    acc = Accelerator(mixed_precision=mixed_precision(tc.mixed_precision, cuda), cpu=not cuda)
-    torch.manual_seed(run_seed(cfg.study.seed, k, seed))
-    gen = torch.Generator().manual_seed(run_seed(cfg.study.seed, k, seed) + 1)
-
-    net = models.build(mc, tuple(images.shape[1:]), seed=run_seed(cfg.study.seed, k, seed) % 2**31)
-    alphas = models.build_train_scheduler(mc).alphas_cumprod.to(acc.device)
-    opt = torch.optim.AdamW(net.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     total_steps = math.ceil(tc.images / tc.batch_size)
-    sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, total_steps, eta_min=tc.lr * 0.05)
-             if tc.lr_schedule == "cosine" else None)
-    ema = EMAModel(net.parameters(), decay=tc.ema_decay)
+    tr = build_trainer(cfg, tuple(images.shape[1:]), k, seed, total_steps)
+    acc, net, opt, ema, sched, gen = tr.acc, tr.net, tr.opt, tr.ema, tr.lr_sched, tr.gen
     ckpt_steps = max(1, math.ceil(tc.checkpoint_every / tc.batch_size))
     log_steps = max(1, total_steps // 200)
     step, wall_before, losses, log = 0, 0.0, [], []
@@ -106,8 +95,8 @@ def train_one(cfg, images, k: int, seed: int, final_dir, state_path=None,
             step, wall_before, losses, log = state["step"], state["wall_s"], state["losses"], state["log"]
             resumed_from = step
 
-    net, opt = acc.prepare(net, opt)
-    ema.to(acc.device)
+    tr.prepare()
+    net, opt = tr.net, tr.opt
     # A lazy K-set (LazyImages) is read batch by batch; an array is moved to the device once.
     data = torch.from_numpy(np.ascontiguousarray(images)).to(acc.device) if isinstance(images, np.ndarray) else None
     t0 = time.time()
@@ -118,7 +107,7 @@ def train_one(cfg, images, k: int, seed: int, final_dir, state_path=None,
     while step < total_steps:
         idx = torch.randint(0, len(images), (tc.batch_size,), generator=gen)
         x0 = data[idx.to(acc.device)] if data is not None else torch.from_numpy(images[idx.numpy()]).to(acc.device)
-        value = train_step(acc, net, opt, ema, mc, x0, gen, alphas, tc.grad_clip, sched)
+        value = tr.step(x0)
         losses = (losses + [value])[-100:]
         window.append(value)
         step += 1
@@ -143,6 +132,7 @@ def train_one(cfg, images, k: int, seed: int, final_dir, state_path=None,
               "checkpoint": str(final_dir), **(meta or {})}
     unwrapped = acc.unwrap_model(net)
     ema.copy_to(unwrapped.parameters())
+    unwrapped = unwrapped.to(memory_format=torch.contiguous_format)
     with tables.atomic_path(final_dir) as tmp:
         models.save(unwrapped, tmp)
         (tmp / LOG_FILE).write_text(json.dumps(log))
@@ -152,13 +142,70 @@ def train_one(cfg, images, k: int, seed: int, final_dir, state_path=None,
     return record
 
 
-def train_step(acc, net, opt, ema, model_cfg, x0, gen, alphas_cumprod, grad_clip=None, lr_sched=None) -> float:
-    """One optimisation step on the batch ``x0``: loss (``model.loss``), backward, clipping,
-    AdamW, the learning-rate schedule and the EMA update; returns the batch's loss. What
-    ``train_one``'s loop runs, and what the benchmarks time."""
+@dataclass
+class Trainer:
+    """Everything one training step touches, built once from the config (``build_trainer``)."""
+    acc: Any
+    net: Any
+    opt: Any
+    ema: Any
+    alphas: Any
+    lr_sched: Any
+    gen: Any
+    model_cfg: Any
+    grad_clip: Optional[float]
+    forward: Any = None  # what the loss calls: ``net``, or its torch.compile'd version
+
+    def prepare(self) -> None:
+        """Hand the network and optimiser to Accelerate (after any resume) and compile if asked."""
+        self.net, self.opt = self.acc.prepare(self.net, self.opt)
+        self.ema.to(self.acc.device)
+        self.forward = self.net if self.forward is None else self.forward(self.net)
+
+    def step(self, x0) -> float:
+        return train_step(self.acc, self.net, self.opt, self.ema, self.model_cfg, x0, self.gen, self.alphas,
+                          self.grad_clip, self.lr_sched, forward=self.forward)
+
+
+def build_trainer(cfg, shape: tuple, k: int, seed: int, total_steps: int) -> Trainer:
+    """The network, optimiser, EMA, schedule and generators of run (K, seed), seeded from
+    ``seeds.run_seed``, with the speed options of ``train`` (bf16 autocast, channels-last,
+    TF32, fused AdamW, torch.compile; defaults keep the CPU path plain fp32)."""
+    import torch
+    from accelerate import Accelerator
+    from diffusers.training_utils import EMAModel
+
     from . import model as models
 
-    loss = models.loss(model_cfg, net, x0, gen, alphas_cumprod, acc.autocast)
+    tc, mc = cfg.train, cfg.model
+    # Ray hides GPUs from a trial that asked for none, so this follows the trial's resources.
+    cuda = torch.cuda.is_available()
+    if cuda:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = bool(tc.tf32)
+    acc = Accelerator(mixed_precision=mixed_precision(tc.mixed_precision, cuda), cpu=not cuda)
+    torch.manual_seed(run_seed(cfg.study.seed, k, seed))
+    gen = torch.Generator().manual_seed(run_seed(cfg.study.seed, k, seed) + 1)
+    net = models.build(mc, tuple(shape), seed=run_seed(cfg.study.seed, k, seed) % 2**31)
+    if tc.channels_last and mc.type == "unet":
+        net = net.to(memory_format=torch.channels_last)
+    alphas = models.build_train_scheduler(mc).alphas_cumprod.to(acc.device)
+    opt = torch.optim.AdamW(net.parameters(), lr=tc.lr, weight_decay=tc.weight_decay,
+                            **({"fused": True} if tc.fused_adam and cuda else {}))
+    sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, total_steps, eta_min=tc.lr * 0.05)
+             if tc.lr_schedule == "cosine" else None)
+    ema = EMAModel(net.parameters(), decay=tc.ema_decay)
+    return Trainer(acc, net, opt, ema, alphas, sched, gen, mc, tc.grad_clip,
+                   forward=torch.compile if tc.compile else None)
+
+
+def train_step(acc, net, opt, ema, model_cfg, x0, gen, alphas_cumprod, grad_clip=None, lr_sched=None,
+               forward=None) -> float:
+    """One optimisation step on the batch ``x0``: loss (``model.loss``, calling ``forward``,
+    default ``net``), backward, clipping, AdamW, the learning-rate schedule and the EMA update;
+    returns the batch's loss. What ``train_one``'s loop runs, and what the benchmarks time."""
+    from . import model as models
+
+    loss = models.loss(model_cfg, forward or net, x0, gen, alphas_cumprod, acc.autocast)
     opt.zero_grad(set_to_none=True)
     acc.backward(loss)
     if grad_clip is not None:

@@ -31,6 +31,23 @@ def digits():
 
 
 @pytest.fixture(scope="session")
+def sched():
+    """The training scheduler every DDPM study uses (1,000 steps, linear betas)."""
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler(num_train_timesteps=1000)
+
+
+def digits_tensor():
+    """scikit-learn's digits as a float32 tensor (N, 1, 8, 8) in [-1, 1], as the digits dataset."""
+    import numpy as np
+    import torch
+    from sklearn.datasets import load_digits
+
+    return torch.from_numpy((load_digits().images.astype(np.float32) / 8.0 - 1.0)[:, None])
+
+
+@pytest.fixture(scope="session")
 def tiny_study(tmp_path_factory, ray_local):
     """The tiny study of tests/data/tiny.yaml, run once on the real local Ray for every test file
     that reads a real study (tests that change it work on a copy or only add parts)."""
@@ -44,7 +61,12 @@ def tiny_study(tmp_path_factory, ray_local):
 
 
 def pytest_collection_modifyitems(config, items):
-    """tests/test_cluster.py runs its clusters with Ray's token auth disabled, and Ray caches
-    the auth mode for the life of the process: every local Ray started after it in the same
-    session would fail with InvalidAuthToken. So those tests run last."""
+    """Every test that uses the local Ray (directly or through a study fixture) is marked
+    ``ray``, so ``-m "not ray"`` cannot miss one. tests/test_cluster.py runs its clusters with
+    Ray's token auth disabled, and Ray caches the auth mode for the life of the process: every
+    local Ray started after it in the same session would fail with InvalidAuthToken. So those
+    tests run last."""
+    for item in items:
+        if "ray_local" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.ray)
     items.sort(key=lambda item: item.nodeid.startswith("tests/test_cluster.py"))

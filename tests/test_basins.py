@@ -13,22 +13,19 @@ import pytest
 import torch
 from scipy.stats import norm
 
-from raystudy.basins import (basins_group, critical_times, ddim_denoise, ddim_grid, l2_metric, rms_metric,
-                             scan_times, select_items)
+from raystudy.basins import (
+    basins_group,
+    critical_times,
+    ddim_denoise,
+    ddim_grid,
+    l2_metric,
+    rms_metric,
+    scan_times,
+    select_items,
+)
 from raystudy.memorizer import EmpiricalEpsilon
 
-
-@pytest.fixture(scope="module")
-def sched():
-    from diffusers import DDPMScheduler
-
-    return DDPMScheduler(num_train_timesteps=1000)
-
-
-def _digits():
-    from sklearn.datasets import load_digits
-
-    return torch.from_numpy((load_digits().images.astype(np.float32) / 8.0 - 1.0)[:, None])
+from .conftest import digits_tensor
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +92,7 @@ def test_ddim_starts_at_t_and_matches_diffusers_chain(sched):
     """First model call at timestep t (no off-by-one); on a diffusers grid the result is diffusers' DDIM."""
     from diffusers import DDIMScheduler
 
-    dig = _digits()
+    dig = digits_tensor()
     model = EmpiricalEpsilon(dig[:6], sched.alphas_cumprod)
     calls = []
 
@@ -124,7 +121,7 @@ def test_ddim_starts_at_t_and_matches_diffusers_chain(sched):
 
 
 def test_item_result_does_not_depend_on_batch(sched):
-    dig = _digits()
+    dig = digits_tensor()
     train = dig[:6]
     model = EmpiricalEpsilon(train, sched.alphas_cumprod)
     items = torch.cat([train[:2], dig[100:104]])
@@ -152,7 +149,7 @@ def test_basins_group_with_a_unet_writes_the_tables(sched):
 
     torch.manual_seed(0)
     unet = build_unet(ModelSection(), (1, 8, 8)).eval()
-    dig = _digits()
+    dig = digits_tensor()
     cfg = BasinsSection(trials=3, stride=200, ddim_steps=4, batch_size=2, delta=0.1)
     items = {"kind": ["sample", "train", "held-out"], "item_id": [4, 0, 1500], "label": ["memorized", None, None],
              "d_train": [0.05, np.nan, np.nan], "images": dig[[4, 0, 1500]].numpy(), "seeds": [1, 2, 3]}

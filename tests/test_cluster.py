@@ -15,6 +15,8 @@ import pytest
 
 from .conftest import ROOT, TINY
 
+pytestmark = pytest.mark.cluster
+
 BIN = Path(sys.executable).parent
 
 
@@ -236,6 +238,7 @@ NODE = r'''
 import sys, time
 from ray._private.node import Node
 from ray._private.parameter import RayParams
+
 p = RayParams(gcs_address=sys.argv[1], num_cpus=1, num_gpus=0, object_store_memory=150 * 1024 * 1024,
               min_worker_port=0, max_worker_port=0, include_log_monitor=False, node_manager_port=0)
 p.dashboard_agent_listen_port = None
@@ -249,8 +252,8 @@ def test_a_node_that_cannot_see_the_study_folder_is_one_line_before_any_work(tmp
     import ray
     from ray.cluster_utils import Cluster
 
-    from raystudy.errors import ClusterError
     from raystudy.cluster import check_shared_storage
+    from raystudy.errors import ClusterError
 
     if os.geteuid() != 0 or subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode != 0:
         pytest.skip("needs `unshare -m` (root) to give a node its own view of the file system")
@@ -305,8 +308,8 @@ def test_a_quarter_gpu_per_trial_packs_four_runs_on_one_gpu(tmp_path, monkeypatc
     import ray
     from ray.tune.trainable.function_trainable import wrap_function
 
-    from raystudy.config import load
     from raystudy.cluster import check_fits
+    from raystudy.config import load
     from raystudy.stages import fingerprint
     from raystudy.stages.train import make_trainable
 

@@ -62,3 +62,31 @@ def test_circle_config_file_is_the_toy_shortcut():
 
     assert load(ROOT / "configs" / "circle.yaml") == load(CIRCLE_CONFIG)
     assert (ROOT / "configs" / "circle.yaml").resolve() == CIRCLE_CONFIG.resolve()
+
+
+def test_bad_thresholds_and_repeated_values_are_said_in_one_line(tmp_path, capsys):
+    from raystudy.cli import main
+
+    for bad in ("classify.delta_m.l2=-1", "classify.delta_s.l2=0", "seeds=[-1]"):
+        assert main(["run", str(TINY), "--study", str(tmp_path / "s"), "--set", bad, "--dry-run"]) == 2, bad
+        err = capsys.readouterr().err
+        assert err.startswith("raystudy: error: config:") and err.count("\n") == 1, err
+    # Repeated K (or seeds) are used once, and the run says so on stderr, even with -q.
+    assert main(["run", str(TINY), "--study", str(tmp_path / "s"), "--set", "ks=[2, 2, 16]", "--set", "seeds=[0, 0]",
+                 "--dry-run", "-q"]) == 0
+    out, err = capsys.readouterr()
+    assert "ks: [2, 2, 16] repeats a value; using [2, 16]" in err and "seeds: [0, 0] repeats a value; using [0]" in err
+    assert "\nks:\n- 2\n- 16\n" in out and "train: reads -; writes runs, train_log; 2 of 2 missing" in out
+
+
+def test_study_that_is_a_file_is_one_line(tmp_path, capsys):
+    from raystudy.cli import main
+
+    f = tmp_path / "notes.txt"
+    f.write_text("not a study")
+    for argv in (["run", str(TINY), "--study", str(f)], ["run", str(TINY), "--study", str(f), "--dry-run"],
+                 ["show", str(f)]):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith("raystudy: error:") and f"{f} is a file, not a study folder" in err and err.count("\n") == 1, err
+    assert f.read_text() == "not a study"

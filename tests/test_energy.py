@@ -12,21 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from raystudy.memorizer import EmpiricalEpsilon
 from raystudy.energy import ScoreFunction, energy_group, gauss_legendre, relative_energy
+from raystudy.memorizer import EmpiricalEpsilon
 
-
-@pytest.fixture(scope="module")
-def sched():
-    from diffusers import DDPMScheduler
-
-    return DDPMScheduler(num_train_timesteps=1000)
-
-
-def _digits():
-    from sklearn.datasets import load_digits
-
-    return torch.from_numpy((load_digits().images.astype(np.float32) / 8.0 - 1.0)[:, None])
+from .conftest import digits_tensor
 
 
 def mixture_log_density(y, train, abar):
@@ -79,7 +68,7 @@ def test_energy_equals_mixture_log_density_random_points(sched, t):
 
 @pytest.mark.parametrize("t", [150, 200, 300])
 def test_energy_equals_mixture_log_density_digits(sched, t):
-    dig = _digits()
+    dig = digits_tensor()
     train = dig[:5]
     model = EmpiricalEpsilon(train, sched.alphas_cumprod)
     x = torch.cat([train[:3], dig[10:13]])
@@ -165,7 +154,7 @@ def test_energy_group_writes_the_energy_table(sched):
     from raystudy import tables
     from raystudy.config import EnergySection
 
-    dig = _digits()
+    dig = digits_tensor()
     train = dig[:4]
     model = EmpiricalEpsilon(train, sched.alphas_cumprod)
     cfg = EnergySection(t=200, points=8)

@@ -21,6 +21,8 @@ import yaml
 
 from .conftest import ROOT
 
+pytestmark = pytest.mark.cluster
+
 BIN = Path(sys.executable).parent
 
 

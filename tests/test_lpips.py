@@ -6,12 +6,12 @@ reference ``lpips.LPIPS`` is a separate module given the same backbone state dic
 
 import warnings
 
+import lpips
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-import lpips
 from raystudy.metrics import get_metric
 from raystudy.metrics.lpips import BACKBONE_FILES, LpipsEmbedding, WeightsCorrupt, WeightsMissing
 from raystudy.metrics.search import knn_search

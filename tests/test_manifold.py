@@ -6,8 +6,15 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from raystudy.datasets.manifold import (COLOUR, fit_latents, latents, manifold_dataset, manifold_error, manifold_scores,
-                               render)
+from raystudy.datasets.manifold import (
+    COLOUR,
+    fit_latents,
+    latents,
+    manifold_dataset,
+    manifold_error,
+    manifold_scores,
+    render,
+)
 
 
 def _cfg(**kw):

@@ -17,10 +17,30 @@ with a known transition, written as tables, for tests and trying things out).
 Matplotlib is imported only when a figure is drawn.
 """
 
-from .load import (EXAMPLE_QUERY, LABELS, TABLES, AnalysisError, Studies, connect, load, read_config,
-                   read_stages, read_table, study_names, thresholds)
-from .stats import (bootstrap_curves, crossing_k, crossings, describe, format_k, per_seed_fractions, seed_curves,
-                    transition_summary)
+from .load import (
+    EXAMPLE_QUERY,
+    LABELS,
+    TABLES,
+    AnalysisError,
+    Studies,
+    connect,
+    load,
+    read_config,
+    read_stages,
+    read_table,
+    study_names,
+    thresholds,
+)
+from .stats import (
+    bootstrap_curves,
+    crossing_k,
+    crossings,
+    describe,
+    format_k,
+    per_seed_fractions,
+    seed_curves,
+    transition_summary,
+)
 from .thresholds import default_grid, relabel, relabel_table, threshold_grid
 
 

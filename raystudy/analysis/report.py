@@ -55,7 +55,7 @@ body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;mar
 padding:0 1em;color:#222}
 h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}
 table{border-collapse:collapse;font-size:.85em;margin:.5em 0}th,td{border:1px solid #ccc;padding:.25em .6em;
-text-align:right}th{background:#f3f3f3}td.l,th.l{text-align:left}
+text-align:right}th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
 figure{margin:1.2em 0}figure img{max-width:100%;border:1px solid #eee}figcaption{font-size:.85em;color:#555}
 pre{background:#f7f7f7;padding:.8em;overflow:auto;font-size:.8em}.note{color:#a40;font-size:.9em}
 .summary li{margin:.3em 0}
@@ -92,22 +92,9 @@ def _img(path: Path, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{b64}">'
 
 
-def _fmt(v, digits: int = 3) -> str:
-    if v is None or (isinstance(v, float) and np.isnan(v)):
-        return ""
-    if isinstance(v, (float, np.floating)):
-        return f"{v:.{digits}f}"
-    return html.escape(str(v))
-
-
-def _table(df: pd.DataFrame, cls: str = "", left: tuple = (), row_attr=None) -> str:
-    head = "".join(f'<th class="{"l" if c in left else ""}">{html.escape(str(c))}</th>' for c in df.columns)
-    rows = []
-    for _, r in df.iterrows():
-        attr = row_attr(r) if row_attr else ""
-        cells = "".join(f'<td class="{"l" if c in left else ""}">{_fmt(r[c])}</td>' for c in df.columns)
-        rows.append(f"<tr{attr}>{cells}</tr>")
-    return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+def _table(df: pd.DataFrame, cls: str) -> str:
+    """One HTML table (pandas' own ``to_html``: escaped, NaN blank, floats to 3 places)."""
+    return df.to_html(classes=cls, index=False, na_rep="", border=0, float_format=lambda v: f"{v:.3f}")
 
 
 def fractions_table(cv: pd.DataFrame, study: str) -> pd.DataFrame:
@@ -247,7 +234,7 @@ def _summary_html(st: Studies, sm: pd.DataFrame, level: float) -> str:
     show = sm[[c for c in cols if c in sm]].copy()
     for c in ("k_cross", "k_cross_lo", "k_cross_hi", "k_cross_seed_min", "k_cross_seed_max", "ratio_k_cross"):
         show[c] = [format_k(v, (r["K_min"], r["K_max"])) for v, (_, r) in zip(show[c], sm.iterrows())]
-    return text + _table(show, "summary-table", left=("study", "metric"))
+    return text + _table(show, "summary-table")
 
 
 def _page(st: Studies, cv, sm, items, notes, level, n_boot, paths) -> str:
@@ -273,21 +260,20 @@ def _page(st: Studies, cv, sm, items, notes, level, n_boot, paths) -> str:
     for s in st.names:
         ft = fractions_table(cv, s)
         parts.append(f"<h3>{html.escape(s)}</h3>")
-        parts.append(_table(ft, f"fractions", left=("metric",),
-                            row_attr=lambda r: f' data-k="{int(r["K"])}" data-metric="{html.escape(str(r["metric"]))}"'))
+        parts.append(_table(ft, "fractions"))
     parts.append("<h2 id='times'>Stage run times</h2>")
     for s in st.names:
         parts.append(f"<h3>{html.escape(s)}</h3>")
         stages = st.stages.get(s)
         if stages is not None and len(stages):
-            parts.append(_table(stages, "stages", left=("stage",)))
+            parts.append(_table(stages, "stages"))
         else:
             parts.append("<p class='note'>No stage times recorded (no stages.json in the study folder).</p>")
         runs = st.runs[st.runs["study"] == s] if st.has("runs") else pd.DataFrame()
         if len(runs):
             cols = [c for c in ("K", "seed", "model", "steps", "images_seen", "final_loss", "wall_s") if c in runs]
             parts.append(f"<p>Training runs (total {runs['wall_s'].sum():.1f} s):</p>")
-            parts.append(_table(runs[cols].sort_values(["K", "seed"]), "runs", left=("model",)))
+            parts.append(_table(runs[cols].sort_values(["K", "seed"]), "runs"))
     parts.append("<h2 id='config'>Config</h2>")
     for s in st.names:
         cfg = yaml.safe_dump(st.configs.get(s) or {}, sort_keys=False)

@@ -63,7 +63,8 @@ def threshold_grid(labels: pd.DataFrame, delta_m, delta_s, half: float = 0.5) ->
         for i in range(len(dm)):
             for j in range(len(ds)):
                 row = dict(zip(keys, gkey))
-                row.update(K_min=int(ks[0]), K_max=int(ks[-1]), delta_m=dm[i], delta_s=ds[j], k_cross=float(kc[i]), spurious_peak_k=int(pk[i, j]),
+                row.update(K_min=int(ks[0]), K_max=int(ks[-1]), delta_m=dm[i], delta_s=ds[j], k_cross=float(kc[i]),
+                           spurious_peak_k=int(pk[i, j]),
                            spurious_peak=float(pv[i, j]), memorized_kmin=float(mem[i, 0]),
                            generalized_kmax=float(gen_kmax[i, j]))
                 rows.append(row)

@@ -6,8 +6,16 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import DataError
-from .base import (Dataset, LazyImages, from_array, held_out_indices, permutation, subset_indices,
-                   training_images, training_set)
+from .base import (
+    Dataset,
+    LazyImages,
+    from_array,
+    held_out_indices,
+    permutation,
+    subset_indices,
+    training_images,
+    training_set,
+)
 
 __all__ = ["DATASETS", "DataError", "Dataset", "LazyImages", "held_out_indices", "load_dataset", "permutation",
            "subset_indices", "training_images", "training_set"]

@@ -111,7 +111,7 @@ def array(path: str | None) -> np.ndarray:
     root = _need(path, "array", "a .npy or .npz file of images (N,H,W[,C]) or (N,C,H,W)")
     try:
         obj = np.load(root, allow_pickle=False)
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:  # noqa: BLE001 - a missing, truncated or pickled file: all mean "not usable"
         raise DataError(f"{root} is not a readable .npy/.npz ({type(e).__name__})") from None
     if isinstance(obj, np.lib.npyio.NpzFile):
         key = "images" if "images" in obj.files else obj.files[0]

@@ -19,6 +19,7 @@ from typing import Callable
 from .. import tables
 from . import part_name
 
+
 def shards(n: int, rows: int) -> list[tuple[int, int, int]]:
     """[(index, lo, hi)] covering range(n) in pieces of at most ``rows``."""
     return [(i, lo, min(n, lo + rows)) for i, lo in enumerate(range(0, n, rows))]

@@ -5,9 +5,6 @@ points and a score; the figures stage (``stages/figures.py``) feeds them from th
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
 
 CLUSTER_THRESHOLD = 0.02  # single-linkage distance that joins samples into one attractor

@@ -97,7 +97,8 @@ def ve_log_prior(train_points, sigma_max: float = 1.0, chunk: int = 1 << 22) -> 
     chunks of at most ``chunk`` distances). It is *not* N(0, sigma_max^2): at
     sigma_max = 1 the unit circle blurred by N(0, 1) is not N(0, 1), and ending the
     ODE at N(0, 1) moves -log p_{t0} by a position-dependent amount (-0.5 at R = 0.5,
-    +3.8 at R = 1.5 for the 1000-point circle), which does not cancel in differences. ``neg_log_density`` ends its ODE here and
+    +3.8 at R = 1.5 for the 1000-point circle), which does not cancel in differences.
+    ``neg_log_density`` ends its ODE here and
     ``marginal_start`` draws the sampler's x_T from the same density.
     """
     from ..memorizer import ve_log_density

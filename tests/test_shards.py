@@ -4,9 +4,9 @@ No Ray here: parts are written by hand as the actors write them."""
 import numpy as np
 
 from raystudy import tables
-from raystudy.stages import shards as stage_shards
 from raystudy.config import load
-from raystudy.stages.shards import shard_meta, shard_name, shards, shards_to_write, sharded_stored
+from raystudy.stages import shards as stage_shards
+from raystudy.stages.shards import shard_meta, shard_name, sharded_stored, shards, shards_to_write
 from raystudy.study import STAGES
 
 from .conftest import TINY

@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from raystudy.config import from_dict
-from raystudy.sampling import make_scheduler, sample_images, sample_seed
 from raystudy.model import build_unet
+from raystudy.sampling import make_scheduler, sample_images, sample_seed
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,7 @@ import pytest
 from raystudy import tables
 from raystudy.config import load
 from raystudy.study import run
-from raystudy.toy import dense_am
-from raystudy.toy import CIRCLE_CONFIG
+from raystudy.toy import CIRCLE_CONFIG, dense_am
 from raystudy.toy.attractors import attractors, chance_memorized, energy_vs_dense_am
 
 

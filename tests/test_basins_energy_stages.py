@@ -48,11 +48,11 @@ def test_energy_table_equals_a_direct_call(study):
     import torch
 
     from raystudy.datasets import load_dataset, training_set
-    from raystudy.memorizer import EmpiricalEpsilon
     from raystudy.energy import relative_energy
-    from raystudy.tables import read_samples
     from raystudy.items import references
+    from raystudy.memorizer import EmpiricalEpsilon
     from raystudy.model import build_train_scheduler
+    from raystudy.tables import read_samples
 
     cfg, out = study
     e = pd.read_parquet(out / "tables" / "energy")

@@ -1,7 +1,7 @@
 import numpy as np
 
-from raystudy.labels import fractions, label_samples, ratio_test
 from raystudy.datasets import subset_indices, training_set
+from raystudy.labels import fractions, label_samples, ratio_test
 from raystudy.metrics import PixelL2
 from raystudy.neighbors import References
 
@@ -88,3 +88,17 @@ def test_embeddings_spilled_to_disk_search_the_same(tmp_path, digits):
     a, b = in_ram.neighbors(queries, 5), spilled.neighbors(queries, 5)
     for c in a:
         np.testing.assert_array_equal(a[c], b[c])
+
+
+def test_ratio_test_without_a_second_neighbour_is_undefined():
+    # K = 1: the missing second neighbour is stored as distance inf (index -1).
+    nn1 = np.array([0.0, 0.01, 0.5, 2.0])
+    for missing in (np.inf, np.nan):
+        ratio, mem = ratio_test(nn1, np.full(4, missing))
+        assert np.isnan(ratio).all() and not mem.any()
+    # Mixed rows: only the row that has a second neighbour gets a ratio.
+    ratio, mem = ratio_test([0.1, 0.1], [0.5, np.inf])
+    assert ratio[0] == 0.2 and mem[0] and np.isnan(ratio[1]) and not mem[1]
+    # Exact duplicates (two identical training images) stay a copy; nn2 = 0 < nn1 is no copy.
+    ratio, mem = ratio_test([0.0, 0.3], [0.0, 0.0])
+    assert ratio[0] == 0.0 and mem[0] and ratio[1] == np.inf and not mem[1]
