@@ -9,6 +9,12 @@ So one comparison decides for every stage: a unit whose parts are absent is miss
 one whose fingerprint differs is stale (and the stored values say which key changed),
 and a change upstream makes everything downstream stale without any stage keeping
 its own list of harmless keys.
+
+This package is the Ray layer: ``shards.py`` (sharded parts and the one streaming loop) and
+one module per stage (``train``, ``generate``, ``knn``, ``classify``, ``basins``, ``energy``,
+``figures``), each running its stage over the plain module of the same idea
+(``raystudy.train``, ``sampling``, ``neighbors``, ``labels``, ``basins``, ``energy``,
+``analysis``). The rule itself (this file) imports no Ray.
 """
 
 from __future__ import annotations
