@@ -204,7 +204,8 @@ def _device_shard(refs, start: int, size: int, device, cache: dict | None):
     key = (start, size, str(device))
     if cache is not None and key in cache:
         return cache[key]
-    r = torch.from_numpy(_rows_f32(refs[start:start + size])).to(device)
+    a = _rows_f32(refs[start:start + size])
+    r = torch.from_numpy(a if a.flags.writeable else a.copy()).to(device)
     out = (r, (r * r).sum(1))
     if cache is not None:
         cache[key] = out
