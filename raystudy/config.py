@@ -105,6 +105,11 @@ class KnnSection(_Section):
     shard_size: int = Field(50_000, ge=1, description="reference rows per FAISS shard (top-k merged exactly)")
     weights_dir: Optional[str] = Field(None, description="folder holding torchvision backbone .pth files")
     max_ram_gb: float = Field(4.0, gt=0, description="embeddings larger than this per actor spill to a disk memmap")
+    # faiss: FAISS on the CPU; torch: blockwise float32 products on the actor's device (its GPU
+    # if it has one); auto: torch where the actor has a GPU, FAISS otherwise. Same answers.
+    backend: Literal["faiss", "torch", "auto"] = "auto"
+    gpus_per_worker: float = Field(0.0, ge=0, description="GPUs per knn actor (fractions share one); "
+                                   "the actor embeds and searches on it")
 
     @field_validator("metrics")
     @classmethod

@@ -45,8 +45,12 @@ class References:
     """One (K, seed, metric)'s embedded training set and ref set, built once."""
 
     def __init__(self, metric, train_images, train_idx, ref_images, ref_ids, shard_size=None, threads=None,
-                 max_ram_bytes: float = 4e9, spill_dir=None, chunk: int = 1024):
+                 max_ram_bytes: float = 4e9, spill_dir=None, chunk: int = 1024, backend: str = "faiss",
+                 device=None):
         self.metric, self.shard_size, self.threads = metric, shard_size, threads
+        self.backend, self.device = backend, device
+        # torch backend: each reference set's shards stay on the device between query batches.
+        self._cache = {"train": {}, "ref": {}}
         self.train_emb = embed_all(metric, train_images, chunk, max_ram_bytes, spill_dir)
         self.ref_emb = embed_all(metric, ref_images, chunk, max_ram_bytes, spill_dir)
         self.train_idx, self.ref_ids = np.asarray(train_idx), np.asarray(ref_ids)
@@ -55,10 +59,22 @@ class References:
         """Top-k training images (as dataset indices) and top-k ref samples, in the metric's units;
         fewer than k candidates (K < k) leave trailing -1 / inf."""
         q = self.metric.embed(query_images)
-        sq_t, it = knn_search(q, self.train_emb, k, self.shard_size, self.threads)
-        sq_s, is_ = knn_search(q, self.ref_emb, k, self.shard_size, self.threads)
+        kw = dict(backend=self.backend, device=self.device) if self.backend == "torch" else {}
+        sq_t, it = knn_search(q, self.train_emb, k, self.shard_size, self.threads, cache=self._cache["train"], **kw)
+        sq_s, is_ = knn_search(q, self.ref_emb, k, self.shard_size, self.threads, cache=self._cache["ref"], **kw)
         return {"train_idx": np.where(it >= 0, self.train_idx[it], -1), "train_dist": self.metric.from_sq(sq_t),
                 "synth_idx": np.where(is_ >= 0, self.ref_ids[is_], -1), "synth_dist": self.metric.from_sq(sq_s)}
+
+
+def search_device(knn_cfg) -> tuple[str, str]:
+    """(backend, torch device) of a knn actor: its GPU when it was given one (Ray sets
+    CUDA_VISIBLE_DEVICES to it), else the CPU; ``auto`` searches with torch on a GPU and
+    with FAISS on the CPU."""
+    import torch
+
+    device = "cuda" if knn_cfg.gpus_per_worker > 0 and torch.cuda.is_available() else "cpu"
+    backend = knn_cfg.backend if knn_cfg.backend != "auto" else ("torch" if device == "cuda" else "faiss")
+    return backend, device
 
 
 def build_references(cfg, study_dir, metric, k: int, seed: int, dataset) -> References:
@@ -69,5 +85,7 @@ def build_references(cfg, study_dir, metric, k: int, seed: int, dataset) -> Refe
     ref_ids, ref_images = read_samples(study_dir, k, seed, "ref")
     spill = Path(study_dir) / ".knn-spill"
     spill.mkdir(exist_ok=True)
+    backend, device = search_device(cfg.knn)
     return References(metric, LazyImages(dataset, train_idx), train_idx, ref_images, ref_ids,
-                      cfg.knn.shard_size, cfg.knn.faiss_threads, cfg.knn.max_ram_gb * 1e9, spill)
+                      cfg.knn.shard_size, cfg.knn.faiss_threads, cfg.knn.max_ram_gb * 1e9, spill,
+                      backend=backend, device=device)

@@ -214,4 +214,4 @@ def _worker(cfg, stage: str) -> tuple[str, float, float]:
         return "training trial", cfg.train.cpus_per_trial, cfg.train.gpus_per_trial
     if stage in ("generate", "basins", "energy"):
         return f"{stage} worker", cfg.generate.cpus_per_worker, cfg.generate.gpus_per_worker
-    return f"{stage} worker", float(cfg.knn.faiss_threads), 0.0
+    return f"{stage} worker", float(cfg.knn.faiss_threads), cfg.knn.gpus_per_worker if stage == "knn" else 0.0

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from raystudy.search import knn_search
+from raystudy.metrics.search import knn_search
 from tests.test_search import brute, near_pairs
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -72,7 +72,7 @@ def test_fewer_refs_than_k_and_exclude_self(data, device):
 @pytest.mark.parametrize("device", DEVICES)
 def test_memmap_refs_in_shards(tmp_path, data, device, monkeypatch):
     """A memmap searched in shards smaller than it, the device budget forcing the shards."""
-    import raystudy.search as search
+    import raystudy.metrics.search as search
 
     q, r = data
     mm = np.lib.format.open_memmap(tmp_path / "r.npy", mode="w+", dtype=np.float32, shape=(301, 5, 8))
@@ -140,3 +140,29 @@ def test_crowd_spread_around_its_leader(device):
     d, i, st = both(q, r, 5, device)
     check_brute(d, i, q, r, 5)
     assert st["crowded"] == n
+
+
+def test_study_knn_backends_agree_and_gpus_are_booked(tmp_path):
+    """A real (local Ray) study searched with knn.backend=torch writes the neighbours the
+    FAISS backend writes; knn.gpus_per_worker is booked: on a cluster without GPUs it is
+    refused in one line before any work."""
+    from pathlib import Path
+
+    from raystudy import tables
+    from raystudy.config import load
+    from raystudy.errors import ClusterError
+    from raystudy.study import run
+
+    tiny = Path(__file__).parent / "data" / "tiny.yaml"
+    base = ["model.type=empirical", "generate.n_samples=40", "generate.part_size=16", "knn.batch_size=7"]
+    got = {}
+    for backend in ("faiss", "torch"):
+        run(load(tiny, [*base, f"knn.backend={backend}"]), tmp_path / backend, echo=lambda s: None)
+        got[backend] = tables.read_pandas(tmp_path / backend, "neighbors").sort_values(
+            ["K", "seed", "sample_id"]).reset_index(drop=True)
+    assert len(got["faiss"]) == 2 * 40
+    for c in ("train_idx", "synth_idx", "train_dist", "synth_dist"):
+        np.testing.assert_array_equal(np.stack(got["torch"][c]), np.stack(got["faiss"][c]))
+    with pytest.raises(ClusterError, match="cannot hold one knn worker needing 1 CPU and 0.5 GPU") as e:
+        run(load(tiny, [*base, "knn.gpus_per_worker=0.5"]), tmp_path / "gpu", echo=lambda s: None)
+    assert "\n" not in str(e.value) and not (tmp_path / "gpu" / "tables").exists()

@@ -8,7 +8,7 @@ import numpy as np
 
 from .. import tables
 from ..cluster import pool
-from ..neighbors import References, build_references
+from ..neighbors import References, build_references, search_device
 from .shards import stream
 
 
@@ -23,7 +23,7 @@ class KnnActor:
         self.cfg = from_dict(cfg_dict)
         self.study_dir = study_dir
         self.dataset = load_dataset(self.cfg.data)
-        self.metric = get_metric(metric_name, self.cfg.knn.weights_dir)
+        self.metric = get_metric(metric_name, self.cfg.knn.weights_dir, device=search_device(self.cfg.knn)[1])
         self.refs: dict[tuple[int, int], References] = {}
 
     def __call__(self, batch: dict, study_dir: str = "", metas: dict | None = None) -> dict:
@@ -68,4 +68,5 @@ def run_knn(stage, cfg, study_dir, todo) -> None:
     (``shards.stream``); one pass per metric, whose actors embed with that metric."""
     for metric in dict.fromkeys(m for m, _, _ in todo):
         stream(stage, cfg, study_dir, [u for u in todo if u[0] == metric], "neighbors", (None,), KnnActor,
-               {"cfg_dict": cfg.to_dict(), "metric_name": metric}, pool(cfg.knn.workers, cfg.knn.faiss_threads))
+               {"cfg_dict": cfg.to_dict(), "metric_name": metric},
+               pool(cfg.knn.workers, cfg.knn.faiss_threads, cfg.knn.gpus_per_worker))
