@@ -89,8 +89,14 @@ def nn_grid(study_dir, K: int | None = None, label: str | None = "memorized", me
         return None
     ids = pick_samples(labels, n)
     flt = (pc.field("K") == K) & (pc.field("seed") == seed)
-    nb = read_table(study_dir, "neighbors", filters=flt & (pc.field("metric") == metric)).set_index("sample_id")
-    sm = read_table(study_dir, "samples", filters=flt)
+    # Only the drawn rows are read (a sweep holds 51,200 samples per K; the grid draws a few):
+    # the shown samples' neighbours, then those samples and their top-k ref neighbours.
+    nb = read_table(study_dir, "neighbors", filters=flt & (pc.field("metric") == metric)
+                    & pc.field("sample_id").isin(ids)).set_index("sample_id")
+    ref_ids = sorted({int(j) for sid in ids if sid in nb.index for j in nb.loc[sid, "synth_idx"][:k] if j >= 0})
+    sm = read_table(study_dir, "samples", filters=flt & (
+        ((pc.field("set") == "eval") & pc.field("sample_id").isin(ids))
+        | ((pc.field("set") == "ref") & pc.field("sample_id").isin(ref_ids))))
     pix = {(r.set, int(r.sample_id)): np.asarray(r.image, np.float32).reshape(r.channels, r.height, r.width)
            for r in sm.itertuples()}
     # k training indices per row (padded with -1 where a row has fewer, e.g. K < k)

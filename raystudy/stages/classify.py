@@ -11,7 +11,9 @@ from ..labels import fractions, label_samples, ratio_test
 
 def run_classify(stage, cfg, study_dir, todo) -> None:
     for metric, k, seed in todo:
-        t = tables.read_unit(study_dir, "neighbors", k, seed, metric=metric)
+        # Only the distances the labels need, never the index lists.
+        t = tables.read_unit(study_dir, "neighbors", k, seed, metric=metric,
+                             columns=["sample_id", "train_dist", "synth_dist"])
         train = tables.list_to_numpy(t["train_dist"])
         d_train, d_synth = train[:, 0], tables.list_to_numpy(t["synth_dist"])[:, 0]
         labels = label_samples(d_train, d_synth, cfg.classify.delta_m[metric], cfg.classify.delta_s[metric])

@@ -1,0 +1,69 @@
+"""The driver reads only what it draws or labels: the NN grid reads its few samples by id, and
+classify reads no images and no index lists (issue 21's driver memory at CIFAR scale)."""
+
+import numpy as np
+
+from raystudy import tables
+from raystudy.analysis import images, synthetic
+
+
+def test_nn_grid_reads_only_the_drawn_rows_and_draws_them(tmp_path, monkeypatch):
+    study = synthetic.write_study(tmp_path / "s", ks=(8,), seeds=(0,), n=300)
+    rows = {}
+    real = images.read_table
+
+    def counting(study_dir, name, columns=None, filters=None):
+        df = real(study_dir, name, columns=columns, filters=filters)
+        rows[name] = rows.get(name, 0) + len(df)
+        return df
+
+    monkeypatch.setattr(images, "read_table", counting)
+    n, k = 5, 3
+    fig = images.nn_grid(study, K=8, label=None, n=n, k=k)
+    assert rows["samples"] <= n * (1 + k) and rows["neighbors"] == n, rows
+    # The drawn pixels are the right samples': first row, the sample and its nearest ref sample.
+    labels = tables.read_pandas(study, "labels")
+    sid = images.pick_samples(labels[(labels.K == 8) & (labels.seed == 0)], n)[0]
+    sm = tables.read_pandas(study, "samples")
+    nb = tables.read_pandas(study, "neighbors").set_index("sample_id")
+
+    def pixels(set_name, i):
+        r = sm[(sm.set == set_name) & (sm.sample_id == i) & (sm.K == 8)].iloc[0]
+        img = np.asarray(r.image, np.float32).reshape(r.channels, r.height, r.width)
+        return ((np.clip(img, -1, 1) + 1) / 2).repeat(3, 0).transpose(1, 2, 0).repeat(8, 0).repeat(8, 1)
+
+    canvas = fig.axes[0].images[0].get_array()
+    H = W = 8
+    want = pixels("eval", sid)
+    np.testing.assert_allclose(canvas[:H * 8, :W * 8], want, atol=1e-6)
+    ref = pixels("ref", int(nb.loc[sid, "synth_idx"][0]))
+    x = int(round((W + W * 0.45 + k * (W + W * 0.12) - W * 0.12 + W * 0.45) * 8))
+    np.testing.assert_allclose(canvas[:H * 8, x:x + W * 8], ref, atol=1e-6)
+
+
+def test_classify_reads_only_the_distances(tmp_path, monkeypatch):
+    import raystudy.stages.classify as classify
+    from raystudy.config import load
+    from raystudy.study import CLASSIFY
+
+    study = synthetic.write_study(tmp_path / "s", ks=(8,), seeds=(0,), n=50)
+    asked = []
+    real = tables.read
+
+    def spy(study_dir, name, columns=None, filters=None):
+        asked.append((name, columns))
+        return real(study_dir, name, columns=columns, filters=filters)
+
+    before = tables.read_pandas(study, "labels").sort_values("sample_id").reset_index(drop=True)
+    import shutil
+
+    for t in ("labels", "fractions"):  # the synthetic writer's own parts: classify writes them anew
+        shutil.rmtree(tables.table_dir(study, t))
+    monkeypatch.setattr(tables, "read", spy)
+    cfg = load(study / "config.yaml")
+    classify.run_classify(CLASSIFY, cfg, study, [("l2", 8, 0)])
+    assert asked and all(name != "samples" and columns and not {"train_idx", "synth_idx"} & set(columns)
+                         for name, columns in asked), asked
+    after = tables.read_pandas(study, "labels").sort_values("sample_id").reset_index(drop=True)
+    np.testing.assert_array_equal(after["label"], before["label"])
+    np.testing.assert_array_equal(after["d_train"], before["d_train"])
