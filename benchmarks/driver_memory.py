@@ -1,62 +1,122 @@
-"""Peak RSS of the driver while a study streams generation and search (issue 12).
+"""Peak memory of the driver, stage by stage, as a new user's study at CIFAR scale (issues 12, 21).
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/driver_memory.py 5000 50000
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/driver_memory.py 5000 20000 50000
 
-For each n_samples: a fresh study (the exact memorizer on digits, K = 1,024, 2 DDIM steps,
-l2 neighbours; a small K would make thousands of exact ties per sample, which the exact
-search resolves with large candidate lists: an actor's memory, not the driver's), every
-stage run by ``raystudy.study.run`` in this process; the driver's peak resident memory
-(``ru_maxrss`` of this process alone: Ray's own processes and the actors are not the
-driver) is read after each stage. Each size runs in a fresh subprocess so one size's
-peak cannot hide the next one's.
+For each n_samples: a fresh study of the exact memorizer (model.type: empirical) of K = 2
+random uniform 32x32 RGB images (data.name: array, 1,000 images), DDIM with --steps steps,
+l2 top-5 neighbours, every stage run by ``raystudy.study.run`` in this process. The driver's
+resident memory (VmRSS of this process alone: Ray's own processes and the actors are not the
+driver) is sampled every 0.5 s by a thread; each stage's high-water mark is the largest
+sample between its "[stage] ... to do" and "done in" lines, and ``ru_maxrss`` gives the
+whole run's. Each size runs in a fresh subprocess so one size's peak cannot hide the next.
+Writes benchmarks/results/driver-memory-<machine>.md (``--out-dir``).
 """
 
 from __future__ import annotations
 
+import argparse
+import datetime as dt
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
 
 
-def one(n: int) -> dict:
+def vmrss_mb() -> float:
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def one(n: int, steps: int) -> dict:
+    import numpy as np
+
     from raystudy import study
     from raystudy.config import load
 
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    cfg = load(os.path.join(root, "tests", "data", "tiny.yaml"),
-               ["model.type=empirical", "ks=[1024]", f"generate.n_samples={n}", "generate.steps=2",
-                "generate.batch_size=1000", "knn.batch_size=1024", "knn.k=2"])
-    peaks = {}
+    peaks, current, stop = {}, [None], threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            if current[0]:
+                peaks[current[0]] = max(peaks.get(current[0], 0.0), vmrss_mb())
+            stop.wait(0.5)
 
     def echo(line: str) -> None:
-        if line.startswith("[") and " done in " in line or "complete, skipped" in line:
-            peaks[line[1:line.index("]")]] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    t0 = time.time()
+        if line.startswith("[") and "]" in line:
+            name = line[1:line.index("]")]
+            if " to do " in line:
+                current[0] = name
+                peaks[name] = vmrss_mb()
+            elif " done in " in line:
+                peaks[name] = max(peaks.get(name, 0.0), vmrss_mb())
+                current[0] = None
+
     with tempfile.TemporaryDirectory(prefix="drvmem-") as d:
+        rng = np.random.default_rng(0)
+        np.save(os.path.join(d, "images.npy"), rng.integers(0, 256, size=(1000, 3, 32, 32), dtype=np.uint8))
+        cfg = load(HERE.parent / "tests" / "data" / "tiny.yaml",
+                   ["data.name=array", f"data.path={d}/images.npy", "model.type=empirical", "ks=[2]",
+                    f"generate.n_samples={n}", f"generate.steps={steps}", "generate.batch_size=500",
+                    "knn.batch_size=1024", "knn.k=5", "ray.num_cpus=2"])
+        t = threading.Thread(target=sample, daemon=True)
+        t.start()
+        t0 = time.time()
         study.run(cfg, os.path.join(d, "study"), echo=echo)
-    return {"n_samples": n, "rows_generated": 2 * n, "peak_rss_mb_after_stage": {k: round(v) for k, v in peaks.items()},
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-            "wall_s": round(time.time() - t0, 1)}
+        wall = time.time() - t0
+        stop.set()
+        times = json.loads(Path(d, "study", "stages.json").read_text())
+    return {"n_samples": n, "peak_mb": {k: round(v) for k, v in peaks.items()},
+            "stage_s": {k: v["wall_s"] for k, v in times.items()},
+            "ru_maxrss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024), "wall_s": round(wall, 1)}
 
 
-def main(argv) -> None:
-    if argv[:1] == ["--one"]:
-        print("RESULT " + json.dumps(one(int(argv[1]))), flush=True)
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("sizes", nargs="*", type=int, default=[5000, 50000], help="samples per set")
+    p.add_argument("--steps", type=int, default=10, help="DDIM steps (%(default)s)")
+    p.add_argument("--out-dir", type=Path, default=HERE / "results")
+    p.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.one:
+        print("RESULT " + json.dumps(one(args.sizes[0], args.steps)), flush=True)
         return
-    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
-    print(f"# {platform.node()}: {cpu}, {os.cpu_count()} cores")
-    for n in [int(a) for a in argv] or [5000, 50000]:
-        out = subprocess.run([sys.executable, __file__, "--one", str(n)], capture_output=True, text=True)
-        res = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
+    from machine import loadavg, machine, machine_slug, write_results
+
+    m, load0, results = machine(), loadavg(), []
+    env = {**os.environ, "PYTHONPATH": str(HERE.parent)}
+    for n in args.sizes:
+        out = subprocess.run([sys.executable, __file__, "--one", "--steps", str(args.steps), str(n)],
+                             capture_output=True, text=True, env=env)
+        res = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
         if not res:
             sys.exit(out.stdout[-3000:] + out.stderr[-3000:])
-        print(res[0][7:], flush=True)
+        results.append(json.loads(res[0][7:]))
+        print(results[-1], flush=True)
+    stages = list(dict.fromkeys(s for r in results for s in r["peak_mb"]))
+    L = ["# Driver memory per stage", "",
+         f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}, {m['gpu']}; shared with other jobs. "
+         f"Date: {dt.date.today().isoformat()}. Load average before: {load0}; after: {loadavg()}.",
+         f"Command: `OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '')} python benchmarks/driver_memory.py "
+         f"{' '.join(argv if argv is not None else sys.argv[1:])}`.",
+         f"Study: exact memorizer, K = 2 random uniform 32x32 RGB images, DDIM-{args.steps}, l2 top-5, 2 local Ray "
+         "CPUs; the driver's VmRSS sampled every 0.5 s, high-water mark per stage (MB); stage wall time in brackets.",
+         "", "| samples per set | " + " | ".join(stages) + " | whole run (ru_maxrss) |",
+         "|---:|" + "---:|" * (len(stages) + 1)]
+    for r in results:
+        L.append(f"| {r['n_samples']} | " + " | ".join(
+            f"{r['peak_mb'].get(s, '-')} ({r['stage_s'].get(s, 0):.0f} s)" for s in stages) + f" | {r['ru_maxrss_mb']} |")
+    write_results(args.out_dir, f"driver-memory-{machine_slug(m)}", "\n".join(L) + "\n")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()

@@ -114,7 +114,9 @@ def nn_grid(study_dir, K: int | None = None, label: str | None = "memorized", me
     x0 = [0.0] + [W + gap + i * (W + gx) for i in range(k)] + \
          [W + gap + k * (W + gx) - gx + gap + i * (W + gx) for i in range(k)]
     width, height = x0[-1] + W, len(ids) * (H + gy)
-    scale = 8.0
+    # About 64 screen pixels a cell (8x at 8x8 digits, 2x at 32x32): the mosaic of a CIFAR-sized
+    # grid at 8x would be ~60 MB of float32 before matplotlib copies it.
+    scale = float(max(1, round(64 / max(H, W))))
     canvas = np.ones((int(np.ceil(height * scale)), int(np.ceil(width * scale)), 3), np.float32)
 
     def put(r, c, img):
