@@ -173,7 +173,8 @@ def main(argv=None) -> None:
         L += ["", "Top-5 identical (indices and float64 distances) across the variants of each M: "
               + ", ".join(f"M = {b['m']}: {'yes' if b['same'] else 'NO'}" for b in part), ""]
     L += ["The old search counted `searched_again` only when some of the queries had settled, so it "
-          "reports 0 where every query of the batch was searched again (the crowd).", ""]
+          "reports 0 where every query of the batch was searched again (the crowd); the new one never searches "
+          "again: queries its first candidates cannot settle are a crowd.", ""]
     write_results(args.out_dir, f"search-{machine_slug(m_info)}{'-quick' if args.quick else ''}", "\n".join(L), log)
 
 

@@ -119,10 +119,11 @@ def test_dimension_mismatch():
         knn_search(np.zeros((2, 3)), np.zeros((4, 5)), 1)
 
 
-def test_many_candidates_within_float32_error_are_searched_again(monkeypatch):
+def test_many_candidates_within_float32_error_are_settled_as_a_crowd(monkeypatch):
     """30 references per query at nearly the same tiny distance (far below FAISS's float32
     error at these norms): the first k + 8 candidates cannot settle the top-k, so those
-    queries are searched again with more, and the answer is brute force's."""
+    queries are settled as a crowd (centred float64 products, no second search), and the
+    answer is brute force's."""
     import raystudy.metrics.search as search
 
     rng = np.random.default_rng(3)
@@ -142,11 +143,12 @@ def test_many_candidates_within_float32_error_are_searched_again(monkeypatch):
     monkeypatch.setattr(search, "_faiss_candidates", counting)
     for k in (1, 5):
         calls.clear()
-        d, i = knn_search(base, refs, k, shard_size=300)
+        st = {}
+        d, i = knn_search(base, refs, k, shard_size=300, stats=st)
         d_ref, i_ref = brute(base, refs, k)
         np.testing.assert_array_equal(i, i_ref)
         np.testing.assert_allclose(d, d_ref, rtol=1e-12)
-        assert len(calls) >= 2 and calls[1][1] > calls[0][1], calls
+        assert len(calls) == 1 and st["crowded"] == n, (calls, st)
 
 
 def test_exact_ties_go_to_the_lower_index(data):

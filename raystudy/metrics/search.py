@@ -17,16 +17,17 @@ in float64:
   for LPIPS-AlexNet, d = 3,490).
 * enough candidates: a reference outside the candidate list lies at float32 distance >= the
   last candidate's; if that is more than 2E beyond the k-th candidate's, it cannot be in the
-  true top-k. Queries where this fails are searched again with 4x more candidates.
+  true top-k. Queries where this fails are a crowd (below).
 * exact ranking: only candidates within 2E of the k-th candidate's float32 distance can be
   in the top-k; for those (usually k or a few more per query) the distance is recomputed as
   a difference in float64, and the top-k taken on it, ties to the lower index (as a stable
   brute-force sort). Near-duplicates FAISS cannot order are then ordered correctly, and
   the distances returned are the float64 ones.
-* crowds: when more references than a 4x larger candidate list lie within 2E (samples of a
-  memorizer at small K: thousands of copies of one training image, ~1e-17 apart, where E is
-  ~1e-4), growing the list further would recompute thousands of float64 differences per
-  query and re-run the whole search with huge k. Those queries are grouped around a leader
+* crowds: when more references than candidates lie within 2E (samples of a memorizer at
+  small K: thousands of copies of one training image, ~1e-17 apart, where E is ~1e-4),
+  growing the list would recompute thousands of float64 differences per query and re-run
+  the whole search with ever larger k (what this module did before: 25+ CPU-minutes per
+  batch of queries at 50,000 references). Those queries are grouped around a leader
   c (one of them); ||x - y||^2 = ||(x - c) - (y - c)||^2 is then formed in float64 from the
   centred vectors by one matrix product per group, whose error is proportional to
   ||x - c||^2 + ||y - c||^2 (tiny inside a crowd) instead of ||x||^2 + ||y||^2. References
@@ -352,7 +353,8 @@ def knn_search(queries, refs, k: int, shard_size: int | None = None, threads: in
     same ``refs``). ``stats``, if given, receives where the time went: ``faiss_s`` (float32
     candidates, either backend), ``exact_s`` (float64 ranking), ``crowd_s`` (crowded queries'
     centred products), ``exact_pairs`` (distances recomputed), ``searched_again`` (queries
-    whose first candidates were not enough) and ``crowded`` (queries settled as a crowd).
+    whose first candidates were not enough: always 0 now, kept for old readers) and ``crowded``
+    (queries whose first candidates were not enough, settled as a crowd).
     """
     import time
 
@@ -378,8 +380,7 @@ def knn_search(queries, refs, k: int, shard_size: int | None = None, threads: in
     coeff = float32_error_coeff(q.shape[1])
     qn = np.einsum("ij,ij->i", q, q).astype(np.float64)
     # k + 8 candidates (+1 for the self match that exclude_self removes) are nearly always
-    # enough; queries for which they are not are searched again with 4x as many, once:
-    # those still unsettled are a crowd (see the module docstring).
+    # enough; queries for which they are not are a crowd (see the module docstring).
     kk = min(m, k + max(8, k) + (1 if exclude_self else 0))
     if backend == "torch":
         def candidates(qq, kk):
@@ -395,39 +396,31 @@ def knn_search(queries, refs, k: int, shard_size: int | None = None, threads: in
             faiss.omp_set_num_threads(int(threads))
     try:
         todo = np.arange(n)
-        for attempt in range(2):
+        t0 = time.perf_counter()
+        d32, i32, rmax = candidates(q, kk)
+        t1 = time.perf_counter()
+        d, i, ok, npairs = _select(q, refs, d32, i32, k, kk, todo, qn, exclude_self, coeff, rmax, complete=kk >= m)
+        st["faiss_s"] += t1 - t0
+        st["exact_s"] += time.perf_counter() - t1
+        st["exact_pairs"] += npairs
+        kc = d.shape[1]
+        out_d[ok, :kc], out_i[ok, :kc] = d[ok], i[ok]
+        todo = todo[~ok]
+        if len(todo):  # more references within 2E than candidates: a crowd (module docstring)
             t0 = time.perf_counter()
-            d32, i32, rmax = candidates(q if len(todo) == n else q[todo], kk)
-            t1 = time.perf_counter()
-            d, i, ok, npairs = _select(q, refs, d32, i32, k, kk, todo, qn[todo], exclude_self, coeff, rmax,
-                                       complete=kk >= m)
-            st["faiss_s"] += t1 - t0
-            st["exact_s"] += time.perf_counter() - t1
-            st["exact_pairs"] += npairs
-            st["searched_again"] += len(todo) if attempt else 0
-            kc = d.shape[1]
-            out_d[todo[ok], :kc], out_i[todo[ok], :kc] = d[ok], i[ok]
-            todo = todo[~ok]
-            if not len(todo):
-                break
-            if attempt == 1:  # a crowd: settle it with centred float64 products
-                t0 = time.perf_counter()
-                bad = ~ok
-                cand = i32[bad]
-                if exclude_self:
-                    cand = np.where(cand == todo[:, None], -1, cand)
-                # Exact distances of k candidates: an upper bound of the k-th true one.
-                first = np.argsort(cand < 0, axis=1, kind="stable")[:, :k]
-                pick = np.take_along_axis(cand, first, 1)
-                u = exact_sq_dist(q[todo], refs, pick).max(1)
-                cd, ci, npairs = _crowded(q, refs, todo, qn[todo], k, u, exclude_self, shard_size,
-                                          device if backend == "torch" else "cpu", cache)
-                out_d[todo], out_i[todo] = cd, ci
-                st["crowd_s"] += time.perf_counter() - t0
-                st["exact_pairs"] += npairs + pick.size
-                st["crowded"] += len(todo)
-                break
-            kk = min(m, 4 * kk)
+            cand = i32[~ok]
+            if exclude_self:
+                cand = np.where(cand == todo[:, None], -1, cand)
+            # Exact distances of k candidates: an upper bound of the k-th true one.
+            first = np.argsort(cand < 0, axis=1, kind="stable")[:, :k]
+            pick = np.take_along_axis(cand, first, 1)
+            u = exact_sq_dist(q[todo], refs, pick).max(1)
+            cd, ci, npairs = _crowded(q, refs, todo, qn[todo], k, u, exclude_self, shard_size,
+                                      device if backend == "torch" else "cpu", cache)
+            out_d[todo], out_i[todo] = cd, ci
+            st["crowd_s"] += time.perf_counter() - t0
+            st["exact_pairs"] += npairs + pick.size
+            st["crowded"] += len(todo)
     finally:
         if backend == "faiss":
             faiss.omp_set_num_threads(old_threads)
