@@ -292,11 +292,14 @@ def _crowded(q, refs, rows, qn, k, u_kth, exclude_self, shard_size, device=None,
     with _IEEE(), torch.no_grad():
         for start in range(0, len(refs), shard_size):
             r, rn = _device_shard(refs, start, shard_size, dev, cache)
-            # float32 lower bound of ||y - c||^2 for every leader and reference of the shard.
-            dc = torch.addmm(rn[None, :], c_f32, r.T, beta=1.0, alpha=-2.0).add_(cn32[:, None])
-            lb = (dc.double() - c32 * (cn32[:, None] + rn[None, :]).double()).clamp_(min=0)
+            gc = max(1, _TORCH_BLOCK // max(1, len(r)))  # leaders per block of lower bounds
             for g in range(len(leaders)):
-                js = torch.nonzero(lb[g] <= reach[g]).reshape(-1)
+                if g % gc == 0:
+                    # float32 lower bound of ||y - c||^2 for these leaders and the shard's references.
+                    cb = slice(g, g + gc)
+                    dc = torch.addmm(rn[None, :], c_f32[cb], r.T, beta=1.0, alpha=-2.0).add_(cn32[cb, None])
+                    lb = (dc.double() - c32 * (cn32[cb, None] + rn[None, :]).double()).clamp_(min=0)
+                js = torch.nonzero(lb[g % gc] <= reach[g]).reshape(-1)
                 if not js.numel():
                     continue
                 mine = torch.nonzero(group == g).reshape(-1)
