@@ -208,8 +208,13 @@ def _device_shard(refs, start: int, size: int, device, cache: dict | None):
     a = _rows_f32(refs[start:start + size])
     r = torch.from_numpy(a if a.flags.writeable else a.copy()).to(device)
     out = (r, (r * r).sum(1))
-    if cache is not None:
-        cache[key] = out
+    # Kept on an accelerator only (on the CPU the tensor is the array itself, or a copy of a
+    # memmap's rows that must not pile up in RAM), and only while half its memory is free:
+    # references larger than that are streamed shard by shard at every call.
+    if cache is not None and device.type == "cuda":
+        free, total = torch.cuda.mem_get_info(device)
+        if free - r.numel() * 4 > total / 2:
+            cache[key] = out
     return out
 
 
@@ -419,7 +424,7 @@ def knn_search(queries, refs, k: int, shard_size: int | None = None, threads: in
             pick = np.take_along_axis(cand, first, 1)
             u = exact_sq_dist(q[todo], refs, pick).max(1)
             cd, ci, npairs = _crowded(q, refs, todo, qn[todo], k, u, exclude_self, shard_size,
-                                      device if backend == "torch" else "cpu", cache)
+                                      *((device, cache) if backend == "torch" else ("cpu", None)))
             out_d[todo], out_i[todo] = cd, ci
             st["crowd_s"] += time.perf_counter() - t0
             st["exact_pairs"] += npairs + pick.size
