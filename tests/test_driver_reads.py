@@ -12,8 +12,8 @@ def test_nn_grid_reads_only_the_drawn_rows_and_draws_them(tmp_path, monkeypatch)
     rows = {}
     real = images.read_table
 
-    def counting(study_dir, name, columns=None, filters=None):
-        df = real(study_dir, name, columns=columns, filters=filters)
+    def counting(study_dir, name, columns=None, filters=None, **kw):
+        df = real(study_dir, name, columns=columns, filters=filters, **kw)
         rows[name] = rows.get(name, 0) + len(df)
         return df
 
@@ -50,9 +50,9 @@ def test_classify_reads_only_the_distances(tmp_path, monkeypatch):
     asked = []
     real = tables.read
 
-    def spy(study_dir, name, columns=None, filters=None):
+    def spy(study_dir, name, columns=None, filters=None, **kw):
         asked.append((name, columns))
-        return real(study_dir, name, columns=columns, filters=filters)
+        return real(study_dir, name, columns=columns, filters=filters, **kw)
 
     before = tables.read_pandas(study, "labels").sort_values("sample_id").reset_index(drop=True)
     import shutil
@@ -67,3 +67,29 @@ def test_classify_reads_only_the_distances(tmp_path, monkeypatch):
     after = tables.read_pandas(study, "labels").sort_values("sample_id").reset_index(drop=True)
     np.testing.assert_array_equal(after["label"], before["label"])
     np.testing.assert_array_equal(after["d_train"], before["d_train"])
+
+
+def test_read_by_row_group_equals_a_whole_read(tmp_path):
+    """The row-group-wise read returns exactly the rows (and columns) the whole-table read
+    does, over several parts of several row groups, and an empty table when nothing matches."""
+    import pyarrow.compute as pc
+
+    study = synthetic.write_study(tmp_path / "s", ks=(8, 32), seeds=(0,), n=700)
+    parts = [pq for pq in (tables.table_dir(study, "samples")).glob("part-*.parquet")]
+    import pyarrow.parquet as pq_
+
+    assert max(pq_.ParquetFile(p).num_row_groups for p in parts) > 1  # written as several row groups
+    ids = [0, 5, 255, 256, 257, 511, 699]
+    for flt in ((pc.field("K") == 8) & pc.field("sample_id").isin(ids),
+                ((pc.field("set") == "ref") & pc.field("sample_id").isin(ids[2:4])) | (pc.field("sample_id") == 3),
+                pc.field("sample_id") == 10 ** 6):
+        for cols in (None, ["sample_id", "set", "image"]):
+            whole = tables.read(study, "samples", columns=cols, filters=flt).sort_by([("set", "ascending"),
+                                                                                     ("K", "ascending") if cols is None
+                                                                                     else ("set", "ascending"),
+                                                                                     ("sample_id", "ascending")])
+            by_rg = tables.read(study, "samples", columns=cols, filters=flt, by_row_group=True).sort_by(
+                [("set", "ascending"), ("K", "ascending") if cols is None else ("set", "ascending"),
+                 ("sample_id", "ascending")])
+            assert by_rg.equals(whole), (flt, cols)
+    assert tables.read(study, "samples", filters=pc.field("sample_id") == 10 ** 6, by_row_group=True).num_rows == 0

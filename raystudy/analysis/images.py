@@ -94,7 +94,7 @@ def nn_grid(study_dir, K: int | None = None, label: str | None = "memorized", me
     nb = read_table(study_dir, "neighbors", filters=flt & (pc.field("metric") == metric)
                     & pc.field("sample_id").isin(ids)).set_index("sample_id")
     ref_ids = sorted({int(j) for sid in ids if sid in nb.index for j in nb.loc[sid, "synth_idx"][:k] if j >= 0})
-    sm = read_table(study_dir, "samples", filters=flt & (
+    sm = read_table(study_dir, "samples", by_row_group=True, filters=flt & (
         ((pc.field("set") == "eval") & pc.field("sample_id").isin(ids))
         | ((pc.field("set") == "ref") & pc.field("sample_id").isin(ref_ids))))
     pix = {(r.set, int(r.sample_id)): np.asarray(r.image, np.float32).reshape(r.channels, r.height, r.width)

@@ -110,9 +110,11 @@ def study_names(dirs: Iterable) -> list[str]:
     return [str(d) for d in dirs]
 
 
-def read_table(study_dir, name: str, columns: list[str] | None = None, filters=None) -> pd.DataFrame:
-    """One table of one study as pandas (all parts; empty with the schema's columns if absent)."""
-    return _tables.read(study_dir, name, columns=columns, filters=filters).to_pandas()
+def read_table(study_dir, name: str, columns: list[str] | None = None, filters=None,
+               by_row_group: bool = False) -> pd.DataFrame:
+    """One table of one study as pandas (all parts; empty with the schema's columns if absent);
+    ``by_row_group``: a few rows of a large table (``raystudy.tables.read``)."""
+    return _tables.read(study_dir, name, columns=columns, filters=filters, by_row_group=by_row_group).to_pandas()
 
 
 @dataclass
