@@ -13,22 +13,22 @@ Ray is not needed: every part calls the package's functions directly.
 Parts (each timed; a part that fails writes its error into the file and the rest go on):
 
 * train: images/s of ``raystudy.train.train_one`` on the UNet of configs/cifar10.yaml (random
-  images), fp32 vs bf16 (``train.mixed_precision``) vs bf16 + channels-last (the model from
-  ``raystudy.model.build`` moved to channels-last), the rate taken between two runs of
+  images), fp32 vs bf16 (``train.mixed_precision``) vs bf16 + channels-last
+  (``train.channels_last``), the rate taken between two runs of
   different lengths (so start-up and the first steps' autotuning cancel), and the model
   FLOP utilisation against the device's dense bf16 peak (FLOPs of one training step by
   ``torch.utils.flop_counter``, peaks from benchmarks/throughput.py's table);
-* sample: DDIM-50 samples/s of ``raystudy.generate.sample_images`` with that UNet, fp32 and
+* sample: DDIM-50 samples/s of ``raystudy.sampling.sample_images`` with that UNet, fp32 and
   bf16 autocast;
-* lpips: LPIPS-alex exact top-5 (``raystudy.lpips_embed`` on the device, then
-  ``raystudy.search.knn_search(backend="torch")`` on the device): embed and search time of
+* lpips: LPIPS-alex exact top-5 (``raystudy.metrics.lpips`` on the device, then
+  ``raystudy.metrics.search.knn_search(backend="torch")`` on the device): embed and search time of
   ``--lpips-queries`` samples against ``--lpips-refs`` training images (random images).
   Against the CPU path on a subset (``--agree``) queries: the FAISS search of the same
   embeddings (must be identical) and the CPU embedding + FAISS (top-5 agreement; the
   backbone's convolutions round differently on the two devices), with the CPU's times;
 * precision: bf16 sampling's label changes, as benchmarks/precision_check.py (demo UNet
   trained by ``train_one`` on K = 32 digits, eval samples in fp32 and bf16 from the same
-  seeds, labelled by ``raystudy.classify.label_samples`` against the K-set and an fp32 ref
+  seeds, labelled by ``raystudy.labels.label_samples`` against the K-set and an fp32 ref
   set). ``sample_images`` enables autocast on CUDA only, so on a CPU both are fp32.
 
 LPIPS weights: with ``--weights-dir`` holding torchvision's alexnet-owt-7be5be79.pth (or it
@@ -116,25 +116,18 @@ def part_train(dev, args, log) -> dict:
     cfg, batch, shape = cifar_cfg(args.small, args.train_batch)
     images = np.random.default_rng(0).uniform(-1, 1, size=(256, *shape)).astype(np.float32)
     s1, s2 = (1, 3) if args.small else (5, args.train_steps)
-    build = models.build
     out = {"batch": batch, "shape": shape, "steps": (s1, s2), "params": None, "variants": {}}
     for name, mp, cl in (("fp32", "no", False), ("bf16", "bf16", False), ("bf16 + channels-last", "bf16", True)):
-        def built(*a, **kw):
-            net = build(*a, **kw)
-            return net.to(memory_format=torch.channels_last) if cl else net
-        models.build = built
-        try:
-            walls = []
-            for steps in (s1, s2):
-                c = cfg.model_copy(update={"train": cfg.train.model_copy(update={
-                    "images": steps * batch, "batch_size": batch, "mixed_precision": mp, "checkpoint_every": 10 ** 12})})
-                # Accelerate keeps one process-wide state whose mixed precision cannot change:
-                # clear it so this run's Accelerator is built from its own config.
-                AcceleratorState._reset_state(True)
-                with tempfile.TemporaryDirectory() as d:
-                    walls.append(train_one(c, images, 2, 0, Path(d) / "m")["wall_s"])
-        finally:
-            models.build = build
+        walls = []
+        for steps in (s1, s2):
+            c = cfg.model_copy(update={"train": cfg.train.model_copy(update={
+                "images": steps * batch, "batch_size": batch, "mixed_precision": mp, "channels_last": cl,
+                "checkpoint_every": 10 ** 12})})
+            # Accelerate keeps one process-wide state whose mixed precision cannot change:
+            # clear it so this run's Accelerator is built from its own config.
+            AcceleratorState._reset_state(True)
+            with tempfile.TemporaryDirectory() as d:
+                walls.append(train_one(c, images, 2, 0, Path(d) / "m")["wall_s"])
         rate = (s2 - s1) * batch / max(walls[1] - walls[0], 1e-9)
         out["variants"][name] = {"images_per_s": rate, "walls": walls}
         log(f"[train] {name}: {rate:.1f} images/s ({s1} and {s2} steps: {walls[0]:.2f} s, {walls[1]:.2f} s)")
@@ -153,7 +146,7 @@ def part_sample(dev, args, log) -> dict:
     import torch
 
     from raystudy import model as models
-    from raystudy.generate import make_scheduler, sample_images
+    from raystudy.sampling import make_scheduler, sample_images
 
     cfg, _, shape = cifar_cfg(args.small, None)
     gen_cfg = cfg.generate.model_copy(update={"sampler": "ddim", "steps": 3 if args.small else 50})
@@ -178,8 +171,9 @@ def part_lpips(dev, args, log) -> dict:
     import numpy as np
     import torch
 
-    from raystudy.lpips_embed import LpipsEmbedding, WeightsMissing
-    from raystudy.search import knn_search
+    from raystudy.errors import WeightsMissing
+    from raystudy.metrics.lpips import LpipsEmbedding
+    from raystudy.metrics.search import knn_search
 
     try:
         emb = LpipsEmbedding("alex", weights_dir=args.weights_dir, device=dev, download=False)
@@ -234,12 +228,13 @@ def part_precision(dev, args, log) -> dict:
     import torch
     from accelerate.state import AcceleratorState
 
-    from raystudy.classify import label_samples
+    from raystudy.labels import label_samples
     from raystudy.config import load
     from raystudy.datasets import load_dataset, training_images
-    from raystudy.generate import make_scheduler, sample_images, sample_seed
+    from raystudy.sampling import make_scheduler, sample_images
     from raystudy.model import load as load_model
-    from raystudy.search import knn_search
+    from raystudy.metrics.search import knn_search
+    from raystudy.seeds import sample_seed
     from raystudy.train import train_one
 
     cfg = load(ROOT / "configs" / "demo.yaml")
@@ -306,13 +301,13 @@ def report(res: dict, m: dict, args, cmd: str, wall: float, installed: list[str]
         L.append("")
     s = res.get("sample", {})
     if "fp32" in s:
-        L += ["## Sampling (raystudy.generate.sample_images, same UNet)", "",
+        L += ["## Sampling (raystudy.sampling.sample_images, same UNet)", "",
               f"DDIM-{s['steps']}, {s['n']} samples per call: fp32 **{s['fp32']:.2f}** samples/s, bf16 autocast "
               f"**{s['bf16']:.2f}** samples/s" + ("" if s["bf16_active"] else
                                                  " (autocast is CUDA-only in sample_images: both fp32 here)") + ".", ""]
     lp = res.get("lpips", {})
     if "embed_s" in lp:
-        L += ["## LPIPS-alex exact top-5 (raystudy.lpips_embed + knn_search backend=torch)", "",
+        L += ["## LPIPS-alex exact top-5 (raystudy.metrics.lpips + knn_search backend=torch)", "",
               f"Backbone weights: {lp['weights']}"
               + (" -- **random backbone: timing only, not LPIPS's distances.**" if "random" in lp["weights"] else "."),
               f"{lp['queries']} queries x {lp['refs']} references, d = {lp['dim']}, random 32x32 RGB images.", "",

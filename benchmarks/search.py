@@ -8,7 +8,7 @@ Both parts search one knn batch (``--queries``, default 1,024 = knn.batch_size) 
 32x32x3 images (embedding = pixels / sqrt(3,072)), top-5:
 
 * crowd: the issue's slow case. The exact memorizer of K = 2 random uniform images
-  (raystudy.empirical.EmpiricalEpsilon, DDIM-50, generate.sample_images) gives samples that
+  (raystudy.memorizer.EmpiricalEpsilon, DDIM-50, sampling.sample_images) gives samples that
   are copies of the two images up to float32 rounding (~1e-17 apart); the d_synth search of
   eval samples against the ref set then has ~M/2 references inside the float32 error band
   of every query. "before" is raystudy/search.py as of ``--before`` (git), loaded from git;
@@ -60,8 +60,8 @@ def memorizer_samples(n: int, seed0: int, train: np.ndarray, steps: int, cache: 
     import torch
 
     from raystudy.config import from_dict
-    from raystudy.empirical import EmpiricalEpsilon
-    from raystudy.generate import make_scheduler, sample_images
+    from raystudy.memorizer import EmpiricalEpsilon
+    from raystudy.sampling import make_scheduler, sample_images
     from raystudy.model import build_train_scheduler
 
     f = cache / f"memorizer-K{len(train)}-s{seed0}-n{n}-steps{steps}.npy"
@@ -107,8 +107,8 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     import torch
 
-    from raystudy.embed import PixelL2
-    from raystudy.search import knn_search
+    from raystudy.metrics import PixelL2
+    from raystudy.metrics.search import knn_search
 
     args.cache.mkdir(parents=True, exist_ok=True)
     before = old_search(args.before)
