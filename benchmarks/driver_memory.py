@@ -43,7 +43,7 @@ def one(n: int, steps: int) -> dict:
     from raystudy import study
     from raystudy.config import load
 
-    peaks, current, stop = {}, [None], threading.Event()
+    peaks, maxrss, current, stop = {}, {}, [None], threading.Event()
 
     def sample():
         while not stop.is_set():
@@ -59,6 +59,9 @@ def one(n: int, steps: int) -> dict:
                 peaks[name] = vmrss_mb()
             elif " done in " in line:
                 peaks[name] = max(peaks.get(name, 0.0), vmrss_mb())
+                # The process's high-water mark so far: a spike between two samples shows here,
+                # in the first stage whose value exceeds the one before.
+                maxrss[name] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
                 current[0] = None
 
     with tempfile.TemporaryDirectory(prefix="drvmem-") as d:
@@ -76,6 +79,7 @@ def one(n: int, steps: int) -> dict:
         stop.set()
         times = json.loads(Path(d, "study", "stages.json").read_text())
     return {"n_samples": n, "peak_mb": {k: round(v) for k, v in peaks.items()},
+            "maxrss_mb": {k: round(v) for k, v in maxrss.items()},
             "stage_s": {k: v["wall_s"] for k, v in times.items()},
             "ru_maxrss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024), "wall_s": round(wall, 1)}
 
@@ -115,6 +119,11 @@ def main(argv=None) -> None:
     for r in results:
         L.append(f"| {r['n_samples']} | " + " | ".join(
             f"{r['peak_mb'].get(s, '-')} ({r['stage_s'].get(s, 0):.0f} s)" for s in stages) + f" | {r['ru_maxrss_mb']} |")
+    L += ["", "The process's ru_maxrss after each stage (MB; a spike shorter than the 0.5 s sampling shows here, "
+          "in the first stage whose value exceeds the one before):", "",
+          "| samples per set | " + " | ".join(stages) + " |", "|---:|" + "---:|" * len(stages)]
+    for r in results:
+        L.append(f"| {r['n_samples']} | " + " | ".join(str(r.get("maxrss_mb", {}).get(s, "-")) for s in stages) + " |")
     write_results(args.out_dir, f"driver-memory-{machine_slug(m)}", "\n".join(L) + "\n")
 
 
