@@ -228,12 +228,12 @@ def part_precision(dev, args, log) -> dict:
     import torch
     from accelerate.state import AcceleratorState
 
-    from raystudy.labels import label_samples
     from raystudy.config import load
     from raystudy.datasets import load_dataset, training_images
-    from raystudy.sampling import make_scheduler, sample_images
-    from raystudy.model import load as load_model
+    from raystudy.labels import label_samples
     from raystudy.metrics.search import knn_search
+    from raystudy.model import load as load_model
+    from raystudy.sampling import make_scheduler, sample_images
     from raystudy.seeds import sample_seed
     from raystudy.train import train_one
 
@@ -365,7 +365,6 @@ def main(argv=None) -> None:
     sys.path.insert(0, str(ROOT))
     sys.path.insert(0, str(HERE))
     import torch
-
     from machine import machine, machine_slug, write_results
 
     dev = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))

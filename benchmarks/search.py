@@ -61,8 +61,8 @@ def memorizer_samples(n: int, seed0: int, train: np.ndarray, steps: int, cache: 
 
     from raystudy.config import from_dict
     from raystudy.memorizer import EmpiricalEpsilon
-    from raystudy.sampling import make_scheduler, sample_images
     from raystudy.model import build_train_scheduler
+    from raystudy.sampling import make_scheduler, sample_images
 
     f = cache / f"memorizer-K{len(train)}-s{seed0}-n{n}-steps{steps}.npy"
     if f.exists():
@@ -151,7 +151,7 @@ def main(argv=None) -> None:
         uni.append({"m": mm, "rows": rows, "same": same})
 
     nb = 50000 / args.queries
-    L = [f"# Exact search: where the knn stage's time goes; torch beside FAISS", "",
+    L = ["# Exact search: where the knn stage's time goes; torch beside FAISS", "",
          f"Machine: {m_info['cpu']}, {m_info['cores']} cores, torch {m_info['torch']}, {m_info['gpu']}; "
          f"shared with other jobs. Date: {dt.date.today().isoformat()}.",
          f"Command: `python benchmarks/search.py {' '.join(argv if argv is not None else sys.argv[1:])}` "
