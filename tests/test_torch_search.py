@@ -142,7 +142,8 @@ def test_crowd_spread_around_its_leader(device):
     assert st["crowded"] == n
 
 
-def test_study_knn_backends_agree_and_gpus_are_booked(tmp_path):
+@pytest.mark.slow
+def test_study_knn_backends_agree_and_gpus_are_booked(tmp_path, ray_local):
     """A real (local Ray) study searched with knn.backend=torch writes the neighbours the
     FAISS backend writes; knn.gpus_per_worker is booked: on a cluster without GPUs it is
     refused in one line before any work."""
