@@ -7,6 +7,7 @@ reached, and counts the trainings. Everything else (proposals, sweep.json, resum
 real code. Seconds, no Ray.
 """
 
+import html
 import json
 
 import numpy as np
@@ -159,3 +160,27 @@ def test_propose_is_a_plain_function_of_the_summary_row():
     done = dict(row, k_cross_resolved=True)
     assert adaptive.propose(done, [2, 8, 32, 46, 128], 2, 1797, 2, 1.25) == \
         ([], "crossing's width x1.22 <= target x1.25")
+
+
+def test_the_report_shows_the_sweep(tmp_path):
+    from raystudy.analysis import report
+
+    _, rec, d = _sweep(tmp_path, 60.0, 1.0)
+    page = report.write_report([d], tmp_path / "r", n_boot=50, echo=lambda *a: None).read_text()
+    assert "Adaptive K sweep" in page
+    for r in rec["rounds"]:
+        assert ", ".join(map(str, r["ks"])) in page
+        for p in r["next"]:
+            assert f"K = {p['K']}: " in page
+    assert html.escape(rec["rounds"][-1]["stop"]) in page
+
+
+def test_demo_adaptive_config_loads():
+    from raystudy.config import load
+
+    from .conftest import ROOT
+
+    cfg = load(ROOT / "configs" / "demo-adaptive.yaml")
+    assert cfg.sweep.enabled and adaptive.initial_ks(cfg.sweep.k_min, cfg.sweep.k_max, cfg.sweep.initial) == \
+        [2, 19, 186, 1797]
+    assert cfg.sweep.initial + cfg.sweep.rounds * cfg.sweep.per_round == 6  # at most 6 trainings, as the issue asks

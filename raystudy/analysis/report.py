@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import base64
 import html
+import json
 import logging
 import re
 import time
@@ -243,6 +244,42 @@ def _summary_html(st: Studies, sm: pd.DataFrame, level: float) -> str:
     return text + _table(show, "summary-table")
 
 
+def _read_sweep(study_dir) -> dict | None:
+    """The study's ``sweep.json`` (raystudy.adaptive), or None."""
+    p = Path(study_dir) / "sweep.json"
+    try:
+        return json.loads(p.read_text()) if p.exists() else None
+    except json.JSONDecodeError:
+        return None
+
+
+def _k(v) -> str:
+    return "open" if v is None else (f"{v:.3g}" if v < 100 else f"{v:.0f}")
+
+
+def sweep_html(study_dir) -> str:
+    """The adaptive sweep's rounds: the K measured, the crossing's interval and bracket after
+    the round, the K chosen next and why, and why it stopped. '' when the study has no sweep."""
+    sw = _read_sweep(study_dir)
+    if not sw or not sw.get("rounds"):
+        return ""
+    rows = []
+    for r in sw["rounds"]:
+        nxt = "; ".join(f"K = {p['K']}: {p['reason']}" for p in r.get("next") or []) or "-"
+        rows.append({"round": r["round"], "K measured": ", ".join(map(str, r["ks"])), "trainings": r["trainings"],
+                     "crossing": f"{_k(r['k_cross'])} [{_k(r['k_cross_lo'])}, {_k(r['k_cross_hi'])}]",
+                     "bracket": f"{_k(r['k_cross_bracket_lo'] or None)} to {_k(r['k_cross_bracket_hi'])}",
+                     "width (x in K)": "open" if r["width"] is None else f"{r['width']:.3g}",
+                     "EMM": f"{_k(r['emm'])} [{_k(r['emm_lo'])}, {_k(r['emm_hi'])}]",
+                     "next K (why)": nxt, "stop": r.get("stop") or "", "wall_s": r.get("wall_s")})
+    cfg = sw.get("sweep", {})
+    head = (f"<p>Adaptive sweep over K = {cfg.get('k_min')}..{cfg.get('k_max')} on metric {html.escape(str(sw.get('metric')))}: "
+            f"{cfg.get('initial')} K first, then up to {cfg.get('rounds')} rounds of {cfg.get('per_round')}, until the "
+            f"crossing's width (the bracket's while no grid K lies inside it) is below ×{cfg.get('target_ratio')}. "
+            "Each row: the state after the round, and the K it chose next.</p>")
+    return head + _table(pd.DataFrame(rows), "sweep")
+
+
 def _page(st: Studies, cv, sm, items, notes, level, n_boot, paths) -> str:
     title = "raystudy report: " + " vs ".join(st.names)
     parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
@@ -254,6 +291,10 @@ def _page(st: Studies, cv, sm, items, notes, level, n_boot, paths) -> str:
              f"profile-likelihood interval clipped to the bracket of grid K significantly above / below the "
              f"level (raystudy.analysis.transition).</p>",
              "<h2 id='summary'>Crossing K and spurious peak</h2>", _summary_html(st, sm, level)]
+    for s, p in zip(st.names, paths):
+        sweep = sweep_html(p)
+        if sweep:
+            parts += [f"<h2 id='sweep'>Adaptive K sweep · {html.escape(s)}</h2>", sweep]
     if notes:
         parts.append("<h2 id='notes'>Not drawn</h2><ul>" +
                      "".join(f"<li class='note'>{html.escape(n)}</li>" for n in notes) + "</ul>")
