@@ -24,9 +24,11 @@ threshold grid uses): it is a point, with no honest interval of its own. By conv
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
+from scipy import stats as sps
 
 from .load import LABELS
 from .transition import Crossing, fit_crossing, fraction_intervals, overdispersion, peak_bracket
@@ -212,10 +214,29 @@ EMM_LEVEL = 0.9  # Gu et al.'s effective model memorization: the largest K still
 
 
 def _crossing(fr: pd.DataFrame, col: str, q: float, level: float, n_boot: int, seed: int) -> Crossing:
+    """The pooled fit's crossing; with several seeds its interval also holds the seeds' own:
+    a t interval (S - 1 degrees of freedom) of the per-seed fitted ln K, because a seed is
+    one draw of the training run and S seeds say only so much about the next."""
     ks, counts, ns = _per_k_counts(fr, col)
     per_k = fraction_intervals(counts, ns, level, n_boot, seed)
-    return fit_crossing(ks, [c.sum() for c in counts], [n.sum() for n in ns], q, level,
-                        overdispersion(counts, ns), per_k)
+    c = fit_crossing(ks, [c.sum() for c in counts], [n.sum() for n in ns], q, level,
+                     overdispersion(counts, ns), per_k)
+    seeds = sorted(fr["seed"].unique())
+    if len(seeds) < 2:
+        return c
+    per_seed = []
+    for s in seeds:
+        g = fr[fr["seed"] == s].sort_values("K")
+        n = g["n"].to_numpy(float)
+        per_seed.append(fit_crossing(g["K"].to_numpy(float), np.rint(n * g[col].to_numpy(float)), n, q, level).k)
+    x = np.log(np.clip(per_seed, 1e-300, None))
+    half = sps.t.ppf((1 + level) / 2, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x))
+    lo = min(c.fit_lo, float(np.exp(x.mean() - half)))
+    hi = max(c.fit_hi, float(np.exp(x.mean() + half)))
+    lo, hi = max(lo, c.bracket_lo), min(hi, c.bracket_hi)
+    if lo > hi:
+        lo, hi = c.bracket_lo, c.bracket_hi
+    return replace(c, lo=lo, hi=hi, fit_lo=min(c.fit_lo, lo), fit_hi=max(c.fit_hi, hi), k=float(np.clip(c.k, lo, hi)))
 
 
 def transition_summary(labels: pd.DataFrame | None = None, fractions: pd.DataFrame | None = None,
