@@ -236,7 +236,7 @@ def _crossing(fr: pd.DataFrame, col: str, q: float, level: float, n_boot: int, s
     lo, hi = max(lo, c.bracket_lo), min(hi, c.bracket_hi)
     if lo > hi:
         lo, hi = c.bracket_lo, c.bracket_hi
-    return replace(c, lo=lo, hi=hi, fit_lo=min(c.fit_lo, lo), fit_hi=max(c.fit_hi, hi), k=float(np.clip(c.k, lo, hi)))
+    return replace(c, lo=lo, hi=hi, k=float(np.clip(c.k, lo, hi)))
 
 
 def transition_summary(labels: pd.DataFrame | None = None, fractions: pd.DataFrame | None = None,
