@@ -245,3 +245,14 @@ def test_seed_to_seed_spread_widens_the_crossing_interval(w):
         r = stats.transition_summary(fractions=pd.concat(rows, ignore_index=True), n_boot=300).iloc[0]
         hits += r["k_cross_lo"] <= k_star <= r["k_cross_hi"]
     assert hits / runs >= 0.85, hits / runs
+
+
+if __name__ == "__main__":  # the README's coverage table: .venv/bin/python tests/test_transition_intervals.py
+    print("| grid | width in ln K | old interval covers | new interval covers | bracket covers | EMM interval covers |")
+    for grid, ks in (("demo", DEMO), ("refined", REFINED)):
+        for w in (SHARP, BROAD):
+            sm = summaries(grid, w)
+            old, old_w = coverage(ks, w, 120, todays_interval)
+            print(f"| {grid} | {w} | {old:.2f} (x{old_w:.2f}) | {covered(sm, 'k_cross'):.2f} "
+                  f"(x{(sm.k_cross_hi / sm.k_cross_lo).median():.2f}) | "
+                  f"{covered(sm, 'k_cross', '_bracket_lo', '_bracket_hi'):.2f} | {covered(sm, 'emm', truth='emm_star'):.2f} |")
