@@ -203,13 +203,13 @@ def test_a_real_sweep_runs_the_stages_and_resumes_without_recomputing(tiny_study
     rec = json.loads((d / "sweep.json").read_text())
     r0 = rec["rounds"][0]
     assert r0["ks"] == [2, 16]
-    assert any(l.startswith("[train] complete, skipped") for l in lines[:12])
+    assert any(line.startswith("[train] complete, skipped") for line in lines[:12])
     fr = tables.read_pandas(d, "fractions")
     want = sorted(set(r0["ks"]) | {p["K"] for p in r0["next"]})
     assert sorted(fr["K"].unique()) == want
     assert tuple(want) == tuple(sorted(__import__("yaml").safe_load((d / "config.yaml").read_text())["ks"]))
     again = []
     adaptive.run_sweep(sw, d, echo=again.append)
-    assert not any(l.endswith("to do (missing)") for l in again if l.startswith("[")), again
+    assert not any(x.endswith("to do (missing)") for x in again if x.startswith("[")), again
     strip = lambda rec: [(r["ks"], r["next"], r["stop"]) for r in rec["rounds"]]
     assert strip(json.loads((d / "sweep.json").read_text())) == strip(rec)

@@ -10,7 +10,8 @@ matplotlib, duckdb).
 
 Modules: ``load`` (tables, configs, DuckDB), ``stats`` (seed curves, per-K intervals, the
 summary: crossing K, EMM, spurious peak), ``transition`` (exact per-K intervals, the logistic fit
-in log K with its profile-likelihood interval, the grid's bracket), ``thresholds`` (relabel from stored distances, sensitivity grid),
+in log K with its profile-likelihood interval, the grid's bracket), ``thresholds`` (relabel from
+stored distances, sensitivity grid),
 ``figures`` (curves, distances, thresholds, training, basins, energy), ``images``
 (nearest-neighbour grids; the one place that may import ``raystudy.datasets`` lazily for
 non-digits training pixels), ``report`` (``raystudy report``), ``synthetic`` (a study
@@ -43,8 +44,8 @@ from .stats import (
     seed_curves,
     transition_summary,
 )
-from .transition import bracket, clopper_pearson, fit_crossing, fraction_intervals
 from .thresholds import default_grid, relabel, relabel_table, threshold_grid
+from .transition import bracket, clopper_pearson, fit_crossing, fraction_intervals
 
 
 def __getattr__(name):

@@ -305,7 +305,8 @@ def _page(st: Studies, cv, sm, items, notes, level, n_boot, paths) -> str:
             parts.append(f"<h2>{html.escape(section)}</h2>")
         parts.append(f"<figure>{_img(it['path'], it['file'])}<figcaption><b>{html.escape(it['file'])}</b>: "
                      f"{html.escape(it['caption'])}</figcaption></figure>")
-    parts.append("<h2 id='fractions'>Fractions</h2><p>Per K: mean ± s.d. over seeds, [per-K interval]; 'ratio test': fraction with NN1/NN2 &lt; 1/3.</p>")
+    parts.append("<h2 id='fractions'>Fractions</h2><p>Per K: mean ± s.d. over seeds, [per-K interval]; "
+                 "'ratio test': fraction with NN1/NN2 &lt; 1/3.</p>")
     for s in st.names:
         ft = fractions_table(cv, s)
         parts.append(f"<h3>{html.escape(s)}</h3>")
