@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", parents=[common, overrides], help="run a study from a YAML config",
                        description=RUN_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     r.add_argument("config", help="YAML config (see configs/); sections study, data, ks, seeds, model, train, "
-                   "generate, knn, classify, basins, energy, ray")
+                   "generate, knn, classify, basins, energy, sweep, ray")
     r.add_argument("--study", required=True, metavar="DIR",
                    help="study directory: config.yaml, models/, tables/<name>/*.parquet and figures/ land here")
     _stage_options(r)
@@ -144,7 +144,12 @@ def run_command(config, study: str, overrides, dry_run: bool = False, only=None)
 
     cfg = _load(config, overrides)
     check_only(only)
-    run(cfg, study, dry_run=dry_run, only=only)
+    if cfg.sweep.enabled:  # the study's K come from the adaptive sweep, round by round
+        from .adaptive import run_sweep
+
+        run_sweep(cfg, study, dry_run=dry_run, only=only)
+    else:
+        run(cfg, study, dry_run=dry_run, only=only)
 
 
 def _run(args) -> None:

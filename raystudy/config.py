@@ -165,6 +165,29 @@ class EnergySection(_Section):
                                   "sqrt(1 - cumprod(betas)) instead of sqrt(1 - alpha_bar_t)")
 
 
+class SweepSection(_Section):
+    """An adaptive K sweep (raystudy.adaptive): ``initial`` K log-spaced over [k_min, k_max],
+    then up to ``rounds`` rounds of ``per_round`` new K each, placed where they narrow the
+    crossing's interval most, until it is narrower than ``target_ratio`` (hi / lo, in K). When
+    enabled, the study's K are the sweep's and ``ks`` is ignored."""
+    enabled: bool = False
+    k_min: int = Field(2, ge=1)
+    k_max: int = Field(1797, ge=2)
+    initial: int = Field(4, ge=2, description="K of the first round, log-spaced from k_min to k_max")
+    rounds: int = Field(3, ge=0, description="rounds after the first, at most")
+    per_round: int = Field(2, ge=1, description="new K per round (they train at once)")
+    target_ratio: float = Field(1.25, gt=1, description="stop when the crossing's interval hi / lo is below this")
+    metric: str = Field("l2", description="the knn metric whose labels place the K")
+
+    @model_validator(mode="after")
+    def _range(self):
+        if self.k_max <= self.k_min:
+            raise ValueError(f"sweep.k_max ({self.k_max}) must be larger than sweep.k_min ({self.k_min})")
+        if self.initial > self.k_max - self.k_min + 1:
+            raise ValueError(f"sweep.initial ({self.initial}) is more K than k_min..k_max holds")
+        return self
+
+
 class RaySection(_Section):
     num_cpus: Optional[int] = Field(None, ge=1, description="CPUs for a local Ray (ignored on a cluster)")
 
@@ -181,6 +204,7 @@ class StudyConfig(_Section):
     classify: ClassifySection = ClassifySection()
     basins: BasinsSection = BasinsSection()
     energy: EnergySection = EnergySection()
+    sweep: SweepSection = SweepSection()
     ray: RaySection = RaySection()
 
     @field_validator("ks", "seeds")
@@ -200,6 +224,8 @@ class StudyConfig(_Section):
             for name in ("delta_m", "delta_s"):
                 if m not in getattr(self.classify, name):
                     raise ValueError(f"classify.{name} has no threshold for metric {m!r}")
+        if self.sweep.enabled and self.sweep.metric not in self.knn.metrics:
+            raise ValueError(f"sweep.metric {self.sweep.metric!r} is not one of knn.metrics")
         if self.basins.metric not in self.knn.metrics:
             raise ValueError(f"basins.metric {self.basins.metric!r} is not one of knn.metrics")
         circle = self.data.name == "circle"

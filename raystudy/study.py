@@ -138,13 +138,24 @@ def refuse_stale(cfg, study_dir, todo_by_stage) -> None:
 
 
 def fractions_text(study_dir) -> str:
+    """The fractions per K (mean over seeds, the memorized fraction's 95% interval), then where
+    memorized crosses 1/2, EMM and the spurious peak, with intervals (raystudy.analysis.stats)."""
+    from .analysis.stats import describe, interval_curves, transition_summary
+
     if not (study_folder(study_dir) / "config.yaml").exists():
         raise StudyError(f"{study_dir} holds no study (no config.yaml)")
     df = tables.read_pandas(study_dir, "fractions")
     if df.empty:
         return "(no fractions yet: run the study)"
     g = df.groupby(["metric", "K"])[["n", "memorized", "spurious", "generalized", "ratio_memorized"]].mean()
-    return g.to_string(float_format=lambda v: f"{v:.3f}")
+    g["n"] = df.groupby(["metric", "K"])["n"].sum()
+    ic = interval_curves(df).set_index(["metric", "K"])
+    g.insert(2, "mem_lo", ic["memorized_lo"])
+    g.insert(3, "mem_hi", ic["memorized_hi"])
+    lines = [g.to_string(float_format=lambda v: f"{v:.3f}"), "(mem_lo, mem_hi: 95% interval of memorized per K)"]
+    for _, r in transition_summary(fractions=df).iterrows():
+        lines.append(f"{r['metric']}: {describe(r)}")
+    return "\n".join(lines)
 
 
 def _record_time(study_dir: Path, name: str, wall_s: float, units: int) -> None:

@@ -3,13 +3,15 @@ matplotlib, duckdb).
 
     from raystudy import analysis as A
     st = A.load("studies/demo")                 # every table, pandas, with a `study` column
-    A.summary(st)                               # crossing K (+ bootstrap CI), spurious peak, per metric
+    A.summary(st)                               # crossing K, EMM (+ intervals, grid bracket), spurious peak
     A.transition_figure(st)                     # the paper's transition curves, with error bars
     A.connect("studies/demo").sql(A.EXAMPLE_QUERY).df()   # DuckDB: a view per table
     A.write_report(["studies/demo"])            # PNGs + one self-contained report.html
 
-Modules: ``load`` (tables, configs, DuckDB), ``stats`` (seed / bootstrap curves, crossing
-K, spurious peak), ``thresholds`` (relabel from stored distances, sensitivity grid),
+Modules: ``load`` (tables, configs, DuckDB), ``stats`` (seed curves, per-K intervals, the
+summary: crossing K, EMM, spurious peak), ``transition`` (exact per-K intervals, the logistic fit
+in log K with its profile-likelihood interval, the grid's bracket), ``thresholds`` (relabel from
+stored distances, sensitivity grid),
 ``figures`` (curves, distances, thresholds, training, basins, energy), ``images``
 (nearest-neighbour grids; the one place that may import ``raystudy.datasets`` lazily for
 non-digits training pixels), ``report`` (``raystudy report``), ``synthetic`` (a study
@@ -37,11 +39,13 @@ from .stats import (
     crossings,
     describe,
     format_k,
+    interval_curves,
     per_seed_fractions,
     seed_curves,
     transition_summary,
 )
 from .thresholds import default_grid, relabel, relabel_table, threshold_grid
+from .transition import bracket, clopper_pearson, fit_crossing, fraction_intervals
 
 
 def __getattr__(name):
@@ -59,7 +63,8 @@ def __getattr__(name):
 __all__ = [
     "EXAMPLE_QUERY", "LABELS", "TABLES", "AnalysisError", "Studies", "connect", "load", "read_config",
     "read_stages", "read_table", "study_names", "thresholds", "bootstrap_curves", "crossing_k", "crossings",
-    "describe", "format_k", "per_seed_fractions", "seed_curves", "transition_summary", "default_grid", "relabel",
+    "describe", "format_k", "interval_curves", "bracket", "clopper_pearson", "fit_crossing",
+    "fraction_intervals", "per_seed_fractions", "seed_curves", "transition_summary", "default_grid", "relabel",
     "relabel_table", "threshold_grid",
     # lazily: figures.*, images.nn_grid / train_images, report.write_report / main
     "curves", "summary", "transition_figure", "compare_figure", "distances_figure", "thresholds_figure",

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from .load import LABELS, Studies
-from .stats import bootstrap_curves, format_k, per_seed_fractions, seed_curves, transition_summary
+from .stats import format_k, interval_curves, per_seed_fractions, seed_curves, transition_summary
 
 COLORS = {"memorized": "tab:red", "spurious": "tab:orange", "generalized": "tab:green",
           "ratio_memorized": "tab:purple", "train": "tab:blue", "held-out": "tab:gray"}
@@ -44,13 +44,15 @@ def _in_order(df: pd.DataFrame, names: list[str]) -> pd.DataFrame:
 
 
 def curves(st: Studies, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> pd.DataFrame:
-    """Per (study, metric, K): seed mean and s.d. of each fraction and, when ``labels`` is
-    loaded, the bootstrap interval over samples (``<col>_lo`` / ``<col>_hi``)."""
-    sc = seed_curves(_fractions_of(st))
-    if st.has("labels"):
-        bc = bootstrap_curves(st.labels, n_boot, level, seed)
-        bc = bc[[c for c in bc.columns if c.endswith(("_lo", "_hi")) or c in ("study", "metric", "K")]]
-        sc = sc.merge(bc, on=["study", "metric", "K"], how="left")
+    """Per (study, metric, K): seed mean and s.d. of each fraction and its ``level`` interval
+    (``<col>_lo`` / ``<col>_hi``: exact over samples with one seed, hierarchical bootstrap over
+    seeds and samples with several; :func:`raystudy.analysis.stats.interval_curves`)."""
+    fr = _fractions_of(st)
+    sc = seed_curves(fr)
+    if len(fr):
+        ic = interval_curves(fr, level, n_boot, seed)
+        ic = ic[[c for c in ic.columns if c.endswith(("_lo", "_hi")) or c in ("study", "metric", "K")]]
+        sc = sc.merge(ic, on=["study", "metric", "K"], how="left")
     return _in_order(sc, st.names)
 
 
@@ -60,14 +62,26 @@ def summary(st: Studies, n_boot: int = 1000, level: float = 0.95, seed: int = 0)
                                         seed), st.names)
 
 
-def _span(ax, lo, hi, ks, color):
+def _span(ax, lo, hi, ks, color, alpha=0.10, **kw):
     """Shade a crossing interval, clipped to the K range (0 / inf mean outside it)."""
     if pd.isna(lo) or pd.isna(hi):
         return
     a = max(lo, min(ks)) if lo > 0 else min(ks)
     b = min(hi, max(ks)) if np.isfinite(hi) else max(ks)
     if b > a:
-        ax.axvspan(a, b, color=color, alpha=0.10, lw=0)
+        ax.axvspan(a, b, color=color, alpha=alpha, lw=0, **kw)
+
+
+def crossing_text(row, prefix: str = "k_cross") -> str:
+    """'between K = 32 and 128 (fit 48.6 [44.1, 54])' when no grid K lies in the bracket,
+    else 'K = 99.5 [84, 117]'."""
+    ks = (row["K_min"], row["K_max"])
+    k, lo, hi = row[prefix], row.get(f"{prefix}_lo"), row.get(f"{prefix}_hi")
+    ci = "" if pd.isna(lo) else f" [{format_k(lo, ks)}, {format_k(hi, ks)}]"
+    b_lo, b_hi = row.get(f"{prefix}_bracket_lo"), row.get(f"{prefix}_bracket_hi")
+    if not pd.isna(b_lo) and not row.get(f"{prefix}_resolved", True) and b_lo > 0 and np.isfinite(b_hi):
+        return f"between K = {format_k(b_lo)} and {format_k(b_hi)} (fit {format_k(k, ks)}{ci})"
+    return f"K = {format_k(k, ks)}{ci}"
 
 
 def _panel(ax, cv: pd.DataFrame, row, ratio: bool = True, level: float = 0.95):
@@ -89,13 +103,20 @@ def _panel(ax, cv: pd.DataFrame, row, ratio: bool = True, level: float = 0.95):
     text = []
     if row is not None:
         kc = row["k_cross"]
-        if 0 < kc < np.inf:
+        if ks.min() <= kc <= ks.max():
             ax.axvline(kc, color=COLORS["memorized"], lw=1, ls="--")
-        _span(ax, row.get("k_cross_lo"), row.get("k_cross_hi"), ks, COLORS["memorized"])
-        ci = "" if pd.isna(row.get("k_cross_lo")) else \
-            f" [{format_k(row['k_cross_lo'], ks)}, {format_k(row['k_cross_hi'], ks)}]"
-        text.append(f"memorized = 1/2 at K = {format_k(kc, ks)}{ci}")
-        text.append(f"ratio test: K = {format_k(row['ratio_k_cross'], ks)}")
+        # the bracket (grid K significantly above / below 1/2) hatched, the interval shaded
+        if "k_cross_bracket_lo" in row:
+            _span(ax, row["k_cross_bracket_lo"], row["k_cross_bracket_hi"], ks, COLORS["memorized"], alpha=0.05,
+                  hatch="//")
+        _span(ax, row.get("k_cross_lo"), row.get("k_cross_hi"), ks, COLORS["memorized"], alpha=0.18)
+        text.append(f"memorized = 1/2: {crossing_text(row)}")
+        if "emm" in row:
+            if ks.min() <= row["emm"] <= ks.max():
+                ax.axvline(row["emm"], color=COLORS["ratio_memorized"], lw=1, ls=":")
+            _span(ax, row["emm_lo"], row["emm_hi"], ks, COLORS["ratio_memorized"], alpha=0.12)
+            text.append(f"EMM (ratio test = 0.9): {crossing_text(row, 'emm')}")
+        text.append(f"ratio test = 1/2: K = {format_k(row['ratio_k_cross'], ks)}")
         ax.plot([row["spurious_peak_k"]], [row["spurious_peak"]], marker="*", ms=13, color=COLORS["spurious"],
                 mec="k", mew=0.6, ls="none", zorder=5)
         text.append(f"spurious peak: K = {row['spurious_peak_k']} ({row['spurious_peak']:.2f})")
@@ -114,8 +135,10 @@ def _note(cv: pd.DataFrame, level: float) -> str:
     if n_seeds > 1:
         s += "; error bars: ±1 s.d. over seeds"
     if any(c.endswith("_lo") for c in cv.columns):
-        s += f"; bands: {level:.0%} bootstrap CI over samples"
-    return s + "; dashed vertical: memorized crosses 1/2 (log-K interpolation), shaded: its CI; star: spurious peak"
+        s += (f"; bands: {level:.0%} interval per K (" +
+              ("hierarchical bootstrap over seeds and samples" if n_seeds > 1 else "exact, over samples") + ")")
+    return s + ("; dashed vertical: memorized crosses 1/2 (logistic fit in log K), shaded: its interval, "
+                "hatched: the grid's bracket; dotted purple: EMM; star: spurious peak")
 
 
 def transition_figure(st: Studies, cv: pd.DataFrame | None = None, sm: pd.DataFrame | None = None,
@@ -166,7 +189,7 @@ def compare_figure(st: Studies, cv: pd.DataFrame | None = None, sm: pd.DataFrame
             r = sm[(sm["study"] == s) & (sm["metric"] == m)]
             if len(r):
                 r = r.iloc[0]
-                if 0 < r["k_cross"] < np.inf:
+                if ks.min() <= r["k_cross"] <= ks.max():
                     axes[0][j].axvline(r["k_cross"], color=color, ls="--", lw=1)
                 _span(axes[0][j], r.get("k_cross_lo"), r.get("k_cross_hi"), ks, color)
                 axes[1][j].plot([r["spurious_peak_k"]], [r["spurious_peak"]], "*", ms=12, color=color, mec="k")

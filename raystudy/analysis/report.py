@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import base64
 import html
+import json
 import logging
 import re
 import time
@@ -29,11 +30,13 @@ from .stats import format_k
 CAPTIONS = {
     "transition": "Memorized / spurious / generalized fraction vs training-set size K (log axis), one panel per "
                   "metric{per_study}. Lines: mean over seeds; error bars: ±1 s.d. over seeds (when more than one); "
-                  "bands: {level:.0%} bootstrap CI over samples. Dashed purple: the ratio test (NN1/NN2 < 1/3 on "
-                  "per-pixel L2) beside the paper's rule. Dashed red: the K where memorized crosses 1/2 "
-                  "(log-K interpolation), shaded: its CI; star: the spurious peak.",
+                  "bands: {level:.0%} interval per K (exact over samples; a hierarchical bootstrap over seeds and samples "
+                  "with several seeds). Dashed purple: the ratio test (NN1/NN2 < 1/3 on per-pixel L2) beside the "
+                  "paper's rule. Dashed red: the K where memorized crosses 1/2 (logistic fit in log K), shaded: its "
+                  "interval, hatched: the bracket of grid K significantly above / below 1/2; dotted purple and "
+                  "shaded: EMM (the ratio test's fraction = 0.9); star: the spurious peak.",
     "compare": "The studies on one axis per metric: memorized (top) and spurious (bottom) fractions vs K with "
-               "their bootstrap bands; dashed lines: each study's crossing K.",
+               "their per-K intervals; dashed lines: each study's crossing K (logistic fit), shaded: its interval.",
     "distances": "Histograms of d_train (distance to the nearest training image) and d_synth (to the nearest "
                  "sample of the independent second set) per K, stacked by label, log-spaced bins; dashed: the "
                  "thresholds delta_m and delta_s.",
@@ -99,7 +102,7 @@ def _table(df: pd.DataFrame, cls: str) -> str:
 
 def fractions_table(cv: pd.DataFrame, study: str) -> pd.DataFrame:
     """The page's fractions table of one study: per metric and K, mean ± s.d. over seeds and
-    the bootstrap interval over samples, as text."""
+    the per-K interval, as text."""
     c = cv[cv["study"] == study].sort_values(["metric", "K"])
     out = pd.DataFrame({"metric": c["metric"], "K": c["K"].astype(int), "samples": c["n"].astype(int),
                         "seeds": c["n_seeds"].astype(int)})
@@ -229,12 +232,52 @@ def _summary_html(st: Studies, sm: pd.DataFrame, level: float) -> str:
                                   f"{format_k(a, (base['K_min'], base['K_max']))}, {html.escape(r['study'])} K = "
                                   f"{format_k(b, (r['K_min'], r['K_max']))} (not both inside the K range)</li>")
         text += f"<h3>Comparison</h3><ul>{''.join(shifts)}</ul>"
-    cols = ["study", "metric", "k_cross", "k_cross_lo", "k_cross_hi", "k_cross_seed_min", "k_cross_seed_max",
-            "ratio_k_cross", "spurious_peak_k", "spurious_peak", "spurious_peak_lo", "spurious_peak_hi"]
+    cols = ["study", "metric", "k_cross", "k_cross_lo", "k_cross_hi", "k_cross_bracket_lo", "k_cross_bracket_hi",
+            "k_cross_interp", "k_cross_seed_min", "k_cross_seed_max", "emm", "emm_lo", "emm_hi", "ratio_k_cross",
+            "spurious_peak_k", "spurious_peak_k_lo", "spurious_peak_k_hi", "spurious_peak", "spurious_peak_lo",
+            "spurious_peak_hi"]
     show = sm[[c for c in cols if c in sm]].copy()
-    for c in ("k_cross", "k_cross_lo", "k_cross_hi", "k_cross_seed_min", "k_cross_seed_max", "ratio_k_cross"):
-        show[c] = [format_k(v, (r["K_min"], r["K_max"])) for v, (_, r) in zip(show[c], sm.iterrows())]
+    for c in [c for c in cols if c.startswith(("k_cross", "emm", "ratio_k_cross", "spurious_peak_k_"))]:
+        if c in show:
+            show[c] = [format_k(v, (r["K_min"], r["K_max"])) if not (c.endswith("bracket_lo") or c.endswith("k_lo"))
+                       or v > 0 else "-" for v, (_, r) in zip(show[c], sm.iterrows())]
     return text + _table(show, "summary-table")
+
+
+def _read_sweep(study_dir) -> dict | None:
+    """The study's ``sweep.json`` (raystudy.adaptive), or None."""
+    p = Path(study_dir) / "sweep.json"
+    try:
+        return json.loads(p.read_text()) if p.exists() else None
+    except json.JSONDecodeError:
+        return None
+
+
+def _k(v) -> str:
+    return "open" if v is None else (f"{v:.3g}" if v < 100 else f"{v:.0f}")
+
+
+def sweep_html(study_dir) -> str:
+    """The adaptive sweep's rounds: the K measured, the crossing's interval and bracket after
+    the round, the K chosen next and why, and why it stopped. '' when the study has no sweep."""
+    sw = _read_sweep(study_dir)
+    if not sw or not sw.get("rounds"):
+        return ""
+    rows = []
+    for r in sw["rounds"]:
+        nxt = "; ".join(f"K = {p['K']}: {p['reason']}" for p in r.get("next") or []) or "-"
+        rows.append({"round": r["round"], "K measured": ", ".join(map(str, r["ks"])), "trainings": r["trainings"],
+                     "crossing": f"{_k(r['k_cross'])} [{_k(r['k_cross_lo'])}, {_k(r['k_cross_hi'])}]",
+                     "bracket": f"{_k(r['k_cross_bracket_lo'] or None)} to {_k(r['k_cross_bracket_hi'])}",
+                     "width (x in K)": "open" if r["width"] is None else f"{r['width']:.3g}",
+                     "EMM": f"{_k(r['emm'])} [{_k(r['emm_lo'])}, {_k(r['emm_hi'])}]",
+                     "next K (why)": nxt, "stop": r.get("stop") or "", "wall_s": r.get("wall_s")})
+    cfg = sw.get("sweep", {})
+    head = (f"<p>Adaptive sweep over K = {cfg.get('k_min')}..{cfg.get('k_max')} on metric {html.escape(str(sw.get('metric')))}: "
+            f"{cfg.get('initial')} K first, then up to {cfg.get('rounds')} rounds of {cfg.get('per_round')}, until the "
+            f"crossing's width (the bracket's while no grid K lies inside it) is below ×{cfg.get('target_ratio')}. "
+            "Each row: the state after the round, and the K it chose next.</p>")
+    return head + _table(pd.DataFrame(rows), "sweep")
 
 
 def _page(st: Studies, cv, sm, items, notes, level, n_boot, paths) -> str:
@@ -242,9 +285,16 @@ def _page(st: Studies, cv, sm, items, notes, level, n_boot, paths) -> str:
     parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
              f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>",
              f"<p>Studies: {', '.join(f'<code>{html.escape(str(p))}</code>' for p in paths)}. "
-             f"Written {time.strftime('%Y-%m-%d %H:%M:%S')}. Intervals: {level:.0%} bootstrap over samples "
-             f"({n_boot} replicates, samples resampled within each K and seed); seed spread: ±1 s.d.</p>",
+             f"Written {time.strftime('%Y-%m-%d %H:%M:%S')}. Per-K intervals: {level:.0%}, exact (Clopper-Pearson) "
+             f"over samples with one seed, a hierarchical bootstrap ({n_boot} replicates: seeds, then samples "
+             f"within seed) with several; seed spread: ±1 s.d. Crossing K and EMM: a logistic fit in log K, "
+             f"profile-likelihood interval clipped to the bracket of grid K significantly above / below the "
+             f"level (raystudy.analysis.transition).</p>",
              "<h2 id='summary'>Crossing K and spurious peak</h2>", _summary_html(st, sm, level)]
+    for s, p in zip(st.names, paths):
+        sweep = sweep_html(p)
+        if sweep:
+            parts += [f"<h2 id='sweep'>Adaptive K sweep · {html.escape(s)}</h2>", sweep]
     if notes:
         parts.append("<h2 id='notes'>Not drawn</h2><ul>" +
                      "".join(f"<li class='note'>{html.escape(n)}</li>" for n in notes) + "</ul>")
@@ -255,8 +305,8 @@ def _page(st: Studies, cv, sm, items, notes, level, n_boot, paths) -> str:
             parts.append(f"<h2>{html.escape(section)}</h2>")
         parts.append(f"<figure>{_img(it['path'], it['file'])}<figcaption><b>{html.escape(it['file'])}</b>: "
                      f"{html.escape(it['caption'])}</figcaption></figure>")
-    parts.append("<h2 id='fractions'>Fractions</h2><p>Per K: mean ± s.d. over seeds, [bootstrap CI over "
-                 "samples]; 'ratio test': fraction with NN1/NN2 &lt; 1/3.</p>")
+    parts.append("<h2 id='fractions'>Fractions</h2><p>Per K: mean ± s.d. over seeds, [per-K interval]; "
+                 "'ratio test': fraction with NN1/NN2 &lt; 1/3.</p>")
     for s in st.names:
         ft = fractions_table(cv, s)
         parts.append(f"<h3>{html.escape(s)}</h3>")
@@ -297,7 +347,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "FIRST_DIR/report/compare for several)")
     p.add_argument("--pdf", action="store_true", help="also write every figure as a PDF beside its PNG")
     p.add_argument("--n-boot", type=int, default=1000, metavar="N",
-                   help="bootstrap replicates over samples for the confidence intervals (default: 1000)")
+                   help="bootstrap replicates (seeds, then samples within seed) for the per-K intervals of a study with "
+                        "several seeds (default: 1000; one seed uses exact intervals)")
 
 
 def command(args) -> None:

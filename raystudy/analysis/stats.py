@@ -1,32 +1,37 @@
-"""The numbers behind the transition curves: fractions per K, their error bars, the crossing K.
+"""The numbers behind the transition curves: fractions per K, their intervals, the crossing K.
 
 Two kinds of uncertainty, kept apart and both drawn:
 
 * over **seeds** (training runs): the mean of the per-seed fractions and their standard
   deviation, from the ``fractions`` table (or recomputed from ``labels``);
-* over **samples**: a bootstrap that resamples each (K, seed)'s generated samples with
-  replacement (stratified by seed, seeds held fixed) and recomputes the seed-mean curve.
-  Resampling n labelled samples and counting is exactly a multinomial draw with the
-  observed proportions, so a replicate costs O(1) per group, not O(n).
+* per K, an interval for the seed-mean fraction: exact (Clopper-Pearson) over samples with
+  one seed, a hierarchical bootstrap (seeds, then samples within seed) with several
+  (:func:`raystudy.analysis.transition.fraction_intervals`). Counts are n x fraction, so the
+  ``fractions`` table alone is enough.
 
 The point curve is always the mean over seeds of the per-seed fractions, which is what
 the ``fractions`` table holds, so every number here matches the stage's output.
 
-Crossing K: the K where the memorized fraction first falls below 1/2, interpolated
-linearly in log K between the two Ks around it (K is on a log axis and grows
-geometrically). By convention :func:`crossing_k` returns 0 when the fraction is already
-below 1/2 at the smallest K and ``inf`` when it never falls below it: both sort
-correctly, so bootstrap percentiles of the crossing are well defined.
+Crossing K, EMM and their intervals come from :mod:`raystudy.analysis.transition` (a logistic
+fit in log K with a profile-likelihood interval, clipped to the bracket of grid K that are
+significantly above / below the level). The old reading, linear interpolation in log K
+between the two grid K around the crossing, is kept as ``k_cross_interp`` (and is what the
+threshold grid uses): it is a point, with no honest interval of its own. By convention
+:func:`crossing_k` returns 0 when the fraction is already below 1/2 at the smallest K and
+``inf`` when it never falls below it.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
+from scipy import stats as sps
 
 from .load import LABELS
+from .transition import Crossing, fit_crossing, fraction_intervals, overdispersion, peak_bracket
 
 CURVE_COLS: tuple[str, ...] = (*LABELS, "ratio_memorized")
 
@@ -81,13 +86,14 @@ def peak(ks, curves) -> tuple[np.ndarray, np.ndarray]:
 
 
 def format_k(k: float, ks=None) -> str:
-    """A crossing K for people: '73', '< 2' (below at the smallest K), '> 1797' (never)."""
+    """A K for people: '73', '< 2' (below the smallest K), '> 1797' (beyond the largest)."""
     if k is None or (isinstance(k, float) and math.isnan(k)):
         return "n/a"
-    if k == 0:
-        return f"< {int(min(ks))}" if ks is not None and len(ks) else "< K_min"
-    if math.isinf(k):
-        return f"> {int(max(ks))}" if ks is not None and len(ks) else "> K_max"
+    lo, hi = (min(ks), max(ks)) if ks is not None and len(ks) else (None, None)
+    if k == 0 or (lo is not None and k < lo):
+        return f"< {int(lo)}" if lo is not None else "< K_min"
+    if math.isinf(k) or (hi is not None and k > hi):
+        return f"> {int(hi)}" if hi is not None else "> K_max"
     return f"{k:.3g}" if k < 100 else f"{k:.0f}"
 
 
@@ -164,36 +170,92 @@ def _interval(x: np.ndarray, level: float, axis: int = 0):
     return lo, hi
 
 
+def _per_k_counts(fr: pd.DataFrame, col: str) -> tuple[np.ndarray, list, list]:
+    """(ks, per K the per-seed counts n x fraction, per K the per-seed n) of one curve."""
+    fr = fr.sort_values(["K", "seed"])
+    k = fr["K"].to_numpy()
+    n = fr["n"].to_numpy(float)
+    c = np.rint(n * fr[col].to_numpy(float))
+    ks, start = np.unique(k, return_index=True)
+    return ks, np.split(c, start[1:]), np.split(n, start[1:])
+
+
+def interval_curves(fractions: pd.DataFrame, level: float = 0.95, n_boot: int = 1000,
+                    seed: int = 0) -> pd.DataFrame:
+    """Per (study, metric, K): each curve's point value (mean over seeds) and its ``level``
+    interval (``<col>_lo``, ``<col>_hi``): Clopper-Pearson with one seed, hierarchical
+    bootstrap with several (:func:`raystudy.analysis.transition.fraction_intervals`)."""
+    rows = []
+    keys = group_keys(fractions)
+    for gkey, fr in fractions.groupby(keys, sort=True) if keys else [((), fractions)]:
+        gkey = gkey if isinstance(gkey, tuple) else (gkey,)
+        point = fr.groupby("K", sort=True)[list(CURVE_COLS)].mean()
+        out = pd.DataFrame({"K": point.index.astype(int)})
+        for k_, v in zip(keys, gkey):
+            out[k_] = v
+        for c in CURVE_COLS:
+            ks, counts, ns = _per_k_counts(fr, c)
+            lo, hi = fraction_intervals(counts, ns, level, n_boot, seed)
+            out[c], out[f"{c}_lo"], out[f"{c}_hi"] = point[c].to_numpy(), lo, hi
+        rows.append(out[[*keys, "K", *[x for c in CURVE_COLS for x in (c, f"{c}_lo", f"{c}_hi")]]])
+    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+
+
 def bootstrap_curves(labels: pd.DataFrame, n_boot: int = 1000, level: float = 0.95,
                      seed: int = 0) -> pd.DataFrame:
-    """Per (study, metric, K): each curve's point value and its ``level`` bootstrap interval over
-    samples (``<col>_lo``, ``<col>_hi``; percentile method)."""
-    rows = []
-    keys = group_keys(labels)
-    for gkey, lab in labels.groupby(keys, sort=True) if keys else [((), labels)]:
-        gkey = gkey if isinstance(gkey, tuple) else (gkey,)
-        ks, point, reps = replicate_curves(lab, n_boot, seed)
-        lo, hi = _interval(reps, level)
-        for a, k in enumerate(ks):
-            row = dict(zip(keys, gkey))
-            row["K"] = int(k)
-            for j, c in enumerate(CURVE_COLS):
-                row[c], row[f"{c}_lo"], row[f"{c}_hi"] = point[a, j], lo[a, j], hi[a, j]
-            rows.append(row)
-    return pd.DataFrame(rows)
+    """:func:`interval_curves` of the fractions recomputed from ``labels`` (the name is kept
+    from when this was a bootstrap over samples within each seed)."""
+    return interval_curves(per_seed_fractions(labels), level, n_boot, seed)
 
 
-# -- the summary: crossing K and spurious peak per study and metric -----------------------------
+# -- the summary: crossing K, EMM and spurious peak per study and metric -------------------------
+
+EMM_LEVEL = 0.9  # Gu et al.'s effective model memorization: the largest K still >= 90% memorized
+
+
+def _crossing(fr: pd.DataFrame, col: str, q: float, level: float, n_boot: int, seed: int) -> Crossing:
+    """The pooled fit's crossing; with several seeds its interval also holds the seeds' own:
+    a t interval (S - 1 degrees of freedom) of the per-seed fitted ln K, because a seed is
+    one draw of the training run and S seeds say only so much about the next."""
+    ks, counts, ns = _per_k_counts(fr, col)
+    per_k = fraction_intervals(counts, ns, level, n_boot, seed)
+    c = fit_crossing(ks, [c.sum() for c in counts], [n.sum() for n in ns], q, level,
+                     overdispersion(counts, ns), per_k)
+    seeds = sorted(fr["seed"].unique())
+    if len(seeds) < 2:
+        return c
+    per_seed = []
+    for s in seeds:
+        g = fr[fr["seed"] == s].sort_values("K")
+        n = g["n"].to_numpy(float)
+        per_seed.append(fit_crossing(g["K"].to_numpy(float), np.rint(n * g[col].to_numpy(float)), n, q, level).k)
+    x = np.log(np.clip(per_seed, 1e-300, None))
+    half = sps.t.ppf((1 + level) / 2, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x))
+    lo = min(c.fit_lo, float(np.exp(x.mean() - half)))
+    hi = max(c.fit_hi, float(np.exp(x.mean() + half)))
+    lo, hi = max(lo, c.bracket_lo), min(hi, c.bracket_hi)
+    if lo > hi:
+        lo, hi = c.bracket_lo, c.bracket_hi
+    return replace(c, lo=lo, hi=hi, k=float(np.clip(c.k, lo, hi)))
+
 
 def transition_summary(labels: pd.DataFrame | None = None, fractions: pd.DataFrame | None = None,
                        n_boot: int = 1000, level: float = 0.95, seed: int = 0,
                        half: float = 0.5) -> pd.DataFrame:
-    """One row per (study, metric): the crossing K of the memorized fraction (``k_cross``) with
-    its bootstrap interval over samples (``k_cross_lo``, ``k_cross_hi``) and its range over
-    seeds (``k_cross_seed_min``, ``_max``); the same for the ratio test (``ratio_k_cross*``);
-    the spurious peak (``spurious_peak_k``, its value ``spurious_peak`` with interval, and the
-    interval of the peak's K). Uses ``labels`` when given (bootstrap), else ``fractions``
-    (seed statistics only; the bootstrap columns are NaN)."""
+    """One row per (study, metric).
+
+    ``k_cross``: where the memorized fraction crosses ``half``, from a logistic fit in log K;
+    ``k_cross_lo`` / ``_hi``: its ``level`` interval (profile likelihood clipped to the
+    bracket); ``k_cross_fit_lo`` / ``_hi``: the fit's interval alone; ``k_cross_bracket_lo`` /
+    ``_hi``: the grid K around it that are significantly above / below ``half`` (0 / inf:
+    open); ``k_cross_resolved``: a grid K lies inside the bracket; ``k_cross_width``: the
+    fitted width in ln K. The same for the ratio test (``ratio_k_cross*``) and for ``emm``
+    (the ratio test's memorized fraction = 0.9). ``k_cross_interp``: the old log-K linear
+    interpolation, with its range over seeds (``k_cross_seed_min``, ``_max``).
+    ``spurious_peak_k`` / ``spurious_peak``: the grid K with the largest spurious fraction and
+    that fraction; ``spurious_peak_lo`` / ``_hi``: its per-K interval; ``spurious_peak_k_lo`` /
+    ``_hi``: where a unimodal peak can be. ``overdispersion``: the seeds' phi (1: binomial).
+    Uses ``labels`` when given, else ``fractions`` (the same numbers: counts are n x fraction)."""
     use_labels = labels is not None and len(labels) > 0
     src = per_seed_fractions(labels) if use_labels else fractions
     if src is None or len(src) == 0:
@@ -207,44 +269,57 @@ def transition_summary(labels: pd.DataFrame | None = None, fractions: pd.DataFra
         row = dict(zip(keys, gkey))
         row.update(K_min=int(ks.min()), K_max=int(ks.max()), n_K=len(ks),
                    n_seeds=int(fr["seed"].nunique()), n_per_K=float(fr.groupby("K")["n"].sum().mean()))
-        row["k_cross"] = crossing_k(ks, curve["memorized"].to_numpy(), half)
-        row["ratio_k_cross"] = crossing_k(ks, curve["ratio_memorized"].to_numpy(), half)
+        mem = _crossing(fr, "memorized", half, level, n_boot, seed)
+        row.update(mem.columns("k_cross"))
+        row.update(_crossing(fr, "ratio_memorized", half, level, n_boot, seed).columns("ratio_k_cross"))
+        row.update(_crossing(fr, "ratio_memorized", EMM_LEVEL, level, n_boot, seed).columns("emm"))
+        row["overdispersion"] = mem.phi
+        row["k_cross_interp"] = crossing_k(ks, curve["memorized"].to_numpy(), half)
         per_seed = [crossing_k(g.index.to_numpy(), g["memorized"].to_numpy(), half)
                     for _, g in (fr.set_index("K").sort_index().groupby("seed"))]
         row["k_cross_seed_min"], row["k_cross_seed_max"] = float(min(per_seed)), float(max(per_seed))
-        pk, pv = peak(ks, curve["spurious"].to_numpy())
+        sp = curve["spurious"].to_numpy()
+        sp_lo, sp_hi = fraction_intervals(*_per_k_counts(fr, "spurious")[1:], level, n_boot, seed)
+        pk, pv = peak(ks, sp)
+        i = int(np.searchsorted(ks, pk))
         row["spurious_peak_k"], row["spurious_peak"] = int(pk), float(pv)
-        for c in ("k_cross_lo", "k_cross_hi", "ratio_k_cross_lo", "ratio_k_cross_hi",
-                  "spurious_peak_lo", "spurious_peak_hi", "spurious_peak_k_lo", "spurious_peak_k_hi"):
-            row[c] = float("nan")
-        if use_labels:
-            mask = np.ones(len(labels), bool)
-            for k_, v in zip(keys, gkey):
-                mask &= (labels[k_] == v).to_numpy()
-            bks, _, reps = replicate_curves(labels[mask], n_boot, seed)
-            row["k_cross_lo"], row["k_cross_hi"] = map(float, _interval(crossings(bks, reps[:, :, 0], half), level))
-            row["ratio_k_cross_lo"], row["ratio_k_cross_hi"] = map(
-                float, _interval(crossings(bks, reps[:, :, 3], half), level))
-            i = int(np.searchsorted(bks, pk))
-            row["spurious_peak_lo"], row["spurious_peak_hi"] = map(float, _interval(reps[:, i, 1], level))
-            rk, _ = peak(bks, reps[:, :, 1])
-            row["spurious_peak_k_lo"], row["spurious_peak_k_hi"] = map(float, _interval(rk, level))
+        row["spurious_peak_lo"], row["spurious_peak_hi"] = float(sp_lo[i]), float(sp_hi[i])
+        row["spurious_peak_k_lo"], row["spurious_peak_k_hi"] = peak_bracket(ks, sp, sp_lo, sp_hi)
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _where(row, prefix: str, what: str, level: float) -> str:
+    """"<what> between K = 32 and 128 (...)" or "<what> at K = 58 (95% interval ...)"."""
+    ks = (row["K_min"], row["K_max"])
+    k, lo, hi = row[prefix], row[f"{prefix}_lo"], row[f"{prefix}_hi"]
+    b_lo, b_hi = row[f"{prefix}_bracket_lo"], row[f"{prefix}_bracket_hi"]
+    fit = f"{level:.0%} interval {format_k(lo, ks)} to {format_k(hi, ks)}"
+    if b_lo == 0 and not np.isfinite(b_hi) and not row[f"{prefix}_resolved"]:
+        return f"{what} at no K the grid can tell (no K significantly above or below it)"
+    if b_lo == 0 and hi <= ks[0]:
+        return f"{what} below K = {ks[0]} (already below at the smallest K)"
+    if not np.isfinite(b_hi) and lo >= ks[1]:
+        return f"{what} beyond K = {ks[1]} (still above at the largest K)"
+    if not row[f"{prefix}_resolved"] and b_lo > 0 and np.isfinite(b_hi):
+        return (f"{what} between K = {format_k(b_lo)} and {format_k(b_hi)} (no grid K in between; "
+                f"a logistic fit in log K says {format_k(k, ks)}, {fit})")
+    return (f"{what} at K = {format_k(k, ks)} ({fit}, logistic fit in log K; the grid brackets it "
+            f"between {format_k(b_lo, ks) if b_lo > 0 else 'K_min'} and "
+            f"{format_k(b_hi, ks) if np.isfinite(b_hi) else 'K_max'})")
 
 
 def describe(row, level: float = 0.95) -> str:
     """One sentence for one row of :func:`transition_summary`."""
     ks = (row["K_min"], row["K_max"])
-    s = f"memorized crosses 1/2 at K = {format_k(row['k_cross'], ks)}"
-    if not pd.isna(row.get("k_cross_lo")):
-        s += (f" ({level:.0%} bootstrap CI over samples {format_k(row['k_cross_lo'], ks)}"
-              f" to {format_k(row['k_cross_hi'], ks)})")
+    s = _where(row, "k_cross", "memorized crosses 1/2", level)
     if row.get("n_seeds", 1) > 1:
-        s += (f", per seed {format_k(row['k_cross_seed_min'], ks)} to "
-              f"{format_k(row['k_cross_seed_max'], ks)}")
-    s += f"; ratio test (< 1/3) crosses at K = {format_k(row['ratio_k_cross'], ks)}"
-    s += f"; spurious peaks at K = {row['spurious_peak_k']} ({row['spurious_peak']:.2f}"
-    if not pd.isna(row.get("spurious_peak_lo")):
-        s += f", CI {row['spurious_peak_lo']:.2f} to {row['spurious_peak_hi']:.2f}"
-    return s + ")"
+        s += (f"; per seed (log-K interpolation) {format_k(row['k_cross_seed_min'], ks)} to "
+              f"{format_k(row['k_cross_seed_max'], ks)}, overdispersion {row['overdispersion']:.2f}")
+    s += "; " + _where(row, "emm", "EMM (ratio test >= 90% memorized) ends", level)
+    s += f"; ratio test (< 1/3) crosses 1/2 at K = {format_k(row['ratio_k_cross'], ks)}"
+    s += (f"; spurious peaks at grid K = {row['spurious_peak_k']} ({row['spurious_peak']:.2f}, "
+          f"{level:.0%} interval {row['spurious_peak_lo']:.2f} to {row['spurious_peak_hi']:.2f}; "
+          f"the peak lies between K = {format_k(row['spurious_peak_k_lo']) if row['spurious_peak_k_lo'] > 0 else 'K_min'}"
+          f" and {format_k(row['spurious_peak_k_hi']) if np.isfinite(row['spurious_peak_k_hi']) else 'K_max'})")
+    return s

@@ -1,0 +1,228 @@
+"""Where the transition is, with intervals that know what the K grid can and cannot tell.
+
+Per K, an exact (Clopper-Pearson) interval for a fraction over samples: 0/200 has an upper
+bound of 1.8%, not 0. With several seeds, a hierarchical bootstrap (seeds, then samples
+within each seed) because seed-to-seed spread is larger than sample noise; its interval is
+widened to contain the exact one, so a K that is 0/200 in every seed is never a point.
+
+A level crossing (memorized = 1/2; EMM, the ratio test's memorized fraction = 0.9) comes
+from two constructions, and the reported interval is their intersection:
+
+* **fit**: a two-parameter logistic in ln K, ``f(K) = expit((x_q - ln K) / w + logit(q))``
+  (``x_q`` = ln of the K where f = q, ``w`` = width in ln K), fitted by binomial likelihood
+  over the pooled counts. Its interval is the profile-likelihood set of ``x_q``
+  (``2 (l_max - l_profile) <= phi * chi2_1``), the profile maximised over ``w`` on a grid
+  that reaches w -> 0 (a step). ``phi`` >= 1 is the seeds' overdispersion (Pearson chi2
+  of the per-seed counts about their pooled fraction, over its degrees of freedom), i.e. a
+  quasi-likelihood interval: with one seed, phi = 1.
+* **bracket**: model-free, assuming only that the true curve decreases. A grid K whose
+  exact interval lies above q is below the crossing; one whose interval lies below q is
+  above it. The bracket runs from the largest K significantly above to the smallest K
+  significantly below (0 / inf when there is none). When no grid K lies strictly inside
+  it, the grid has not resolved the transition and :func:`raystudy.analysis.stats.describe`
+  says "between 32 and 128".
+
+The fit is clipped to the bracket because the logistic is a model and the bracket is not;
+if they do not overlap (the curve is far from a logistic) the bracket alone is reported.
+``tests/test_transition_intervals.py`` checks the coverage of the result on simulated labels,
+sharp and broad, on the demo's grid and a refined one.
+
+Nothing here imports torch or Ray: numpy and scipy only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy import special, stats
+
+# The fit's grids: x_q reaches PAD (in ln K) beyond the measured K, w spans a step (0.01,
+# far below the demo's grid spacing ln 4) to a nearly flat curve.
+PAD = 1.5
+N_X = 201
+W_GRID = np.geomspace(0.01, 20.0, 60)
+
+
+def clopper_pearson(x, n, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Exact two-sided ``level`` interval for a binomial proportion x / n (vectorised)."""
+    x = np.asarray(x, float)
+    n = np.asarray(n, float)
+    a = (1 - level) / 2
+    with np.errstate(invalid="ignore"):
+        lo = np.where(x > 0, stats.beta.ppf(a, x, n - x + 1), 0.0)
+        hi = np.where(x < n, stats.beta.ppf(1 - a, x + 1, n - x), 1.0)
+    return lo, hi
+
+
+def fraction_intervals(counts: list[np.ndarray], ns: list[np.ndarray], level: float = 0.95,
+                       n_boot: int = 1000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Per K (one array of per-seed counts and sizes each): the ``level`` interval of the mean
+    over seeds of the per-seed fraction. One seed: Clopper-Pearson. Several: the percentile
+    interval of a hierarchical bootstrap (draw seeds with replacement, then each drawn seed's
+    count binomially from its own fraction), widened to contain the pooled Clopper-Pearson."""
+    rng = np.random.default_rng(seed)
+    lo, hi = clopper_pearson([np.sum(c) for c in counts], [np.sum(n) for n in ns], level)
+    a = (1 - level) / 2
+    for i, (c, n) in enumerate(zip(counts, ns)):
+        if len(c) == 1:
+            continue
+        c, n = np.asarray(c, float), np.asarray(n, float)
+        pick = rng.integers(0, len(c), size=(n_boot, len(c)))
+        draws = rng.binomial(n[pick].astype(int), (c / n)[pick]) / n[pick]
+        mean = draws.mean(1)
+        lo[i] = min(lo[i], np.quantile(mean, a, method="inverted_cdf"))
+        hi[i] = max(hi[i], np.quantile(mean, 1 - a, method="inverted_cdf"))
+    return lo, hi
+
+
+def overdispersion(counts: list[np.ndarray], ns: list[np.ndarray]) -> float:
+    """phi >= 1: the seeds' Pearson chi2 about each K's pooled fraction over its degrees of
+    freedom (K with one seed, or pooled fraction 0 or 1, add nothing)."""
+    chi2, df = 0.0, 0
+    for c, n in zip(counts, ns):
+        c, n = np.asarray(c, float), np.asarray(n, float)
+        p = c.sum() / n.sum()
+        if len(c) < 2 or p <= 0 or p >= 1:
+            continue
+        chi2 += float(((c - n * p) ** 2 / (n * p * (1 - p))).sum())
+        df += len(c) - 1
+    return max(1.0, chi2 / df) if df else 1.0
+
+
+def bracket(ks, lo, hi, q: float = 0.5) -> tuple[float, float]:
+    """(largest K significantly above q, smallest K significantly below q) for a decreasing
+    curve, from per-K intervals [lo, hi]; 0 / inf where there is none. Where the data
+    contradict a decreasing curve (a K above q beyond one below it), the bracket widens to
+    hold every contradiction."""
+    ks, lo, hi = np.asarray(ks, float), np.asarray(lo, float), np.asarray(hi, float)
+    above, below = lo > q, hi < q
+    b_lo = ks[above].max() if above.any() else 0.0
+    b_hi = ks[below].min() if below.any() else np.inf
+    if b_lo > b_hi:
+        before = above & (ks < b_hi)
+        after = below & (ks > b_lo)
+        b_lo = ks[before].max() if before.any() else 0.0
+        b_hi = ks[after].min() if after.any() else np.inf
+    return float(b_lo), float(b_hi)
+
+
+@dataclass(frozen=True)
+class Crossing:
+    """The K where a decreasing fraction equals ``q``. ``k``: the fitted value, inside
+    [``lo``, ``hi``], the reported interval (fit interval clipped to the bracket);
+    ``fit_lo`` / ``fit_hi``: the profile-likelihood interval alone; ``bracket_lo`` /
+    ``bracket_hi``: grid K (0 / inf when open); ``resolved``: some grid K lies strictly
+    inside the bracket; ``width``: the fitted w in ln K; ``phi``: the overdispersion used.
+    0 means below the smallest K reached, inf beyond the largest."""
+
+    q: float
+    k: float
+    lo: float
+    hi: float
+    fit_lo: float
+    fit_hi: float
+    bracket_lo: float
+    bracket_hi: float
+    resolved: bool
+    width: float
+    phi: float
+
+    def columns(self, prefix: str) -> dict:
+        d = asdict(self)
+        out = {prefix: d["k"], f"{prefix}_lo": d["lo"], f"{prefix}_hi": d["hi"]}
+        for key in ("fit_lo", "fit_hi", "bracket_lo", "bracket_hi", "resolved", "width"):
+            out[f"{prefix}_{key}"] = d[key]
+        return out
+
+
+def _loglik(xq, w, x, m, n, q):
+    """Binomial log-likelihood on a grid: xq (A,), w (B,) -> (A, B).
+
+    m log p + (n - m) log(1 - p) = n log p - (n - m) z, with p = expit(z): one special call."""
+    z = (xq[:, None, None] - x[None, None, :]) / w[None, :, None] + special.logit(q)
+    return special.log_expit(z) @ n - z @ (n - m)
+
+
+def _profile(xs, x, m, n, q):
+    """Profile log-likelihood over w at each x_q of ``xs``, and the maximising w: the coarse w
+    grid, then a golden-section search in ln w between the best grid point's neighbours (the
+    likelihood's ridge in (x_q, w) is narrow when n is large)."""
+    ll = _loglik(xs, W_GRID, x, m, n, q)
+    j = ll.argmax(1)
+    lo = np.log(W_GRID[np.maximum(j - 1, 0)])
+    hi = np.log(W_GRID[np.minimum(j + 1, len(W_GRID) - 1)])
+    g = (np.sqrt(5) - 1) / 2
+
+    def at(lw):  # the log-likelihood at (xs[i], exp(lw[i])) for every i
+        z = (xs[:, None] - x[None, :]) / np.exp(lw)[:, None] + special.logit(q)
+        return special.log_expit(z) @ n - z @ (n - m)
+
+    for _ in range(25):
+        c, d = hi - g * (hi - lo), lo + g * (hi - lo)
+        left = at(c) >= at(d)
+        hi, lo = np.where(left, d, hi), np.where(left, lo, c)
+    lw = (lo + hi) / 2
+    best = at(lw)
+    grid_best = ll[np.arange(len(xs)), j]
+    better = best >= grid_best
+    return np.where(better, best, grid_best), np.where(better, np.exp(lw), W_GRID[j])
+
+
+def fit_crossing(ks, m, n, q: float = 0.5, level: float = 0.95, phi: float = 1.0,
+                 per_k: tuple | None = None) -> Crossing:
+    """Fit the logistic to counts ``m`` of ``n`` at ``ks`` and return the ``q`` crossing with
+    its intervals (see the module docstring). ``per_k``: the per-K (lo, hi) intervals that
+    decide the bracket (default: Clopper-Pearson of m / n)."""
+    ks = np.asarray(ks, float)
+    m, n = np.asarray(m, float), np.asarray(n, float)
+    if ks.ndim != 1 or len(ks) != len(m) or len(ks) != len(n) or len(ks) == 0:
+        raise ValueError("ks, m and n must be 1-d and of one length")
+    x = np.log(ks)
+    lo_k, hi_k = per_k if per_k is not None else clopper_pearson(m, n, level)
+    b_lo, b_hi = bracket(ks, lo_k, hi_k, q)
+    resolved = bool(np.any((ks > b_lo) & (ks < b_hi)))
+
+    thr = phi * stats.chi2.ppf(level, 1)
+    grid = np.linspace(x.min() - PAD, x.max() + PAD, N_X)
+    prof, _ = _profile(grid, x, m, n, q)
+    ok = np.flatnonzero(2 * (prof.max() - prof) <= thr)
+    a, b = ok[0], ok[-1]
+    # the same on a grid fine enough for large n: the accepted region and one step beyond it
+    fx = np.linspace(grid[max(a - 1, 0)], grid[min(b + 1, N_X - 1)], N_X)
+    fprof, fw = _profile(fx, x, m, n, q)
+    top = max(prof.max(), fprof.max())
+    # on a flat ridge (no point inside a sharp transition) any point of the ridge is a maximum,
+    # which is why the interval, not k, is the answer there
+    i1 = int(np.argmax(fprof))
+    xq, w = fx[i1], float(fw[i1])
+    lr = 2 * (top - fprof)
+    ok = np.flatnonzero(lr <= thr)
+    if len(ok) == 0:  # the coarse maximum was the better one (ridge at the grid's end)
+        ok = np.array([int(np.argmin(lr))])
+    a2, b2 = ok[0], ok[-1]
+
+    def edge(i, j):  # ln K where the LR crosses thr between fine points i (outside) and j (inside)
+        t = (thr - lr[j]) / (lr[i] - lr[j])
+        return fx[j] + t * (fx[i] - fx[j])
+
+    fit_lo = 0.0 if a == 0 else float(np.exp(edge(a2 - 1, a2) if a2 > 0 else fx[0]))
+    fit_hi = np.inf if b == N_X - 1 else float(np.exp(edge(b2 + 1, b2) if b2 < N_X - 1 else fx[-1]))
+
+    lo, hi = max(fit_lo, b_lo), min(fit_hi, b_hi)
+    if lo > hi:  # the logistic does not fit where the data say the crossing is: keep the bracket
+        lo, hi = b_lo, b_hi
+    k = float(np.clip(np.exp(xq), lo, hi))
+    return Crossing(q=q, k=k, lo=float(lo), hi=float(hi), fit_lo=fit_lo, fit_hi=fit_hi, bracket_lo=b_lo,
+                    bracket_hi=b_hi, resolved=resolved, width=w, phi=float(phi))
+
+
+def peak_bracket(ks, f, lo, hi) -> tuple[float, float]:
+    """Where a unimodal curve's maximum can be, from per-K values and intervals: every grid K
+    whose upper bound reaches the largest lower bound may be the highest grid point, and the
+    true maximum lies between the neighbours of the first and last such K (0 / inf past the
+    grid's ends)."""
+    ks = np.asarray(ks, float)
+    cand = np.flatnonzero(np.asarray(hi, float) >= np.max(lo))
+    i, j = cand[0], cand[-1]
+    return (float(ks[i - 1]) if i > 0 else 0.0), (float(ks[j + 1]) if j + 1 < len(ks) else np.inf)
