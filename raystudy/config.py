@@ -136,11 +136,15 @@ class BasinsSection(_Section):
     """Critical time: noise an item to step t, denoise with DDIM (eta = 0), recovered if within delta."""
     enabled: bool = False
     metric: str = Field("l2", description="distance that decides a recovery (a knn metric)")
-    per_label: int = Field(4, ge=0, description="samples per label and K (half closest, half farthest by d_train)")
+    per_label: int = Field(4, ge=0, description="samples per label and K: half the top, half the bottom of "
+                           "the label's ranking (basins.rank)")
+    rank: Literal["paper", "d_train"] = Field("paper", description="paper: memorized by d_train ascending, "
+                                              "spurious by d_synth ascending, generalized by d_synth descending; "
+                                              "d_train: every label by d_train ascending")
     train: int = Field(4, ge=0, description="training images per K (the basin of a stored memory)")
     held_out: int = Field(4, ge=0, description="held-out dataset images per K (never stored)")
     trials: int = Field(10, ge=1, description="noisings per item and t")
-    p: float = Field(0.9, gt=0, le=1, description="t_crit: largest t with recovery rate >= p")
+    p: float = Field(0.9, gt=0, le=1, description="t_crit: the last t before the recovery rate first drops below p")
     delta: float = Field(0.1, gt=0, description="recovered if the distance to the item is <= delta")
     stride: int = Field(25, ge=1, description="scan t = 1, 1 + stride, ... up to the last training step")
     ddim_steps: int = Field(20, ge=1, description="DDIM steps from t back to 0")

@@ -57,12 +57,12 @@ def _basin_units(cfg):
 
 
 BASINS = Stage("basins", reads=("labels", "samples"), writes=("basins", "basin_trials", "basin_rates"),
-               depends=tuple(f"basins.{k}" for k in ("metric", "per_label", "train", "held_out", "trials", "p",
+               depends=tuple(f"basins.{k}" for k in ("metric", "per_label", "rank", "train", "held_out", "trials", "p",
                                                      "delta", "stride", "ddim_steps")),
                after=(CLASSIFY,), units=_basin_units, run=lambda *a: run_basins(BASINS, *a),
                enabled=lambda cfg: cfg.basins.enabled, check=lambda *a: check_landscape(BASINS, *a))
 ENERGY = Stage("energy", reads=("labels", "samples"), writes=("energy",),
-               depends=("basins.metric", *(f"energy.{k}" for k in ("t", "per_label", "train_refs", "held_out_refs",
+               depends=("basins.metric", "basins.rank", *(f"energy.{k}" for k in ("t", "per_label", "train_refs", "held_out_refs",
                                                                   "points", "reference_scale"))),
                after=(CLASSIFY,), units=_basin_units, run=lambda *a: run_energy(ENERGY, *a),
                enabled=lambda cfg: cfg.energy.enabled, check=lambda *a: check_landscape(ENERGY, *a))

@@ -37,7 +37,7 @@ def test_training_images_have_basins_and_held_out_images_none(study):
     assert (held.t_crit == 0).all(), held
     trials = pd.read_parquet(out / "tables" / "basin_trials")
     assert len(trials) == 4 * len(b)
-    assert (trials[trials.kind == "held-out"].t_last == 0).all()
+    assert (trials[trials.kind == "held-out"].t_survive == 0).all()
     rates = pd.read_parquet(out / "tables" / "basin_rates")
     assert set(rates[rates.kind == "train"].t) >= {1, 101, 201}
     # Every sampled item is a label's closest or farthest sample; the memorizer's are memorized.
