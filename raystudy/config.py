@@ -35,6 +35,8 @@ class DataSection(_Section):
     image_size: Optional[int] = Field(None, ge=4, description="resize images to this side (None: keep)")
     grayscale: bool = False
     limit: Optional[int] = Field(None, ge=1, description="use only the first `limit` images of the dataset")
+    held_out: int = Field(200, ge=0, description="images reserved from the tail of the study's permutation "
+                          "that no K-set holds (held-out items, the null); K <= N - held_out")
     # `manifold` / `circle` only: how many images (points) the generator exposes.
     size: int = Field(100_000, ge=1)
 
@@ -156,12 +158,15 @@ class EnergySection(_Section):
     """Relative energy along the quarter circle x(a) = cos(a) x + sin(a) r."""
     enabled: bool = False
     t: int = Field(0, ge=0, description="timestep index of the score (the paper: the first step)")
-    per_label: int = Field(4, ge=0, description="samples per label and K")
+    per_label: int = Field(4, ge=0, description="samples per label and K (basins.rank)")
+    train: int = Field(2, ge=0, description="training images of the K-set as targets (items)")
+    held_out: int = Field(2, ge=0, description="held-out images as targets (items)")
     train_refs: int = Field(2, ge=0, description="training images of the same K as references")
     held_out_refs: int = Field(2, ge=0, description="held-out images as references")
-    points: int = Field(32, ge=2, description="Gauss-Legendre nodes (the error estimate uses 2x)")
-    reference_scale: bool = Field(False, description="use the reference code's noise scale "
-                                  "sqrt(1 - cumprod(betas)) instead of sqrt(1 - alpha_bar_t)")
+    points: int = Field(32, ge=2, description="Gauss-Legendre nodes (the error estimate uses 2x); rule ours")
+    rule: Literal["ours", "paper"] = Field("ours", description="ours: Gauss-Legendre, scale sqrt(1 - alpha_bar_t); "
+                                           "paper: the reference code's scale sqrt(1 - cumprod(betas)), 20 points "
+                                           "with step pi/38 summed, its drift")
 
 
 class RaySection(_Section):

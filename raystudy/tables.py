@@ -52,6 +52,13 @@ SCHEMAS: dict[str, pa.Schema] = {
         # The ratio test's memorized fraction, beside the paper's rule.
         ("ratio_memorized", _F64),
     ]),
+    # The chance level (raystudy.null): held-out real images labelled by the same rule against the K-set
+    # (d_synth against the held-out split's other half); n = 0 and NaN where not computed (LPIPS metrics).
+    # The same for every seed of a K (stored per unit); a sample fraction at or below it is chance.
+    "null_fractions": pa.schema([
+        ("K", _I32), ("seed", _I32), ("metric", _STR), ("n", _I64),
+        ("memorized", _F64), ("spurious", _F64), ("generalized", _F64), ("ratio_memorized", _F64),
+    ]),
     # The train stage's loss curve: one row per logged step of each run.
     "train_log": pa.schema([
         ("K", _I32), ("seed", _I32), ("step", _I64), ("images_seen", _I64), ("loss", _F64),

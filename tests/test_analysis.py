@@ -316,3 +316,15 @@ def test_report_on_a_real_tiny_study(tiny_study):
             os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
     text = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
     assert "memorized crosses 1/2 at K =" in text
+
+
+def test_energy_figure_draws_energy_and_the_papers_drift_potential_labelled(study):
+    from raystudy.analysis.figures import energy_figure
+
+    fig = energy_figure(A.load(study, tables=["energy"]))
+    titles = [ax.get_title() for ax in fig.axes]
+    ylabels = " ".join(ax.get_ylabel() for ax in fig.axes)
+    for value in ("energy", "drift_potential"):
+        for ref in ("train", "held-out"):
+            assert f"small-unet: {value}, references = {ref}" in titles, titles
+    assert "-log p_t" in ylabels and "the paper's number" in ylabels
