@@ -41,7 +41,8 @@ SCHEMAS: dict[str, pa.Schema] = {
     "labels": pa.schema([
         ("K", _I32), ("seed", _I32), ("sample_id", _I32), ("metric", _STR),
         ("d_train", _F64), ("d_synth", _F64), ("label", _STR),
-        # The ratio test (Carlini et al. 2023): NN1/NN2 on per-pixel L2 to the training set.
+        # The ratio test (Gu et al. 2023): NN1/NN2 on per-pixel L2 to the training set, memorized if < 1/3;
+        # NN1 = NN2 = 0 (a copy of a duplicated image) is ratio 0, memorized (Gu et al.'s code: NaN).
         ("ratio", _F64), ("ratio_memorized", pa.bool_()),
         # Reconstruction error of the best on-manifold fit (known-manifold datasets only, else null).
         ("manifold_error", _F64),
