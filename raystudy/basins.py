@@ -274,7 +274,8 @@ def basins_group(model, train_scheduler, cfg_basins, items: Mapping, metric_fn: 
     """Critical times of one (K, seed)'s items, as column dicts of tables ``basins``, ``basin_trials``, ``basin_rates``.
 
     ``items``: ``kind`` (n,) str, ``item_id`` (n,) int, ``label`` (n,) str or None, ``d_train`` (n,) float
-    (NaN where not applicable), optionally ``d_synth`` (n,) float and ``pick`` (n,) "top" / "bottom" / None, ``images`` (n, C, H, W), ``seeds`` (n,) int (derive them with
+    (NaN where not applicable), optionally ``d_synth`` (n,) float and ``pick`` (n,) "top" / "bottom" / None,
+    ``images`` (n, C, H, W), ``seeds`` (n,) int (derive them with
     numpy SeedSequence from (study seed, K, seed, kind, index) so they are stable across re-runs).
     ``cfg_basins``: a ``BasinsSection`` (trials, p, delta, stride, ddim_steps, batch_size).
 

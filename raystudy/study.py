@@ -63,8 +63,9 @@ BASINS = Stage("basins", reads=("labels", "samples"), writes=("basins", "basin_t
                after=(CLASSIFY,), units=_basin_units, run=lambda *a: run_basins(BASINS, *a),
                enabled=lambda cfg: cfg.basins.enabled, check=lambda *a: check_landscape(BASINS, *a))
 ENERGY = Stage("energy", reads=("labels", "samples"), writes=("energy",),
-               depends=("basins.metric", "basins.rank", *(f"energy.{k}" for k in ("t", "per_label", "train", "held_out", "train_refs",
-                                                                  "held_out_refs", "points", "rule"))),
+               depends=("basins.metric", "basins.rank",
+                        *(f"energy.{k}" for k in ("t", "per_label", "train", "held_out", "train_refs",
+                                                  "held_out_refs", "points", "rule"))),
                after=(CLASSIFY,), units=_basin_units, run=lambda *a: run_energy(ENERGY, *a),
                enabled=lambda cfg: cfg.energy.enabled, check=lambda *a: check_landscape(ENERGY, *a))
 
