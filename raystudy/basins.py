@@ -17,7 +17,10 @@ Conventions (the same as the paper's code):
   evaluates every step t, t-1, ..., 1): the first model call is at timestep t
   itself (the noise level x_t was made at), the last DDIM step goes from the
   smallest tau to a clean image (abar = 1), i.e. the result is the model's
-  clean-image prediction at that tau, clipped like diffusers' DDIM (clip_sample).
+  clean-image prediction at that tau, clamped to [-1, 1]. Intermediate x0 predictions are
+  *not* clipped (``clip_sample=False`` in the view), as in the paper's sampler, which clamps
+  only its final output; clipping every step (diffusers' default) changes the recovered image
+  from t of about 500 on.
   The paper steps with a stride ceil(t / steps) instead (fewer calls for
   small t); both end on the x0 prediction of the last positive timestep.
 * radius: the plain L2 norm ||x_t - x|| over all pixels (not per-pixel), as the
@@ -76,10 +79,7 @@ def ddim_view(train_scheduler, tau: np.ndarray):
     cfg = train_scheduler.config
     view = DDIMScheduler(
         num_train_timesteps=len(tau), trained_betas=(1 - a / prev).double().numpy(),
-        clip_sample=cfg.get("clip_sample", True), clip_sample_range=cfg.get("clip_sample_range", 1.0),
-        thresholding=cfg.get("thresholding", False),
-        dynamic_thresholding_ratio=cfg.get("dynamic_thresholding_ratio", 0.995),
-        sample_max_value=cfg.get("sample_max_value", 1.0),
+        clip_sample=False, thresholding=False,
         prediction_type=cfg.get("prediction_type", "epsilon"),
         set_alpha_to_one=True, steps_offset=0, timestep_spacing="leading",
     )
@@ -91,7 +91,8 @@ def ddim_view(train_scheduler, tau: np.ndarray):
 
 @torch.no_grad()
 def ddim_denoise(model, train_scheduler, x_t: torch.Tensor, t: int, ddim_steps: int) -> torch.Tensor:
-    """DDIM (eta = 0) from x_t made at training step t down to a clean image (the last x0 prediction)."""
+    """DDIM (eta = 0) from x_t made at training step t down to a clean image (the last x0
+    prediction, clamped to [-1, 1]; the steps before it are not clipped)."""
     tau = ddim_grid(t, ddim_steps)
     view = ddim_view(train_scheduler, tau)
     x = x_t
@@ -99,7 +100,7 @@ def ddim_denoise(model, train_scheduler, x_t: torch.Tensor, t: int, ddim_steps: 
         ts = torch.full((x.shape[0],), int(tau[i]), dtype=torch.long, device=x.device)
         eps = model(x, ts).sample.to(x.dtype)
         x = view.step(eps, i, x, eta=0.0).prev_sample
-    return x
+    return x.clamp(-1.0, 1.0)
 
 
 # --------------------------------------------------------------------------- critical times
@@ -128,17 +129,21 @@ def critical_times(model, train_scheduler, items, item_seeds, *, metric_fn: Metr
     compared with ``metric_fn(denoised, x) <= delta`` (metric_fn returns one
     distance per row). Returns numpy arrays / lists:
 
-    * ``t_crit`` (n,): the largest scanned t whose recovery rate is >= p (0 if none).
+    * ``t_crit`` (n,): first passage: the last scanned t before the rate first drops below p
+      (0 if it is below p at t = 1). A later t where the rate happens to reach p again (with
+      10 trials a lucky draw, not a wider basin) does not move it; the whole curve is in ``rate``.
     * ``radius`` (n,): mean over the trials at t_crit of ||x_t - x||, the L2 norm over
       all pixels (0 where t_crit = 0).
-    * ``t_last`` (n, trials): per trial, the last scanned t before that trial's first
-      failure (0 if it failed at t = 1; the last scanned t if it never failed); the paper's per-trial quantity.
-    * ``radius_last`` (n, trials): ||x_t - x|| of that trial at t_last (0 where t_last = 0).
+    * ``t_survive`` (n, trials): per trial, the last scanned t before that trial's first
+      failure (0 if it failed at t = 1; the last scanned t if it never failed). Uncensored: the
+      paper's per-trial Tc (``find_opt_time``) is the same survival time but starts at 1 and is cut
+      where every item of its *batch* has rate < p, so it is smaller and depends on the batch.
+    * ``radius_survive`` (n, trials): ||x_t - x|| of that trial at t_survive (0 where t_survive = 0).
     * ``rate_t``, ``rate`` (lists of n arrays): every scanned t of the item and its recovery rate.
     * ``times`` (array): the t grid that was available to scan.
 
     Stop rule (per item): the item's scan ends after the first t at which its rate is < p
-    *and* every one of its trials has failed at least once (so every trial's t_last is known).
+    *and* every one of its trials has failed at least once (so every trial's t_survive is known).
     A batch (``batch_size`` items, ``batch_size * trials`` rows per model call) ends when all its
     items have stopped. Items are scanned only while active, so an item's result does not depend on
     its batch companions.
@@ -154,7 +159,7 @@ def critical_times(model, train_scheduler, items, item_seeds, *, metric_fn: Metr
     shape = tuple(items.shape[1:])
     out_t_crit = np.zeros(n, dtype=np.int64)
     out_radius = np.zeros(n, dtype=np.float64)
-    out_t_last = np.zeros((n, trials), dtype=np.int64)
+    out_t_surv = np.zeros((n, trials), dtype=np.int64)
     out_r_last = np.zeros((n, trials), dtype=np.float64)
     rate_t: list[list[int]] = [[] for _ in range(n)]
     rate: list[list[float]] = [[] for _ in range(n)]
@@ -164,6 +169,7 @@ def critical_times(model, train_scheduler, items, item_seeds, *, metric_fn: Metr
         idx = list(range(start, min(start + batch_size, n)))
         gens = {i: torch.Generator("cpu").manual_seed(int(seeds[i])) for i in idx}
         failed = {i: np.zeros(trials, dtype=bool) for i in idx}
+        passed = {i: True for i in idx}  # the rate has been >= p at every scanned t so far
         active = list(idx)
         for t in times:
             if not active:
@@ -182,16 +188,17 @@ def critical_times(model, train_scheduler, items, item_seeds, *, metric_fn: Metr
                 r = float(ok[j].mean())
                 rate_t[i].append(int(t))
                 rate[i].append(r)
-                if r >= p:
+                passed[i] = passed[i] and r >= p
+                if passed[i]:
                     out_t_crit[i], out_radius[i] = int(t), float(rad[j].mean())
                 alive = ~failed[i]
                 surv = alive & ok[j]
-                out_t_last[i, surv], out_r_last[i, surv] = int(t), rad[j, surv]
+                out_t_surv[i, surv], out_r_last[i, surv] = int(t), rad[j, surv]
                 failed[i] |= alive & ~ok[j]
                 if not (r < p and failed[i].all()):
                     still.append(i)
             active = still
-    return {"t_crit": out_t_crit, "radius": out_radius, "t_last": out_t_last, "radius_last": out_r_last,
+    return {"t_crit": out_t_crit, "radius": out_radius, "t_survive": out_t_surv, "radius_survive": out_r_last,
             "rate_t": [np.asarray(v, dtype=np.int64) for v in rate_t],
             "rate": [np.asarray(v, dtype=np.float64) for v in rate], "times": times}
 
@@ -221,30 +228,38 @@ def metric_fn_from_embedding(metric) -> MetricFn:
 # --------------------------------------------------------------------------- which items
 
 
-def select_items(labels_df, per_label: int, *, labels=("memorized", "spurious", "generalized"),
-                 id_col: str = "sample_id", label_col: str = "label", dist_col: str = "d_train"):
-    """Per label, the ceil(per_label / 2) closest and floor(per_label / 2) farthest samples by ``d_train``.
+# The paper's ranking (its run_classify.py): memorized samples by d_train ascending, spurious
+# ones by d_synth ascending, generalized ones by d_synth descending; "top" is the head of that
+# ranking, "bottom" its tail, and the two are measured and stored apart.
+PAPER_RANK = {"memorized": ("d_train", True), "spurious": ("d_synth", True), "generalized": ("d_synth", False)}
 
-    As the paper's code (top-k and least-k by distance). Ties break by ``id_col``; a label with
-    fewer than ``per_label`` samples gives all of them. Returns the chosen rows of ``labels_df``
-    (all its columns) plus ``pick`` ("closest" / "farthest"), ordered by label, then pick, then distance.
-    Pass one (K, seed, metric)'s labels: the function does not group by those columns.
+
+def select_items(labels_df, per_label: int, *, rank: str = "paper",
+                 labels=("memorized", "spurious", "generalized"), id_col: str = "sample_id",
+                 label_col: str = "label"):
+    """Per label, the ceil(per_label / 2) first ("top") and floor(per_label / 2) last ("bottom")
+    samples of the label's ranking; they never overlap (a label with fewer than ``per_label``
+    samples gives all of them, the extra one to "top").
+
+    ``rank="paper"``: ``PAPER_RANK`` (needs a ``d_synth`` column); ``rank="d_train"``: every label
+    by d_train ascending (this package's earlier rule). Ties break by ``id_col``. Returns the chosen
+    rows of ``labels_df`` (all its columns) plus ``pick`` ("top" / "bottom"), ordered by label,
+    then pick, then rank. Pass one (K, seed, metric)'s labels: it does not group by those columns.
     """
     import pandas as pd
 
+    if rank not in ("paper", "d_train"):
+        raise ValueError(f"rank must be 'paper' or 'd_train', got {rank!r}")
     parts = []
     for lab in labels:
-        g = labels_df[labels_df[label_col] == lab].sort_values([dist_col, id_col], kind="mergesort")
+        col, ascending = PAPER_RANK[lab] if rank == "paper" else ("d_train", True)
+        g = labels_df[labels_df[label_col] == lab]
         if per_label <= 0 or g.empty:
             continue
-        if len(g) <= per_label:
-            n_close = (len(g) + 1) // 2
-        else:
-            n_close = (per_label + 1) // 2
-        n_far = min(per_label, len(g)) - n_close
-        close = g.iloc[:n_close].assign(pick="closest")
-        far = g.iloc[len(g) - n_far:].assign(pick="farthest") if n_far else g.iloc[:0].assign(pick="farthest")
-        parts += [close, far]
+        g = g.sort_values([col, id_col], ascending=[ascending, True], kind="mergesort")
+        n_top = ((len(g) if len(g) <= per_label else per_label) + 1) // 2
+        n_bottom = min(per_label, len(g)) - n_top
+        parts += [g.iloc[:n_top].assign(pick="top"), g.iloc[len(g) - n_bottom:].assign(pick="bottom")]
     if not parts:
         return labels_df.iloc[:0].assign(pick=pd.Series(dtype=str))
     return pd.concat(parts, ignore_index=True)
@@ -259,7 +274,8 @@ def basins_group(model, train_scheduler, cfg_basins, items: Mapping, metric_fn: 
     """Critical times of one (K, seed)'s items, as column dicts of tables ``basins``, ``basin_trials``, ``basin_rates``.
 
     ``items``: ``kind`` (n,) str, ``item_id`` (n,) int, ``label`` (n,) str or None, ``d_train`` (n,) float
-    (NaN where not applicable), ``images`` (n, C, H, W), ``seeds`` (n,) int (derive them with
+    (NaN where not applicable), optionally ``d_synth`` (n,) float and ``pick`` (n,) "top" / "bottom" / None,
+    ``images`` (n, C, H, W), ``seeds`` (n,) int (derive them with
     numpy SeedSequence from (study seed, K, seed, kind, index) so they are stable across re-runs).
     ``cfg_basins``: a ``BasinsSection`` (trials, p, delta, stride, ddim_steps, batch_size).
 
@@ -271,17 +287,20 @@ def basins_group(model, train_scheduler, cfg_basins, items: Mapping, metric_fn: 
     res = critical_times(model, train_scheduler, items["images"], items["seeds"], metric_fn=metric_fn,
                          delta=c.delta, trials=c.trials, p=c.p, stride=c.stride, ddim_steps=c.ddim_steps,
                          batch_size=c.batch_size, t_max=t_max, device=device)
-    n, trials = res["t_last"].shape
+    n, trials = res["t_survive"].shape
     kind = np.asarray(items["kind"], dtype=object)
     item_id = np.asarray(items["item_id"], dtype=np.int64)
     label = [None if (v is None or (isinstance(v, float) and np.isnan(v))) else str(v)
              for v in (items.get("label") if items.get("label") is not None else [None] * n)]
     d_train = np.asarray(items.get("d_train", np.full(n, np.nan)), dtype=np.float64)
-    basins = {"kind": kind, "item_id": item_id, "label": label, "d_train": d_train,
-              "t_crit": res["t_crit"], "radius": res["radius"]}
+    d_synth = np.asarray(items.get("d_synth", np.full(n, np.nan)), dtype=np.float64)
+    pick = [None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)
+            for v in (items.get("pick") if items.get("pick") is not None else [None] * n)]
+    basins = {"kind": kind, "item_id": item_id, "label": label, "pick": pick, "d_train": d_train,
+              "d_synth": d_synth, "t_crit": res["t_crit"], "radius": res["radius"]}
     trials_cols = {"kind": np.repeat(kind, trials), "item_id": np.repeat(item_id, trials),
                    "trial": np.tile(np.arange(trials, dtype=np.int32), n),
-                   "t_last": res["t_last"].reshape(-1), "radius": res["radius_last"].reshape(-1)}
+                   "t_survive": res["t_survive"].reshape(-1), "radius": res["radius_survive"].reshape(-1)}
     counts = np.array([len(v) for v in res["rate_t"]], dtype=np.int64)
     rates = {"kind": np.repeat(kind, counts), "item_id": np.repeat(item_id, counts),
              "t": np.concatenate(res["rate_t"]) if n else np.zeros(0, np.int64),

@@ -87,6 +87,22 @@ def build_parser() -> argparse.ArgumentParser:
     _stage_options(t)
     t.set_defaults(func=_toy)
 
+    im = sub.add_parser("import-samples", parents=[common, overrides],
+                        help="samples we did not generate (the paper's .npz files, PNGs) as a study's samples",
+                        description="Write images as the eval and ref samples of one (K, seed) of a study, with "
+                                    "the train and generate stages marked complete for it, so `raystudy run` "
+                                    "labels them (knn, classify, figures). SOURCE: a .npz file (key 'samples', "
+                                    "(n, C, H, W) in [-1, 1], the paper's run_generate.py layout), a folder of "
+                                    ".npz files, or a folder of PNGs. Without --ref the first generate.n_samples "
+                                    "images are the eval set and the next ones the ref set.")
+    im.add_argument("config", help="YAML config of the study (its data, ks, seeds, generate.n_samples)")
+    im.add_argument("source", metavar="SOURCE", help=".npz file or folder of .npz / .png files")
+    im.add_argument("--study", required=True, metavar="DIR", help="study directory")
+    im.add_argument("--k", type=int, required=True, metavar="K", help="the training-set size the samples belong to")
+    im.add_argument("--seed", type=int, default=0, help="the training seed (default %(default)s)")
+    im.add_argument("--ref", default=None, metavar="SOURCE", help="the ref set (d_synth), if not in SOURCE")
+    im.set_defaults(func=_import)
+
     s = sub.add_parser("show", parents=[common], help="print a study's fractions table")
     s.add_argument("study", metavar="DIR", help="study directory")
     s.set_defaults(func=_show)
@@ -161,6 +177,15 @@ def _toy(args) -> None:
 
     run_command(str(CIRCLE_CONFIG), args.study, (TOY_QUICK if args.quick else []) + args.overrides,
                 args.dry_run, args.only)
+
+
+def _import(args) -> None:
+    from .importing import import_samples
+
+    cfg = _load(args.config, args.overrides)
+    got = import_samples(cfg, args.study, args.k, args.seed, args.source, args.ref)
+    print(f"imported K={args.k} seed={args.seed}: " + ", ".join(f"{n} {s}" for s, n in got.items())
+          + f" samples into {args.study}; `raystudy run` labels them")
 
 
 def _show(args) -> None:

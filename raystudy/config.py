@@ -35,6 +35,8 @@ class DataSection(_Section):
     image_size: Optional[int] = Field(None, ge=4, description="resize images to this side (None: keep)")
     grayscale: bool = False
     limit: Optional[int] = Field(None, ge=1, description="use only the first `limit` images of the dataset")
+    held_out: int = Field(200, ge=0, description="images reserved from the tail of the study's permutation "
+                          "that no K-set holds (held-out items, the null); K <= N - held_out")
     # `manifold` / `circle` only: how many images (points) the generator exposes.
     size: int = Field(100_000, ge=1)
 
@@ -141,11 +143,15 @@ class BasinsSection(_Section):
     """Critical time: noise an item to step t, denoise with DDIM (eta = 0), recovered if within delta."""
     enabled: bool = False
     metric: str = Field("l2", description="distance that decides a recovery (a knn metric)")
-    per_label: int = Field(4, ge=0, description="samples per label and K (half closest, half farthest by d_train)")
+    per_label: int = Field(4, ge=0, description="samples per label and K: half the top, half the bottom of "
+                           "the label's ranking (basins.rank)")
+    rank: Literal["paper", "d_train"] = Field("paper", description="paper: memorized by d_train ascending, "
+                                              "spurious by d_synth ascending, generalized by d_synth descending; "
+                                              "d_train: every label by d_train ascending")
     train: int = Field(4, ge=0, description="training images per K (the basin of a stored memory)")
     held_out: int = Field(4, ge=0, description="held-out dataset images per K (never stored)")
     trials: int = Field(10, ge=1, description="noisings per item and t")
-    p: float = Field(0.9, gt=0, le=1, description="t_crit: largest t with recovery rate >= p")
+    p: float = Field(0.9, gt=0, le=1, description="t_crit: the last t before the recovery rate first drops below p")
     delta: float = Field(0.1, gt=0, description="recovered if the distance to the item is <= delta")
     stride: int = Field(25, ge=1, description="scan t = 1, 1 + stride, ... up to the last training step")
     ddim_steps: int = Field(20, ge=1, description="DDIM steps from t back to 0")
@@ -157,12 +163,15 @@ class EnergySection(_Section):
     """Relative energy along the quarter circle x(a) = cos(a) x + sin(a) r."""
     enabled: bool = False
     t: int = Field(0, ge=0, description="timestep index of the score (the paper: the first step)")
-    per_label: int = Field(4, ge=0, description="samples per label and K")
+    per_label: int = Field(4, ge=0, description="samples per label and K (basins.rank)")
+    train: int = Field(2, ge=0, description="training images of the K-set as targets (items)")
+    held_out: int = Field(2, ge=0, description="held-out images as targets (items)")
     train_refs: int = Field(2, ge=0, description="training images of the same K as references")
     held_out_refs: int = Field(2, ge=0, description="held-out images as references")
-    points: int = Field(32, ge=2, description="Gauss-Legendre nodes (the error estimate uses 2x)")
-    reference_scale: bool = Field(False, description="use the reference code's noise scale "
-                                  "sqrt(1 - cumprod(betas)) instead of sqrt(1 - alpha_bar_t)")
+    points: int = Field(32, ge=2, description="Gauss-Legendre nodes (the error estimate uses 2x); rule ours")
+    rule: Literal["ours", "paper"] = Field("ours", description="ours: Gauss-Legendre, scale sqrt(1 - alpha_bar_t); "
+                                           "paper: the reference code's scale sqrt(1 - cumprod(betas)), 20 points "
+                                           "with step pi/38 summed, its drift")
 
 
 class SweepSection(_Section):

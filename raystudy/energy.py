@@ -19,7 +19,15 @@ Quadrature: Gauss-Legendre on [0, pi/2] with ``points`` nodes and with 2 ``point
 (``numpy.polynomial.legendre.leggauss``); the reported values are the 2n-node integrals and
 ``quad_error`` = |I_n - I_2n| of the energy, a conservative error estimate of the 2n-node value
 when the rule has converged (and an honest "this path is too sharp" flag when it has not).
-The paper's code uses 20 equally spaced points times the spacing.
+The paper's code uses 20 equally spaced points a_i = i pi/38 (i = 0..19, both ends included)
+and sums the integrand at all of them times the spacing pi/38 (``paper_nodes``): a trapezoid
+plus half an end value at each end, +5.3% on a constant integrand.
+
+``rule="paper"`` is the paper's whole rule, so its figures' numbers can be reproduced: its
+noise scale (below), its 20 points and sum, and its drift; its value is ``drift_potential``
+(the reference code's ``batch_potential``), ``energy`` is then the same sum of < -s, x' >, and
+``quad_error`` is NaN (the rule has no error estimate). ``rule="ours"`` (the default) is the
+Gauss-Legendre pair above with the scale sqrt(1 - abar_t).
 
 Score from an epsilon model: s = -eps(y, t) / sqrt(1 - abar_t). With ``reference_scale=True``
 the scale is sqrt(1 - cumprod(betas)[t]) instead, the reference code's value (a cumulative product
@@ -57,6 +65,15 @@ def gauss_legendre(n: int, lo: float = 0.0, hi: float = math.pi / 2) -> tuple[np
     return lo + half * (u + 1.0), half * w
 
 
+def paper_nodes(points: int = 20) -> tuple[np.ndarray, np.ndarray]:
+    """The reference code's nodes linspace(0, pi/2, points) and its weights, all the spacing."""
+    a = np.linspace(0.0, math.pi / 2, int(points))
+    return a, np.full(len(a), a[1] - a[0])
+
+
+RULES = ("ours", "paper")
+
+
 def _score_setup(model, t, alphas_cumprod, betas, reference_scale: bool):
     """(score(y) -> s, beta, c) for an eps model or a ScoreFunction at step t."""
     if isinstance(model, ScoreFunction):
@@ -82,7 +99,7 @@ def _score_setup(model, t, alphas_cumprod, betas, reference_scale: bool):
 
 @torch.no_grad()
 def relative_energy(model, x, r, t, alphas_cumprod=None, betas=None, *, points: int = 32,
-                    reference_scale: bool = False, batch_size: int = 1024, device=None,
+                    reference_scale: bool = False, rule: str = "ours", batch_size: int = 1024, device=None,
                     dtype: torch.dtype = torch.float32) -> dict:
     """Relative energy from x[i] to r[i] (both (n, ...)) along the quarter circle, at step t.
 
@@ -90,7 +107,8 @@ def relative_energy(model, x, r, t, alphas_cumprod=None, betas=None, *, points: 
     raystudy.memorizer.EmpiricalEpsilon; t a 0-based scheduler index, with ``alphas_cumprod`` and
     ``betas`` the training scheduler's), or a ``ScoreFunction``. ``dtype``: what the model is
     fed (float32 for a UNet; the exact memorizer also runs in float64). ``batch_size``: rows per
-    model call (nodes x pairs are flattened).
+    model call (nodes x pairs are flattened). ``rule="paper"``: the reference code's scale, 20
+    points and sum (``points`` and ``reference_scale`` are then ignored; see the module docstring).
 
     Returns float64 arrays (n,): ``energy`` (E(r) - E(x), E = -log p_t), ``drift_potential``
     (V(r) - V(x), see the module docstring), ``quad_error`` (|I_n - I_2n| of the energy),
@@ -103,15 +121,16 @@ def relative_energy(model, x, r, t, alphas_cumprod=None, betas=None, *, points: 
     dev = torch.device(device) if device is not None else torch.device("cpu")
     x, r = x.to(dev, torch.float64), r.to(dev, torch.float64)
     n = x.shape[0]
-    score, beta, c = _score_setup(model, t, alphas_cumprod, betas, reference_scale)
+    if rule not in RULES:
+        raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
+    score, beta, c = _score_setup(model, t, alphas_cumprod, betas, reference_scale or rule == "paper")
 
-    def integrals(n_nodes: int):
-        a, w = gauss_legendre(n_nodes)
+    def integrals(a, w):
         e = torch.zeros(n, dtype=torch.float64, device=dev)
         q = torch.zeros(n, dtype=torch.float64, device=dev)
         # Rows are (node, pair); process whole nodes per call.
         nodes_per_call = max(1, batch_size // max(n, 1))
-        for s in range(0, n_nodes, nodes_per_call):
+        for s in range(0, len(a), nodes_per_call):
             aa = torch.as_tensor(a[s:s + nodes_per_call], dtype=torch.float64, device=dev)
             ww = torch.as_tensor(w[s:s + nodes_per_call], dtype=torch.float64, device=dev)
             m = len(aa)
@@ -130,8 +149,13 @@ def relative_energy(model, x, r, t, alphas_cumprod=None, betas=None, *, points: 
         # drift: < -beta s - c beta y, x' > = beta < -s, x' > - c beta < y, x' >
         return e, beta * e - c * beta * q
 
-    e_n, _ = integrals(points)
-    e_2n, d_2n = integrals(2 * points)
+    if rule == "paper":
+        e, d = integrals(*paper_nodes())
+        nan = torch.full_like(e, float("nan"))
+        return {"energy": e.cpu().numpy(), "drift_potential": d.cpu().numpy(), "quad_error": nan.cpu().numpy(),
+                "energy_n": e.cpu().numpy()}
+    e_n, _ = integrals(*gauss_legendre(points))
+    e_2n, d_2n = integrals(*gauss_legendre(2 * points))
     return {"energy": e_2n.cpu().numpy(), "drift_potential": d_2n.cpu().numpy(),
             "quad_error": (e_n - e_2n).abs().cpu().numpy(), "energy_n": e_n.cpu().numpy()}
 
@@ -143,7 +167,7 @@ def energy_group(model, alphas_cumprod, betas, cfg_energy, xs: Mapping, refs: Ma
 
     ``xs``: ``kind``, ``item_id``, ``label`` (None where not applicable), ``images`` (n, C, H, W);
     ``refs``: ``kind``, ``item_id``, ``images`` (m, C, H, W). ``cfg_energy``: an ``EnergySection``
-    (t, points, reference_scale). Rows are item-major (x0 r0, x0 r1, ..., x1 r0, ...). Columns
+    (t, points, rule). Rows are item-major (x0 r0, x0 r1, ..., x1 r0, ...). Columns
     K and seed are included only when both are passed.
     """
     xi = np.asarray(xs["images"], dtype=np.float32)
@@ -152,7 +176,7 @@ def energy_group(model, alphas_cumprod, betas, cfg_energy, xs: Mapping, refs: Ma
     X = np.repeat(xi, m, axis=0)
     R = np.tile(ri, (n,) + (1,) * (ri.ndim - 1))
     res = relative_energy(model, X, R, cfg_energy.t, alphas_cumprod, betas, points=cfg_energy.points,
-                          reference_scale=cfg_energy.reference_scale, device=device, batch_size=batch_size)
+                          rule=cfg_energy.rule, device=device, batch_size=batch_size)
     labels = xs.get("label")
     labels = [None] * n if labels is None else [None if v is None or (isinstance(v, float) and np.isnan(v))
                                                  else str(v) for v in labels]

@@ -1,8 +1,9 @@
 """What the basins and energy stages measure in a (metric, K, seed) unit, and with which seeds.
 
-Items: per label the closest and farthest samples by d_train (``basins.select_items``), the
-first training images of the K-set (the basin of a stored memory) and held-out images, taken
-from the tail of the study's permutation so that no K-set of a smaller size holds them.
+Items: per label the top and the bottom of the label's ranking (``basins.select_items``), the
+first training images of the K-set (the basin of a stored memory) and held-out images, from
+the study's held-out split (``datasets.held_out_indices``: the permutation's reserved tail,
+``data.held_out`` images, which no K-set of the study holds).
 Energy references: the K-set's first training images and held-out images. Every item owns a
 seed (``seeds.item_seed``), so its noise never depends on the batch or the actor it lands in.
 Plain functions over the tables and the dataset, no Ray.
@@ -16,32 +17,35 @@ from . import tables
 from .seeds import item_seed
 
 
-def held_out(dataset, k: int, n: int, study_seed: int) -> np.ndarray:
-    """Up to n dataset indices from the permutation's tail that the size-K set does not hold."""
-    from .datasets import permutation
+def held_out(dataset, n: int, cfg) -> np.ndarray:
+    """The first n of the held-out split, from the permutation's end backwards (the same
+    images for every K; the items an earlier version took for K <= N - n)."""
+    from .datasets import held_out_indices
 
-    perm = permutation(len(dataset), study_seed)
-    return perm[max(k, len(perm) - n):][::-1][:n].copy()
+    return held_out_indices(len(dataset), cfg.data.held_out, cfg.study.seed)[::-1][:n].copy()
 
 
 def select(cfg, study_dir, dataset, unit, per_label: int, n_train: int, n_held: int, salt: int) -> dict:
-    """The unit's items: kind, item_id, label, d_train, images (n, C, H, W) and seeds."""
+    """The unit's items: kind, item_id, label, pick, d_train, d_synth, images (n, C, H, W) and seeds."""
     from .basins import select_items
     from .datasets import subset_indices
 
     metric, k, seed = unit
     labels = tables.read_unit(study_dir, "labels", k, seed, metric=metric,
-                              columns=["sample_id", "label", "d_train"]).to_pandas()
-    chosen = select_items(labels, per_label)
+                              columns=["sample_id", "label", "d_train", "d_synth"]).to_pandas()
+    chosen = select_items(labels, per_label, rank=cfg.basins.rank)
     ids, imgs = tables.read_samples(study_dir, k, seed, "eval")
     pos = np.searchsorted(ids, chosen["sample_id"].to_numpy())
     train_idx = subset_indices(len(dataset), k, cfg.study.seed)[:n_train]
-    held = held_out(dataset, k, n_held, cfg.study.seed)
+    held = held_out(dataset, n_held, cfg)
     kind = np.array(["sample"] * len(chosen) + ["train"] * len(train_idx) + ["held-out"] * len(held), dtype=object)
     item_id = np.concatenate([chosen["sample_id"].to_numpy(), train_idx, held]).astype(np.int64)
-    return {"kind": kind, "item_id": item_id,
-            "label": list(chosen["label"]) + [None] * (len(train_idx) + len(held)),
-            "d_train": np.concatenate([chosen["d_train"].to_numpy(), np.full(len(train_idx) + len(held), np.nan)]),
+    none = [None] * (len(train_idx) + len(held))
+    nan = np.full(len(train_idx) + len(held), np.nan)
+    return {"kind": kind, "item_id": item_id, "label": list(chosen["label"]) + none,
+            "pick": list(chosen["pick"]) + none,
+            "d_train": np.concatenate([chosen["d_train"].to_numpy(), nan]),
+            "d_synth": np.concatenate([chosen["d_synth"].to_numpy(), nan]),
             "images": np.concatenate([imgs[pos], dataset.get(train_idx), dataset.get(held)]).astype(np.float32),
             "seeds": np.array([item_seed(cfg.study.seed, k, seed, kd, i, salt) for kd, i in zip(kind, item_id)],
                               dtype=np.int64)}
@@ -52,7 +56,7 @@ def references(cfg, dataset, k: int) -> dict:
     from .datasets import subset_indices
 
     train_idx = subset_indices(len(dataset), k, cfg.study.seed)[:cfg.energy.train_refs]
-    held = held_out(dataset, k, cfg.energy.held_out_refs, cfg.study.seed)
+    held = held_out(dataset, cfg.energy.held_out_refs, cfg)
     return {"kind": ["train"] * len(train_idx) + ["held-out"] * len(held),
             "item_id": np.concatenate([train_idx, held]).astype(np.int64),
             "images": np.concatenate([dataset.get(train_idx), dataset.get(held)]).astype(np.float32)}

@@ -31,11 +31,14 @@ def label_samples(d_train, d_synth, delta_m: float, delta_s: float) -> np.ndarra
 
 
 def ratio_test(nn1, nn2, threshold: float = RATIO_THRESHOLD) -> tuple[np.ndarray, np.ndarray]:
-    """||x - NN1|| / ||x - NN2|| and whether it is below ``threshold`` (Carlini et al. 2023).
+    """||x - NN1|| / ||x - NN2|| and whether it is below ``threshold``: the ratio test of Gu et al.
+    2023 ("On memorization in diffusion models", threshold 1/3). Not Carlini et al. 2023's criterion,
+    which divides by the mean distance to the 50 nearest neighbours (alpha = 0.5): a different test.
 
     A missing second neighbour (K = 1: stored as distance inf, or NaN) has no ratio:
     the ratio is NaN and the sample is not ratio-memorized. An exact duplicate of two
-    identical training images (nn1 = nn2 = 0) keeps ratio 0, a copy; nn2 = 0 < nn1
+    identical training images (nn1 = nn2 = 0) keeps ratio 0, a copy (Gu et al.'s code divides and
+    gets NaN, so it never calls it memorized); nn2 = 0 < nn1
     (impossible for sorted neighbours) gives inf.
     """
     nn1, nn2 = np.asarray(nn1, float), np.asarray(nn2, float)

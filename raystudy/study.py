@@ -4,7 +4,8 @@
     train     -                            runs, train_log       study.seed, data, model, train (not resources)
     generate  runs                         samples               generate.n_samples/sampler/steps
     knn       samples                      neighbors             knn.k  (one unit per metric)
-    classify  neighbors (+ samples)        labels, fractions     classify.delta_m/delta_s of the metric
+    classify  neighbors (+ samples)        labels, fractions,    classify.delta_m/delta_s of the metric,
+                                           null_fractions        data.held_out
     basins    labels, samples              basins, basin_trials, basin_rates   basins.* (if enabled)
     energy    labels, samples              energy                energy.* (if enabled)
     figures   fractions, neighbors, ...    figures/*.png         ks, seeds, knn.metrics
@@ -46,8 +47,8 @@ GENERATE = Stage("generate", reads=("runs",), writes=("samples",),
 KNN = Stage("knn", reads=("samples",), writes=("neighbors",), depends=("knn.k",), after=(GENERATE,),
             units=metric_ks_seeds, run=lambda *a: run_knn(KNN, *a), check=lambda *a: check_weights(KNN, *a),
             stored=sharded_stored("neighbors"))
-CLASSIFY = Stage("classify", reads=("neighbors", "samples"), writes=("labels", "fractions"),
-                 depends=("classify.delta_m.{metric}", "classify.delta_s.{metric}"), after=(KNN,),
+CLASSIFY = Stage("classify", reads=("neighbors", "samples"), writes=("labels", "null_fractions", "fractions"),
+                 depends=("classify.delta_m.{metric}", "classify.delta_s.{metric}", "data.held_out"), after=(KNN,),
                  units=metric_ks_seeds, run=lambda *a: run_classify(CLASSIFY, *a), uses_ray=lambda cfg: False)
 
 
@@ -57,13 +58,14 @@ def _basin_units(cfg):
 
 
 BASINS = Stage("basins", reads=("labels", "samples"), writes=("basins", "basin_trials", "basin_rates"),
-               depends=tuple(f"basins.{k}" for k in ("metric", "per_label", "train", "held_out", "trials", "p",
+               depends=tuple(f"basins.{k}" for k in ("metric", "per_label", "rank", "train", "held_out", "trials", "p",
                                                      "delta", "stride", "ddim_steps")),
                after=(CLASSIFY,), units=_basin_units, run=lambda *a: run_basins(BASINS, *a),
                enabled=lambda cfg: cfg.basins.enabled, check=lambda *a: check_landscape(BASINS, *a))
 ENERGY = Stage("energy", reads=("labels", "samples"), writes=("energy",),
-               depends=("basins.metric", *(f"energy.{k}" for k in ("t", "per_label", "train_refs", "held_out_refs",
-                                                                  "points", "reference_scale"))),
+               depends=("basins.metric", "basins.rank",
+                        *(f"energy.{k}" for k in ("t", "per_label", "train", "held_out", "train_refs",
+                                                  "held_out_refs", "points", "rule"))),
                after=(CLASSIFY,), units=_basin_units, run=lambda *a: run_energy(ENERGY, *a),
                enabled=lambda cfg: cfg.energy.enabled, check=lambda *a: check_landscape(ENERGY, *a))
 
@@ -102,6 +104,18 @@ def validate_against_data(cfg, dataset) -> None:
     too_big = [k for k in cfg.ks if k > len(dataset)]
     if too_big:
         raise DataError(f"ks: K={too_big[0]} is larger than the dataset ({cfg.data.name} has {len(dataset)} images)")
+    n, r = len(dataset), cfg.data.held_out
+    if r >= n:
+        raise DataError(f"data.held_out={r} leaves no training images ({cfg.data.name} has {n} images)")
+    too_big = [k for k in cfg.ks if k > n - r]
+    if too_big:
+        raise DataError(f"ks: K={too_big[0]} is larger than what {cfg.data.name} leaves beside its held-out split "
+                        f"({n} - data.held_out {r} = {n - r}); lower K or data.held_out")
+    for key, want in (("basins.held_out", cfg.basins.held_out if cfg.basins.enabled else 0),
+                      ("energy.held_out", cfg.energy.held_out if cfg.energy.enabled else 0),
+                      ("energy.held_out_refs", cfg.energy.held_out_refs if cfg.energy.enabled else 0)):
+        if want > r:
+            raise DataError(f"{key}={want} is more than the held-out split (data.held_out={r})")
 
 
 def plan(cfg, study_dir) -> list[tuple[Stage, list]]:

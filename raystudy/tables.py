@@ -41,7 +41,8 @@ SCHEMAS: dict[str, pa.Schema] = {
     "labels": pa.schema([
         ("K", _I32), ("seed", _I32), ("sample_id", _I32), ("metric", _STR),
         ("d_train", _F64), ("d_synth", _F64), ("label", _STR),
-        # The ratio test (Carlini et al. 2023): NN1/NN2 on per-pixel L2 to the training set.
+        # The ratio test (Gu et al. 2023): NN1/NN2 on per-pixel L2 to the training set, memorized if < 1/3;
+        # NN1 = NN2 = 0 (a copy of a duplicated image) is ratio 0, memorized (Gu et al.'s code: NaN).
         ("ratio", _F64), ("ratio_memorized", pa.bool_()),
         # Reconstruction error of the best on-manifold fit (known-manifold datasets only, else null).
         ("manifold_error", _F64),
@@ -52,23 +53,32 @@ SCHEMAS: dict[str, pa.Schema] = {
         # The ratio test's memorized fraction, beside the paper's rule.
         ("ratio_memorized", _F64),
     ]),
+    # The chance level (raystudy.null): held-out real images labelled by the same rule against the K-set
+    # (d_synth against the held-out split's other half); n = 0 and NaN where not computed (LPIPS metrics).
+    # The same for every seed of a K (stored per unit); a sample fraction at or below it is chance.
+    "null_fractions": pa.schema([
+        ("K", _I32), ("seed", _I32), ("metric", _STR), ("n", _I64),
+        ("memorized", _F64), ("spurious", _F64), ("generalized", _F64), ("ratio_memorized", _F64),
+    ]),
     # The train stage's loss curve: one row per logged step of each run.
     "train_log": pa.schema([
         ("K", _I32), ("seed", _I32), ("step", _I64), ("images_seen", _I64), ("loss", _F64),
     ]),
     # Critical time per item (a generated sample, a training image, a held-out image).
     # kind: "sample" (item_id = sample_id of the eval set), "train" / "held-out" (item_id = dataset index).
-    # label: the sample's label under `metric` (null for train / held-out items).
-    # t_crit: the largest scanned t at which the recovery rate over trials is >= p (0 if none);
-    # radius: mean ||x_t - x|| over the trials at t_crit.
+    # label: the sample's label under `metric` (null for train / held-out items); pick: "top" / "bottom"
+    # of the label's ranking (basins.select_items; null for train / held-out items); d_train, d_synth: its
+    # labels row. t_crit: first passage, the last scanned t before the recovery rate over the trials
+    # first drops below p (0 if it is below p at t = 1); radius: mean ||x_t - x|| over the trials at t_crit.
     "basins": pa.schema([
         ("K", _I32), ("seed", _I32), ("metric", _STR), ("kind", _STR), ("item_id", _I64), ("label", _STR),
-        ("d_train", _F64), ("t_crit", _I64), ("radius", _F64),
+        ("pick", _STR), ("d_train", _F64), ("d_synth", _F64), ("t_crit", _I64), ("radius", _F64),
     ]),
-    # Per trial, as the paper's code stores it: the last t before that trial's first failure.
+    # Per trial: t_survive, the last scanned t before that trial's first failure (0: failed at t = 1),
+    # uncensored; the paper's per-trial Tc is this, cut where every item of its batch has rate < p.
     "basin_trials": pa.schema([
         ("K", _I32), ("seed", _I32), ("kind", _STR), ("item_id", _I64), ("trial", _I32),
-        ("t_last", _I64), ("radius", _F64),
+        ("t_survive", _I64), ("radius", _F64),
     ]),
     # The recovery rate at every scanned t (until the item's scan stopped).
     "basin_rates": pa.schema([

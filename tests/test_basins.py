@@ -70,20 +70,20 @@ def test_two_point_t_crit_is_where_the_curve_crosses_p(sched, two_points):
 
 
 def test_two_point_per_trial_survival_matches_product(sched, two_points):
-    """Noise is fresh at every t, so P(t_last >= t_j) = prod_{i <= j} q(t_i)."""
+    """Noise is fresh at every t, so P(t_survive >= t_j) = prod_{i <= j} q(t_i)."""
     x0, D, trials, res = two_points
     ts = res["rate_t"][0]
     surv = np.cumprod(_q(sched, ts, D))
-    t_last = res["t_last"][0]
+    t_surv = res["t_survive"][0]
     for j, t in enumerate(ts):
-        frac = np.mean(t_last >= t)
+        frac = np.mean(t_surv >= t)
         sd = math.sqrt(surv[j] * (1 - surv[j]) / trials) + 1e-12
         assert abs(frac - surv[j]) <= 4 * sd + 1e-9, (t, frac, surv[j])
-    # Every trial failed before the scan stopped (the stop rule), so no t_last is the last scanned t.
-    assert t_last.max() < ts[-1]
+    # Every trial failed before the scan stopped (the stop rule), so no t_surv is the last scanned t.
+    assert t_surv.max() < ts[-1]
     ab = sched.alphas_cumprod.double().numpy()
-    rl = res["radius_last"][0][t_last > 0]
-    tl = t_last[t_last > 0]
+    rl = res["radius_survive"][0][t_surv > 0]
+    tl = t_surv[t_surv > 0]
     typical = np.sqrt((1 - np.sqrt(ab[tl])) ** 2 * float((x0 ** 2).sum()) + (1 - ab[tl]) * x0.numel())
     assert np.all(rl > 0.3 * typical) and np.all(rl < 2.5 * typical)
 
@@ -134,8 +134,8 @@ def test_item_result_does_not_depend_on_batch(sched):
         for res, j in ((alone, 0), (mixed, k_one)):
             assert res["t_crit"][j] == together["t_crit"][k_all]
             assert res["radius"][j] == together["radius"][k_all]
-            assert np.array_equal(res["t_last"][j], together["t_last"][k_all])
-            assert np.array_equal(res["radius_last"][j], together["radius_last"][k_all])
+            assert np.array_equal(res["t_survive"][j], together["t_survive"][k_all])
+            assert np.array_equal(res["radius_survive"][j], together["radius_survive"][k_all])
             assert np.array_equal(res["rate_t"][j], together["rate_t"][k_all])
             assert np.array_equal(res["rate"][j], together["rate"][k_all])
     # Stored memories have a basin, held-out digits none at this delta.
@@ -156,24 +156,34 @@ def test_basins_group_with_a_unet_writes_the_tables(sched):
     out = basins_group(unet, sched, cfg, items, rms_metric, "cpu", K=8, seed=0, metric="l2")
     for name in ("basins", "basin_trials", "basin_rates"):
         tables.to_table(name, out[name])
-    assert len(out["basin_trials"]["t_last"]) == 9
+    assert len(out["basin_trials"]["t_survive"]) == 9
     assert set(out["basin_rates"]["t"]) <= set(scan_times(1000, 200).tolist())
 
 
-def test_select_items_closest_and_farthest():
+def test_select_items_ranks_each_label_as_the_paper_and_keeps_top_and_bottom_apart():
+    """memorized by d_train ascending, spurious by d_synth ascending, generalized by d_synth descending."""
     import pandas as pd
 
     rng = np.random.default_rng(0)
-    df = pd.DataFrame({"sample_id": np.arange(40), "label": rng.choice(["memorized", "spurious", "generalized"], 40),
-                       "d_train": rng.random(40).round(2)})
+    df = pd.DataFrame({"sample_id": np.arange(60), "label": rng.choice(["memorized", "spurious", "generalized"], 60),
+                       "d_train": rng.random(60).round(2), "d_synth": rng.random(60).round(2)})
     a = select_items(df.sample(frac=1, random_state=1), 4)
     b = select_items(df, 4)
     assert a.sample_id.tolist() == b.sample_id.tolist()
-    for lab, g in b.groupby("label"):
-        full = df[df.label == lab].sort_values(["d_train", "sample_id"])
-        assert g[g.pick == "closest"].sample_id.tolist() == full.sample_id.tolist()[:2]
-        assert g[g.pick == "farthest"].sample_id.tolist() == full.sample_id.tolist()[-2:]
-    assert len(select_items(df[df.label == "spurious"].head(3), 4)) == 3
+    rule = {"memorized": ("d_train", True), "spurious": ("d_synth", True), "generalized": ("d_synth", False)}
+    for lab, (col, asc) in rule.items():
+        g = b[b.label == lab]
+        full = df[df.label == lab].sort_values([col, "sample_id"], ascending=[asc, True]).sample_id.tolist()
+        assert g[g.pick == "top"].sample_id.tolist() == full[:2], lab
+        assert g[g.pick == "bottom"].sample_id.tolist() == full[-2:], lab
+    assert set(b.pick) == {"top", "bottom"}
+    few = select_items(df[df.label == "spurious"].head(3), 4)
+    assert len(few) == 3 and few.pick.tolist() == ["top", "top", "bottom"] and few.sample_id.is_unique
+    # The earlier rule stays available: every label by d_train.
+    old = select_items(df, 4, rank="d_train")
+    g = old[old.label == "generalized"]
+    full = df[df.label == "generalized"].sort_values(["d_train", "sample_id"]).sample_id.tolist()
+    assert g.sample_id.tolist() == full[:2] + full[-2:]
 
 
 class _Scripted(torch.nn.Module):
@@ -194,7 +204,7 @@ class _Scripted(torch.nn.Module):
         return SimpleNamespace(sample=torch.zeros_like(x))
 
 
-def test_scripted_outcomes_give_exact_t_crit_t_last_and_stop(sched):
+def test_scripted_outcomes_give_exact_t_crit_t_surv_and_stop(sched):
     """Trial 0 fails from t = 26 on, trial 1 only at t = 1, every trial from t = 501: known answers."""
     model = _Scripted()
 
@@ -213,8 +223,8 @@ def test_scripted_outcomes_give_exact_t_crit_t_last_and_stop(sched):
     ts = np.arange(1, 502, 25)
     for i in range(2):
         assert res["t_crit"][i] == 476  # rate 0.9 >= p up to 476, 0 at 501
-        assert res["t_last"][i].tolist() == [1, 0] + [476] * 8
-        assert res["radius_last"][i][1] == 0.0
+        assert res["t_survive"][i].tolist() == [1, 0] + [476] * 8
+        assert res["radius_survive"][i][1] == 0.0
         assert res["rate_t"][i].tolist() == ts.tolist()  # stopped right after 501: rate 0 and all failed
         assert np.allclose(res["rate"][i], [0.9] * 20 + [0.0])
 
@@ -231,4 +241,70 @@ def test_noising_uses_item_generator_at_step_t(sched):
     eps = torch.cat([torch.randn((4, 1, 3, 3), generator=torch.Generator().manual_seed(s)) for s in (77, 78)])
     expect = ab.sqrt() * x.repeat_interleave(4, 0) + (1 - ab).sqrt() * eps
     assert torch.allclose(x_t, expect, atol=1e-7)
-    assert res["t_crit"].tolist() == [0, 0] and res["t_last"].max() == 0 and res["radius"].tolist() == [0, 0]
+    assert res["t_crit"].tolist() == [0, 0] and res["t_survive"].max() == 0 and res["radius"].tolist() == [0, 0]
+
+
+def test_t_crit_is_first_passage_not_a_lucky_late_t(sched):
+    """Rate 1 up to t = 101, 0.8 at t = 126, 1 again until 476, 0 from 501: t_crit is 101, not 476."""
+    model = _Scripted()
+
+    def metric(a, b):
+        t = model.t
+        model.fresh = True
+        fail = np.zeros(len(a), dtype=bool).reshape(-1, 10)
+        fail[:, :2] = t == 126
+        fail[:, :] |= t >= 501
+        return torch.as_tensor(fail.reshape(-1).astype(np.float64))
+
+    res = critical_times(model, sched, torch.zeros(1, 1, 2, 2), [5], metric_fn=metric, delta=0.5, trials=10,
+                         p=0.9, stride=25, ddim_steps=3, batch_size=1)
+    assert res["t_crit"][0] == 101
+    assert res["rate_t"][0].tolist() == list(range(1, 502, 25))  # the whole curve is kept
+    assert res["t_survive"][0].tolist() == [101, 101] + [476] * 8
+
+
+class _Linear(torch.nn.Module):
+    """eps = 0.8 tanh(2 x): its clean-image predictions leave [-1, 1] at large t."""
+
+    def forward(self, x, t):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(sample=0.8 * torch.tanh(2 * x))
+
+
+def _ddim_clip_at_end(model, sched, x, tau):
+    """DDIM (eta = 0) on the ascending grid tau, written out: only the final image is clamped."""
+    ac = sched.alphas_cumprod.double()
+    x = x.double()
+    for i in range(len(tau) - 1, -1, -1):
+        a = ac[int(tau[i])]
+        a_prev = ac[int(tau[i - 1])] if i > 0 else torch.tensor(1.0, dtype=torch.float64)
+        eps = model(x.float(), torch.full((len(x),), int(tau[i]))).sample.double()
+        x0 = (x - (1 - a).sqrt() * eps) / a.sqrt()
+        x = a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps
+    return x.clamp(-1, 1).float()
+
+
+def test_ddim_clips_only_the_final_image(sched):
+    model = _Linear()
+    x = torch.rand(4, 1, 4, 4, generator=torch.Generator().manual_seed(3)) * 2 - 1
+    t = 976
+    x_t = sched.add_noise(x, torch.randn(4, 1, 4, 4, generator=torch.Generator().manual_seed(4)),
+                          torch.full((4,), t))
+    ours = ddim_denoise(model, sched, x_t, t, 20)
+    want = _ddim_clip_at_end(model, sched, x_t, ddim_grid(t, 20))
+    assert torch.allclose(ours, want, atol=1e-5), (ours - want).abs().max()
+    assert ours.abs().max() <= 1.0
+    # Clipping every intermediate prediction (diffusers' clip_sample) gives another image here.
+    from diffusers import DDIMScheduler
+
+    tau = ddim_grid(t, 20)
+    ac = sched.alphas_cumprod[torch.as_tensor(tau)]
+    view = DDIMScheduler(num_train_timesteps=len(tau), trained_betas=(1 - ac / torch.cat([ac.new_ones(1), ac[:-1]]))
+                         .double().numpy(), clip_sample=True, set_alpha_to_one=True, steps_offset=0)
+    view.alphas_cumprod = ac.clone()
+    view.set_timesteps(len(tau))
+    y = x_t
+    for i in range(len(tau) - 1, -1, -1):
+        y = view.step(model(y, torch.full((4,), int(tau[i]))).sample, i, y, eta=0.0).prev_sample
+    assert (y - want).pow(2).mean().sqrt() > 0.01

@@ -169,3 +169,42 @@ def test_energy_group_writes_the_energy_table(sched):
     assert df.label.isna().tolist() == [False] * 4 + [True] * 2
     one = relative_energy(model, dig[31:32], dig[900:901], 200, sched.alphas_cumprod, sched.betas, points=8)
     assert np.isclose(df.energy[3], one["energy"][0], rtol=1e-6)
+
+
+def _paper_potential(model, target, reference, betas, t):
+    """The reference code's relative potential (stats_utils.batch_potential), written out again:
+    20 angles linspace(0, pi/2), each term <drift, velocity> times their spacing, summed."""
+    alpha = torch.linspace(0, 0.5 * math.pi, 20, dtype=torch.float64)
+    d_a = float(alpha[1] - alpha[0])
+    betas = betas.double()
+    std = (1 - torch.cumprod(betas, 0)) ** 0.5
+    out = torch.zeros(len(target), dtype=torch.float64)
+    for a in alpha:
+        x = torch.cos(a) * target + torch.sin(a) * reference
+        v = (-torch.sin(a) * target + torch.cos(a) * reference) * d_a
+        score = -model(x, torch.full((len(x),), t, dtype=torch.long)).sample.double() / std[t]
+        grad_u = -betas[t] * score - 0.5 * betas[t] * x
+        out += (grad_u.flatten(1) * v.flatten(1)).sum(1)
+    return out.numpy()
+
+
+@pytest.mark.parametrize("t", [0, 300])
+def test_paper_rule_equals_a_transcription_of_the_reference_code(sched, t):
+    from .conftest import digits_tensor
+
+    dig = digits_tensor().double()
+    train = dig[:5]
+    model = EmpiricalEpsilon(train, sched.alphas_cumprod)
+    x, r = dig[[0, 1, 100, 200]], dig[[2, 300, 3, 400]]
+    res = relative_energy(model, x, r, t, sched.alphas_cumprod, sched.betas, rule="paper", dtype=torch.float64)
+    want = _paper_potential(model, x, r, sched.betas, t)
+    assert np.allclose(res["drift_potential"], want, rtol=1e-10, atol=1e-12), (res["drift_potential"], want)
+    assert np.isnan(res["quad_error"]).all()
+    # The paper's sum is not the converged integral: on a constant integrand it is 20/19 of it.
+    from raystudy.energy import paper_nodes
+
+    a, w = paper_nodes()
+    assert w.sum() == pytest.approx(math.pi / 2 * 20 / 19, rel=1e-12)
+    ours = relative_energy(model, x, r, t, sched.alphas_cumprod, sched.betas, points=32, reference_scale=True,
+                           dtype=torch.float64)
+    assert np.max(np.abs(ours["drift_potential"] / want - 1)) > 0.01

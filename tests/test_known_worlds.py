@@ -12,7 +12,7 @@ from .conftest import TINY
 
 
 def test_exact_memorizer_study_memorizes_at_every_k(tmp_path, ray_local):
-    cfg = load(TINY, ["model.type=empirical", "ks=[2, 16, 128, 1797]", "generate.n_samples=24",
+    cfg = load(TINY, ["model.type=empirical", "ks=[2, 16, 128, 1597]", "generate.n_samples=24",
                       "generate.steps=50", "generate.batch_size=24"])
     said = []
     run(cfg, tmp_path, echo=said.append)
@@ -21,7 +21,7 @@ def test_exact_memorizer_study_memorizes_at_every_k(tmp_path, ray_local):
     runs = pd.read_parquet(tmp_path / "tables" / "runs")
     assert (runs.model == "empirical").all() and (runs.steps == 0).all()
     fr = pd.read_parquet(tmp_path / "tables" / "fractions")
-    assert sorted(fr.K) == [2, 16, 128, 1797]
+    assert sorted(fr.K) == [2, 16, 128, 1597]
     assert (fr.memorized >= 0.99).all(), fr
     # Independent check: the stored samples sit on training digits.
     from raystudy.datasets import load_dataset, training_set

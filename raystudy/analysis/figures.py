@@ -129,6 +129,24 @@ def _panel(ax, cv: pd.DataFrame, row, ratio: bool = True, level: float = 0.95):
     ax.grid(alpha=0.3, which="both", lw=0.4)
 
 
+def null_curve(st: Studies, study: str, metric: str) -> pd.DataFrame:
+    """The chance level per K (table ``null_fractions``, mean over its rows per K; empty where
+    absent or not computed): held-out real images labelled by the samples' rule."""
+    if not st.has("null_fractions"):
+        return pd.DataFrame(columns=["K", *LABELS])
+    nf = st.null_fractions
+    nf = nf[(nf["study"] == study) & (nf["metric"] == metric) & (nf["n"] > 0)]
+    return nf.groupby("K", as_index=False)[list(LABELS)].mean().sort_values("K")
+
+
+def _null(ax, st: Studies, study: str, metric: str) -> None:
+    nc = null_curve(st, study, metric)
+    for lab in ("memorized", "spurious"):
+        if len(nc):
+            ax.plot(nc["K"], nc[lab], ":", marker="x", ms=4, lw=1.2, color=COLORS[lab], alpha=0.9,
+                    label=f"null: held-out images {lab} (chance)")
+
+
 def _note(cv: pd.DataFrame, level: float) -> str:
     n_seeds = int(cv["n_seeds"].max()) if len(cv) else 0
     s = f"lines: mean over {n_seeds} seed(s)"
@@ -138,7 +156,8 @@ def _note(cv: pd.DataFrame, level: float) -> str:
         s += (f"; bands: {level:.0%} interval per K (" +
               ("hierarchical bootstrap over seeds and samples" if n_seeds > 1 else "exact, over samples") + ")")
     return s + ("; dashed vertical: memorized crosses 1/2 (logistic fit in log K), shaded: its interval, "
-                "hatched: the grid's bracket; dotted purple: EMM; star: spurious peak")
+                "hatched: the grid's bracket; dotted purple: EMM; star: spurious peak"
+                "; dotted x: the null, held-out real images under the same rule (a fraction at or below it is chance)")
 
 
 def transition_figure(st: Studies, cv: pd.DataFrame | None = None, sm: pd.DataFrame | None = None,
@@ -158,6 +177,7 @@ def transition_figure(st: Studies, cv: pd.DataFrame | None = None, sm: pd.DataFr
             c = cv[(cv["study"] == s) & (cv["metric"] == m)].sort_values("K")
             r = sm[(sm["study"] == s) & (sm["metric"] == m)] if len(sm) else sm
             _panel(ax, c, r.iloc[0] if len(r) else None, level=level)
+            _null(ax, st, s, m)
             ax.set_title(f"{s} · {m}" if len(studies) > 1 else f"metric: {m}", fontsize=10)
     axes[0][0].legend(loc="center right", fontsize=7)
     fig.text(0.5, -0.01, _note(cv, level), ha="center", va="top", fontsize=7, wrap=True)
@@ -433,9 +453,14 @@ def basins_figure(st: Studies):
     return fig
 
 
+ENERGY_VALUES = (("energy", "energy = E(ref) - E(item), E = -log p_t (ours)"),
+                 ("drift_potential", "drift_potential: integral of the reverse drift (the paper's number)"))
+
+
 def energy_figure(st: Studies):
-    """Relative energy E(reference) - E(item) per K and label, one panel per reference kind.
-    None when the ``energy`` table is absent."""
+    """Per K and label (or item kind), one panel per reference kind and value: ``energy``
+    (E(reference) - E(item), E = -log p_t) and ``drift_potential`` (what the paper's code reports
+    and plots; beta_t (energy - (|r|^2 - |x|^2) / 4)). None when the ``energy`` table is absent."""
     plt = _plt()
     if not st.has("energy"):
         return None
@@ -443,14 +468,19 @@ def energy_figure(st: Studies):
     e = st.energy
     refs = sorted(e["reference_kind"].dropna().astype(str).unique()) if "reference_kind" in e else ["all"]
     refs = refs or ["all"]
-    fig, axes = plt.subplots(len(studies), len(refs), figsize=(6 * len(refs), 3.8 * len(studies)), squeeze=False)
+    values = [(v, lab) for v, lab in ENERGY_VALUES if v in e]
+    ncol = len(refs) * len(values)
+    fig, axes = plt.subplots(len(studies), ncol, figsize=(6 * ncol, 3.8 * len(studies)), squeeze=False)
     for i, s in enumerate(studies):
         es = e[e["study"] == s].copy()
         es["_group"] = _group(es)
         for j, r in enumerate(refs):
             sub = es if r == "all" else es[es["reference_kind"].astype(str) == r]
-            _boxes(axes[i][j], sub, "energy", "relative energy E(ref) - E(item)")
-            axes[i][j].axhline(0, color="k", lw=0.6)
-            axes[i][j].set_title(f"{s}: references = {r}", fontsize=9)
+            for vi, (value, ylabel) in enumerate(values):
+                ax = axes[i][j * len(values) + vi]
+                _boxes(ax, sub, value, ylabel)
+                ax.axhline(0, color="k", lw=0.6)
+                ax.set_title(f"{s}: {value}, references = {r}", fontsize=9)
+                ax.yaxis.label.set_size(7)
     fig.tight_layout()
     return fig

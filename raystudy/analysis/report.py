@@ -144,7 +144,7 @@ def write_report(dirs, out: str | Path | None = None, pdf: bool = False, n_boot:
     paths = _flatten_dirs([dirs] if isinstance(dirs, (str, Path)) else dirs)
     out = Path(out) if out else (paths[0] / "report" if len(paths) == 1 else paths[0] / "report" / "compare")
     out.mkdir(parents=True, exist_ok=True)
-    st = load(paths, tables=[t for t in ("runs", "train_log", "labels", "fractions", "basins", "basin_trials",
+    st = load(paths, tables=[t for t in ("runs", "train_log", "labels", "fractions", "null_fractions", "basins", "basin_trials",
                                          "basin_rates", "energy")])
     if not st.has("labels") and not st.has("fractions"):
         raise AnalysisError(f"{', '.join(map(str, paths))}: no labels or fractions yet (run the study first)")

@@ -154,12 +154,14 @@ def _write_basins(d: Path, lab, rng, meta) -> None:
     t_of = {"memorized": 600, "spurious": 300, "generalized": 100, None: 400}
     m0 = lab["metric"].iloc[0]
     for (k, s), g in lab[lab["metric"] == m0].groupby(["K", "seed"], sort=True):
-        items = [("sample", int(r.sample_id), r.label, r.d_train) for r in g.head(6).itertuples()]
-        items += [("train", i, None, 0.0) for i in range(2)] + [("held-out", 1000 + i, None, 0.5) for i in range(2)]
-        for kind, item, label, dt in items:
+        items = [("sample", int(r.sample_id), r.label, r.d_train, r.d_synth, ("top", "bottom")[j % 2])
+                 for j, r in enumerate(g.head(6).itertuples())]
+        items += [("train", i, None, 0.0, None, None) for i in range(2)]
+        items += [("held-out", 1000 + i, None, 0.5, None, None) for i in range(2)]
+        for kind, item, label, dt, ds, pick in items:
             t = int(np.clip(t_of[label] * (200 / (k + 200)) + rng.normal(0, 30), 1, 999))
             b.append({"K": k, "seed": s, "metric": m0, "kind": kind, "item_id": item, "label": label,
-                      "d_train": dt, "t_crit": t, "radius": 0.002 * t + rng.normal(0, 0.05)})
+                      "pick": pick, "d_train": dt, "d_synth": ds, "t_crit": t, "radius": 0.002 * t + rng.normal(0, 0.05)})
             for rk in ("train", "held-out"):
                 e.append({"K": k, "seed": s, "kind": kind, "item_id": item, "label": label, "reference_kind": rk,
                           "reference_id": 0, "t": 0, "energy": t / 100 + rng.normal(0, 1),

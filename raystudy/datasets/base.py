@@ -47,9 +47,14 @@ def subset_indices(n: int, k: int, seed: int) -> np.ndarray:
     return permutation(n, seed)[:k]
 
 
-def held_out_indices(n: int, k_max: int, seed: int) -> np.ndarray:
-    """Dataset indices that no K-set of the study contains (the permutation's tail)."""
-    return permutation(n, seed)[k_max:]
+def held_out_indices(n: int, reserve: int, seed: int) -> np.ndarray:
+    """The study's held-out split: the last ``reserve`` items of the permutation, in its order.
+
+    The K-sets stay the permutation's prefixes (reserving changes none of them); a study
+    refuses K > n - reserve, so no K-set of it ever holds one of these."""
+    if not 0 <= reserve < n:
+        raise DataError(f"data.held_out={reserve} must be in 0..{n - 1} (the dataset has {n} images)")
+    return permutation(n, seed)[n - reserve:]
 
 
 class LazyImages:

@@ -1,5 +1,6 @@
 """The classify stage: stored neighbours -> ``labels`` and ``fractions``, one part each per
-(metric, K, seed), by ``raystudy.labels``. Runs in the driver (no Ray): it reads distances only."""
+(metric, K, seed), by ``raystudy.labels``, and the chance level ``null_fractions``
+(``raystudy.null``: held-out images against the K-set, brute force). Runs in the driver (no Ray)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,11 @@ from ..labels import fractions, label_samples, ratio_test
 
 
 def run_classify(stage, cfg, study_dir, todo) -> None:
+    from ..datasets import load_dataset
+    from ..null import null_fractions
+
+    dataset = load_dataset(cfg.data)
+    nulls: dict = {}  # (metric, K) -> row: one computation for every seed
     for metric, k, seed in todo:
         # Only the distances the labels need, never the index lists.
         t = tables.read_unit(study_dir, "neighbors", k, seed, metric=metric,
@@ -34,5 +40,9 @@ def run_classify(stage, cfg, study_dir, todo) -> None:
             "metric": np.full(n, metric), "d_train": d_train, "d_synth": d_synth, "label": labels,
             "ratio": ratio, "ratio_memorized": ratio_mem, "manifold_error": manifold,
         }, meta))
+        if (metric, k) not in nulls:
+            nulls[metric, k] = null_fractions(cfg, dataset, metric, k, seed)
+        tables.write_part(study_dir, "null_fractions", part,
+                          tables.to_table("null_fractions", {**nulls[metric, k], "seed": [seed]}, meta))
         tables.write_part(study_dir, "fractions", part, tables.to_table(
             "fractions", fractions(np.full(n, k), np.full(n, seed), np.full(n, metric), labels, ratio_mem), meta))

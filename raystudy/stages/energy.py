@@ -1,4 +1,5 @@
-"""The energy stage: relative energies of each (metric, K, seed)'s sample items against the
+"""The energy stage: relative energies of each (metric, K, seed)'s items (samples, training and
+held-out images) against the
 K's references (``raystudy.items``), one Ray Data actor call per unit, which computes them
 with ``energy.energy_group`` and writes the unit's ``energy`` part itself."""
 
@@ -16,7 +17,7 @@ class EnergyActor(UnitActor):
 
         c = self.cfg.energy
         metric, k, s = unit
-        xs = items.select(self.cfg, self.study_dir, self.dataset, unit, c.per_label, 0, 0, ENERGY_SALT)
+        xs = items.select(self.cfg, self.study_dir, self.dataset, unit, c.per_label, c.train, c.held_out, ENERGY_SALT)
         refs = items.references(self.cfg, self.dataset, k)
         sched = self.train_scheduler
         cols = energy.energy_group(self.model(k, s), sched.alphas_cumprod, sched.betas, c, xs, refs, K=k, seed=s,
