@@ -167,6 +167,9 @@ class EnergySection(_Section):
 
 class RaySection(_Section):
     num_cpus: Optional[int] = Field(None, ge=1, description="CPUs for a local Ray (ignored on a cluster)")
+    scale_up_wait_s: float = Field(0.0, ge=0, description="on an autoscaling cluster (workers from 0 nodes): how "
+                                   "long to wait for a node that can hold one worker before giving up; 0: the "
+                                   "cluster is as it is")
 
 
 class StudyConfig(_Section):

@@ -188,7 +188,7 @@ def run(cfg, study_dir, dry_run: bool = False, echo=None, only: str | None = Non
         ensure_ray(cfg)
         log.debug("Ray cluster resources: %s", cluster_resources())
         for st in ray_stages:
-            check_fits(*_worker(cfg, st.name))
+            check_fits(*_worker(cfg, st.name), wait_s=cfg.ray.scale_up_wait_s)
         check_shared_storage(study_dir)
     config_mod.save(cfg, study_dir)
 
