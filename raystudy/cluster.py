@@ -33,6 +33,22 @@ def cluster_resources() -> dict:
     return ray.cluster_resources()
 
 
+def describe() -> dict | None:
+    """The connected cluster's size for the study's provenance: alive nodes, CPUs, GPUs and
+    accelerator types; None when Ray is not initialised."""
+    import ray
+
+    if not ray.is_initialized():
+        return None
+    try:
+        res = ray.cluster_resources()
+        nodes = [n for n in ray.nodes() if n.get("Alive")]
+    except Exception:  # noqa: BLE001 - provenance must never stop a study
+        return None
+    kinds = sorted(k.split(":", 1)[1] for k in res if k.startswith("accelerator_type:"))
+    return {"nodes": len(nodes), "cpus": res.get("CPU", 0.0), "gpus": res.get("GPU", 0.0), "accelerators": kinds}
+
+
 def check_fits(what: str, cpus: float, gpus: float, wait_s: float = 0.0, poll_s: float = 2.0) -> None:
     """One worker of ``what`` must fit the cluster, or nothing would ever start.
 

@@ -4,8 +4,8 @@ One DIR: writes into ``DIR/report/``. Several: compares them and writes into
 ``FIRST_DIR/report/compare/``. The page (``report.html``) embeds every image as a base64
 data URI and holds the crossing K with its interval, the spurious peak, the fractions
 table, the stage run times and each config: copy the one file anywhere and it still shows
-everything. Absent tables (basins, energy, train_log, stages.json) are named on the page
-instead of drawn.
+everything, with what made each study (``provenance.json``; for several, where that differs).
+Absent tables (basins, energy, train_log, stages.json) are named on the page instead of drawn.
 """
 
 from __future__ import annotations
@@ -237,6 +237,36 @@ def _summary_html(st: Studies, sm: pd.DataFrame, level: float) -> str:
     return text + _table(show, "summary-table")
 
 
+def _provenance_html(st: Studies) -> str:
+    """What made each study (its latest run's record), where its own runs disagree, and, for
+    several studies, where their latest records differ."""
+    from ..provenance import differences, flatten, read
+
+    parts = ["<h2 id='provenance'>Provenance</h2>"]
+    latest = {}
+    for s in st.names:
+        runs = read(st.dirs[s])
+        parts.append(f"<h3>{html.escape(s)}</h3>")
+        if not runs:
+            parts.append("<p class='note'>No provenance recorded (no provenance.json: made before raystudy "
+                         "recorded it).</p>")
+            continue
+        latest[s] = runs[-1]
+        rows = pd.DataFrame([{"field": k, "value": "" if v is None else str(v)} for k, v in flatten(runs[-1]).items()])
+        parts.append(f"<p>The latest of {len(runs)} run(s) that wrote into this study:</p>")
+        parts.append(_table(rows, "provenance"))
+        own = differences({f"run {i + 1} ({r.get('written', '?')})": r for i, r in enumerate(runs)})
+        if own:
+            parts.append("<p class='note'>Its runs did not all use the same software or hardware:</p>")
+            parts.append(_table(pd.DataFrame(own).astype(str), "provenance-runs"))
+    if len(st.names) > 1 and len(latest) > 1:
+        diff = differences(latest)
+        parts.append("<h3>Where the studies' provenance differs</h3>")
+        parts.append(_table(pd.DataFrame(diff).astype(str), "provenance-diff") if diff else
+                     "<p>Nowhere: the same raystudy, libraries, Python and hardware made them.</p>")
+    return "\n".join(parts)
+
+
 def _page(st: Studies, cv, sm, items, notes, level, n_boot, paths) -> str:
     title = "raystudy report: " + " vs ".join(st.names)
     parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
@@ -274,6 +304,7 @@ def _page(st: Studies, cv, sm, items, notes, level, n_boot, paths) -> str:
             cols = [c for c in ("K", "seed", "model", "steps", "images_seen", "final_loss", "wall_s") if c in runs]
             parts.append(f"<p>Training runs (total {runs['wall_s'].sum():.1f} s):</p>")
             parts.append(_table(runs[cols].sort_values(["K", "seed"]), "runs"))
+    parts.append(_provenance_html(st))
     parts.append("<h2 id='config'>Config</h2>")
     for s in st.names:
         cfg = yaml.safe_dump(st.configs.get(s) or {}, sort_keys=False)
@@ -283,8 +314,8 @@ def _page(st: Studies, cv, sm, items, notes, level, n_boot, paths) -> str:
 
 
 DESCRIPTION = ("Draw a study's figures from its tables and write one self-contained HTML page (figures "
-               "embedded, crossing K with its interval, spurious peak, fractions table, stage run times, config). "
-               "With several DIRs the studies are compared side by side.")
+               "embedded, crossing K with its interval, spurious peak, fractions table, stage run times, provenance, "
+               "config). With several DIRs the studies are compared side by side.")
 EPILOG = "Reads only the Parquet tables and config.yaml: no torch, no Ray, nothing is re-run."
 
 
