@@ -16,8 +16,9 @@ from .conftest import ROOT
 # Written from ray-project/kuberay ray-operator/config/crd/bases/ray.io_rayjobs.yaml (v1;
 # the pod template is Kubernetes' PodTemplateSpec as embedded there). A field outside this
 # subset fails the test: look it up in the CRD and add it here with its type.
-S, I, N, B, Q = "string", "integer", "number", "boolean", "quantity"
-QUANTITY = re.compile(r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$")
+S, INT, N, B, Q = "string", "integer", "number", "boolean", "quantity"
+_NUM = r"(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
+QUANTITY = re.compile(rf"^(\+|-)?{_NUM}(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?{_NUM}))?$")  # the CRD's pattern
 
 
 def obj(required=(), **fields):
@@ -43,24 +44,24 @@ CONTAINER = obj(["name"], name=S, image=S, imagePullPolicy=S, command=listof(S),
 POD_TEMPLATE = obj(
     metadata=obj(labels=mapof(S), annotations=mapof(S)),
     spec=obj(["containers"], containers=listof(CONTAINER), serviceAccountName=S, nodeSelector=mapof(S),
-             tolerations=listof(obj(key=S, operator=S, value=S, effect=S, tolerationSeconds=I)),
+             tolerations=listof(obj(key=S, operator=S, value=S, effect=S, tolerationSeconds=INT)),
              volumes=listof(obj(["name"], name=S, persistentVolumeClaim=obj(["claimName"], claimName=S,
                                                                            readOnly=B)))))
 RAYJOB = obj(
     ["apiVersion", "kind", "metadata", "spec"], apiVersion=enum("ray.io/v1"), kind=enum("RayJob"),
     metadata=obj(["name"], name=S, namespace=S, labels=mapof(S), annotations=mapof(S)),
     spec=obj(
-        entrypoint=S, runtimeEnvYAML=S, shutdownAfterJobFinishes=B, ttlSecondsAfterFinished=I, backoffLimit=I,
-        activeDeadlineSeconds=I, entrypointNumCpus=N, entrypointNumGpus=N, suspend=B,
+        entrypoint=S, runtimeEnvYAML=S, shutdownAfterJobFinishes=B, ttlSecondsAfterFinished=INT, backoffLimit=INT,
+        activeDeadlineSeconds=INT, entrypointNumCpus=N, entrypointNumGpus=N, suspend=B,
         submissionMode=enum("K8sJobMode", "HTTPMode", "InteractiveMode", "SidecarMode"),
         submitterPodTemplate=POD_TEMPLATE,
         rayClusterSpec=obj(
             ["headGroupSpec"], rayVersion=S, enableInTreeAutoscaling=B,
             autoscalerOptions=obj(upscalingMode=enum("Default", "Aggressive", "Conservative"),
-                                  idleTimeoutSeconds=I, image=S, imagePullPolicy=S, resources=RESOURCES),
+                                  idleTimeoutSeconds=INT, image=S, imagePullPolicy=S, resources=RESOURCES),
             headGroupSpec=obj(["template"], rayStartParams=mapof(S), serviceType=S, template=POD_TEMPLATE),
             workerGroupSpecs=listof(obj(["groupName", "maxReplicas", "minReplicas", "template"], groupName=S,
-                                        replicas=I, minReplicas=I, maxReplicas=I, idleTimeoutSeconds=I,
+                                        replicas=INT, minReplicas=INT, maxReplicas=INT, idleTimeoutSeconds=INT,
                                         rayStartParams=mapof(S), template=POD_TEMPLATE)))))
 # Kubernetes core/v1 PersistentVolumeClaim, the fields used.
 PVC = obj(["apiVersion", "kind", "metadata", "spec"], apiVersion=enum("v1"), kind=enum("PersistentVolumeClaim"),
@@ -73,7 +74,7 @@ def violations(doc, schema, path="") -> list[str]:
     """Every place where ``doc`` leaves the schema: unknown field, wrong type, missing required."""
     if isinstance(schema, str):
         ok = {S: isinstance(doc, str), B: isinstance(doc, bool),
-              I: isinstance(doc, int) and not isinstance(doc, bool),
+              INT: isinstance(doc, int) and not isinstance(doc, bool),
               N: isinstance(doc, (int, float)) and not isinstance(doc, bool),
               Q: (isinstance(doc, int) and not isinstance(doc, bool)) or
                  (isinstance(doc, str) and QUANTITY.match(doc) is not None)}[schema]
@@ -182,13 +183,13 @@ def test_paths_and_excludes_agree(job):
 
 
 def test_entrypoint_study_on_the_claim_and_workers_that_fit_one_of_each_stage(job, pvc):
-    from raystudy.cli import _parser
+    from raystudy.cli import build_parser
     from raystudy.config import load
     from raystudy.study import _worker
 
     argv = shlex.split(job["spec"]["entrypoint"])
     assert argv[:2] == ["python", "jobs/study.py"] and (ROOT / argv[1]).is_file()
-    args = _parser().parse_args(["run", *argv[2:]])
+    args = build_parser().parse_args(["run", *argv[2:]])
     cfg = load(ROOT / args.config, args.overrides)
     # The study folder is on the ReadWriteMany claim, mounted in every pod.
     assert "ReadWriteMany" in pvc["spec"]["accessModes"]

@@ -10,6 +10,8 @@ import pytest
 
 from .conftest import TINY
 
+pytestmark = pytest.mark.slow  # runs a whole (tiny) study
+
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory, ray_local):
