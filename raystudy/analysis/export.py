@@ -30,8 +30,9 @@ def _tex(text: str) -> str:
 
 
 def fractions_latex(cv: pd.DataFrame, study: str, caption: str | None = None) -> str:
-    """A LaTeX table (booktabs) of the study's fractions: per metric and K, each fraction as
-    mean $\\pm$ s.d. over seeds (when more than one) and [bootstrap interval]."""
+    """A LaTeX table of the study's fractions (its rules need ``\\usepackage{booktabs}``): per
+    metric and K, each fraction as mean $\\pm$ s.d. over seeds (when more than one) and
+    [bootstrap interval]."""
     num = fractions_numbers(cv, study)
     table = pd.DataFrame({"metric": num["metric"].map(_tex), "$K$": num["K"], "samples": num["samples"]})
     for lab in COLUMNS:
@@ -46,7 +47,7 @@ def fractions_latex(cv: pd.DataFrame, study: str, caption: str | None = None) ->
                 cell += f" [{r[f'{lab}_lo']:.2f}, {r[f'{lab}_hi']:.2f}]"
             cells.append(cell)
         table["ratio test" if lab == "ratio_memorized" else lab] = cells
-    return table.to_latex(index=False, escape=False, column_format="ll" + "r" * (table.shape[1] - 2),
+    return table.to_latex(index=False, escape=False, column_format="l" + "r" * (table.shape[1] - 1),
                           caption=caption or f"Fractions per $K$ of study {_tex(study)}: mean $\\pm$ s.d. over "
                                              f"seeds, [bootstrap interval over samples].",
                           label=f"tab:fractions-{re.sub(r'[^A-Za-z0-9]+', '-', study)}")
