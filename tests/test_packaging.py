@@ -35,7 +35,7 @@ def wheel(tmp_path_factory):
     # pyproject does not ship (and the build leaves the checkout untouched).
     src = out / "src"
     shutil.copytree(ROOT, src, symlinks=True, ignore=shutil.ignore_patterns(
-        ".git", ".venv", "build", "*.egg-info", "studies", "__pycache__", ".pytest_cache", "ray_results"))
+        ".git", ".venv", "build", "*.egg-info", "studies", "data", "__pycache__", ".pytest_cache", "ray_results"))
     # The build pip runs for `pip install .`, minus the isolated build environment (no registry).
     p = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
                         str(out), str(src)], capture_output=True, text=True, timeout=300)
