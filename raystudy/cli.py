@@ -73,8 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", parents=[common, overrides], help="run a study from a YAML config",
                        description=RUN_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    r.add_argument("config", help="YAML config (see configs/); sections study, data, ks, seeds, model, train, "
-                   "generate, knn, classify, basins, energy, sweep, ray")
+    r.add_argument("config", help="YAML config, or a packaged one by name (demo, cifar10, ...); sections study, "
+                   "data, ks, seeds, model, train, generate, knn, classify, basins, energy, sweep, ray")
     r.add_argument("--study", required=True, metavar="DIR",
                    help="study directory: config.yaml, models/, tables/<name>/*.parquet and figures/ land here")
     _stage_options(r)

@@ -33,12 +33,51 @@ def cluster_resources() -> dict:
     return ray.cluster_resources()
 
 
-def check_fits(what: str, cpus: float, gpus: float) -> None:
-    """One worker of ``what`` must fit the cluster as it is now, or nothing would ever start."""
+def describe() -> dict | None:
+    """The connected cluster's size for the study's provenance: alive nodes, CPUs, GPUs and
+    accelerator types; None when Ray is not initialised."""
+    import ray
+
+    if not ray.is_initialized():
+        return None
+    try:
+        res = ray.cluster_resources()
+        nodes = [n for n in ray.nodes() if n.get("Alive")]
+    except Exception:  # noqa: BLE001 - provenance must never stop a study
+        return None
+    kinds = sorted(k.split(":", 1)[1] for k in res if k.startswith("accelerator_type:"))
+    return {"nodes": len(nodes), "cpus": res.get("CPU", 0.0), "gpus": res.get("GPU", 0.0), "accelerators": kinds}
+
+
+def check_fits(what: str, cpus: float, gpus: float, wait_s: float = 0.0, poll_s: float = 2.0) -> None:
+    """One worker of ``what`` must fit the cluster, or nothing would ever start.
+
+    With ``wait_s`` (an autoscaling cluster whose worker group may be at 0 nodes) the worker's
+    shape is asked of the autoscaler (``request_resources``: nothing is queued yet that would
+    make it scale) and the cluster is polled until it fits, for at most ``wait_s`` seconds; the
+    request is withdrawn afterwards so the cluster can shrink again once the study is done."""
+    import time
+
+    def fits(res) -> bool:
+        return cpus <= res.get("CPU", 0) and gpus <= res.get("GPU", 0)
+
     res = cluster_resources()
-    if cpus > res.get("CPU", 0) or gpus > res.get("GPU", 0):
+    if not fits(res) and wait_s > 0:
+        from ray.autoscaler.sdk import request_resources
+
+        request_resources(bundles=[{k: v for k, v in (("CPU", cpus), ("GPU", gpus)) if v > 0}])
+        deadline = time.monotonic() + wait_s
+        try:
+            while not fits(res) and time.monotonic() < deadline:
+                time.sleep(min(poll_s, max(0.0, deadline - time.monotonic())))
+                res = cluster_resources()
+        finally:
+            request_resources(bundles=[])
+    if not fits(res):
+        waited = f" after waiting {wait_s:g} s for the autoscaler" if wait_s > 0 else ""
         raise ClusterError(f"the Ray cluster ({res.get('CPU', 0):g} CPU, {res.get('GPU', 0):g} GPU) cannot hold one "
-                           f"{what} needing {cpus:g} CPU and {gpus:g} GPU; lower the config's resources or grow it")
+                           f"{what} needing {cpus:g} CPU and {gpus:g} GPU{waited}; lower the config's resources or "
+                           f"grow it")
 
 
 def _probe(path: str, token: str, reply: str) -> tuple[str, str]:

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .errors import ConfigError, one_line
 from .labels import DELTA_M, DELTA_S
 
-__all__ = ["ConfigError", "StudyConfig", "from_dict", "load", "save"]
+__all__ = ["ConfigError", "StudyConfig", "from_dict", "load", "packaged_configs", "resolve", "save"]
 
 
 class _Section(BaseModel):
@@ -199,6 +199,9 @@ class SweepSection(_Section):
 
 class RaySection(_Section):
     num_cpus: Optional[int] = Field(None, ge=1, description="CPUs for a local Ray (ignored on a cluster)")
+    scale_up_wait_s: float = Field(0.0, ge=0, description="on an autoscaling cluster (workers from 0 nodes): how "
+                                   "long to wait for a node that can hold one worker before giving up; 0: the "
+                                   "cluster is as it is")
 
 
 class StudyConfig(_Section):
@@ -312,10 +315,30 @@ def from_dict(raw: dict, overrides: list[str] = ()) -> StudyConfig:
         raise ConfigError(_validation_line(err)) from None
 
 
-def load(path: str | Path, overrides: list[str] = ()) -> StudyConfig:
+# The example studies, shipped inside the package so that a pip install can run them by name.
+PACKAGED = Path(__file__).with_name("configs")
+
+
+def packaged_configs() -> list[str]:
+    """Names of the example configs shipped in the package (``demo``, ``cifar10``, ...)."""
+    return sorted(p.stem for p in PACKAGED.glob("*.yaml"))
+
+
+def resolve(path: str | Path) -> Path:
+    """A config file, or the bare name of a packaged one (``demo``, ``demo.yaml``): a file that
+    exists always wins, so a user's own ``demo.yaml`` in the working directory is never shadowed."""
     path = Path(path)
+    if path.exists() or path.parent != Path("."):
+        return path
+    packaged = PACKAGED / (path.name if path.suffix == ".yaml" else f"{path.name}.yaml")
+    return packaged if packaged.is_file() else path
+
+
+def load(path: str | Path, overrides: list[str] = ()) -> StudyConfig:
+    path = resolve(path)
     if not path.exists():
-        raise ConfigError(f"config: file {path} does not exist")
+        raise ConfigError(f"config: file {path} does not exist (packaged configs, usable by name: "
+                          f"{', '.join(packaged_configs())})")
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:

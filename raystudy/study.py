@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from . import config as config_mod
-from . import tables
+from . import provenance, tables
 from .errors import ConfigError, DataError, StudyError
 from .stages import Stage, json_stored, ks_seeds, metric_ks_seeds
 from .stages.basins import check as check_landscape
@@ -213,9 +213,10 @@ def run(cfg, study_dir, dry_run: bool = False, echo=None, only: str | None = Non
         ensure_ray(cfg)
         log.debug("Ray cluster resources: %s", cluster_resources())
         for st in ray_stages:
-            check_fits(*_worker(cfg, st.name))
+            check_fits(*_worker(cfg, st.name), wait_s=cfg.ray.scale_up_wait_s)
         check_shared_storage(study_dir)
     config_mod.save(cfg, study_dir)
+    provenance.record(study_dir)
 
     t_all = time.time()
     for st, t in todo:

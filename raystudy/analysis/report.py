@@ -2,10 +2,12 @@
 
 One DIR: writes into ``DIR/report/``. Several: compares them and writes into
 ``FIRST_DIR/report/compare/``. The page (``report.html``) embeds every image as a base64
-data URI and holds the crossing K with its interval, the spurious peak, the fractions
-table, the stage run times and each config: copy the one file anywhere and it still shows
-everything. Absent tables (basins, energy, train_log, stages.json) are named on the page
-instead of drawn.
+data URI and holds the crossing K with its interval, the spurious peak, a gallery of random
+samples at every K, the fractions table (also written beside it as ``fractions.csv`` and
+``fractions.tex``), the stage run times, what made each study (``provenance.json``; for
+several, where that differs) and each config: copy the one file anywhere and it still shows
+everything.
+Absent tables (basins, energy, train_log, stages.json) are named on the page instead of drawn.
 """
 
 from __future__ import annotations
@@ -45,6 +47,9 @@ CAPTIONS = {
                   "study's thresholds.",
     "nn": "Samples (left) beside their top training neighbours and their top neighbours in the other sample "
           "set, distance under each image; samples spread from closest to farthest d_train.",
+    "gallery": "Randomly drawn samples of the labelled set at every K (one row per K, the same draw every "
+               "time), each framed and captioned with its label (red: memorized, purple: spurious, green: "
+               "generalized) and its d_train.",
     "training": "Training loss vs images seen per run (colour: K) from the train_log table, and the final loss "
                 "and wall time per run from the runs table.",
     "basins": "Critical time t_crit per K, by sample label (or image kind: training / held-out), and the basin "
@@ -136,6 +141,8 @@ def write_report(dirs, out: str | Path | None = None, pdf: bool = False, n_boot:
     """Write the figures and ``report.html`` for one study or a comparison of several; returns
     the page's path. See the module docstring."""
     from . import figures as F
+    from .export import write_fractions
+    from .gallery import sample_gallery
     from .images import nn_grid
     from .thresholds import default_grid, threshold_grid
 
@@ -188,6 +195,13 @@ def write_report(dirs, out: str | Path | None = None, pdf: bool = False, n_boot:
                     continue
                 figs.add(fig, f"{pre}nn_{_safe(m)}_{label}_K{k}",
                          CAPTIONS["nn"] + f" Here: {label} samples of K = {k}.", f"Nearest neighbours · {s}")
+            try:
+                fig = sample_gallery(st.dirs[s], metric=m)
+            except Exception as e:  # noqa: BLE001 - a gallery is decoration: say why, keep the report
+                notes.append(f"{s} · {m}: sample gallery not drawn ({type(e).__name__}: {e})")
+            else:
+                figs.add(fig, f"{pre}gallery_{_safe(m)}", CAPTIONS["gallery"] + f" Labels: {m}.",
+                         f"Samples at every K · {s}")
     if not st.has("train_log"):
         notes.append("train_log table absent: no loss curves (runs table only)" if st.has("runs")
                      else "train_log and runs tables absent: no training figure")
@@ -199,11 +213,14 @@ def write_report(dirs, out: str | Path | None = None, pdf: bool = False, n_boot:
             notes.append(f"{table} table absent: no {table} figure drawn")
 
     sm.to_csv(out / "summary.csv", index=False)
+    exported = [p.name for sname in st.names
+                for p in write_fractions(cv, sname, out, f"{_safe(sname)}_" if multi else "")]
     page = out / "report.html"
     page.write_text(_page(st, cv, sm, figs.items, notes, level, n_boot, paths), encoding="utf-8")
     echo(f"report: {len(figs.items)} figures in {out} ({time.time() - t0:.1f} s)")
     for it in figs.items:
         echo(f"  {it['file']}")
+    echo(f"  tables: {', '.join(exported)}")
     for n in notes:
         echo(f"  note: {n}")
     return page
@@ -280,6 +297,36 @@ def sweep_html(study_dir) -> str:
     return head + _table(pd.DataFrame(rows), "sweep")
 
 
+def _provenance_html(st: Studies) -> str:
+    """What made each study (its latest run's record), where its own runs disagree, and, for
+    several studies, where their latest records differ."""
+    from ..provenance import differences, flatten, read
+
+    parts = ["<h2 id='provenance'>Provenance</h2>"]
+    latest = {}
+    for s in st.names:
+        runs = read(st.dirs[s])
+        parts.append(f"<h3>{html.escape(s)}</h3>")
+        if not runs:
+            parts.append("<p class='note'>No provenance recorded (no provenance.json: made before raystudy "
+                         "recorded it).</p>")
+            continue
+        latest[s] = runs[-1]
+        rows = pd.DataFrame([{"field": k, "value": "" if v is None else str(v)} for k, v in flatten(runs[-1]).items()])
+        parts.append(f"<p>The latest of {len(runs)} run(s) that wrote into this study:</p>")
+        parts.append(_table(rows, "provenance"))
+        own = differences({f"run {i + 1} ({r.get('written', '?')})": r for i, r in enumerate(runs)})
+        if own:
+            parts.append("<p class='note'>Its runs did not all use the same software or hardware:</p>")
+            parts.append(_table(pd.DataFrame(own).astype(str), "provenance-runs"))
+    if len(st.names) > 1 and len(latest) > 1:
+        diff = differences(latest)
+        parts.append("<h3>Where the studies' provenance differs</h3>")
+        parts.append(_table(pd.DataFrame(diff).astype(str), "provenance-diff") if diff else
+                     "<p>Nowhere: the same raystudy, libraries, Python and hardware made them.</p>")
+    return "\n".join(parts)
+
+
 def _page(st: Studies, cv, sm, items, notes, level, n_boot, paths) -> str:
     title = "raystudy report: " + " vs ".join(st.names)
     parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
@@ -307,9 +354,12 @@ def _page(st: Studies, cv, sm, items, notes, level, n_boot, paths) -> str:
                      f"{html.escape(it['caption'])}</figcaption></figure>")
     parts.append("<h2 id='fractions'>Fractions</h2><p>Per K: mean ± s.d. over seeds, [per-K interval]; "
                  "'ratio test': fraction with NN1/NN2 &lt; 1/3.</p>")
+    multi = len(st.names) > 1
     for s in st.names:
         ft = fractions_table(cv, s)
-        parts.append(f"<h3>{html.escape(s)}</h3>")
+        pre = f"{_safe(s)}_" if multi else ""
+        parts.append(f"<h3>{html.escape(s)}</h3><p>Also beside this page as <code>{pre}fractions.csv</code> "
+                     f"(numbers: mean, s.d., interval) and <code>{pre}fractions.tex</code> (this table, LaTeX).</p>")
         parts.append(_table(ft, "fractions"))
     parts.append("<h2 id='times'>Stage run times</h2>")
     for s in st.names:
@@ -324,6 +374,7 @@ def _page(st: Studies, cv, sm, items, notes, level, n_boot, paths) -> str:
             cols = [c for c in ("K", "seed", "model", "steps", "images_seen", "final_loss", "wall_s") if c in runs]
             parts.append(f"<p>Training runs (total {runs['wall_s'].sum():.1f} s):</p>")
             parts.append(_table(runs[cols].sort_values(["K", "seed"]), "runs"))
+    parts.append(_provenance_html(st))
     parts.append("<h2 id='config'>Config</h2>")
     for s in st.names:
         cfg = yaml.safe_dump(st.configs.get(s) or {}, sort_keys=False)
@@ -333,8 +384,8 @@ def _page(st: Studies, cv, sm, items, notes, level, n_boot, paths) -> str:
 
 
 DESCRIPTION = ("Draw a study's figures from its tables and write one self-contained HTML page (figures "
-               "embedded, crossing K with its interval, spurious peak, fractions table, stage run times, config). "
-               "With several DIRs the studies are compared side by side.")
+               "embedded, crossing K with its interval, spurious peak, fractions table, stage run times, provenance, "
+               "config). With several DIRs the studies are compared side by side.")
 EPILOG = "Reads only the Parquet tables and config.yaml: no torch, no Ray, nothing is re-run."
 
 

@@ -21,8 +21,10 @@ from . import changed, part_name
 
 
 def _trial(params, cfg_dict: dict, study_dir: str, metas: dict):
-    """Tune function trainable for one (K, seed): only ray.tune.report/get_checkpoint/Checkpoint here.
-    ``metas`` maps each run's part name to the train stage's metadata, made by the driver."""
+    """Tune function trainable for one (K, seed). Its one Tune call is ``tune.report`` of the
+    metrics at each of ``train_one``'s checkpoints; no Tune ``Checkpoint`` is made or read: a
+    retried trial resumes from the run's own state file in the study folder. ``metas`` maps
+    each run's part name to the train stage's metadata, made by the driver."""
     from ray import tune
 
     from ..config import from_dict
