@@ -134,7 +134,7 @@ def train_one(cfg, images, k: int, seed: int, final_dir, state_path=None,
     ema.copy_to(unwrapped.parameters())
     unwrapped = unwrapped.to(memory_format=torch.contiguous_format)
     with tables.atomic_path(final_dir) as tmp:
-        models.save(unwrapped, tmp)
+        models.save(unwrapped, tmp, mc)
         (tmp / LOG_FILE).write_text(json.dumps(log))
         (tmp / RUN_FILE).write_text(json.dumps(record, indent=1))
     if state_path is not None:
