@@ -27,6 +27,7 @@ def tracked(tmp_path_factory, ray_local):
     return cfg, out, log.sort_values("step")
 
 
+@pytest.mark.slow
 def test_tensorboard_reader_parses_the_loss_at_every_log_interval(tracked):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -42,6 +43,7 @@ def test_tensorboard_reader_parses_the_loss_at_every_log_interval(tracked):
     assert len(speed) == 4 and all(e.value > 0 for e in speed)
 
 
+@pytest.mark.slow
 def test_mlflow_client_lists_the_run_with_its_metrics_params_and_tags(tracked):
     import mlflow
 
