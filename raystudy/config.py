@@ -84,6 +84,10 @@ class TrainSection(_Section):
     cpus_per_trial: float = Field(1.0, gt=0)
     gpus_per_trial: float = Field(0.0, ge=0)
     max_failures: int = Field(2, ge=0)
+    # Following training (not in the fingerprint either: they change where metrics go, not the model).
+    tracking: tuple[Literal["tensorboard", "mlflow", "wandb"], ...] = Field(
+        ("tensorboard",), description="Ray Tune logger callbacks fed at every log interval (wandb: only if installed)")
+    mlflow_uri: Optional[str] = Field(None, description="MLflow tracking URI (null: sqlite:///DIR/mlflow.db in the study folder)")
 
 
 class GenerateSection(_Section):

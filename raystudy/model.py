@@ -68,20 +68,50 @@ def loss(model_cfg, model, x0, gen, alphas_cumprod, autocast):
     return torch.nn.functional.mse_loss(pred.float(), noise)
 
 
-def save(model, folder: Path) -> None:
-    """Write the model into ``folder`` (a fresh temporary folder the caller renames)."""
-    model.to("cpu").float().save_pretrained(folder)
+PIPELINE_INDEX = "model_index.json"
+
+
+def save(model, folder: Path, model_cfg) -> None:
+    """Write the model into ``folder`` (a fresh temporary folder the caller renames).
+
+    A UNet is written as a diffusers DDPMPipeline folder (``model_index.json``, ``unet/``,
+    ``scheduler/`` holding the study's training noise schedule), so
+    ``DDPMPipeline.from_pretrained(folder)`` samples from it with no raystudy installed. The
+    circle's MLP stays a plain model folder (``config.json`` + weights, ``ScoreMLP.from_pretrained``):
+    a pipeline folder names importable classes for every component and a pipeline class
+    to sample with, and diffusers has none for this VE SDE (its ScoreSdeVePipeline
+    assumes a UNet and a geometric sigma schedule), so that would be raystudy code anyway."""
+    model = model.to("cpu").float()
+    if model_cfg.type == "unet":
+        from diffusers import DDPMPipeline
+
+        DDPMPipeline(unet=model, scheduler=build_train_scheduler(model_cfg)).save_pretrained(folder)
+    else:
+        model.save_pretrained(folder)
+
+
+def _weights_dir(p: Path) -> Path:
+    """The folder with the network's config.json and weights: ``unet/`` of a pipeline folder, or
+    the model folder itself (the circle's MLP, and every UNet saved before pipeline folders)."""
+    if not (p / PIPELINE_INDEX).exists():
+        return p
+    index = json.loads((p / PIPELINE_INDEX).read_text())
+    if not isinstance(index, dict) or "unet" not in index:
+        raise ValueError(f"{PIPELINE_INDEX} names no unet")
+    json.loads((p / "scheduler" / "scheduler_config.json").read_text())
+    return p / "unet"
 
 
 def check_checkpoint(path) -> None:
-    """Cheap validation in the driver (config and weight headers only), so a corrupt model
-    is a one-line error before Ray workers start, not a remote traceback."""
+    """Cheap validation in the driver (index, configs and weight headers only), so a corrupt
+    model is a one-line error before Ray workers start, not a remote traceback."""
     p = Path(path)
     try:
-        json.loads((p / "config.json").read_text())
+        w = _weights_dir(p)
+        json.loads((w / "config.json").read_text())
         from safetensors import safe_open
 
-        files = list(p.glob("*.safetensors"))
+        files = list(w.glob("*.safetensors"))
         if not files:
             raise FileNotFoundError("no .safetensors weights")
         for f in files:
@@ -93,18 +123,19 @@ def check_checkpoint(path) -> None:
 
 
 def load(path):
-    """Load a saved (EMA) model, of the class its config.json names; a corrupt or missing
-    checkpoint is a one-line error."""
+    """Load a saved (EMA) model, of the class its config.json names, from a pipeline folder or
+    a plain model folder; a corrupt or missing checkpoint is a one-line error."""
     from diffusers import UNet2DModel
 
     from .toy.circle import ScoreMLP
 
     p = Path(path)
-    if not (p / "config.json").exists():
-        raise CheckpointError(f"checkpoint {p} has no config.json: re-run the train stage")
+    if not (p / PIPELINE_INDEX).exists() and not (p / "config.json").exists():
+        raise CheckpointError(f"checkpoint {p} has no {PIPELINE_INDEX} (nor config.json): re-run the train stage")
     check_checkpoint(p)
-    name = json.loads((p / "config.json").read_text()).get("_class_name")
+    w = _weights_dir(p)
+    name = json.loads((w / "config.json").read_text()).get("_class_name")
     cls = {"UNet2DModel": UNet2DModel, "ScoreMLP": ScoreMLP}.get(name)
     if cls is None:
         raise CheckpointError(f"checkpoint {p} holds a {name!r}, not a raystudy model: re-run the train stage")
-    return cls.from_pretrained(p).eval()
+    return cls.from_pretrained(w).eval()

@@ -53,12 +53,15 @@ def read_run(final_dir) -> Optional[dict]:
 
 
 def train_one(cfg, images, k: int, seed: int, final_dir, state_path=None,
-              on_checkpoint: Optional[Callable[[dict], None]] = None, meta: Optional[dict] = None) -> dict:
+              on_checkpoint: Optional[Callable[[dict], None]] = None, meta: Optional[dict] = None,
+              on_log: Optional[Callable[[dict], None]] = None) -> dict:
     """Train one model on ``images`` (an array (K, C, H, W), or ``datasets.LazyImages``) and save
     its EMA weights to ``final_dir`` (atomically); returns the run record.
 
     If ``state_path`` exists the run resumes from it; every ``train.checkpoint_every`` images
-    the state is written there and ``on_checkpoint(metrics)`` is called (Tune reports it).
+    the state is written there and ``on_checkpoint(metrics)`` is called. Every log interval
+    (the ``train_log`` rows) ``on_log(metrics)`` gets the run's metrics plus that interval's mean
+    ``loss`` and ``images_per_s`` (Tune reports it to its logger callbacks).
     """
     import torch
     from tqdm.auto import tqdm
@@ -103,7 +106,7 @@ def train_one(cfg, images, k: int, seed: int, final_dir, state_path=None,
     bar = tqdm(total=total_steps, initial=step, desc=f"train K={k} seed={seed}", mininterval=5,
                disable=None, file=sys.stderr)
     net.train()
-    window = []
+    window, window_t0 = [], time.time()
     while step < total_steps:
         idx = torch.randint(0, len(images), (tc.batch_size,), generator=gen)
         x0 = data[idx.to(acc.device)] if data is not None else torch.from_numpy(images[idx.numpy()]).to(acc.device)
@@ -114,7 +117,11 @@ def train_one(cfg, images, k: int, seed: int, final_dir, state_path=None,
         bar.update(1)
         if step % log_steps == 0 or step == total_steps:
             log.append([step, float(np.mean(window))])
-            window = []
+            if on_log is not None:
+                now = time.time()
+                on_log({**_metrics(step, tc.batch_size, losses, wall_before + now - t0), "loss": log[-1][1],
+                        "images_per_s": len(window) * tc.batch_size / max(now - window_t0, 1e-9)})
+            window, window_t0 = [], time.time()
         if step % ckpt_steps == 0 or step == total_steps:
             metrics = _metrics(step, tc.batch_size, losses, wall_before + time.time() - t0)
             if state_path is not None and step < total_steps:
@@ -134,7 +141,7 @@ def train_one(cfg, images, k: int, seed: int, final_dir, state_path=None,
     ema.copy_to(unwrapped.parameters())
     unwrapped = unwrapped.to(memory_format=torch.contiguous_format)
     with tables.atomic_path(final_dir) as tmp:
-        models.save(unwrapped, tmp)
+        models.save(unwrapped, tmp, mc)
         (tmp / LOG_FILE).write_text(json.dumps(log))
         (tmp / RUN_FILE).write_text(json.dumps(record, indent=1))
     if state_path is not None:

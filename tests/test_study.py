@@ -147,7 +147,7 @@ def test_corrupt_model_is_one_line_before_any_work(study, tmp_path):
     shutil.copytree(out, copy, ignore=shutil.ignore_patterns("ray_results"))
     for p in (copy / "tables" / "samples").glob("part-K16-*"):
         p.unlink()
-    for f in (copy / "models" / "K16-s0").glob("*.safetensors"):
+    for f in (copy / "models" / "K16-s0").rglob("*.safetensors"):
         f.write_bytes(b"not a safetensors file")
     with pytest.raises(CheckpointError, match="K16-s0") as e:
         run(cfg, copy, echo=lambda s: None)

@@ -60,12 +60,12 @@ def test_cosine_schedule_resumes_exactly_and_differs_from_constant(tmp_path, dig
 def test_corrupt_checkpoint_is_one_line(tmp_path, digits):
     cfg = _cfg()
     train_one(cfg, digits.get(np.arange(4)), 4, 0, tmp_path / "m")
-    for f in (tmp_path / "m").glob("*.safetensors"):
+    for f in (tmp_path / "m").rglob("*.safetensors"):
         f.write_bytes(b"garbage")
     with pytest.raises(CheckpointError, match="is corrupt") as e:
         load(tmp_path / "m")
     assert "\n" not in str(e.value)
-    with pytest.raises(CheckpointError, match="no config.json"):
+    with pytest.raises(CheckpointError, match="no model_index.json"):
         load(tmp_path / "absent")
 
 

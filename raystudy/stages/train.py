@@ -35,8 +35,10 @@ def _trial(params, cfg_dict: dict, study_dir: str, metas: dict):
     unit = (int(params["run"]["K"]), int(params["run"]["seed"]))
     meta = metas[part_name(unit)]
     images = training_images(load_dataset(cfg.data), unit[0], cfg.study.seed)
-    train_one(cfg, images, *unit, model_dir(study_dir, *unit), state_file(study_dir, *unit),
-              on_checkpoint=tune.report, meta=meta)
+    # Reported at every log interval, not only at checkpoints (Tune needs no Checkpoint with a
+    # report); timesteps_total is the x axis Tune's logger callbacks plot against.
+    train_one(cfg, images, *unit, model_dir(study_dir, *unit), state_file(study_dir, *unit), meta=meta,
+              on_log=lambda m: tune.report({**m, "timesteps_total": m["images_seen"]}))
     record_finished(study_dir, unit, meta)
 
 
@@ -53,6 +55,7 @@ def run_sweep(stage, cfg, study_dir, todo) -> None:
     """Train every (K, seed) in ``todo`` with Ray Tune (Ray must be initialised)."""
     from ray import tune
 
+    from .tracking import callbacks
 
     study_dir = Path(study_dir).resolve()
     storage = study_dir / "ray_results"
@@ -64,6 +67,7 @@ def run_sweep(stage, cfg, study_dir, todo) -> None:
         run_config=tune.RunConfig(
             name=name, storage_path=str(storage), verbose=1,
             failure_config=tune.FailureConfig(max_failures=cfg.train.max_failures),
+            callbacks=callbacks(cfg, study_dir, name),
         ),
     )
     results = tuner.fit()
