@@ -1,6 +1,7 @@
 """The analysis notebooks run headless (nbclient) against study folders, and are stored clean.
 
-The study paths go in through RAYSTUDY_STUDY / RAYSTUDY_STUDY2, as a user would pass them.
+The study paths go in through RAYSTUDY_STUDY / RAYSTUDY_STUDY2 (or RAYSTUDY_STUDIES for any number),
+as a user would pass them.
 """
 
 import json
@@ -25,7 +26,9 @@ def studies(tmp_path_factory):
     a = synthetic.write_study(base / "demo", ks=(2, 8, 32, 128), seeds=(0, 1), n=24, k_half=30, basins=True)
     b = synthetic.write_study(base / "demo-small", ks=(2, 8, 32, 128), seeds=(0,), n=24, k_half=90, seed=1,
                               train_log=False, stages=False)
-    return a, b
+    c = synthetic.write_study(base / "demo-short", ks=(2, 8, 32, 128), seeds=(0,), n=24, k_half=12, seed=2,
+                              train_log=False, stages=False)
+    return a, b, c
 
 
 def _run(name: str, env: dict) -> "nbformat.NotebookNode":
@@ -73,3 +76,13 @@ def test_compare_notebook_runs_on_two_studies(studies):
     text = "".join(o.get("text", "") for o in _outputs(nb, "stream"))
     assert "K½ moves from" in text and "(demo) to" in text
     assert len(_outputs(nb, "image/png")) >= 2
+
+
+def test_compare_notebook_takes_any_number_of_studies(studies):
+    nb = _run("compare.ipynb", {"RAYSTUDY_STUDIES": os.pathsep.join(map(str, studies)), "RAYSTUDY_N_BOOT": "100",
+                                "MPLBACKEND": "module://matplotlib_inline.backend_inline"})
+    text = "".join(o.get("text", "") for o in _outputs(nb, "stream"))
+    # every study after the first is compared with the first
+    for other in ("demo-small", "demo-short"):
+        assert "(demo) to" in text and f"({other})" in text, text
+    assert text.count("(demo) to") == 2, text
