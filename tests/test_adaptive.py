@@ -180,8 +180,10 @@ def test_demo_adaptive_config_loads():
     from .conftest import ROOT
 
     cfg = load(ROOT / "configs" / "demo-adaptive.yaml")
+    # The range is all digits can give after the held-out split, and the first K are log-spaced over it.
+    assert cfg.sweep.k_max == 1797 - cfg.data.held_out
     assert cfg.sweep.enabled and adaptive.initial_ks(cfg.sweep.k_min, cfg.sweep.k_max, cfg.sweep.initial) == \
-        [2, 19, 186, 1797]
+        [2, 19, 172, 1597]
     assert cfg.sweep.initial + cfg.sweep.rounds * cfg.sweep.per_round == 6  # at most 6 trainings, as the issue asks
 
 
