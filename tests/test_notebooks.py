@@ -6,6 +6,7 @@ as a user would pass them.
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -65,7 +66,7 @@ def test_transition_notebook_runs_on_a_study(studies):
     nb = _run("transition.ipynb", {"RAYSTUDY_STUDY": str(studies[0]), "RAYSTUDY_N_BOOT": "100",
                                    "MPLBACKEND": "module://matplotlib_inline.backend_inline"})
     text = "".join(o.get("text", "") for o in _outputs(nb, "stream"))
-    assert "memorized crosses 1/2 at K =" in text
+    assert re.search(r"memorized crosses 1/2 (at|between|below|beyond) K =", text), text
     assert len(_outputs(nb, "image/png")) >= 6  # curves, distances, thresholds, 3 grids, training, basins, energy
 
 
