@@ -18,6 +18,9 @@ nbformat = pytest.importorskip("nbformat", reason="nbformat not installed (pip i
 nbclient = pytest.importorskip("nbclient", reason="nbclient not installed (pip install -e '.[test]')")
 pytest.importorskip("ipykernel", reason="ipykernel not installed (pip install -e '.[test]')")
 
+# Each execution starts a Jupyter kernel and draws every figure: tens of seconds.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def studies(tmp_path_factory):

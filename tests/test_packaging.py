@@ -28,6 +28,10 @@ def _pins() -> dict[str, str]:
     return out
 
 
+# Builds a wheel from a copy of the tree (pip's isolated build environment): tens of seconds.
+pytestmark = pytest.mark.slow
+
+
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory):
     out = tmp_path_factory.mktemp("wheel")
