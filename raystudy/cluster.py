@@ -33,7 +33,7 @@ def cluster_resources() -> dict:
     return ray.cluster_resources()
 
 
-def describe() -> dict | None:
+def cluster_summary() -> dict | None:
     """The connected cluster's size for the study's provenance: alive nodes, CPUs, GPUs and
     accelerator types; None when Ray is not initialised."""
     import ray
@@ -41,7 +41,7 @@ def describe() -> dict | None:
     if not ray.is_initialized():
         return None
     try:
-        res = ray.cluster_resources()
+        res = cluster_resources()
         nodes = [n for n in ray.nodes() if n.get("Alive")]
     except Exception:  # noqa: BLE001 - provenance must never stop a study
         return None

@@ -93,12 +93,12 @@ def local_gpus() -> list[str] | None:
 
 
 def ray_cluster() -> dict | None:
-    """The connected Ray cluster's size (``cluster.describe``), only if this process runs Ray."""
+    """The connected Ray cluster's size (``cluster.cluster_summary``), only if this process runs Ray."""
     if "ray" not in sys.modules:
         return None
-    from .cluster import describe
+    from .cluster import cluster_summary
 
-    return describe()
+    return cluster_summary()
 
 
 def collect(argv: list[str] | None = None) -> dict:

@@ -161,13 +161,19 @@ class Trainer:
     gen: Any
     model_cfg: Any
     grad_clip: Optional[float]
-    forward: Any = None  # what the loss calls: ``net``, or its torch.compile'd version
+    compile: bool = False  # the loss calls a torch.compile'd net (``forward``, made in ``prepare``)
+    forward: Any = None
 
     def prepare(self) -> None:
         """Hand the network and optimiser to Accelerate (after any resume) and compile if asked."""
         self.net, self.opt = self.acc.prepare(self.net, self.opt)
         self.ema.to(self.acc.device)
-        self.forward = self.net if self.forward is None else self.forward(self.net)
+        if self.compile:
+            import torch
+
+            self.forward = torch.compile(self.net)
+        else:
+            self.forward = self.net
 
     def step(self, x0) -> float:
         return train_step(self.acc, self.net, self.opt, self.ema, self.model_cfg, x0, self.gen, self.alphas,
@@ -202,7 +208,7 @@ def build_trainer(cfg, shape: tuple, k: int, seed: int, total_steps: int) -> Tra
              if tc.lr_schedule == "cosine" else None)
     ema = EMAModel(net.parameters(), decay=tc.ema_decay)
     return Trainer(acc, net, opt, ema, alphas, sched, gen, mc, tc.grad_clip,
-                   forward=torch.compile if tc.compile else None)
+                   compile=tc.compile)
 
 
 def train_step(acc, net, opt, ema, model_cfg, x0, gen, alphas_cumprod, grad_clip=None, lr_sched=None,
