@@ -75,6 +75,10 @@ class TrainSection(_Section):
     lr_schedule: Literal["constant", "cosine"] = "constant"
     mixed_precision: Literal["auto", "no", "fp16", "bf16"] = "auto"
     checkpoint_every: int = Field(25_600, ge=1, description="images seen between checkpoints")
+    # The training-time axis (raystudy.axes): the EMA weights are also kept after each of these
+    # (images seen, multiples of batch_size, below `images`); the final model is always there.
+    snapshots: tuple[int, ...] = Field((), description="images seen at which the EMA weights are kept as "
+                                       "models of their own (the final one, `images`, always exists)")
     # Speed only (not in the train stage's fingerprint: they change results at rounding level):
     channels_last: bool = Field(False, description="UNet in channels-last memory (faster convolutions on GPUs)")
     tf32: bool = Field(False, description="allow TF32 matmuls/convolutions on CUDA (no effect on CPU)")
@@ -222,6 +226,11 @@ class StudyConfig(_Section):
     energy: EnergySection = EnergySection()
     sweep: SweepSection = SweepSection()
     ray: RaySection = RaySection()
+    # The model-size axis (raystudy.axes): name -> overrides of `model` keys; each name is a value of
+    # the `variant` column. Empty: one variant, "base" (the `model` section itself).
+    variants: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # The twin axis: per (K, seed, variant), a second model on a disjoint K-set, same sample seeds.
+    twins: bool = False
 
     @field_validator("ks", "seeds")
     @classmethod
@@ -233,6 +242,43 @@ class StudyConfig(_Section):
         if any(x < low for x in v):
             raise ValueError(f"every {'K' if name == 'ks' else 'seed'} must be >= {low}, got {list(v)}")
         return _unique(name, v)
+
+    @model_validator(mode="after")
+    def _axes(self):
+        from .axes import BASE, VARIANT_NAME
+
+        t = self.train
+        for s in t.snapshots:
+            if not 0 < s < t.images:
+                raise ValueError(f"train.snapshots: {s} is not between 0 and train.images ({t.images}); the final "
+                                 "model is always kept")
+            if s % t.batch_size:
+                raise ValueError(f"train.snapshots: {s} is not a multiple of train.batch_size ({t.batch_size}): "
+                                 "a snapshot is taken after a whole step")
+        object.__setattr__(t, "snapshots", _unique("train.snapshots", t.snapshots))
+        for name, over in self.variants.items():
+            if not VARIANT_NAME.fullmatch(name):
+                raise ValueError(f"variants: name {name!r} must be letters, digits and _ (a letter first)")
+            if not isinstance(over, dict):
+                raise ValueError(f"variants.{name} must map model keys to values, got {over!r}")
+            if name == BASE and over:
+                raise ValueError("variants.base is the `model` section itself: give it no overrides "
+                                 "(name other configurations otherwise)")
+            bad = [k for k in over if k not in ModelSection.model_fields or k == "type"]
+            if bad:
+                raise ValueError(f"variants.{name}.{bad[0]}: unknown model key (a variant overrides "
+                                 f"{', '.join(k for k in ModelSection.model_fields if k != 'type')})")
+            try:
+                ModelSection.model_validate({**self.model.model_dump(), **over})
+            except ValidationError as err:
+                line = _validation_line(err).removeprefix("config: ").removeprefix("config: ")
+                raise ValueError(f"variants.{name}: {line}") from None
+        return self
+
+    def for_variant(self, name: str) -> "StudyConfig":
+        """This config with the model of variant ``name`` (raystudy.axes)."""
+        model = ModelSection.model_validate({**self.model.model_dump(), **self.variants.get(name, {})})
+        return self.model_copy(update={"model": model})
 
     @model_validator(mode="after")
     def _thresholds(self):

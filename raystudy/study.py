@@ -23,7 +23,7 @@ from pathlib import Path
 from . import config as config_mod
 from . import provenance, tables
 from .errors import ConfigError, DataError, StudyError
-from .stages import Stage, json_stored, ks_seeds, metric_ks_seeds
+from .stages import Stage, json_stored, ks_seeds, metric_ks_seeds, metric_units
 from .stages.basins import check as check_landscape
 from .stages.basins import run_basins
 from .stages.classify import run_classify
@@ -54,7 +54,7 @@ CLASSIFY = Stage("classify", reads=("neighbors", "samples"), writes=("labels", "
 
 
 def _basin_units(cfg):
-    return [(cfg.basins.metric, k, s) for k in cfg.ks for s in cfg.seeds]
+    return metric_units(cfg, cfg.basins.metric)
 
 
 BASINS = Stage("basins", reads=("labels", "samples"), writes=("basins", "basin_trials", "basin_rates"),

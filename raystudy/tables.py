@@ -23,23 +23,36 @@ import pyarrow.parquet as pq
 
 _I32, _I64, _F32, _F64, _STR = pa.int32(), pa.int64(), pa.float32(), pa.float64(), pa.string()
 
+# Every table with K and seed has the axes of raystudy.axes: variant (string, "base" = the `model`
+# section), twin (int32: 0 = the model on the study's K-set, 1 = its twin on a disjoint K-set) and
+# images_seen (int64: the snapshot's images seen; train.images for the final model). Parts written
+# before these columns existed read as variant "base", twin 0 and their study's train.images (``read``).
+AXIS_COLUMNS = ("variant", "twin", "images_seen")
+
 SCHEMAS: dict[str, pa.Schema] = {
+    # One row per model checkpoint: the final model of each run (images_seen = what it trained on; 0 for
+    # the exact memorizer) and each of its snapshots (raystudy.axes). variant: the model configuration
+    # ("base": the `model` section); twin: 0 the model on the study's K-set, 1 its twin on a disjoint one;
+    # params: the network's parameter count (0: the exact memorizer, no network).
     "runs": pa.schema([
-        ("K", _I32), ("seed", _I32), ("model", _STR), ("steps", _I64), ("images_seen", _I64),
-        ("final_loss", _F64), ("checkpoint", _STR), ("wall_s", _F64),
+        ("K", _I32), ("seed", _I32), ("variant", _STR), ("twin", _I32), ("model", _STR), ("steps", _I64),
+        ("images_seen", _I64), ("final_loss", _F64), ("checkpoint", _STR), ("wall_s", _F64), ("params", _I64),
     ]),
     "samples": pa.schema([
-        ("K", _I32), ("seed", _I32), ("set", _STR), ("sample_id", _I32), ("sample_seed", _I64),
+        ("K", _I32), ("seed", _I32), ("variant", _STR), ("twin", _I32), ("images_seen", _I64),
+        ("set", _STR), ("sample_id", _I32), ("sample_seed", _I64),
         ("channels", pa.int16()), ("height", pa.int16()), ("width", pa.int16()),
         ("image", pa.list_(_F32)),
     ]),
     "neighbors": pa.schema([
-        ("K", _I32), ("seed", _I32), ("sample_id", _I32), ("metric", _STR),
+        ("K", _I32), ("seed", _I32), ("variant", _STR), ("twin", _I32), ("images_seen", _I64),
+        ("sample_id", _I32), ("metric", _STR),
         ("train_idx", pa.list_(_I64)), ("train_dist", pa.list_(_F64)),
         ("synth_idx", pa.list_(_I64)), ("synth_dist", pa.list_(_F64)),
     ]),
     "labels": pa.schema([
-        ("K", _I32), ("seed", _I32), ("sample_id", _I32), ("metric", _STR),
+        ("K", _I32), ("seed", _I32), ("variant", _STR), ("twin", _I32), ("images_seen", _I64),
+        ("sample_id", _I32), ("metric", _STR),
         ("d_train", _F64), ("d_synth", _F64), ("label", _STR),
         # The ratio test (Gu et al. 2023): NN1/NN2 on per-pixel L2 to the training set, memorized if < 1/3;
         # NN1 = NN2 = 0 (a copy of a duplicated image) is ratio 0, memorized (Gu et al.'s code: NaN).
@@ -48,7 +61,8 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("manifold_error", _F64),
     ]),
     "fractions": pa.schema([
-        ("K", _I32), ("seed", _I32), ("metric", _STR), ("n", _I64),
+        ("K", _I32), ("seed", _I32), ("variant", _STR), ("twin", _I32), ("images_seen", _I64),
+        ("metric", _STR), ("n", _I64),
         ("memorized", _F64), ("spurious", _F64), ("generalized", _F64),
         # The ratio test's memorized fraction, beside the paper's rule.
         ("ratio_memorized", _F64),
@@ -57,12 +71,15 @@ SCHEMAS: dict[str, pa.Schema] = {
     # (d_synth against the held-out split's other half); n = 0 and NaN where not computed (LPIPS metrics).
     # The same for every seed of a K (stored per unit); a sample fraction at or below it is chance.
     "null_fractions": pa.schema([
-        ("K", _I32), ("seed", _I32), ("metric", _STR), ("n", _I64),
+        ("K", _I32), ("seed", _I32), ("variant", _STR), ("twin", _I32), ("images_seen", _I64),
+        ("metric", _STR), ("n", _I64),
         ("memorized", _F64), ("spurious", _F64), ("generalized", _F64), ("ratio_memorized", _F64),
     ]),
-    # The train stage's loss curve: one row per logged step of each run.
+    # The train stage's loss curve: one row per logged step of each run (its final model's unit; a
+    # snapshot adds no rows: its curve is the run's up to its images_seen).
     "train_log": pa.schema([
-        ("K", _I32), ("seed", _I32), ("step", _I64), ("images_seen", _I64), ("loss", _F64),
+        ("K", _I32), ("seed", _I32), ("variant", _STR), ("twin", _I32), ("step", _I64), ("images_seen", _I64),
+        ("loss", _F64),
     ]),
     # Critical time per item (a generated sample, a training image, a held-out image).
     # kind: "sample" (item_id = sample_id of the eval set), "train" / "held-out" (item_id = dataset index).
@@ -71,27 +88,41 @@ SCHEMAS: dict[str, pa.Schema] = {
     # labels row. t_crit: first passage, the last scanned t before the recovery rate over the trials
     # first drops below p (0 if it is below p at t = 1); radius: mean ||x_t - x|| over the trials at t_crit.
     "basins": pa.schema([
-        ("K", _I32), ("seed", _I32), ("metric", _STR), ("kind", _STR), ("item_id", _I64), ("label", _STR),
+        ("K", _I32), ("seed", _I32), ("variant", _STR), ("twin", _I32), ("images_seen", _I64),
+        ("metric", _STR), ("kind", _STR), ("item_id", _I64), ("label", _STR),
         ("pick", _STR), ("d_train", _F64), ("d_synth", _F64), ("t_crit", _I64), ("radius", _F64),
     ]),
     # Per trial: t_survive, the last scanned t before that trial's first failure (0: failed at t = 1),
     # uncensored; the paper's per-trial Tc is this, cut where every item of its batch has rate < p.
     "basin_trials": pa.schema([
-        ("K", _I32), ("seed", _I32), ("kind", _STR), ("item_id", _I64), ("trial", _I32),
+        ("K", _I32), ("seed", _I32), ("variant", _STR), ("twin", _I32), ("images_seen", _I64),
+        ("kind", _STR), ("item_id", _I64), ("trial", _I32),
         ("t_survive", _I64), ("radius", _F64),
     ]),
     # The recovery rate at every scanned t (until the item's scan stopped).
     "basin_rates": pa.schema([
-        ("K", _I32), ("seed", _I32), ("kind", _STR), ("item_id", _I64), ("t", _I64), ("rate", _F64),
+        ("K", _I32), ("seed", _I32), ("variant", _STR), ("twin", _I32), ("images_seen", _I64),
+        ("kind", _STR), ("item_id", _I64), ("t", _I64), ("rate", _F64),
         ("n_trials", _I32),
     ]),
     # Relative energy along the quarter circle x(a) = cos(a) x + sin(a) r, at timestep t.
     # energy = E(r) - E(x) with E = -log p_t; drift_potential = the reference code's integral of the
     # reverse-SDE drift; quad_error = |I_n - I_2n| of the quadrature.
     "energy": pa.schema([
-        ("K", _I32), ("seed", _I32), ("kind", _STR), ("item_id", _I64), ("label", _STR),
+        ("K", _I32), ("seed", _I32), ("variant", _STR), ("twin", _I32), ("images_seen", _I64),
+        ("kind", _STR), ("item_id", _I64), ("label", _STR),
         ("reference_kind", _STR), ("reference_id", _I64), ("t", _I64),
         ("energy", _F64), ("drift_potential", _F64), ("quad_error", _F64),
+    ]),
+    # Twin models (raystudy.twins): model A (twin 0) and B (twin 1) of the same (K, seed, variant, snapshot)
+    # trained on disjoint K-sets and sampled from the same sample_seed (eval set). Distances in the metric's
+    # units as in neighbors/labels (l2: per-pixel RMS). d_twin: A's sample to B's sample of that seed;
+    # d_own_a / d_other_a: A's sample to its nearest image of A's K-set / of B's K-set; d_own_b / d_other_b:
+    # the same for B's sample. Reproducibility at K: the fraction with d_twin < classify.delta_m[metric].
+    "twins": pa.schema([
+        ("K", _I32), ("seed", _I32), ("variant", _STR), ("images_seen", _I64), ("metric", _STR),
+        ("sample_id", _I32), ("sample_seed", _I64), ("d_twin", _F64),
+        ("d_own_a", _F64), ("d_other_a", _F64), ("d_own_b", _F64), ("d_other_b", _F64),
     ]),
 }
 
@@ -222,7 +253,68 @@ def read(study_dir, name: str, columns: list[str] | None = None, filters=None,
         schema = SCHEMAS[name]
         t = schema.empty_table()
         return t.select(columns) if columns else t
+    fills = {f: fill for f in files if (fill := _legacy_fill(f, name))}
+    if fills:
+        current = [f for f in files if f not in fills]
+        out = [read_files(current, name, columns, filters, by_row_group)] if current else []
+        out += [_read_legacy(f, name, fill, columns, filters) for f, fill in fills.items()]
+        return pa.concat_tables(out)
+    return read_files(files, name, columns, filters, by_row_group)
+
+
+def _legacy_fill(path: str, name: str) -> dict | None:
+    """For a part written before the axis columns existed: the values they take (variant "base",
+    twin 0, images_seen = the study's train.images, from the part's own recorded dependencies)."""
+    schema = pq.read_schema(path)
+    lack = [c for c in AXIS_COLUMNS if c in SCHEMAS[name].names and c not in schema.names]
+    if not lack:
+        return None
+    md = {k.decode(): v.decode() for k, v in (schema.metadata or {}).items()}
+    try:
+        images = json.loads(md.get("depends", "{}")).get("train.images")
+    except json.JSONDecodeError:
+        images = None
+    values = {"variant": "base", "twin": 0, "images_seen": images}
+    return {c: values[c] for c in lack}
+
+
+def _read_legacy(path: str, name: str, fill: dict, columns, filters) -> pa.Table:
     import pyarrow.dataset as ds
+
+    schema = SCHEMAS[name]
+
+    def filled(t: pa.Table) -> pa.Table:
+        for c, v in fill.items():
+            i = t.schema.get_field_index(c)
+            t = t.set_column(i, schema.field(c), pa.array([v] * t.num_rows, type=schema.field(c).type))
+        return t
+
+    dataset = ds.dataset([path], format="parquet", schema=schema)
+    if filters is not None:
+        # The filter may name a filled column: decide on the scalar columns first (cheap), and
+        # decode the whole part only when some row matches.
+        scalar = [f.name for f in schema if not pa.types.is_list(f.type)]
+        present = [c for c in scalar if c not in fill]
+        if filled(_with_all(dataset.to_table(columns=present), schema)).filter(filters).num_rows == 0:
+            t = schema.empty_table()
+            return t.select(columns) if columns else t
+    t = filled(dataset.to_table())
+    if filters is not None:
+        t = t.filter(filters)
+    return t.select(columns) if columns else t
+
+
+def _with_all(t: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``t`` with the schema's other columns as nulls (so filled() finds every column)."""
+    for i, f in enumerate(schema):
+        if f.name not in t.column_names:
+            t = t.add_column(min(i, t.num_columns), f, pa.nulls(t.num_rows, type=f.type))
+    return t
+
+
+def read_files(files: list[str], name: str, columns=None, filters=None, by_row_group: bool = False) -> pa.Table:
+    import pyarrow.dataset as ds
+
     dataset = ds.dataset(files, format="parquet", schema=SCHEMAS[name])
     if not by_row_group or filters is None:
         return dataset.to_table(columns=columns, filter=filters)
@@ -246,13 +338,25 @@ def read_pandas(study_dir, name: str, columns: list[str] | None = None):
 
 
 def read_unit(study_dir, name: str, K: int, seed: int, *, metric: str | None = None, set: str | None = None,
-              ids: tuple[int, int] | None = None, columns: list[str] | None = None) -> pa.Table:
+              ids: tuple[int, int] | None = None, columns: list[str] | None = None, axis=None,
+              images_seen: int | None = None) -> pa.Table:
     """The rows of one unit of a table ((K, seed), with ``metric`` and/or the sample ``set``
     where the table has them), optionally only sample ids ``lo <= id < hi``, ordered by
-    sample id: pushed down to Parquet as filters, so only those rows are read."""
+    sample id: pushed down to Parquet as filters, so only those rows are read. ``axis``
+    (raystudy.axes.Axis; default: base, twin 0) picks the run, ``images_seen`` its checkpoint
+    (``Axis.seen(cfg)``; None: any, which only a study without snapshots may use)."""
     import pyarrow.compute as pc
 
     f = (pc.field("K") == K) & (pc.field("seed") == seed)
+    names = SCHEMAS[name].names
+    if "variant" in names:
+        f &= pc.field("variant") == (axis.variant if axis is not None else "base")
+    if "twin" in names:
+        f &= pc.field("twin") == (axis.twin if axis is not None else 0)
+    if axis is not None and not axis.final and images_seen != axis.images_seen:
+        raise ValueError(f"read_unit: a snapshot axis ({axis}) needs its images_seen")
+    if images_seen is not None:
+        f &= pc.field("images_seen") == images_seen
     if metric is not None:
         f &= pc.field("metric") == metric
     if set is not None:
@@ -263,11 +367,11 @@ def read_unit(study_dir, name: str, K: int, seed: int, *, metric: str | None = N
     return t.sort_by("sample_id") if "sample_id" in t.column_names else t
 
 
-def read_samples(study_dir, k: int, seed: int, set_name: str) -> tuple:
+def read_samples(study_dir, k: int, seed: int, set_name: str, axis=None, images_seen: int | None = None) -> tuple:
     """(sample_id, images (n, C, H, W) float32) of one sample set, ordered by sample_id."""
     import numpy as np
 
-    t = read_unit(study_dir, "samples", k, seed, set=set_name)
+    t = read_unit(study_dir, "samples", k, seed, set=set_name, axis=axis, images_seen=images_seen)
     if t.num_rows == 0:
         raise FileNotFoundError(f"no {set_name} samples for K={k} seed={seed} in {study_dir}: run the generate stage")
     c, h, w = (int(t[col][0].as_py()) for col in ("channels", "height", "width"))

@@ -25,9 +25,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-from .. import tables
+from .. import axes, tables
 
-Unit = tuple  # (K, seed) or (metric, K, seed)
+# (K, seed) or (metric, K, seed); with an axis (raystudy.axes) before K when it is not the default:
+# (axis, K, seed), (metric, axis, K, seed).
+Unit = tuple
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,7 @@ class Stage:
 
     # -- the one rule
     def keys(self, cfg, unit: Unit) -> list[str]:
-        metric = unit[0] if unit and isinstance(unit[0], str) else None
+        metric = axes.split_unit(unit)[0]
         keys: dict[str, None] = {}
         for st in self.after:
             keys.update(dict.fromkeys(st.keys(cfg, unit)))
@@ -68,7 +70,11 @@ class Stage:
         return list(keys)
 
     def depends_on(self, cfg, unit: Unit) -> dict:
-        return {k: cfg.value(k) for k in self.keys(cfg, unit)}
+        """The unit's dependencies: its keys' values in the config of its variant, plus what its axis
+        adds (nothing for the default axis, so such units keep the fingerprints they always had)."""
+        axis = axes.axis_of(unit)
+        ucfg = axes.for_axis(cfg, axis)
+        return {**{k: ucfg.value(k) for k in self.keys(cfg, unit)}, **axis.depends(cfg)}
 
     def meta(self, cfg, unit: Unit) -> dict[str, str]:
         deps = self.depends_on(cfg, unit)
@@ -119,17 +125,24 @@ def _short(v) -> str:
 
 
 def part_name(unit: Unit) -> str:
-    """(K, seed) -> "K2-s0"; (metric, K, seed) -> "l2-K2-s0"."""
-    *metric, k, seed = unit
-    return "-".join([*metric, f"K{k}", f"s{seed}"])
+    """(K, seed) -> "K2-s0"; (metric, K, seed) -> "l2-K2-s0"; with an axis, its tag before K:
+    "wide.twin.i256-K2-s0", "l2-wide-K2-s0"."""
+    metric, axis, k, seed = axes.split_unit(unit)
+    return "-".join([*([metric] if metric else []), *([axis.tag()] if axis.tag() else []), f"K{k}", f"s{seed}"])
 
 
 def ks_seeds(cfg) -> list[Unit]:
-    return [(k, s) for k in cfg.ks for s in cfg.seeds]
+    """Every model checkpoint: the default axis first (as it always was), then the others."""
+    return [axes.make_unit(None, a, k, s) for a in axes.model_axes(cfg) for k in cfg.ks for s in cfg.seeds]
 
 
 def metric_ks_seeds(cfg) -> list[Unit]:
-    return [(m, k, s) for m in cfg.knn.metrics for k in cfg.ks for s in cfg.seeds]
+    return [axes.make_unit(m, a, k, s) for m in cfg.knn.metrics for a in axes.model_axes(cfg)
+            for k in cfg.ks for s in cfg.seeds]
+
+
+def metric_units(cfg, metric: str) -> list[Unit]:
+    return [axes.make_unit(metric, a, k, s) for a in axes.model_axes(cfg) for k in cfg.ks for s in cfg.seeds]
 
 
 def json_stored(relpath: str) -> Callable[[Path, Unit], list]:

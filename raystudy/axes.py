@@ -1,0 +1,142 @@
+"""The axes of a study beside K and seed: training snapshot, model variant, twin.
+
+A study's model checkpoints are the grid variant x twin x snapshot x K x seed:
+- variant: a named model configuration (``variants``: overrides of the ``model`` section); the
+  ``model`` section itself is the variant ``base``, the only one when ``variants`` is empty;
+- twin: 0 is the model trained on the K-set of the study's permutation, 1 (with ``twins: true``)
+  a second model trained on a disjoint K-set (``twin_indices``), sampled with the same seeds;
+- snapshot: the EMA weights after ``images_seen`` training images (``train.snapshots``); the
+  final model (``train.images``) is always there.
+
+An ``Axis`` names one (variant, twin, snapshot). A unit of a stage is a tuple as before,
+``(K, seed)`` or ``(metric, K, seed)``, with the Axis inserted before K when it is not the
+default one (base, twin 0, final): so a study without the new axes has today's units, part
+names and fingerprints, and its parts stay valid. Plain Python, no Ray, no torch.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+BASE = "base"
+VARIANT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+
+
+@dataclass(frozen=True, order=True)
+class Axis:
+    variant: str = BASE
+    twin: int = 0
+    images_seen: Optional[int] = None  # None: the final model (train.images)
+
+    @property
+    def default(self) -> bool:
+        return self == DEFAULT
+
+    @property
+    def final(self) -> bool:
+        return self.images_seen is None
+
+    def run(self) -> "Axis":
+        """The training run this checkpoint belongs to (its final model)."""
+        return Axis(self.variant, self.twin)
+
+    def tag(self) -> str:
+        """The part-name prefix ("" for the default): ``wide``, ``base.twin``, ``wide.twin.i25600``.
+        No "-" in it, so a unit's part names never match another unit's shard pattern."""
+        if self.default:
+            return ""
+        bits = [self.variant] + (["twin"] if self.twin else []) + ([] if self.final else [f"i{self.images_seen}"])
+        return ".".join(bits)
+
+    def seen(self, cfg) -> int:
+        """The ``images_seen`` column: the snapshot's, or ``train.images`` for the final model."""
+        return int(cfg.train.images if self.final else self.images_seen)
+
+    def depends(self, cfg) -> dict:
+        """What this axis adds to a unit's fingerprint (nothing for the default axis). A twin's
+        K-set is cut before the held-out tail, so it depends on data.held_out."""
+        out = {}
+        if self.variant != BASE:
+            out["axis.variant"] = self.variant
+        if self.twin:
+            out["axis.twin"] = self.twin
+            out["data.held_out"] = cfg.data.held_out
+        if not self.final:
+            out["axis.images_seen"] = int(self.images_seen)
+        return out
+
+    def __str__(self) -> str:
+        return self.tag() or BASE
+
+
+DEFAULT = Axis()
+
+
+def split_unit(unit: tuple) -> tuple[Optional[str], Axis, int, int]:
+    """(metric or None, axis, K, seed) of a unit ``(K, seed)``, ``(axis, K, seed)``,
+    ``(metric, K, seed)`` or ``(metric, axis, K, seed)``."""
+    *head, k, seed = unit
+    metric = head.pop(0) if head and isinstance(head[0], str) else None
+    axis = head[0] if head else DEFAULT
+    return metric, axis, int(k), int(seed)
+
+
+def make_unit(metric: Optional[str], axis: Axis, k: int, seed: int) -> tuple:
+    """The unit tuple, with the axis left out where it is the default one."""
+    return (*([metric] if metric is not None else []), *([] if axis.default else [axis]), k, seed)
+
+
+def axis_of(unit: tuple) -> Axis:
+    return split_unit(unit)[1]
+
+
+def variants(cfg) -> list[str]:
+    return list(cfg.variants) if cfg.variants else [BASE]
+
+
+def model_axes(cfg) -> list[Axis]:
+    """Every checkpoint's axis, the default first: variants x twins x (snapshots, final)."""
+    snaps = [None, *cfg.train.snapshots]
+    return [Axis(v, t, s) for v in variants(cfg) for t in ((0, 1) if cfg.twins else (0,)) for s in snaps]
+
+
+def for_axis(cfg, axis: Axis):
+    """The config a checkpoint of ``axis`` was made with: the study's, with the variant's model."""
+    if axis.variant == BASE:
+        return cfg
+    return cfg.for_variant(axis.variant)
+
+
+def kset_indices(n: int, k: int, study_seed: int, held_out: int, twin: int = 0) -> np.ndarray:
+    """The K-set of a model (dataset indices): the permutation's first K for twin 0 (the nested
+    sets of every study), its K items just before the held-out tail for twin 1, read from the
+    tail backwards, so the twins' sets are nested too and never meet while 2K <= n - held_out."""
+    from .datasets import permutation, subset_indices
+
+    if not twin:
+        return subset_indices(n, k, study_seed)
+    from .errors import DataError
+
+    if 2 * k > n - held_out:
+        raise DataError(f"twins: K={k} needs 2K = {2 * k} images beside the held-out split, the dataset "
+                        f"leaves {n - held_out} ({n} - data.held_out {held_out})")
+    return permutation(n, study_seed)[n - held_out - k:n - held_out][::-1].copy()
+
+
+def unit_kset(cfg, dataset, unit_or_axis, k: Optional[int] = None) -> np.ndarray:
+    """The K-set of a unit's model (or of an axis at K)."""
+    if isinstance(unit_or_axis, Axis):
+        axis = unit_or_axis
+    else:
+        _, axis, k, _ = split_unit(unit_or_axis)
+    return kset_indices(len(dataset), k, cfg.study.seed, cfg.data.held_out, axis.twin)
+
+
+def columns(cfg, axis: Axis, n: int) -> dict:
+    """The axis columns of ``n`` rows of a table that has K and seed."""
+    return {"variant": np.full(n, axis.variant, dtype=object), "twin": np.full(n, axis.twin, dtype=np.int32),
+            "images_seen": np.full(n, axis.seen(cfg), dtype=np.int64)}
