@@ -76,9 +76,20 @@ class Axis:
 DEFAULT = Axis()
 
 
+def checkpoint_name(axis: Axis, k: int, seed: int) -> str:
+    """The model folder's name under models/: ``K8-s0`` (as always), ``wide.twin-K8-s0``; a snapshot
+    sits beside its run's final model: ``K8-s0-snap-00025600``."""
+    run = axis.run()
+    name = "-".join([*([run.tag()] if run.tag() else []), f"K{k}", f"s{seed}"])
+    return name if axis.final else f"{name}-snap-{int(axis.images_seen):08d}"
+
+
 def split_unit(unit: tuple) -> tuple[Optional[str], Axis, int, int]:
     """(metric or None, axis, K, seed) of a unit ``(K, seed)``, ``(axis, K, seed)``,
-    ``(metric, K, seed)`` or ``(metric, axis, K, seed)``."""
+    ``(metric, K, seed)`` or ``(metric, axis, K, seed)``; a unit of another shape (the figures'
+    ``("all",)``) has no axis: (its first string, the default axis, None, None)."""
+    if len(unit) < 2:
+        return (unit[0] if unit and isinstance(unit[0], str) else None), DEFAULT, None, None
     *head, k, seed = unit
     metric = head.pop(0) if head and isinstance(head[0], str) else None
     axis = head[0] if head else DEFAULT
@@ -134,6 +145,15 @@ def unit_kset(cfg, dataset, unit_or_axis, k: Optional[int] = None) -> np.ndarray
     else:
         _, axis, k, _ = split_unit(unit_or_axis)
     return kset_indices(len(dataset), k, cfg.study.seed, cfg.data.held_out, axis.twin)
+
+
+def training_images(cfg, dataset, axis: Axis, k: int):
+    """The K-set a model of ``axis`` trains on: an array, or ``LazyImages`` where the dataset
+    renders on demand (as ``datasets.training_images``)."""
+    from .datasets import LazyImages
+
+    idx = unit_kset(cfg, dataset, axis, k)
+    return LazyImages(dataset, idx) if dataset.lazy else dataset.get(idx)
 
 
 def columns(cfg, axis: Axis, n: int) -> dict:

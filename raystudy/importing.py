@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import tables
+from . import axes, tables
 from .errors import DataError
 
 IMPORTED = "imported"
@@ -100,8 +100,9 @@ def import_samples(cfg, study_dir, k: int, seed: int, source, ref=None) -> dict[
     tables.write_part(study_dir, "train_log", part, tables.to_table("train_log", {
         c: [] for c in tables.SCHEMAS["train_log"].names}, meta))
     tables.write_part(study_dir, "runs", part, tables.to_table("runs", {
-        "K": [k], "seed": [seed], "model": [IMPORTED], "steps": [0], "images_seen": [0], "final_loss": [np.nan],
-        "checkpoint": [str(Path(source).resolve())], "wall_s": [0.0]}, meta))
+        "K": [k], "seed": [seed], "variant": ["base"], "twin": [0], "model": [IMPORTED], "steps": [0],
+        "images_seen": [0], "final_loss": [np.nan], "checkpoint": [str(Path(source).resolve())], "wall_s": [0.0],
+        "params": [0]}, meta))
     rows = cfg.generate.part_size
     cut = shards(n, rows)
     base = GENERATE.part(unit)
@@ -113,7 +114,8 @@ def import_samples(cfg, study_dir, k: int, seed: int, source, ref=None) -> dict[
         for i, lo, hi in cut:
             m = hi - lo
             tables.write_part(study_dir, "samples", shard_name(base, i, name), tables.to_table("samples", {
-                "K": np.full(m, k), "seed": np.full(m, seed), "set": np.full(m, name),
+                "K": np.full(m, k), "seed": np.full(m, seed), **axes.columns(cfg, axes.DEFAULT, m),
+                "set": np.full(m, name),
                 "sample_id": np.arange(lo, hi), "sample_seed": np.full(m, -1), "channels": np.full(m, c),
                 "height": np.full(m, h), "width": np.full(m, w), "image": imgs[lo:hi].reshape(m, -1)}, smeta))
     return {name: len(imgs) for name, imgs in sets.items()}

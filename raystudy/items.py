@@ -27,16 +27,17 @@ def held_out(dataset, n: int, cfg) -> np.ndarray:
 
 def select(cfg, study_dir, dataset, unit, per_label: int, n_train: int, n_held: int, salt: int) -> dict:
     """The unit's items: kind, item_id, label, pick, d_train, d_synth, images (n, C, H, W) and seeds."""
+    from .axes import split_unit, unit_kset
     from .basins import select_items
-    from .datasets import subset_indices
 
-    metric, k, seed = unit
+    metric, axis, k, seed = split_unit(unit)
+    at = {"axis": axis, "images_seen": axis.seen(cfg)}
     labels = tables.read_unit(study_dir, "labels", k, seed, metric=metric,
-                              columns=["sample_id", "label", "d_train", "d_synth"]).to_pandas()
+                              columns=["sample_id", "label", "d_train", "d_synth"], **at).to_pandas()
     chosen = select_items(labels, per_label, rank=cfg.basins.rank)
-    ids, imgs = tables.read_samples(study_dir, k, seed, "eval")
+    ids, imgs = tables.read_samples(study_dir, k, seed, "eval", **at)
     pos = np.searchsorted(ids, chosen["sample_id"].to_numpy())
-    train_idx = subset_indices(len(dataset), k, cfg.study.seed)[:n_train]
+    train_idx = unit_kset(cfg, dataset, axis, k)[:n_train]
     held = held_out(dataset, n_held, cfg)
     kind = np.array(["sample"] * len(chosen) + ["train"] * len(train_idx) + ["held-out"] * len(held), dtype=object)
     item_id = np.concatenate([chosen["sample_id"].to_numpy(), train_idx, held]).astype(np.int64)
@@ -51,11 +52,12 @@ def select(cfg, study_dir, dataset, unit, per_label: int, n_train: int, n_held: 
                               dtype=np.int64)}
 
 
-def references(cfg, dataset, k: int) -> dict:
-    """Energy references of a K: its first training images and held-out images."""
-    from .datasets import subset_indices
+def references(cfg, dataset, k: int, axis=None) -> dict:
+    """Energy references of a K: its first training images (of the twin's K-set for a twin) and
+    held-out images."""
+    from .axes import DEFAULT, unit_kset
 
-    train_idx = subset_indices(len(dataset), k, cfg.study.seed)[:cfg.energy.train_refs]
+    train_idx = unit_kset(cfg, dataset, axis or DEFAULT, k)[:cfg.energy.train_refs]
     held = held_out(dataset, cfg.energy.held_out_refs, cfg)
     return {"kind": ["train"] * len(train_idx) + ["held-out"] * len(held),
             "item_id": np.concatenate([train_idx, held]).astype(np.int64),

@@ -77,12 +77,16 @@ def search_device(knn_cfg) -> tuple[str, str]:
     return backend, device
 
 
-def build_references(cfg, study_dir, metric, k: int, seed: int, dataset) -> References:
-    from .datasets import LazyImages, subset_indices
+def build_references(cfg, study_dir, metric, k: int, seed: int, dataset, axis=None) -> References:
+    """The references of model (K, seed) at checkpoint ``axis`` (raystudy.axes): its own K-set
+    (a twin's is another) and its own ref samples."""
+    from .axes import DEFAULT, unit_kset
+    from .datasets import LazyImages
 
+    axis = axis or DEFAULT
     # The K-set is read chunk by chunk (rendered on demand for lazy datasets), never whole.
-    train_idx = subset_indices(len(dataset), k, cfg.study.seed)
-    ref_ids, ref_images = read_samples(study_dir, k, seed, "ref")
+    train_idx = unit_kset(cfg, dataset, axis, k)
+    ref_ids, ref_images = read_samples(study_dir, k, seed, "ref", axis, axis.seen(cfg))
     spill = Path(study_dir) / ".knn-spill"
     spill.mkdir(exist_ok=True)
     backend, device = search_device(cfg.knn)

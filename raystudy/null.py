@@ -43,15 +43,16 @@ def nearest_two(queries: np.ndarray, dataset, idx: np.ndarray, embed, chunk: int
     return best
 
 
-def null_labels(cfg, dataset, metric: str, k: int) -> dict | None:
-    """d_train, d_synth, label, ratio, ratio_memorized of the held-out queries at K (None: not computed)."""
-    from .datasets import subset_indices
+def null_labels(cfg, dataset, metric: str, k: int, twin: int = 0) -> dict | None:
+    """d_train, d_synth, label, ratio, ratio_memorized of the held-out queries at K (None: not computed),
+    against the K-set of the study (twin 0) or of the twins (raystudy.axes)."""
+    from .axes import kset_indices
     from .metrics import get_metric
 
     if metric not in PIXEL_METRICS or cfg.data.held_out < 2:
         return None
     queries, refs = split(len(dataset), cfg.data.held_out, cfg.study.seed)
-    train = subset_indices(len(dataset), k, cfg.study.seed)
+    train = kset_indices(len(dataset), k, cfg.study.seed, cfg.data.held_out, twin)
     emb = get_metric(metric).embed
     qx = dataset.get(queries)
     q = emb(qx)
@@ -68,10 +69,11 @@ def null_labels(cfg, dataset, metric: str, k: int) -> dict | None:
     return {"d_train": d_train, "d_synth": d_synth, "label": label, "ratio": ratio, "ratio_memorized": ratio_mem}
 
 
-def null_fractions(cfg, dataset, metric: str, k: int, seed: int) -> dict:
-    """Table ``null_fractions``' row for (K, seed, metric); the same for every training seed
-    (the null depends on the K-set and the split only), stored per seed to match its unit."""
-    lab = null_labels(cfg, dataset, metric, k)
+def null_fractions(cfg, dataset, metric: str, k: int, seed: int, twin: int = 0) -> dict:
+    """Table ``null_fractions``' row for (K, seed, metric) (without the axis columns); the same for
+    every training seed (the null depends on the K-set and the split only), stored per seed to match
+    its unit."""
+    lab = null_labels(cfg, dataset, metric, k, twin)
     if lab is None:
         return {"K": [k], "seed": [seed], "metric": [metric], "n": [0], "memorized": [np.nan],
                 "spurious": [np.nan], "generalized": [np.nan], "ratio_memorized": [np.nan]}

@@ -67,12 +67,17 @@ def sample_circle(score, seeds, train_points: np.ndarray, model_cfg, steps: int)
     return x.astype(np.float32).reshape(len(seeds), 1, 1, 2)
 
 
-def load_model(cfg, study_dir, k: int, seed: int, dataset=None):
-    """The model to sample (K, seed) from: the trained EMA network, or the exact memorizer."""
-    if cfg.model.type == "empirical":
-        from .datasets import load_dataset, training_set
+def load_model(cfg, study_dir, k: int, seed: int, dataset=None, axis=None):
+    """The model to sample (K, seed) from: the trained EMA network (of checkpoint ``axis``,
+    raystudy.axes; default: the base model's final one), or the exact memorizer of its K-set."""
+    from .axes import DEFAULT, for_axis, unit_kset
 
-        _, images = training_set(dataset or load_dataset(cfg.data), k, cfg.study.seed)
+    axis = axis or DEFAULT
+    if cfg.model.type == "empirical":
+        from .datasets import load_dataset
+
+        dataset = dataset or load_dataset(cfg.data)
+        images = dataset.get(unit_kset(cfg, dataset, axis, k))
         if cfg.generate.sampler == "em":
             from .toy.circle import empirical_score
 
@@ -82,8 +87,9 @@ def load_model(cfg, study_dir, k: int, seed: int, dataset=None):
         from .memorizer import EmpiricalEpsilon
         from .model import build_train_scheduler
 
-        return EmpiricalEpsilon(torch.from_numpy(images), build_train_scheduler(cfg.model).alphas_cumprod)
+        return EmpiricalEpsilon(torch.from_numpy(images), build_train_scheduler(
+            for_axis(cfg, axis).model).alphas_cumprod)
     from .model import load
     from .train import model_dir
 
-    return load(model_dir(study_dir, k, seed))
+    return load(model_dir(study_dir, k, seed, axis))

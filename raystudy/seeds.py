@@ -19,8 +19,12 @@ def derive(*parts: int, words: int = 2) -> int:
     return int((int(state[0]) << 31) ^ int(state[1]))
 
 
-def run_seed(study_seed: int, k: int, seed: int) -> int:
-    """The training run (K, seed): its initial weights, batches and noise."""
+def run_seed(study_seed: int, k: int, seed: int, twin: int = 0) -> int:
+    """The training run (K, seed): its initial weights, batches and noise. A twin (raystudy.axes)
+    draws its own, so twins that agree do so because of their data, not a shared start; the
+    variants of a (K, seed) share it."""
+    if twin:
+        return derive(study_seed, k, seed, _RUN_SALT, twin, words=1)
     return derive(study_seed, k, seed, _RUN_SALT, words=1)
 
 

@@ -31,7 +31,7 @@ from .stages.energy import run_energy
 from .stages.generate import check_models, run_generate
 from .stages.knn import check_weights, run_knn
 from .stages.shards import sharded_stored
-from .stages.train import run_train
+from .stages.train import run_train, train_stored
 
 _TRAIN_KEYS = ("study.seed", "data.name", "data.image_size", "data.grayscale", "data.limit", "data.size", "model",
                "train.images", "train.batch_size", "train.lr", "train.weight_decay", "train.ema_decay",
@@ -39,7 +39,7 @@ _TRAIN_KEYS = ("study.seed", "data.name", "data.image_size", "data.grayscale", "
 
 TRAIN = Stage("train", reads=(), writes=("runs", "train_log"), depends=_TRAIN_KEYS, after=(),
               units=ks_seeds, run=lambda *a: run_train(TRAIN, *a),
-              on_stale="refuse", uses_ray=lambda cfg: cfg.model.type != "empirical")
+              on_stale="refuse", uses_ray=lambda cfg: cfg.model.type != "empirical", stored=train_stored)
 GENERATE = Stage("generate", reads=("runs",), writes=("samples",),
                  depends=("generate.n_samples", "generate.sampler", "generate.steps"), after=(TRAIN,),
                  units=ks_seeds, run=lambda *a: run_generate(GENERATE, *a),
@@ -111,6 +111,10 @@ def validate_against_data(cfg, dataset) -> None:
     if too_big:
         raise DataError(f"ks: K={too_big[0]} is larger than what {cfg.data.name} leaves beside its held-out split "
                         f"({n} - data.held_out {r} = {n - r}); lower K or data.held_out")
+    if cfg.twins and 2 * max(cfg.ks) > n - r:
+        raise DataError(f"twins: K={max(cfg.ks)} needs 2K = {2 * max(cfg.ks)} images for two disjoint K-sets; "
+                        f"{cfg.data.name} leaves {n - r} beside its held-out split ({n} - data.held_out {r}): "
+                        f"lower K or data.held_out, or set twins: false")
     for key, want in (("basins.held_out", cfg.basins.held_out if cfg.basins.enabled else 0),
                       ("energy.held_out", cfg.energy.held_out if cfg.energy.enabled else 0),
                       ("energy.held_out_refs", cfg.energy.held_out_refs if cfg.energy.enabled else 0)):

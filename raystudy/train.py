@@ -35,13 +35,18 @@ def mixed_precision(setting: str, cuda: bool) -> str:
     return setting
 
 
-def model_dir(study_dir, k: int, seed: int) -> Path:
-    return Path(study_dir).resolve() / "models" / f"K{k}-s{seed}"
+def model_dir(study_dir, k: int, seed: int, axis=None) -> Path:
+    """The model folder of checkpoint ``axis`` (raystudy.axes; default: the base model's final one)."""
+    from .axes import DEFAULT, checkpoint_name
+
+    return Path(study_dir).resolve() / "models" / checkpoint_name(axis or DEFAULT, k, seed)
 
 
-def state_file(study_dir, k: int, seed: int) -> Path:
+def state_file(study_dir, k: int, seed: int, axis=None) -> Path:
     """The unfinished run's state; removed once the model is saved."""
-    return Path(study_dir).resolve() / "models" / f".state-K{k}-s{seed}.pt"
+    from .axes import DEFAULT, checkpoint_name
+
+    return Path(study_dir).resolve() / "models" / f".state-{checkpoint_name((axis or DEFAULT).run(), k, seed)}.pt"
 
 
 def read_run(final_dir) -> Optional[dict]:
@@ -54,9 +59,17 @@ def read_run(final_dir) -> Optional[dict]:
 
 def train_one(cfg, images, k: int, seed: int, final_dir, state_path=None,
               on_checkpoint: Optional[Callable[[dict], None]] = None, meta: Optional[dict] = None,
-              on_log: Optional[Callable[[dict], None]] = None) -> dict:
+              on_log: Optional[Callable[[dict], None]] = None, snapshots: Optional[dict] = None,
+              stop_at: Optional[int] = None, twin: int = 0) -> dict:
     """Train one model on ``images`` (an array (K, C, H, W), or ``datasets.LazyImages``) and save
     its EMA weights to ``final_dir`` (atomically); returns the run record.
+
+    ``snapshots`` maps images seen (multiples of the batch size) to ``(folder, meta)``: when the
+    run has seen that many, the EMA weights are saved there as a model folder of their own (with
+    its ``run.json``); nothing else changes, so the final weights are those of a run without
+    snapshots. ``stop_at`` (images seen): stop there without saving a final model (to make
+    snapshots a finished run lacks: the same seeded run, so the same weights). ``twin`` seeds
+    the run as the twin's (``seeds.run_seed``).
 
     If ``state_path`` exists the run resumes from it; every ``train.checkpoint_every`` images
     the state is written there and ``on_checkpoint(metrics)`` is called. Every log interval
@@ -70,7 +83,9 @@ def train_one(cfg, images, k: int, seed: int, final_dir, state_path=None,
 
     tc, mc = cfg.train, cfg.model
     total_steps = math.ceil(tc.images / tc.batch_size)
-    tr = build_trainer(cfg, tuple(images.shape[1:]), k, seed, total_steps)
+    tr = build_trainer(cfg, tuple(images.shape[1:]), k, seed, total_steps, twin=twin)
+    snapshots = {int(s) // tc.batch_size: v for s, v in (snapshots or {}).items()}
+    last_step = total_steps if stop_at is None else min(total_steps, int(stop_at) // tc.batch_size)
     acc, net, opt, ema, sched, gen = tr.acc, tr.net, tr.opt, tr.ema, tr.lr_sched, tr.gen
     ckpt_steps = max(1, math.ceil(tc.checkpoint_every / tc.batch_size))
     log_steps = max(1, total_steps // 200)
@@ -107,7 +122,7 @@ def train_one(cfg, images, k: int, seed: int, final_dir, state_path=None,
                disable=None, file=sys.stderr)
     net.train()
     window, window_t0 = [], time.time()
-    while step < total_steps:
+    while step < last_step:
         idx = torch.randint(0, len(images), (tc.batch_size,), generator=gen)
         x0 = data[idx.to(acc.device)] if data is not None else torch.from_numpy(images[idx.numpy()]).to(acc.device)
         value = tr.step(x0)
@@ -122,6 +137,12 @@ def train_one(cfg, images, k: int, seed: int, final_dir, state_path=None,
                 on_log({**_metrics(step, tc.batch_size, losses, wall_before + now - t0), "loss": log[-1][1],
                         "images_per_s": len(window) * tc.batch_size / max(now - window_t0, 1e-9)})
             window, window_t0 = [], time.time()
+        if step in snapshots:
+            folder, snap_meta = snapshots[step]
+            save_ema(acc, net, ema, mc, folder, {
+                "K": k, "seed": seed, "model": mc.type, "resumed_from_step": resumed_from,
+                **_metrics(step, tc.batch_size, losses, wall_before + time.time() - t0), "checkpoint": str(folder),
+                "params": count_params(net), **(snap_meta or {})}, log)
         if step % ckpt_steps == 0 or step == total_steps:
             metrics = _metrics(step, tc.batch_size, losses, wall_before + time.time() - t0)
             if state_path is not None and step < total_steps:
@@ -133,10 +154,14 @@ def train_one(cfg, images, k: int, seed: int, final_dir, state_path=None,
             if on_checkpoint is not None:
                 on_checkpoint(metrics)
     bar.close()
+    if last_step < total_steps:
+        if state_path is not None:
+            state_path.unlink(missing_ok=True)
+        return {"K": k, "seed": seed, "stopped_at_step": step}
 
     record = {"K": k, "seed": seed, "model": mc.type, "resumed_from_step": resumed_from,
               **_metrics(step, tc.batch_size, losses, wall_before + time.time() - t0),
-              "checkpoint": str(final_dir), **(meta or {})}
+              "checkpoint": str(final_dir), "params": count_params(net), **(meta or {})}
     unwrapped = acc.unwrap_model(net)
     ema.copy_to(unwrapped.parameters())
     unwrapped = unwrapped.to(memory_format=torch.contiguous_format)
@@ -147,6 +172,28 @@ def train_one(cfg, images, k: int, seed: int, final_dir, state_path=None,
     if state_path is not None:
         state_path.unlink(missing_ok=True)
     return record
+
+
+def count_params(net) -> int:
+    return int(sum(p.numel() for p in net.parameters()))
+
+
+def save_ema(acc, net, ema, model_cfg, folder, record: dict, log) -> None:
+    """Save the EMA weights as a model folder now, leaving the training network and the EMA as
+    they are (a copy of the network takes the EMA weights)."""
+    import copy
+
+    import torch
+
+    from . import model as models
+
+    snap = copy.deepcopy(acc.unwrap_model(net))
+    ema.copy_to(snap.parameters())
+    snap = snap.to(memory_format=torch.contiguous_format)
+    with tables.atomic_path(folder) as tmp:
+        models.save(snap, tmp, model_cfg)
+        (tmp / LOG_FILE).write_text(json.dumps(log))
+        (tmp / RUN_FILE).write_text(json.dumps(record, indent=1))
 
 
 @dataclass
@@ -180,7 +227,7 @@ class Trainer:
                           self.grad_clip, self.lr_sched, forward=self.forward)
 
 
-def build_trainer(cfg, shape: tuple, k: int, seed: int, total_steps: int) -> Trainer:
+def build_trainer(cfg, shape: tuple, k: int, seed: int, total_steps: int, twin: int = 0) -> Trainer:
     """The network, optimiser, EMA, schedule and generators of run (K, seed), seeded from
     ``seeds.run_seed``, with the speed options of ``train`` (bf16 autocast, channels-last,
     TF32, fused AdamW, torch.compile; defaults keep the CPU path plain fp32)."""
@@ -196,9 +243,10 @@ def build_trainer(cfg, shape: tuple, k: int, seed: int, total_steps: int) -> Tra
     if cuda:
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = bool(tc.tf32)
     acc = Accelerator(mixed_precision=mixed_precision(tc.mixed_precision, cuda), cpu=not cuda)
-    torch.manual_seed(run_seed(cfg.study.seed, k, seed))
-    gen = torch.Generator().manual_seed(run_seed(cfg.study.seed, k, seed) + 1)
-    net = models.build(mc, tuple(shape), seed=run_seed(cfg.study.seed, k, seed) % 2**31)
+    rs = run_seed(cfg.study.seed, k, seed, twin)
+    torch.manual_seed(rs)
+    gen = torch.Generator().manual_seed(rs + 1)
+    net = models.build(mc, tuple(shape), seed=rs % 2**31)
     if tc.channels_last and mc.type == "unet":
         net = net.to(memory_format=torch.channels_last)
     alphas = models.build_train_scheduler(mc).alphas_cumprod.to(acc.device)

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import items, tables
+from .. import axes, items, tables
 from ..cluster import pool
 from .generate import ModelActor
+from .shards import axis_task, task_axis
 
 BASINS_SALT = 0xBA5
 
@@ -21,29 +22,41 @@ class UnitActor(ModelActor):
 
         super().__init__(cfg_dict, study_dir)
         self.train_scheduler = build_train_scheduler(self.cfg.model)
+        self._schedules = {v: build_train_scheduler(axes.for_axis(self.cfg, axes.Axis(v)).model)
+                           for v in axes.variants(self.cfg)}
+
+    def schedule(self, axis):
+        """The training noise schedule of the axis's variant."""
+        return self._schedules[axis.variant]
 
     def __call__(self, batch: dict, metas: dict | None = None) -> dict:
         rows = []
-        for metric, k, s in zip(batch["metric"].tolist(), batch["K"].tolist(), batch["seed"].tolist()):
-            rows.append(self.unit((metric, k, s), metas[f"{metric}-K{k}-s{s}"]))
+        for metric, k, s, part, *ax in zip(*(batch[c].tolist() for c in (
+                "metric", "K", "seed", "base", "variant", "twin", "snap"))):
+            rows.append(self.unit(axes.make_unit(metric, task_axis(*ax), k, s), metas[part], part))
         return {"K": batch["K"], "seed": batch["seed"], "rows": np.asarray(rows)}
+
+    def write(self, name: str, part: str, cols: dict, unit, meta) -> None:
+        """A part of ``name``, the unit's axis columns added to the rows ``cols`` computed."""
+        axis, n = axes.axis_of(unit), len(cols["K"])
+        tables.write_part(self.study_dir, name, part, tables.to_table(
+            name, {**cols, **axes.columns(self.cfg, axis, n)}, meta))
 
 
 class BasinActor(UnitActor):
-    def unit(self, unit, meta) -> int:
+    def unit(self, unit, meta, part) -> int:
         from .. import basins  # torch: imported in the actor, not by every `raystudy` command
         from ..metrics import get_metric
 
         c = self.cfg.basins
-        metric, k, s = unit
+        metric, axis, k, s = axes.split_unit(unit)
         chosen = items.select(self.cfg, self.study_dir, self.dataset, unit, c.per_label, c.train, c.held_out,
                               BASINS_SALT)
         metric_fn = basins.metric_fn_from_embedding(get_metric(c.metric, self.cfg.knn.weights_dir))
-        out = basins.basins_group(self.model(k, s), self.train_scheduler, c, chosen, metric_fn, self.device,
+        out = basins.basins_group(self.model(k, s, axis), self.schedule(axis), c, chosen, metric_fn, self.device,
                                   K=k, seed=s, metric=metric)
-        part = f"{metric}-K{k}-s{s}"
         for name in ("basin_rates", "basin_trials", "basins"):  # `basins` last: it says the unit is done
-            tables.write_part(self.study_dir, name, part, tables.to_table(name, out[name], meta))
+            self.write(name, part, out[name], unit, meta)
         return len(chosen["kind"])
 
 
@@ -52,7 +65,11 @@ def run_units(stage, cfg, study_dir, todo, actor, workers: int) -> None:
     import ray
 
     metas = {stage.part(u): stage.meta(cfg, u) for u in todo}
-    ds = ray.data.from_items([{"metric": m, "K": k, "seed": s} for m, k, s in todo], override_num_blocks=len(todo))
+    rows = []
+    for u in todo:
+        m, a, k, s = axes.split_unit(u)
+        rows.append({"metric": m, "K": k, "seed": s, "base": stage.part(u), **axis_task(a)})
+    ds = ray.data.from_items(rows, override_num_blocks=len(todo))
     ds = ds.map_batches(actor, fn_constructor_kwargs={"cfg_dict": cfg.to_dict(), "study_dir": str(study_dir)},
                         fn_kwargs={"metas": metas}, batch_size=1, batch_format="numpy",
                         **pool(workers, cfg.generate.cpus_per_worker, cfg.generate.gpus_per_worker))

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import tables
+from .. import axes, tables
 from ..labels import fractions, label_samples, ratio_test
 
 
@@ -15,34 +15,39 @@ def run_classify(stage, cfg, study_dir, todo) -> None:
     from ..null import null_fractions
 
     dataset = load_dataset(cfg.data)
-    nulls: dict = {}  # (metric, K) -> row: one computation for every seed
-    for metric, k, seed in todo:
+    nulls: dict = {}  # (metric, K, twin) -> row: one computation for every seed, variant and snapshot
+    for unit in todo:
+        metric, axis, k, seed = axes.split_unit(unit)
+        at = {"axis": axis, "images_seen": axis.seen(cfg)}
         # Only the distances the labels need, never the index lists.
         t = tables.read_unit(study_dir, "neighbors", k, seed, metric=metric,
-                             columns=["sample_id", "train_dist", "synth_dist"])
+                             columns=["sample_id", "train_dist", "synth_dist"], **at)
         train = tables.list_to_numpy(t["train_dist"])
         d_train, d_synth = train[:, 0], tables.list_to_numpy(t["synth_dist"])[:, 0]
         labels = label_samples(d_train, d_synth, cfg.classify.delta_m[metric], cfg.classify.delta_s[metric])
         # The ratio test is defined on per-pixel L2 to the training set, whatever metric labels the row;
         # a missing second neighbour (K = 1) is stored as inf, which ratio_test turns into "undefined".
         l2 = train if metric == "l2" else tables.list_to_numpy(
-            tables.read_unit(study_dir, "neighbors", k, seed, metric="l2", columns=["sample_id", "train_dist"])["train_dist"])
+            tables.read_unit(study_dir, "neighbors", k, seed, metric="l2", columns=["sample_id", "train_dist"],
+                             **at)["train_dist"])
         ratio, ratio_mem = ratio_test(l2[:, 0], l2[:, 1])
         n = len(t)
         manifold = [None] * n
         if cfg.data.name == "manifold":
             from ..datasets.manifold import manifold_error
 
-            manifold = manifold_error(tables.read_samples(study_dir, k, seed, "eval")[1])
-        meta, part = stage.meta(cfg, (metric, k, seed)), stage.part((metric, k, seed))
+            manifold = manifold_error(tables.read_samples(study_dir, k, seed, "eval", axis, axis.seen(cfg))[1])
+        meta, part = stage.meta(cfg, unit), stage.part(unit)
         tables.write_part(study_dir, "labels", part, tables.to_table("labels", {
-            "K": np.full(n, k), "seed": np.full(n, seed), "sample_id": t["sample_id"].to_numpy(),
+            "K": np.full(n, k), "seed": np.full(n, seed), **axes.columns(cfg, axis, n),
+            "sample_id": t["sample_id"].to_numpy(),
             "metric": np.full(n, metric), "d_train": d_train, "d_synth": d_synth, "label": labels,
             "ratio": ratio, "ratio_memorized": ratio_mem, "manifold_error": manifold,
         }, meta))
-        if (metric, k) not in nulls:
-            nulls[metric, k] = null_fractions(cfg, dataset, metric, k, seed)
-        tables.write_part(study_dir, "null_fractions", part,
-                          tables.to_table("null_fractions", {**nulls[metric, k], "seed": [seed]}, meta))
-        tables.write_part(study_dir, "fractions", part, tables.to_table(
-            "fractions", fractions(np.full(n, k), np.full(n, seed), np.full(n, metric), labels, ratio_mem), meta))
+        if (metric, k, axis.twin) not in nulls:
+            nulls[metric, k, axis.twin] = null_fractions(cfg, dataset, metric, k, seed, axis.twin)
+        tables.write_part(study_dir, "null_fractions", part, tables.to_table(
+            "null_fractions", {**nulls[metric, k, axis.twin], "seed": [seed], **axes.columns(cfg, axis, 1)}, meta))
+        tables.write_part(study_dir, "fractions", part, tables.to_table("fractions", {
+            **fractions(np.full(n, k), np.full(n, seed), np.full(n, metric), labels, ratio_mem),
+            **axes.columns(cfg, axis, 1)}, meta))

@@ -5,24 +5,24 @@ with ``energy.energy_group`` and writes the unit's ``energy`` part itself."""
 
 from __future__ import annotations
 
-from .. import items, tables
+from .. import axes, items
 from .basins import UnitActor, run_units
 
 ENERGY_SALT = 0xE6
 
 
 class EnergyActor(UnitActor):
-    def unit(self, unit, meta) -> int:
+    def unit(self, unit, meta, part) -> int:
         from .. import energy  # torch: imported in the actor, not by every `raystudy` command
 
         c = self.cfg.energy
-        metric, k, s = unit
+        metric, axis, k, s = axes.split_unit(unit)
         xs = items.select(self.cfg, self.study_dir, self.dataset, unit, c.per_label, c.train, c.held_out, ENERGY_SALT)
-        refs = items.references(self.cfg, self.dataset, k)
-        sched = self.train_scheduler
-        cols = energy.energy_group(self.model(k, s), sched.alphas_cumprod, sched.betas, c, xs, refs, K=k, seed=s,
+        refs = items.references(self.cfg, self.dataset, k, axis)
+        sched = self.schedule(axis)
+        cols = energy.energy_group(self.model(k, s, axis), sched.alphas_cumprod, sched.betas, c, xs, refs, K=k, seed=s,
                                    device=self.device)
-        tables.write_part(self.study_dir, "energy", f"{metric}-K{k}-s{s}", tables.to_table("energy", cols, meta))
+        self.write("energy", part, cols, unit, meta)
         return len(xs["kind"])
 
 

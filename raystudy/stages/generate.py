@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import tables
+from .. import axes, tables
 from ..cluster import pool
 from ..sampling import SETS, load_model, make_scheduler, sample_circle, sample_images, sample_seed
-from .shards import stream
+from .shards import stream, task_axis
 
 
 class ModelActor:
-    """Ray Data actor base: loads each (K, seed) model once per actor and keeps it."""
+    """Ray Data actor base: loads each (K, seed, axis) model once per actor and keeps it."""
 
     def __init__(self, cfg_dict: dict, study_dir: str):
         import torch
@@ -27,11 +27,13 @@ class ModelActor:
         self.dataset = load_dataset(self.cfg.data)
         self.models = {}
 
-    def model(self, k: int, seed: int):
-        if (k, seed) not in self.models:
-            m = load_model(self.cfg, self.study_dir, k, seed, self.dataset)
-            self.models[(k, seed)] = m.to(self.device).eval() if hasattr(m, "to") else m
-        return self.models[(k, seed)]
+    def model(self, k: int, seed: int, axis=axes.DEFAULT):
+        if (k, seed, axis) not in self.models:
+            while len(self.models) >= 4:  # units come one after another: keep memory flat over many axes
+                self.models.pop(next(iter(self.models)))
+            m = load_model(self.cfg, self.study_dir, k, seed, self.dataset, axis)
+            self.models[(k, seed, axis)] = m.to(self.device).eval() if hasattr(m, "to") else m
+        return self.models[(k, seed, axis)]
 
 
 class SampleActor(ModelActor):
@@ -45,32 +47,35 @@ class SampleActor(ModelActor):
         super().__init__(cfg_dict, study_dir)
         mp = mixed_precision(self.cfg.train.mixed_precision, self.device == "cuda")
         self.autocast = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mp)
-        self.scheduler = make_scheduler(self.cfg.generate, self.cfg.model)
+        # One sampler per variant (a variant may train on another noise schedule).
+        self.schedulers = {v: make_scheduler(self.cfg.generate, axes.for_axis(self.cfg, axes.Axis(v)).model)
+                           for v in axes.variants(self.cfg)}
 
-    def sample(self, k: int, seed: int, seeds) -> np.ndarray:
-        model = self.model(k, seed)
+    def sample(self, k: int, seed: int, seeds, axis=axes.DEFAULT) -> np.ndarray:
+        model = self.model(k, seed, axis)
         if self.cfg.generate.sampler == "em":
-            from ..datasets import training_set
-
-            _, pts = training_set(self.dataset, k, self.cfg.study.seed)
-            return sample_circle(model, seeds, pts, self.cfg.model, self.cfg.generate.steps)
-        return sample_images(model, self.scheduler, seeds, self.dataset.shape, self.device, self.autocast)
+            pts = self.dataset.get(axes.unit_kset(self.cfg, self.dataset, axis, k))
+            return sample_circle(model, seeds, pts, axes.for_axis(self.cfg, axis).model, self.cfg.generate.steps)
+        return sample_images(model, self.schedulers[axis.variant], seeds, self.dataset.shape, self.device,
+                             self.autocast)
 
     def __call__(self, batch: dict, study_dir: str = "", metas: dict | None = None) -> dict:
         """Each row is one shard (K, seed, set, sample ids lo..hi): sample it in batches of
         ``generate.batch_size`` and write its part here, in the actor, so samples never travel
         to the driver. Returns one small row per shard written."""
         bs, written = self.cfg.generate.batch_size, []
-        for k, seed, code, lo, hi, shard in zip(*(batch[c].tolist() for c in
-                                                  ("K", "seed", "set_code", "lo", "hi", "shard"))):
-            set_name = SETS[code]
+        for k, seed, code, lo, hi, shard, unit, *ax in zip(*(batch[c].tolist() for c in (
+                "K", "seed", "set_code", "lo", "hi", "shard", "base", "variant", "twin", "snap"))):
+            set_name, axis = SETS[code], task_axis(*ax)
             ids = np.arange(lo, hi)
+            # The same seeds on every axis: a twin, a variant and a snapshot start from the same noise.
             seeds = np.asarray([sample_seed(self.cfg.study.seed, k, seed, set_name, int(i)) for i in ids])
-            images = np.concatenate([self.sample(k, seed, seeds[j:j + bs]).reshape(len(seeds[j:j + bs]), -1)
+            images = np.concatenate([self.sample(k, seed, seeds[j:j + bs], axis).reshape(len(seeds[j:j + bs]), -1)
                                      for j in range(0, len(seeds), bs)])
-            unit, n, (c, h, w) = f"K{k}-s{seed}", len(ids), self.dataset.shape
+            n, (c, h, w) = len(ids), self.dataset.shape
             tables.write_part(study_dir or self.study_dir, "samples", f"{unit}-{set_name}-{shard:05d}", tables.to_table(
-                "samples", {"K": np.full(n, k), "seed": np.full(n, seed), "set": np.full(n, set_name), "sample_id": ids,
+                "samples", {"K": np.full(n, k), "seed": np.full(n, seed), **axes.columns(self.cfg, axis, n),
+                            "set": np.full(n, set_name), "sample_id": ids,
                             "sample_seed": seeds, "channels": np.full(n, c), "height": np.full(n, h),
                             "width": np.full(n, w), "image": images}, meta=metas[unit]))
             written.append(n)
@@ -84,9 +89,10 @@ def check_models(stage, cfg, study_dir, todo, dataset) -> None:
     from ..model import check_checkpoint
     from ..train import model_dir, read_run
 
-    for k, s in todo:
-        if read_run(model_dir(study_dir, k, s)) is not None:
-            check_checkpoint(model_dir(study_dir, k, s))
+    for u in todo:
+        _, axis, k, s = axes.split_unit(u)
+        if read_run(model_dir(study_dir, k, s, axis)) is not None:
+            check_checkpoint(model_dir(study_dir, k, s, axis))
 
 
 def run_generate(stage, cfg, study_dir, todo) -> None:

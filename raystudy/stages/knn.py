@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import tables
+from .. import axes, tables
 from ..cluster import pool
 from ..neighbors import References, build_references, search_device
-from .shards import stream
+from .shards import stream, task_axis
 
 
 class KnnActor:
@@ -24,7 +24,7 @@ class KnnActor:
         self.study_dir = study_dir
         self.dataset = load_dataset(self.cfg.data)
         self.metric = get_metric(metric_name, self.cfg.knn.weights_dir, device=search_device(self.cfg.knn)[1])
-        self.refs: dict[tuple[int, int], References] = {}
+        self.refs: dict[tuple, References] = {}
 
     def __call__(self, batch: dict, study_dir: str = "", metas: dict | None = None) -> dict:
         """Each row is one shard of a (metric, K, seed)'s eval samples (sample ids lo..hi): read
@@ -33,22 +33,27 @@ class KnnActor:
         study_dir = study_dir or self.study_dir
         metric = self.metric.name
         written = []
-        for K, seed, lo, hi, shard in zip(*(batch[c].tolist() for c in ("K", "seed", "lo", "hi", "shard"))):
-            if (K, seed) not in self.refs:
+        for K, seed, lo, hi, shard, unit, *ax in zip(*(batch[c].tolist() for c in (
+                "K", "seed", "lo", "hi", "shard", "base", "variant", "twin", "snap"))):
+            axis = task_axis(*ax)
+            if (K, seed, axis) not in self.refs:
                 while len(self.refs) >= 2:  # shards come unit by unit: keep the last two units' references
                     self.refs.pop(next(iter(self.refs)))
-                self.refs[(K, seed)] = build_references(self.cfg, study_dir, self.metric, K, seed, self.dataset)
-            t = tables.read_unit(study_dir, "samples", K, seed, set="eval", ids=(lo, hi), columns=["sample_id", "image"])
+                self.refs[(K, seed, axis)] = build_references(self.cfg, study_dir, self.metric, K, seed,
+                                                              self.dataset, axis)
+            t = tables.read_unit(study_dir, "samples", K, seed, set="eval", ids=(lo, hi), columns=["sample_id", "image"],
+                                 axis=axis, images_seen=axis.seen(self.cfg))
             if t.num_rows != hi - lo:
                 raise RuntimeError(f"K={K} seed={seed}: {t.num_rows} eval samples with ids {lo}..{hi - 1}, "
                                    f"expected {hi - lo}: run the generate stage")
-            res = [self.refs[(K, seed)].neighbors(
+            res = [self.refs[(K, seed, axis)].neighbors(
                 tables.list_to_numpy(t["image"].slice(j, self.cfg.knn.batch_size)).astype(np.float32)
                 .reshape(-1, *self.dataset.shape), self.cfg.knn.k)
                 for j in range(0, t.num_rows, self.cfg.knn.batch_size)]
-            unit, n = f"{metric}-K{K}-s{seed}", t.num_rows
+            n = t.num_rows
             tables.write_part(study_dir, "neighbors", f"{unit}-{shard:05d}", tables.to_table("neighbors", {
-                "K": np.full(n, K), "seed": np.full(n, seed), "sample_id": t["sample_id"].to_numpy(),
+                "K": np.full(n, K), "seed": np.full(n, seed), **axes.columns(self.cfg, axis, n),
+                "sample_id": t["sample_id"].to_numpy(),
                 "metric": np.full(n, metric), **{c: np.concatenate([r[c] for r in res]) for c in res[0]}},
                 meta=metas[unit]))
             written.append(n)
@@ -57,7 +62,7 @@ class KnnActor:
 
 def check_weights(stage, cfg, study_dir, todo, dataset) -> None:
     """An absent or corrupt LPIPS backbone is a one-line error before any work."""
-    for metric in dict.fromkeys(m for m, _, _ in todo if m.startswith("lpips-")):
+    for metric in dict.fromkeys(u[0] for u in todo if u[0].startswith("lpips-")):
         from ..metrics.lpips import load_backbone_state
 
         load_backbone_state(metric.split("-", 1)[1], cfg.knn.weights_dir)
@@ -66,7 +71,7 @@ def check_weights(stage, cfg, study_dir, todo, dataset) -> None:
 def run_knn(stage, cfg, study_dir, todo) -> None:
     """Search every (metric, K, seed) in ``todo``, streamed shard by shard of eval samples
     (``shards.stream``); one pass per metric, whose actors embed with that metric."""
-    for metric in dict.fromkeys(m for m, _, _ in todo):
+    for metric in dict.fromkeys(u[0] for u in todo):
         stream(stage, cfg, study_dir, [u for u in todo if u[0] == metric], "neighbors", (None,), KnnActor,
                {"cfg_dict": cfg.to_dict(), "metric_name": metric},
                pool(cfg.knn.workers, cfg.knn.faiss_threads, cfg.knn.gpus_per_worker))

@@ -16,8 +16,17 @@ import re
 from pathlib import Path
 from typing import Callable
 
-from .. import tables
+from .. import axes, tables
 from . import part_name
+
+
+def axis_task(axis) -> dict:
+    """An axis as plain values of a Ray Data row (snapshot -1: the final model)."""
+    return {"variant": axis.variant, "twin": axis.twin, "snap": -1 if axis.final else axis.images_seen}
+
+
+def task_axis(variant, twin, snap):
+    return axes.Axis(str(variant), int(twin), None if int(snap) < 0 else int(snap))
 
 
 def shards(n: int, rows: int) -> list[tuple[int, int, int]]:
@@ -104,8 +113,9 @@ def stream(stage, cfg, study_dir, todo, table: str, sets, actor, ctor_kwargs: di
         metas[base] = shard_meta(stage.meta(cfg, unit), len(wanted), rows)
         for name in shards_to_write(study_dir, table, base, list(wanted), metas[base]):
             code, i, lo, hi = wanted[name]
-            tasks.append({"K": unit[-2], "seed": unit[-1], "set_code": code, "shard": i,
-                          "lo": lo, "hi": hi})
+            _, axis, k, seed = axes.split_unit(unit)
+            tasks.append({"K": k, "seed": seed, "set_code": code, "shard": i, "lo": lo, "hi": hi, "base": base,
+                          **axis_task(axis)})
     if not tasks:
         return
     # One block per shard, so the pool hands shards out one by one and grows with the queue.

@@ -1,10 +1,14 @@
-"""The train stage: Ray Tune over K x seed, one trial per training run.
+"""The train stage: Ray Tune over K x seed (x variant x twin), one trial per training run.
 
 Tune decides where runs go and retries a failed trial (``FailureConfig``); the training is
 ``train.train_one``, which resumes from its own state file in the study folder. So a
 retried trial, or a re-run after the driver died, continues where the run stopped, and
 the experiment's name depends only on what shapes the runs (the train stage's
 fingerprint), never on resources or on which K are still missing.
+
+A unit is one checkpoint (raystudy.axes): a run's final model, or one of its snapshots. A run
+makes every missing checkpoint of its own in one pass; a snapshot added to a finished run is
+made by the same seeded run again, stopped there (the final model is left as it is).
 """
 
 from __future__ import annotations
@@ -14,32 +18,52 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import tables
+from .. import axes, tables
 from ..errors import StudyError, TrainingFailed, one_line
 from ..train import LOG_FILE, model_dir, read_run
 from . import changed, part_name
 
 
 def _trial(params, cfg_dict: dict, study_dir: str, metas: dict):
-    """Tune function trainable for one (K, seed). Its one Tune call is ``tune.report`` of the
-    metrics at each of ``train_one``'s checkpoints; no Tune ``Checkpoint`` is made or read: a
-    retried trial resumes from the run's own state file in the study folder. ``metas`` maps
-    each run's part name to the train stage's metadata, made by the driver."""
+    """Tune function trainable for one run (K, seed, variant, twin). Its one Tune call is
+    ``tune.report`` of the metrics at each of ``train_one``'s checkpoints; no Tune ``Checkpoint``
+    is made or read: a retried trial resumes from the run's own state file in the study folder.
+    ``metas`` maps each checkpoint's part name to the train stage's metadata, made by the driver;
+    ``params["run"]`` names the run, the snapshots it must make and whether its final model."""
     from ray import tune
 
     from ..config import from_dict
-    from ..datasets import load_dataset, training_images
+    from ..datasets import load_dataset
     from ..train import state_file, train_one
 
     cfg = from_dict(cfg_dict)
-    unit = (int(params["run"]["K"]), int(params["run"]["seed"]))
-    meta = metas[part_name(unit)]
-    images = training_images(load_dataset(cfg.data), unit[0], cfg.study.seed)
+    run = params["run"]
+    k, seed = int(run["K"]), int(run["seed"])
+    axis = axes.Axis(run.get("variant", axes.BASE), int(run.get("twin", 0)))
+    units = [axes.make_unit(None, axes.Axis(axis.variant, axis.twin, s), k, seed) for s in run.get("snapshots", ())]
+    units += [axes.make_unit(None, axis, k, seed)] if run.get("final", True) else []
+    images = axes.training_images(cfg, load_dataset(cfg.data), axis, k)
+
+    def snaps():
+        return {a.images_seen: (model_dir(study_dir, k, seed, a), metas[part_name(u)])
+                for u in units if not (a := axes.axis_of(u)).final and read_run(model_dir(study_dir, k, seed, a)) is None}
+
     # Reported at every log interval, not only at checkpoints (Tune needs no Checkpoint with a
     # report); timesteps_total is the x axis Tune's logger callbacks plot against.
-    train_one(cfg, images, *unit, model_dir(study_dir, *unit), state_file(study_dir, *unit), meta=meta,
-              on_log=lambda m: tune.report({**m, "timesteps_total": m["images_seen"]}))
-    record_finished(study_dir, unit, meta)
+    report = lambda m: tune.report({**m, "timesteps_total": m["images_seen"]})  # noqa: E731
+    ucfg = axes.for_axis(cfg, axis)
+    final = run.get("final", True)
+    todo = snaps()
+    if final or todo:
+        train_one(ucfg, images, k, seed, model_dir(study_dir, k, seed, axis), state_file(study_dir, k, seed, axis),
+                  meta=metas.get(part_name(axes.make_unit(None, axis, k, seed))), on_log=report, snapshots=todo,
+                  stop_at=None if final else max(todo), twin=axis.twin)
+    # A run resumed from a state past a snapshot it now has to make: the same seeded run again, stopped there.
+    if missed := snaps():
+        train_one(ucfg, images, k, seed, model_dir(study_dir, k, seed, axis), None, snapshots=missed,
+                  stop_at=max(missed), twin=axis.twin)
+    for u in units:
+        record_finished(study_dir, u, metas[part_name(u)])
 
 
 def make_trainable(cfg, study_dir, metas: dict | None = None):
@@ -63,7 +87,7 @@ def run_sweep(stage, cfg, study_dir, todo) -> None:
     trainable = make_trainable(cfg, study_dir, {stage.part(u): stage.meta(cfg, u) for u in todo})
     tuner = tune.Tuner(
         trainable,
-        param_space={"run": tune.grid_search([{"K": k, "seed": s} for k, s in todo])},
+        param_space={"run": tune.grid_search(trial_runs(todo))},
         run_config=tune.RunConfig(
             name=name, storage_path=str(storage), verbose=1,
             failure_config=tune.FailureConfig(max_failures=cfg.train.max_failures),
@@ -78,43 +102,76 @@ def run_sweep(stage, cfg, study_dir, todo) -> None:
         raise TrainingFailed(f"training did not finish for (K, seed) {still}{first}; logs under {storage / name}")
 
 
+def trial_runs(todo) -> list[dict]:
+    """The Tune grid: one entry per run (K, seed, variant, twin) with the snapshots it has to make
+    and whether it has to make its final model."""
+    runs: dict = {}
+    for u in todo:
+        _, a, k, s = axes.split_unit(u)
+        r = runs.setdefault((a.variant, a.twin, k, s), {"K": k, "seed": s, "variant": a.variant, "twin": a.twin,
+                                                        "snapshots": [], "final": False})
+        if a.final:
+            r["final"] = True
+        else:
+            r["snapshots"].append(a.images_seen)
+    return list(runs.values())
+
+
+def train_stored(study_dir, unit) -> list:
+    """A final model's unit is its ``runs`` and ``train_log`` parts; a snapshot's its ``runs`` part."""
+    part = part_name(unit)
+    names = ("runs", "train_log") if axes.axis_of(unit).final else ("runs",)
+    return [tables.part_meta(study_dir, t, part) for t in names]
+
+
 def run_train(stage, cfg, study_dir, todo) -> None:
     """The train stage: the exact memorizer needs no training (its rows say so); finished models
     get their rows; the rest are trained with Ray Tune."""
     if cfg.model.type == "empirical":
-        for k, s in todo:
+        for u in todo:
+            _, a, k, s = axes.split_unit(u)
             rec = {"K": k, "seed": s, "model": "empirical", "steps": 0, "images_seen": 0,
-                   "final_loss": float("nan"), "checkpoint": "", "wall_s": 0.0}
-            write_run_parts(study_dir, stage.part((k, s)), rec, [], stage.meta(cfg, (k, s)))
+                   "final_loss": float("nan"), "checkpoint": "", "wall_s": 0.0, "params": 0}
+            write_run_parts(study_dir, stage.part(u), rec, [], stage.meta(cfg, u), a)
         return
     left = [u for u in todo if not record_finished(study_dir, u, stage.meta(cfg, u))]
     if left:
         run_sweep(stage, cfg, study_dir, left)
 
 
-def write_run_parts(study_dir, part: str, record: dict, log, meta: dict) -> None:
-    """The train stage's table rows for one run: ``runs`` (one row) and ``train_log``."""
+def write_run_parts(study_dir, part: str, record: dict, log, meta: dict, axis=axes.DEFAULT) -> None:
+    """The train stage's table rows for one checkpoint: ``runs`` (one row) and, for a run's final
+    model, ``train_log``."""
+    record = {**record, "variant": axis.variant, "twin": axis.twin}
     cols = {c: [record[c]] for c in tables.SCHEMAS["runs"].names}
     log = np.asarray(log, dtype=np.float64).reshape(-1, 2)
     k, s = record["K"], record["seed"]
     steps = log[:, 0].astype(np.int64)
     # train_log first: `runs` is what says the unit is complete.
-    tables.write_part(study_dir, "train_log", part, tables.to_table("train_log", {
-        "K": np.full(len(log), k), "seed": np.full(len(log), s), "step": steps,
-        "images_seen": steps * (record["images_seen"] // max(1, record["steps"])), "loss": log[:, 1]}, meta))
+    if axis.final:
+        n = len(log)
+        tables.write_part(study_dir, "train_log", part, tables.to_table("train_log", {
+            "K": np.full(n, k), "seed": np.full(n, s), "variant": np.full(n, axis.variant, dtype=object),
+            "twin": np.full(n, axis.twin), "step": steps,
+            "images_seen": steps * (record["images_seen"] // max(1, record["steps"])), "loss": log[:, 1]}, meta))
     tables.write_part(study_dir, "runs", part, tables.to_table("runs", cols, meta))
 
 
 def record_finished(study_dir, unit, meta: dict) -> bool:
-    """Write the table rows of a finished model (the trial that trained it, or a re-run after
+    """Write the table rows of a finished checkpoint (the trial that trained it, or a re-run after
     the driver died before they were written). Returns whether the unit is now complete."""
-    d = model_dir(study_dir, *unit)
+    _, axis, k, s = axes.split_unit(unit)
+    d = model_dir(study_dir, k, s, axis)
     rec = read_run(d)
     if rec is None:
         return False
     if rec.get("fingerprint") != meta["fingerprint"]:
         raise StudyError(f"{d} was trained with other settings ({changed(rec, json.loads(meta['depends']))}); "
                          f"use a new --study directory")
+    if rec.get("params") is None:  # a model saved before runs had the column
+        from ..model import load
+
+        rec["params"] = int(sum(p.numel() for p in load(d).parameters()))
     log = json.loads((d / LOG_FILE).read_text()) if (d / LOG_FILE).exists() else []
-    write_run_parts(study_dir, part_name(unit), rec, log, meta)
+    write_run_parts(study_dir, part_name(unit), rec, log, meta, axis)
     return True
