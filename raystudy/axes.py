@@ -160,3 +160,27 @@ def columns(cfg, axis: Axis, n: int) -> dict:
     """The axis columns of ``n`` rows of a table that has K and seed."""
     return {"variant": np.full(n, axis.variant, dtype=object), "twin": np.full(n, axis.twin, dtype=np.int32),
             "images_seen": np.full(n, axis.seen(cfg), dtype=np.int64)}
+
+
+def main_checkpoint(config: dict) -> dict:
+    """The checkpoint the one-axis views (the transition figure, the grids, the summary) show, from
+    a config dict: the first variant's final model, twin 0."""
+    v = list((config or {}).get("variants") or {}) or [BASE]
+    return {"variant": v[0], "twin": 0, "images_seen": int(((config or {}).get("train") or {}).get("images", 0))}
+
+
+def main_filter(config: dict):
+    """``main_checkpoint`` as a pyarrow filter expression."""
+    import pyarrow.compute as pc
+
+    m = main_checkpoint(config)
+    return (pc.field("variant") == m["variant"]) & (pc.field("twin") == 0) & (pc.field("images_seen") == m["images_seen"])
+
+
+def main_rows(df, config: dict):
+    """The rows of a DataFrame at ``main_checkpoint`` (a frame without the axis columns as it is)."""
+    m = main_checkpoint(config)
+    keep = [c for c in m if c in df.columns and not (c == "images_seen" and "model" in df.columns)]
+    for c in keep:
+        df = df[df[c] == m[c]]
+    return df

@@ -6,11 +6,14 @@
     knn       samples                      neighbors             knn.k  (one unit per metric)
     classify  neighbors (+ samples)        labels, fractions,    classify.delta_m/delta_s of the metric,
                                            null_fractions        data.held_out
+    twins     samples                      twins                 data.held_out (if twins: true)
     basins    labels, samples              basins, basin_trials, basin_rates   basins.* (if enabled)
     energy    labels, samples              energy                energy.* (if enabled)
     figures   fractions, neighbors, ...    figures/*.png         ks, seeds, knn.metrics
 
-``stages.Stage`` holds the one rule; this module lists the stages and runs them.
+Every unit also has an axis (raystudy.axes: variant x twin x snapshot), left out of the unit
+where it is the default one. ``stages.Stage`` holds the one rule; this module lists the stages
+and runs them.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from .stages.generate import check_models, run_generate
 from .stages.knn import check_weights, run_knn
 from .stages.shards import sharded_stored
 from .stages.train import run_train, train_stored
+from .stages.twins import run_twins, twin_units
 
 _TRAIN_KEYS = ("study.seed", "data.name", "data.image_size", "data.grayscale", "data.limit", "data.size", "model",
                "train.images", "train.batch_size", "train.lr", "train.weight_decay", "train.ema_decay",
@@ -51,6 +55,10 @@ CLASSIFY = Stage("classify", reads=("neighbors", "samples"), writes=("labels", "
                  depends=("classify.delta_m.{metric}", "classify.delta_s.{metric}", "data.held_out"), after=(KNN,),
                  units=metric_ks_seeds, run=lambda *a: run_classify(CLASSIFY, *a), uses_ray=lambda cfg: False)
 
+# The twin model's K-set is cut before the held-out tail: data.held_out shapes it.
+TWINS = Stage("twins", reads=("samples",), writes=("twins",), depends=("data.held_out",), after=(GENERATE,),
+              units=twin_units, run=lambda *a: run_twins(TWINS, *a), enabled=lambda cfg: cfg.twins,
+              uses_ray=lambda cfg: False, check=lambda *a: check_weights(TWINS, *a))
 
 
 def _basin_units(cfg):
@@ -80,7 +88,7 @@ FIGURES = Stage("figures", reads=("fractions", "neighbors", "samples"), writes=(
                 depends=("ks", "seeds", "knn.metrics"), after=(CLASSIFY,), units=lambda cfg: [("all",)],
                 run=_figures, uses_ray=lambda cfg: False, stored=json_stored("figures/made-with.json"))
 
-STAGES = {s.name: s for s in (TRAIN, GENERATE, KNN, CLASSIFY, BASINS, ENERGY, FIGURES)}
+STAGES = {s.name: s for s in (TRAIN, GENERATE, KNN, CLASSIFY, TWINS, BASINS, ENERGY, FIGURES)}
 
 
 log = logging.getLogger("raystudy")
@@ -162,7 +170,11 @@ def fractions_text(study_dir) -> str:
 
     if not (study_folder(study_dir) / "config.yaml").exists():
         raise StudyError(f"{study_dir} holds no study (no config.yaml)")
-    df = tables.read_pandas(study_dir, "fractions")
+    from .analysis.load import read_config
+    from .axes import main_rows
+
+    # The main checkpoint only (the first variant's final model, twin 0): the other axes are the phase diagram's.
+    df = main_rows(tables.read_pandas(study_dir, "fractions"), read_config(study_dir))
     if df.empty:
         return "(no fractions yet: run the study)"
     g = df.groupby(["metric", "K"])[["n", "memorized", "spurious", "generalized", "ratio_memorized"]].mean()

@@ -28,15 +28,19 @@ def sample_gallery(study_dir, metric: str = "l2", seed: int | None = None, n: in
     import matplotlib.pyplot as plt
     import pyarrow.compute as pc
 
+    from ..axes import main_filter
+    from .load import read_config
+
     study_dir = Path(study_dir)
-    labels = read_table(study_dir, "labels", filters=pc.field("metric") == metric)
+    at = main_filter(read_config(study_dir))  # the main checkpoint (raystudy.axes)
+    labels = read_table(study_dir, "labels", filters=(pc.field("metric") == metric) & at)
     if labels.empty:
         raise AnalysisError(f"{study_dir}: no labels for metric {metric!r}")
     seed = int(labels["seed"].min()) if seed is None else seed
     labels = labels[labels["seed"] == seed]
     ks = sorted(int(k) for k in labels["K"].unique())
     picked = {k: pick_random(labels[labels["K"] == k], n, draw_seed) for k in ks}
-    sm = read_table(study_dir, "samples", filters=(pc.field("set") == "eval") & (pc.field("seed") == seed))
+    sm = read_table(study_dir, "samples", filters=(pc.field("set") == "eval") & (pc.field("seed") == seed) & at)
     pix = {(int(r.K), int(r.sample_id)): np.asarray(r.image, np.float32).reshape(r.channels, r.height, r.width)
            for r in sm.itertuples()}
     info = labels.set_index(["K", "sample_id"])

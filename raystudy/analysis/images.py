@@ -71,7 +71,10 @@ def nn_grid(study_dir, K: int | None = None, label: str | None = "memorized", me
 
     study_dir = Path(study_dir)
     config = read_config(study_dir) if config is None else config
-    labels = read_table(study_dir, "labels", filters=pc.field("metric") == metric)
+    from ..axes import main_filter
+
+    at = main_filter(config)  # the main checkpoint (a study with snapshots, variants or twins has more)
+    labels = read_table(study_dir, "labels", filters=(pc.field("metric") == metric) & at)
     if labels.empty:
         raise AnalysisError(f"{study_dir}: no labels for metric {metric!r}")
     if label is not None:
@@ -88,7 +91,7 @@ def nn_grid(study_dir, K: int | None = None, label: str | None = "memorized", me
     if labels.empty:
         return None
     ids = pick_samples(labels, n)
-    flt = (pc.field("K") == K) & (pc.field("seed") == seed)
+    flt = (pc.field("K") == K) & (pc.field("seed") == seed) & at
     # Only the drawn rows are read (a sweep holds 51,200 samples per K; the grid draws a few):
     # the shown samples' neighbours, then those samples and their top-k ref neighbours.
     nb = read_table(study_dir, "neighbors", filters=flt & (pc.field("metric") == metric)

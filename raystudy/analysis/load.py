@@ -156,6 +156,15 @@ class Studies:
     def thresholds(self, study: str, metric: str) -> tuple[float, float]:
         return thresholds(self.configs.get(study, {}), metric)
 
+    def main(self) -> "Studies":
+        """The same tables at each study's main checkpoint (``raystudy.axes.main_checkpoint``: the
+        first variant's final model, twin 0): what the one-axis views (transition curve, grids) show."""
+        from ..axes import main_rows
+
+        frames = {t: pd.concat([main_rows(df[df["study"] == s], self.configs[s]) for s in self.names])
+                  if len(df) else df for t, df in self.frames.items()}
+        return Studies(self.dirs, self.configs, frames, self.stages)
+
     def one(self, study: str) -> "Studies":
         """The same tables restricted to one study."""
         return Studies({study: self.dirs[study]}, {study: self.configs[study]},

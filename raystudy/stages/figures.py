@@ -19,7 +19,7 @@ def draw_study(stage, cfg, study_dir) -> None:
     from ..analysis import figures, images, load
 
     fig_dir = Path(study_dir) / "figures"
-    st = load(study_dir, tables=("fractions", "labels", "null_fractions"))
+    st = load(study_dir, tables=("fractions", "labels", "null_fractions")).main()
     tables.write_figure(figures.transition_figure(st, n_boot=200), fig_dir / "transition.png")
     if cfg.data.name == "circle":
         circle_report(cfg, study_dir)
