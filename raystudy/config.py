@@ -43,8 +43,9 @@ class DataSection(_Section):
 
 class ModelSection(_Section):
     # unet: diffusers UNet2DModel (DDPM); empirical: the exact memorizer of the K-set (no training);
-    # circle-mlp: the 2-D circle's score MLP (VE SDE, sigma(t) = sigma_max sqrt(t)).
-    type: Literal["unet", "empirical", "circle-mlp"] = "unet"
+    # circle-mlp: the 2-D circle's score MLP (VE SDE, sigma(t) = sigma_max sqrt(t)); gaussian: the optimal
+    # denoiser of the Gaussian fitted to the K-set (raystudy.gaussian; no training; images only).
+    type: Literal["unet", "empirical", "circle-mlp", "gaussian"] = "unet"
     block_out_channels: tuple[int, ...] = (32, 64)
     layers_per_block: int = Field(1, ge=1)
     attention: tuple[bool, ...] = (False, True)
@@ -291,7 +292,9 @@ class StudyConfig(_Section):
         if self.basins.metric not in self.knn.metrics:
             raise ValueError(f"basins.metric {self.basins.metric!r} is not one of knn.metrics")
         circle = self.data.name == "circle"
-        if circle != (self.model.type == "circle-mlp") and self.model.type != "empirical":
+        if circle and self.model.type == "gaussian":
+            raise ValueError("model.type 'gaussian' is for image datasets (the circle needs circle-mlp or empirical)")
+        if circle != (self.model.type == "circle-mlp") and self.model.type not in ("empirical", "gaussian"):
             raise ValueError(f"model.type {self.model.type!r} does not fit data.name {self.data.name!r} "
                              "(the circle needs circle-mlp or empirical; images need unet or empirical)")
         if circle != (self.generate.sampler == "em"):

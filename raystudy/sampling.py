@@ -73,7 +73,7 @@ def load_model(cfg, study_dir, k: int, seed: int, dataset=None, axis=None):
     from .axes import DEFAULT, for_axis, unit_kset
 
     axis = axis or DEFAULT
-    if cfg.model.type == "empirical":
+    if cfg.model.type in ("empirical", "gaussian"):
         from .datasets import load_dataset
 
         dataset = dataset or load_dataset(cfg.data)
@@ -87,6 +87,10 @@ def load_model(cfg, study_dir, k: int, seed: int, dataset=None, axis=None):
         from .memorizer import EmpiricalEpsilon
         from .model import build_train_scheduler
 
+        if cfg.model.type == "gaussian":
+            from .gaussian import GaussianEpsilon
+
+            return GaussianEpsilon(images, build_train_scheduler(for_axis(cfg, axis).model).alphas_cumprod)
         return EmpiricalEpsilon(torch.from_numpy(images), build_train_scheduler(
             for_axis(cfg, axis).model).alphas_cumprod)
     from .model import load

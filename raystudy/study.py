@@ -43,7 +43,8 @@ _TRAIN_KEYS = ("study.seed", "data.name", "data.image_size", "data.grayscale", "
 
 TRAIN = Stage("train", reads=(), writes=("runs", "train_log"), depends=_TRAIN_KEYS, after=(),
               units=ks_seeds, run=lambda *a: run_train(TRAIN, *a),
-              on_stale="refuse", uses_ray=lambda cfg: cfg.model.type != "empirical", stored=train_stored)
+              on_stale="refuse", uses_ray=lambda cfg: cfg.model.type not in ("empirical", "gaussian"),
+              stored=train_stored)
 GENERATE = Stage("generate", reads=("runs",), writes=("samples",),
                  depends=("generate.n_samples", "generate.sampler", "generate.steps"), after=(TRAIN,),
                  units=ks_seeds, run=lambda *a: run_generate(GENERATE, *a),

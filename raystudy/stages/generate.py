@@ -84,7 +84,7 @@ class SampleActor(ModelActor):
 
 def check_models(stage, cfg, study_dir, todo, dataset) -> None:
     """A corrupt saved model is a one-line error here, not a remote traceback in an actor."""
-    if cfg.model.type == "empirical":
+    if cfg.model.type in ("empirical", "gaussian"):
         return
     from ..model import check_checkpoint
     from ..train import model_dir, read_run

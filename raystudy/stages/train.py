@@ -125,12 +125,13 @@ def train_stored(study_dir, unit) -> list:
 
 
 def run_train(stage, cfg, study_dir, todo) -> None:
-    """The train stage: the exact memorizer needs no training (its rows say so); finished models
+    """The train stage: the exact memorizer and the Gaussian denoiser need no training (their rows
+    say so); finished models
     get their rows; the rest are trained with Ray Tune."""
-    if cfg.model.type == "empirical":
+    if cfg.model.type in ("empirical", "gaussian"):  # closed-form models: nothing to train
         for u in todo:
             _, a, k, s = axes.split_unit(u)
-            rec = {"K": k, "seed": s, "model": "empirical", "steps": 0, "images_seen": 0,
+            rec = {"K": k, "seed": s, "model": cfg.model.type, "steps": 0, "images_seen": 0,
                    "final_loss": float("nan"), "checkpoint": "", "wall_s": 0.0, "params": 0}
             write_run_parts(study_dir, stage.part(u), rec, [], stage.meta(cfg, u), a)
         return
