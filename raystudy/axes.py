@@ -180,7 +180,12 @@ def main_filter(config: dict):
 def main_rows(df, config: dict):
     """The rows of a DataFrame at ``main_checkpoint`` (a frame without the axis columns as it is)."""
     m = main_checkpoint(config)
-    keep = [c for c in m if c in df.columns and not (c == "images_seen" and "model" in df.columns)]
-    for c in keep:
-        df = df[df[c] == m[c]]
-    return df
+    for c in ("variant", "twin"):
+        if c in df.columns:
+            df = df[df[c] == m[c]]
+    if "images_seen" not in df.columns or "step" in df.columns:  # train_log: images_seen is the step's
+        return df
+    if "model" in df.columns:  # runs: images_seen is what the checkpoint trained on; the final is the last
+        keys = [c for c in ("study", "K", "seed") if c in df.columns]
+        return df[df["images_seen"] == df.groupby(keys)["images_seen"].transform("max")] if len(df) else df
+    return df[df["images_seen"] == m["images_seen"]]

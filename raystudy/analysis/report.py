@@ -151,8 +151,11 @@ def write_report(dirs, out: str | Path | None = None, pdf: bool = False, n_boot:
     paths = _flatten_dirs([dirs] if isinstance(dirs, (str, Path)) else dirs)
     out = Path(out) if out else (paths[0] / "report" if len(paths) == 1 else paths[0] / "report" / "compare")
     out.mkdir(parents=True, exist_ok=True)
-    st = load(paths, tables=[t for t in ("runs", "train_log", "labels", "fractions", "null_fractions", "basins", "basin_trials",
-                                         "basin_rates", "energy")])
+    full = load(paths, tables=[t for t in ("runs", "train_log", "labels", "fractions", "null_fractions", "basins",
+                                           "basin_trials", "basin_rates", "energy")])
+    # The sections below show one curve per study: its main checkpoint (raystudy.axes.main_checkpoint);
+    # `full` keeps every snapshot, variant and twin (the phase diagram's).
+    st = full.main()
     if not st.has("labels") and not st.has("fractions"):
         raise AnalysisError(f"{', '.join(map(str, paths))}: no labels or fractions yet (run the study first)")
     multi = len(st.names) > 1
