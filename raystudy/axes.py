@@ -174,7 +174,9 @@ def main_filter(config: dict):
     import pyarrow.compute as pc
 
     m = main_checkpoint(config)
-    return (pc.field("variant") == m["variant"]) & (pc.field("twin") == 0) & (pc.field("images_seen") == m["images_seen"])
+    # A null images_seen: a row written without it (tables.to_table with no recorded train.images).
+    return ((pc.field("variant") == m["variant"]) & (pc.field("twin") == 0)
+            & ((pc.field("images_seen") == m["images_seen"]) | pc.field("images_seen").is_null()))
 
 
 def main_rows(df, config: dict):
@@ -188,4 +190,4 @@ def main_rows(df, config: dict):
     if "model" in df.columns:  # runs: images_seen is what the checkpoint trained on; the final is the last
         keys = [c for c in ("study", "K", "seed") if c in df.columns]
         return df[df["images_seen"] == df.groupby(keys)["images_seen"].transform("max")] if len(df) else df
-    return df[df["images_seen"] == m["images_seen"]]
+    return df[(df["images_seen"] == m["images_seen"]) | df["images_seen"].isna()]

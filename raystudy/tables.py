@@ -142,8 +142,12 @@ def _part_path(study_dir, name: str, part: str) -> Path:
 
 
 def to_table(name: str, columns: Mapping[str, Iterable], meta: Mapping[str, str] | None = None) -> pa.Table:
-    """Build a table of ``name``'s schema; a missing or extra column is an error."""
+    """Build a table of ``name``'s schema; a missing or extra column is an error, except the axis
+    columns (raystudy.axes), which rows of the main model may leave out: variant "base", twin 0,
+    images_seen the ``train.images`` of ``meta``'s dependencies (null without them); and runs'
+    ``params`` (null: unknown)."""
     schema = SCHEMAS[name]
+    columns = {**columns, **_axis_defaults(name, columns, meta)}
     missing = set(schema.names) - set(columns)
     extra = set(columns) - set(schema.names)
     if missing or extra:
@@ -153,6 +157,27 @@ def to_table(name: str, columns: Mapping[str, Iterable], meta: Mapping[str, str]
     if meta:
         table = table.replace_schema_metadata({k: str(v) for k, v in meta.items()})
     return table
+
+
+def _all_none(values) -> bool:
+    return isinstance(values, list) and len(values) > 0 and all(v is None for v in values)
+
+
+def _axis_defaults(name: str, columns: Mapping[str, Iterable], meta: Mapping[str, str] | None) -> dict:
+    """Defaults for the axis columns left out (or left empty beside a non-empty K)."""
+    if "K" not in columns:
+        return {}
+    n = len(columns["K"])
+    lack = [c for c in (*AXIS_COLUMNS, "params") if c in SCHEMAS[name].names
+            and (c not in columns or (n and not len(columns[c])) or _all_none(columns[c]))]
+    if not lack:
+        return {}
+    try:
+        images = json.loads((meta or {}).get("depends", "{}")).get("train.images")
+    except (json.JSONDecodeError, AttributeError):
+        images = None
+    values = {"variant": "base", "twin": 0, "images_seen": images, "params": None}  # params: unknown
+    return {c: [values[c]] * n for c in lack}
 
 
 def _column(values, typ: pa.DataType) -> pa.Array:
