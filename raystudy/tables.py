@@ -381,7 +381,9 @@ def read_unit(study_dir, name: str, K: int, seed: int, *, metric: str | None = N
     if axis is not None and not axis.final and images_seen != axis.images_seen:
         raise ValueError(f"read_unit: a snapshot axis ({axis}) needs its images_seen")
     if images_seen is not None:
-        f &= pc.field("images_seen") == images_seen
+        # null: a row written without it (``to_table`` with no recorded train.images), the final model's
+        at = pc.field("images_seen") == images_seen
+        f &= at | pc.field("images_seen").is_null() if axis is None or axis.final else at
     if metric is not None:
         f &= pc.field("metric") == metric
     if set is not None:
