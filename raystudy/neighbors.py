@@ -81,7 +81,7 @@ def build_references(cfg, study_dir, metric, k: int, seed: int, dataset) -> Refe
     from .datasets import LazyImages, subset_indices
 
     # The K-set is read chunk by chunk (rendered on demand for lazy datasets), never whole.
-    train_idx = subset_indices(len(dataset), k, cfg.study.seed)
+    train_idx = subset_indices(dataset.n_train, k, cfg.study.seed)
     ref_ids, ref_images = read_samples(study_dir, k, seed, "ref")
     spill = Path(study_dir) / ".knn-spill"
     spill.mkdir(exist_ok=True)
