@@ -123,8 +123,9 @@ def for_axis(cfg, axis: Axis):
 
 
 def kset_indices(n: int, k: int, study_seed: int, held_out: int, twin: int = 0) -> np.ndarray:
-    """The K-set of a model (dataset indices): the permutation's first K for twin 0 (the nested
-    sets of every study), its K items just before the held-out tail for twin 1, read from the
+    """The K-set of a model (dataset indices) among ``n`` training images: the permutation's first
+    K for twin 0 (the nested sets of every study), its K items just before the held-out tail
+    (``held_out`` items; 0 where the dataset has its own test split) for twin 1, read from the
     tail backwards, so the twins' sets are nested too and never meet while 2K <= n - held_out."""
     from .datasets import permutation, subset_indices
 
@@ -138,13 +139,20 @@ def kset_indices(n: int, k: int, study_seed: int, held_out: int, twin: int = 0) 
     return permutation(n, study_seed)[n - held_out - k:n - held_out][::-1].copy()
 
 
+def dataset_kset(cfg, dataset, k: int, twin: int = 0) -> np.ndarray:
+    """The K-set of twin 0 or 1 in ``dataset``: its training images (``n_train``), less the
+    held-out tail of the permutation where the dataset has no test split of its own."""
+    reserved = 0 if getattr(dataset, "n_test", 0) else cfg.data.held_out
+    return kset_indices(getattr(dataset, "n_train", len(dataset)), k, cfg.study.seed, reserved, twin)
+
+
 def unit_kset(cfg, dataset, unit_or_axis, k: Optional[int] = None) -> np.ndarray:
     """The K-set of a unit's model (or of an axis at K)."""
     if isinstance(unit_or_axis, Axis):
         axis = unit_or_axis
     else:
         _, axis, k, _ = split_unit(unit_or_axis)
-    return kset_indices(len(dataset), k, cfg.study.seed, cfg.data.held_out, axis.twin)
+    return dataset_kset(cfg, dataset, k, axis.twin)
 
 
 def training_images(cfg, dataset, axis: Axis, k: int):

@@ -44,6 +44,7 @@ result does not depend on which items share its batch.
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Mapping
 
 import numpy as np
@@ -103,6 +104,71 @@ def ddim_denoise(model, train_scheduler, x_t: torch.Tensor, t: int, ddim_steps: 
     return x.clamp(-1.0, 1.0)
 
 
+# --------------------------------------------------------------------------- how an item is noised and recovered
+
+
+class DDIMRecovery:
+    """The image studies: noise with the training scheduler, denoise with DDIM (module docstring)."""
+
+    def __init__(self, model, train_scheduler, ddim_steps: int):
+        self.model, self.train_scheduler, self.ddim_steps = model, train_scheduler, int(ddim_steps)
+
+    def times(self, stride: int, t_max: int | None) -> np.ndarray:
+        return scan_times(int(self.train_scheduler.config.num_train_timesteps), stride, t_max)
+
+    def draw(self, gen: torch.Generator, trials: int, shape: tuple, t: int) -> torch.Tensor:
+        return torch.randn((trials, *shape), generator=gen, dtype=torch.float32)
+
+    def recover(self, x: torch.Tensor, noise: torch.Tensor, t: int) -> tuple[torch.Tensor, torch.Tensor]:
+        ts = torch.full((len(x),), int(t), dtype=torch.long, device=x.device)
+        x_t = self.train_scheduler.add_noise(x, noise, ts)
+        return x_t, ddim_denoise(self.model, self.train_scheduler, x_t, int(t), self.ddim_steps)
+
+
+class VERecovery:
+    """The 2-D circle (the paper's ``toy_example.py``, VE SDE with g = sigma_max): x_t = x + sigma_max
+    sqrt(t) z, then the reverse SDE by Euler-Maruyama from t down to ``eps`` = 1e-3 in round(1000 t)
+    equally spaced times, returning the last step's mean, as the paper's ``reverse_diffusion_sample``.
+    The reverse process is stochastic, so with the exact score it draws x_0 from p(x_0 | x_t).
+
+    t is an integer in thousandths of the VE time (t = 1000 is t = 1), so the tables keep integer t;
+    the scan visits 10, 10 + stride, ... <= 1000, the paper's t from 1e-2 to 1. ``score(x, t)`` is the
+    circle's score model (``toy.circle.ScoreMLP`` or ``empirical_score``)."""
+
+    UNIT = 1000
+
+    def __init__(self, score, sigma_max: float = 1.0, eps: float = 1e-3):
+        self.score, self.sigma_max, self.eps = score, float(sigma_max), float(eps)
+
+    def times(self, stride: int, t_max: int | None) -> np.ndarray:
+        hi = self.UNIT if t_max is None else min(int(t_max), self.UNIT)
+        return np.arange(10, hi + 1, int(stride), dtype=np.int64)
+
+    def draw(self, gen: torch.Generator, trials: int, shape: tuple, t: int) -> torch.Tensor:
+        # Row 0 noises the item; rows 1.. are the Euler-Maruyama increments.
+        return torch.randn((trials, 1 + int(t), *shape), generator=gen, dtype=torch.float32)
+
+    def recover(self, x: torch.Tensor, noise: torch.Tensor, t: int) -> tuple[torch.Tensor, torch.Tensor]:
+        tt = int(t) / self.UNIT
+        g = self.sigma_max
+        x_t = x + g * math.sqrt(tt) * noise[:, 0]
+        grid = np.linspace(tt, self.eps, int(t))
+        dt = float(grid[0] - grid[1])
+        y, mean = x_t, x_t
+        for i, s in enumerate(grid):
+            mean = y + g ** 2 * self.score(y, torch.full((len(y),), float(s), device=y.device)) * dt
+            y = mean + g * math.sqrt(dt) * noise[:, 1 + i]
+        return x_t, mean
+
+
+def log_ball_volume(radius, dim: int):
+    """log of the volume of a d-ball of ``radius``: the basin volume the paper's toy example derives
+    from a recovery radius (pi r^2 in the plane)."""
+    r = np.asarray(radius, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        return dim / 2 * np.log(np.pi) + dim * np.log(r) - math.lgamma(dim / 2 + 1)
+
+
 # --------------------------------------------------------------------------- critical times
 
 
@@ -121,12 +187,13 @@ def _distances(metric_fn: MetricFn, a: torch.Tensor, b: torch.Tensor) -> np.ndar
 @torch.no_grad()
 def critical_times(model, train_scheduler, items, item_seeds, *, metric_fn: MetricFn, delta: float,
                    trials: int, p: float, stride: int, ddim_steps: int, batch_size: int,
-                   t_max: int | None = None, device="cpu") -> dict:
+                   t_max: int | None = None, device="cpu", recovery=None) -> dict:
     """Critical times of ``items`` (n, C, H, W) in [-1, 1] under ``model`` (eps prediction).
 
     Per item i and scanned t (0-based scheduler index, see the module docstring),
-    ``trials`` fresh noisings from item i's generator are denoised with DDIM and
-    compared with ``metric_fn(denoised, x) <= delta`` (metric_fn returns one
+    ``trials`` fresh noisings from item i's generator are denoised with DDIM (or, with
+    ``recovery``, e.g. ``VERecovery`` for the circle, noised and recovered its way; ``model``
+    and ``train_scheduler`` are then unused) and compared with ``metric_fn(denoised, x) <= delta`` (metric_fn returns one
     distance per row). Returns numpy arrays / lists:
 
     * ``t_crit`` (n,): first passage: the last scanned t before the rate first drops below p
@@ -154,8 +221,8 @@ def critical_times(model, train_scheduler, items, item_seeds, *, metric_fn: Metr
     n = items.shape[0]
     if len(seeds) != n:
         raise ValueError(f"{len(seeds)} item seeds for {n} items")
-    T = int(train_scheduler.config.num_train_timesteps)
-    times = scan_times(T, stride, t_max)
+    recovery = recovery or DDIMRecovery(model, train_scheduler, ddim_steps)
+    times = recovery.times(stride, t_max)
     shape = tuple(items.shape[1:])
     out_t_crit = np.zeros(n, dtype=np.int64)
     out_radius = np.zeros(n, dtype=np.float64)
@@ -176,12 +243,9 @@ def critical_times(model, train_scheduler, items, item_seeds, *, metric_fn: Metr
                 break
             x = items[active].to(dev)
             x_rep = x.repeat_interleave(trials, 0)
-            noise = torch.cat([torch.randn((trials, *shape), generator=gens[i], dtype=torch.float32)
-                               for i in active]).to(dev)
-            ts = torch.full((len(x_rep),), int(t), dtype=torch.long, device=dev)
-            x_t = train_scheduler.add_noise(x_rep, noise, ts)
+            noise = torch.cat([recovery.draw(gens[i], trials, shape, int(t)) for i in active]).to(dev)
+            x_t, x0 = recovery.recover(x_rep, noise, int(t))
             rad = (x_t.double() - x_rep.double()).flatten(1).norm(dim=1).cpu().numpy().reshape(len(active), trials)
-            x0 = ddim_denoise(model, train_scheduler, x_t, int(t), ddim_steps)
             ok = (_distances(metric_fn, x0, x_rep) <= delta).reshape(len(active), trials)
             still = []
             for j, i in enumerate(active):
@@ -270,7 +334,7 @@ def select_items(labels_df, per_label: int, *, rank: str = "paper",
 
 def basins_group(model, train_scheduler, cfg_basins, items: Mapping, metric_fn: MetricFn, device="cpu", *,
                  K: int | None = None, seed: int | None = None, metric: str | None = None,
-                 t_max: int | None = None) -> dict[str, dict]:
+                 t_max: int | None = None, recovery=None) -> dict[str, dict]:
     """Critical times of one (K, seed)'s items, as column dicts of tables ``basins``, ``basin_trials``, ``basin_rates``.
 
     ``items``: ``kind`` (n,) str, ``item_id`` (n,) int, ``label`` (n,) str or None, ``d_train`` (n,) float
@@ -286,7 +350,7 @@ def basins_group(model, train_scheduler, cfg_basins, items: Mapping, metric_fn: 
     c = cfg_basins
     res = critical_times(model, train_scheduler, items["images"], items["seeds"], metric_fn=metric_fn,
                          delta=c.delta, trials=c.trials, p=c.p, stride=c.stride, ddim_steps=c.ddim_steps,
-                         batch_size=c.batch_size, t_max=t_max, device=device)
+                         batch_size=c.batch_size, t_max=t_max, device=device, recovery=recovery)
     n, trials = res["t_survive"].shape
     kind = np.asarray(items["kind"], dtype=object)
     item_id = np.asarray(items["item_id"], dtype=np.int64)

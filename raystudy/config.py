@@ -35,8 +35,9 @@ class DataSection(_Section):
     image_size: Optional[int] = Field(None, ge=4, description="resize images to this side (None: keep)")
     grayscale: bool = False
     limit: Optional[int] = Field(None, ge=1, description="use only the first `limit` images of the dataset")
-    held_out: int = Field(200, ge=0, description="images reserved from the tail of the study's permutation "
-                          "that no K-set holds (held-out items, the null); K <= N - held_out")
+    held_out: int = Field(200, ge=0, description="held-out images no K-set holds (held-out items, the null): "
+                          "from the dataset's own test split where it has one on disk (CIFAR-10 test_batch, "
+                          "MNIST t10k), else reserved from the tail of the study's permutation (then K <= N - held_out)")
     # `manifold` / `circle` only: how many images (points) the generator exposes.
     size: int = Field(100_000, ge=1)
 

@@ -162,12 +162,13 @@ def relative_energy(model, x, r, t, alphas_cumprod=None, betas=None, *, points: 
 
 def energy_group(model, alphas_cumprod, betas, cfg_energy, xs: Mapping, refs: Mapping, *,
                  K: int | None = None, seed: int | None = None, device=None,
-                 batch_size: int = 1024) -> dict:
+                 batch_size: int = 1024, t: float | None = None) -> dict:
     """Relative energies of every item in ``xs`` against every reference in ``refs``: table ``energy``.
 
-    ``xs``: ``kind``, ``item_id``, ``label`` (None where not applicable), ``images`` (n, C, H, W);
+    ``xs``: ``kind``, ``item_id``, ``label`` and ``pick`` (None where not applicable), ``images`` (n, C, H, W);
     ``refs``: ``kind``, ``item_id``, ``images`` (m, C, H, W). ``cfg_energy``: an ``EnergySection``
-    (t, points, rule). Rows are item-major (x0 r0, x0 r1, ..., x1 r0, ...). Columns
+    (t, points, rule); ``t`` overrides its t for the score (a ``ScoreFunction``'s continuous time; the
+    table's t column keeps the config's). Rows are item-major (x0 r0, x0 r1, ..., x1 r0, ...). Columns
     K and seed are included only when both are passed.
     """
     xi = np.asarray(xs["images"], dtype=np.float32)
@@ -175,15 +176,14 @@ def energy_group(model, alphas_cumprod, betas, cfg_energy, xs: Mapping, refs: Ma
     n, m = len(xi), len(ri)
     X = np.repeat(xi, m, axis=0)
     R = np.tile(ri, (n,) + (1,) * (ri.ndim - 1))
-    res = relative_energy(model, X, R, cfg_energy.t, alphas_cumprod, betas, points=cfg_energy.points,
+    res = relative_energy(model, X, R, cfg_energy.t if t is None else t, alphas_cumprod, betas, points=cfg_energy.points,
                           rule=cfg_energy.rule, device=device, batch_size=batch_size)
-    labels = xs.get("label")
-    labels = [None] * n if labels is None else [None if v is None or (isinstance(v, float) and np.isnan(v))
-                                                 else str(v) for v in labels]
+    labels, picks = _strings(xs.get("label"), n), _strings(xs.get("pick"), n)
     cols = {
         "kind": np.repeat(np.asarray(xs["kind"], dtype=object), m),
         "item_id": np.repeat(np.asarray(xs["item_id"], dtype=np.int64), m),
         "label": [lab for lab in labels for _ in range(m)],
+        "pick": [p for p in picks for _ in range(m)],
         "reference_kind": np.tile(np.asarray(refs["kind"], dtype=object), n),
         "reference_id": np.tile(np.asarray(refs["item_id"], dtype=np.int64), n),
         "t": np.full(n * m, int(cfg_energy.t), dtype=np.int64),
@@ -193,3 +193,10 @@ def energy_group(model, alphas_cumprod, betas, cfg_energy, xs: Mapping, refs: Ma
         cols["K"] = np.full(n * m, K, dtype=np.int32)
         cols["seed"] = np.full(n * m, seed, dtype=np.int32)
     return cols
+
+
+def _strings(values, n: int) -> list:
+    """A column of optional strings (None, or NaN from pandas, where not applicable)."""
+    if values is None:
+        return [None] * n
+    return [None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v) for v in values]

@@ -2,8 +2,8 @@
 
 Items: per label the top and the bottom of the label's ranking (``basins.select_items``), the
 first training images of the K-set (the basin of a stored memory) and held-out images, from
-the study's held-out split (``datasets.held_out_indices``: the permutation's reserved tail,
-``data.held_out`` images, which no K-set of the study holds).
+the study's held-out split (``datasets.study_held_out``: ``data.held_out`` images of the dataset's
+own test split where it has one, else the permutation's reserved tail; no K-set of the study holds them).
 Energy references: the K-set's first training images and held-out images. Every item owns a
 seed (``seeds.item_seed``), so its noise never depends on the batch or the actor it lands in.
 Plain functions over the tables and the dataset, no Ray.
@@ -18,11 +18,11 @@ from .seeds import item_seed
 
 
 def held_out(dataset, n: int, cfg) -> np.ndarray:
-    """The first n of the held-out split, from the permutation's end backwards (the same
-    images for every K; the items an earlier version took for K <= N - n)."""
-    from .datasets import held_out_indices
+    """The first n of the held-out split, from its end backwards (the same images for every K;
+    the items an earlier version took for K <= N - n)."""
+    from .datasets import study_held_out
 
-    return held_out_indices(len(dataset), cfg.data.held_out, cfg.study.seed)[::-1][:n].copy()
+    return study_held_out(dataset, cfg.data.held_out, cfg.study.seed)[::-1][:n].copy()
 
 
 def select(cfg, study_dir, dataset, unit, per_label: int, n_train: int, n_held: int, salt: int) -> dict:

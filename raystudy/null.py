@@ -1,11 +1,11 @@
 """The chance level of a study: held-out real images labelled with the samples' rule.
 
-A perfect generalizer's samples are fresh draws from the data distribution, as the held-out
-split is (``datasets.held_out_indices``; no K-set holds it). So the fractions the labelling
-rule gives held-out images at a K are what "memorized" / "spurious" mean by chance there: a
-sample fraction at or below them is no evidence of memorization. The split's first half are
-the queries: d_train is the distance to the nearest image of the K-set; d_synth the distance
-to the nearest image of the second half, which plays the samples' `ref` set (it has
+A perfect generalizer's samples are fresh draws from the data distribution, as the held-out split is
+(``datasets.study_held_out``: the dataset's own test split where it has one; no K-set holds it). So
+the fractions the labelling rule gives held-out images at a K are what "memorized" / "spurious" mean
+by chance there: a sample fraction at or below them is no evidence of memorization. The split's
+first half are the queries: d_train is the distance to the nearest image of the K-set; d_synth the
+distance to the nearest image of the second half, which plays the samples' `ref` set (it has
 data.held_out - data.held_out // 2 images, the ref set generate.n_samples: spurious fractions
 compare fairly when the two are alike). The ratio test is on per-pixel L2, as for samples.
 
@@ -22,11 +22,11 @@ from .labels import fractions, label_samples, ratio_test
 PIXEL_METRICS = ("l2", "euclidean")
 
 
-def split(n: int, reserve: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def split(dataset, reserve: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(queries, references): the held-out split's first half and the rest, as dataset indices."""
-    from .datasets import held_out_indices
+    from .datasets import study_held_out
 
-    held = held_out_indices(n, reserve, seed)
+    held = study_held_out(dataset, reserve, seed)
     return held[: len(held) // 2], held[len(held) // 2:]
 
 
@@ -46,13 +46,13 @@ def nearest_two(queries: np.ndarray, dataset, idx: np.ndarray, embed, chunk: int
 def null_labels(cfg, dataset, metric: str, k: int, twin: int = 0) -> dict | None:
     """d_train, d_synth, label, ratio, ratio_memorized of the held-out queries at K (None: not computed),
     against the K-set of the study (twin 0) or of the twins (raystudy.axes)."""
-    from .axes import kset_indices
+    from .axes import dataset_kset
     from .metrics import get_metric
 
     if metric not in PIXEL_METRICS or cfg.data.held_out < 2:
         return None
-    queries, refs = split(len(dataset), cfg.data.held_out, cfg.study.seed)
-    train = kset_indices(len(dataset), k, cfg.study.seed, cfg.data.held_out, twin)
+    queries, refs = split(dataset, cfg.data.held_out, cfg.study.seed)
+    train = dataset_kset(cfg, dataset, k, twin)
     emb = get_metric(metric).embed
     qx = dataset.get(queries)
     q = emb(qx)

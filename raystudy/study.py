@@ -110,19 +110,24 @@ def study_folder(study_dir) -> Path:
 
 
 def validate_against_data(cfg, dataset) -> None:
-    too_big = [k for k in cfg.ks if k > len(dataset)]
+    n, r = dataset.n_train, cfg.data.held_out
+    too_big = [k for k in cfg.ks if k > n]
     if too_big:
-        raise DataError(f"ks: K={too_big[0]} is larger than the dataset ({cfg.data.name} has {len(dataset)} images)")
-    n, r = len(dataset), cfg.data.held_out
-    if r >= n:
+        raise DataError(f"ks: K={too_big[0]} is larger than the dataset ({cfg.data.name} has {n} training images)")
+    if dataset.n_test:
+        # The dataset's own test split is the held-out split: K may use every training image.
+        if r > dataset.n_test:
+            raise DataError(f"data.held_out={r} is more than {cfg.data.name}'s test split ({dataset.n_test} images)")
+    elif r >= n:
         raise DataError(f"data.held_out={r} leaves no training images ({cfg.data.name} has {n} images)")
-    too_big = [k for k in cfg.ks if k > n - r]
+    too_big = [k for k in cfg.ks if k > n - (0 if dataset.n_test else r)]
     if too_big:
         raise DataError(f"ks: K={too_big[0]} is larger than what {cfg.data.name} leaves beside its held-out split "
                         f"({n} - data.held_out {r} = {n - r}); lower K or data.held_out")
-    if cfg.twins and 2 * max(cfg.ks) > n - r:
+    room = n - (0 if dataset.n_test else r)
+    if cfg.twins and 2 * max(cfg.ks) > room:
         raise DataError(f"twins: K={max(cfg.ks)} needs 2K = {2 * max(cfg.ks)} images for two disjoint K-sets; "
-                        f"{cfg.data.name} leaves {n - r} beside its held-out split ({n} - data.held_out {r}): "
+                        f"{cfg.data.name} leaves {room} beside its held-out split ({n} - data.held_out {r}): "
                         f"lower K or data.held_out, or set twins: false")
     for key, want in (("basins.held_out", cfg.basins.held_out if cfg.basins.enabled else 0),
                       ("energy.held_out", cfg.energy.held_out if cfg.energy.enabled else 0),

@@ -107,10 +107,11 @@ SCHEMAS: dict[str, pa.Schema] = {
     ]),
     # Relative energy along the quarter circle x(a) = cos(a) x + sin(a) r, at timestep t.
     # energy = E(r) - E(x) with E = -log p_t; drift_potential = the reference code's integral of the
-    # reverse-SDE drift; quad_error = |I_n - I_2n| of the quadrature.
+    # reverse-SDE drift; quad_error = |I_n - I_2n| of the quadrature. label, pick: as in `basins` (the
+    # item's label and "top" / "bottom" of its ranking; null for training and held-out items).
     "energy": pa.schema([
         ("K", _I32), ("seed", _I32), ("variant", _STR), ("twin", _I32), ("images_seen", _I64),
-        ("kind", _STR), ("item_id", _I64), ("label", _STR),
+        ("kind", _STR), ("item_id", _I64), ("label", _STR), ("pick", _STR),
         ("reference_kind", _STR), ("reference_id", _I64), ("t", _I64),
         ("energy", _F64), ("drift_potential", _F64), ("quad_error", _F64),
     ]),

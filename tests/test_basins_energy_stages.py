@@ -85,6 +85,14 @@ def test_energy_table_equals_a_direct_call(study):
     assert list(e.columns) == tables.SCHEMAS["energy"].names
     assert len(e) == 4 * 2 and set(e.reference_kind) == {"train", "held-out"}
     assert sorted(e.kind.unique()) == ["held-out", "sample", "train"]
+    # Each sample's pick is its place in the paper's ranking (basins.select_items on its labels).
+    from raystudy.basins import select_items
+
+    labels = tables.read_unit(out, "labels", 8, 0, metric="l2").to_pandas()
+    chosen = select_items(labels, cfg.energy.per_label, rank=cfg.basins.rank).set_index("sample_id")["pick"]
+    smp = e[e.kind == "sample"]
+    assert len(smp) and (smp.pick.to_numpy() == chosen.loc[smp.item_id].to_numpy()).all()
+    assert e[e.kind != "sample"].pick.isna().all()
     ds = load_dataset(cfg.data)
     sched = build_train_scheduler(cfg.model)
     model = EmpiricalEpsilon(torch.from_numpy(training_set(ds, 8, 0)[1]), sched.alphas_cumprod)

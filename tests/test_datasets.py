@@ -87,3 +87,55 @@ def test_missing_path_says_what_is_expected(tmp_path, name):
     with pytest.raises(DataError, match="expect") as e:
         load_dataset(DataSection(name=name, path=str(tmp_path / "absent")))
     assert "\n" not in str(e.value)
+
+
+def _cifar_folder(root, n_per_batch, with_test, seed=1):
+    root.mkdir()
+    rng = np.random.default_rng(seed)
+    batches = [rng.integers(0, 256, (n_per_batch, 3072), dtype=np.uint8) for _ in range(5)]
+    for i, b in enumerate(batches, 1):
+        with open(root / f"data_batch_{i}", "wb") as fh:
+            pickle.dump({b"data": b}, fh)
+    test = rng.integers(0, 256, (7, 3072), dtype=np.uint8)
+    if with_test:
+        with open(root / "test_batch", "wb") as fh:
+            pickle.dump({b"data": test}, fh)
+    return np.concatenate(batches), test
+
+
+def test_own_test_splits_are_the_held_out_images(tmp_path):
+    """CIFAR-10's test_batch and MNIST's t10k are the held-out split: no K-set holds them, every
+    training image is available to K, and the held-out indices read the test files' images."""
+    from raystudy.config import from_dict
+    from raystudy.datasets import study_held_out
+    from raystudy.study import validate_against_data
+
+    train, test = _cifar_folder(tmp_path / "c", 4, with_test=True)
+    ds = load_dataset(DataSection(name="cifar10", path=str(tmp_path / "c")))
+    assert (ds.n, ds.n_train, ds.n_test) == (27, 20, 7)
+    held = study_held_out(ds, 5, seed=3)
+    assert len(set(held)) == 5 and set(held) <= set(range(20, 27))
+    np.testing.assert_allclose(ds.get(held), test[held - 20].reshape(-1, 3, 32, 32) / 127.5 - 1, atol=1e-6)
+    k_set, imgs = training_set(ds, 20, seed=3)
+    assert sorted(k_set) == list(range(20))  # the largest K is every training image, none of the test split
+    np.testing.assert_allclose(imgs, train[k_set].reshape(-1, 3, 32, 32) / 127.5 - 1, atol=1e-6)
+    cfg = from_dict({"data": {"name": "cifar10", "path": str(tmp_path / "c"), "held_out": 5}, "ks": [2, 20]})
+    validate_against_data(cfg, ds)  # K = N is allowed when the test split is the held-out split
+    with pytest.raises(DataError, match="test split"):
+        validate_against_data(from_dict({**cfg.to_dict(), "data": {**cfg.to_dict()["data"], "held_out": 8}}), ds)
+    # The same folder without test_batch: the held-out split is the permutation's tail, and K = N is refused.
+    _cifar_folder(tmp_path / "d", 4, with_test=False)
+    no_test = load_dataset(DataSection(name="cifar10", path=str(tmp_path / "d")))
+    assert no_test.n_test == 0 and set(study_held_out(no_test, 5, 3)) == set(permutation(20, 3)[15:])
+    with pytest.raises(DataError, match="held-out split"):
+        validate_against_data(cfg, no_test)
+    # MNIST: t10k beside the training images.
+    arr = np.random.default_rng(0).integers(0, 256, (6, 28, 28), dtype=np.uint8)
+    t10k = np.random.default_rng(1).integers(0, 256, (4, 28, 28), dtype=np.uint8)
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "train-images-idx3-ubyte").write_bytes(_idx_bytes(arr))
+    (tmp_path / "m" / "t10k-images-idx3-ubyte.gz").write_bytes(gzip.compress(_idx_bytes(t10k)))
+    m = load_dataset(DataSection(name="mnist", path=str(tmp_path / "m"), limit=5))
+    assert (m.n_train, m.n_test) == (5, 4)
+    h = study_held_out(m, 4, 0)
+    np.testing.assert_allclose(m.get(h)[:, 0], t10k[h - 5] / 127.5 - 1, atol=1e-6)

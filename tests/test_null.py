@@ -25,7 +25,7 @@ def test_held_out_split_is_outside_every_k_set_and_keeps_the_k_sets(digits):
 
     cfg = StudyConfig()
     assert np.array_equal(held_out(digits, 4, cfg), held[::-1][:4])
-    q, r = split(n, 200, 0)
+    q, r = split(digits, 200, 0)
     assert len(q) == 100 and len(r) == 100 and not set(q) & set(r)
 
 

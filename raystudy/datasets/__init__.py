@@ -12,13 +12,14 @@ from .base import (
     from_array,
     held_out_indices,
     permutation,
+    study_held_out,
     subset_indices,
     training_images,
     training_set,
 )
 
 __all__ = ["DATASETS", "DataError", "Dataset", "LazyImages", "held_out_indices", "load_dataset", "permutation",
-           "subset_indices", "training_images", "training_set"]
+           "study_held_out", "subset_indices", "training_images", "training_set"]
 
 
 def _files(name: str):
@@ -27,14 +28,22 @@ def _files(name: str):
         from . import files
 
         x = files.mnist(c.path, name) if "mnist" in name else getattr(files, name)(c.path)
+        # The dataset's own test split, where it has one and it is on disk: the held-out images.
+        test = files.test_split(c.path, name)
         if c.limit:
             x = x[: c.limit]
-        if c.grayscale and x.shape[1] == 3:
-            x = (x * np.array([0.299, 0.587, 0.114], np.float32)[None, :, None, None]).sum(1, keepdims=True)
-        if c.image_size and x.shape[-1] != c.image_size:
-            x = files.resize(x, c.image_size)
-        return from_array(c.name, x)
+        return from_array(c.name, _shape(x, c), None if test is None else _shape(test, c))
     return load
+
+
+def _shape(x: np.ndarray, c) -> np.ndarray:
+    if c.grayscale and x.shape[1] == 3:
+        x = (x * np.array([0.299, 0.587, 0.114], np.float32)[None, :, None, None]).sum(1, keepdims=True)
+    if c.image_size and x.shape[-1] != c.image_size:
+        from . import files
+
+        x = files.resize(x, c.image_size)
+    return x
 
 
 def _manifold(c) -> Dataset:

@@ -19,9 +19,17 @@ class Dataset:
     _get: Callable[[np.ndarray], np.ndarray]
     # Rendered on demand (the manifold): training reads batches instead of holding the K-set.
     lazy: bool = False
+    # The dataset's own test split (CIFAR-10 test_batch, MNIST t10k), as its last n_test indices: no
+    # K-set ever draws from it, and the held-out items come from it instead of the permutation's tail.
+    n_test: int = 0
 
     def __len__(self) -> int:
         return self.n
+
+    @property
+    def n_train(self) -> int:
+        """The images K-sets are drawn from (all of them, less the dataset's own test split)."""
+        return self.n - self.n_test
 
     def get(self, idx) -> np.ndarray:
         """Images at dataset indices ``idx`` as float32 (len(idx), C, H, W) in [-1, 1]."""
@@ -31,9 +39,14 @@ class Dataset:
         return self._get(idx)
 
 
-def from_array(name: str, arr: np.ndarray) -> Dataset:
+def from_array(name: str, arr: np.ndarray, test: np.ndarray | None = None) -> Dataset:
+    """A dataset held in memory; ``test`` (the dataset's own test split) is appended after the
+    training images, so their indices and the study's permutation of them are unchanged."""
+    n_test = 0 if test is None else len(test)
+    if n_test:
+        arr = np.concatenate([arr, test])
     arr = np.ascontiguousarray(arr, dtype=np.float32)
-    return Dataset(name, tuple(arr.shape[1:]), len(arr), lambda idx: arr[idx])
+    return Dataset(name, tuple(arr.shape[1:]), len(arr), lambda idx: arr[idx], n_test=n_test)
 
 
 def permutation(n: int, seed: int) -> np.ndarray:
@@ -47,14 +60,27 @@ def subset_indices(n: int, k: int, seed: int) -> np.ndarray:
     return permutation(n, seed)[:k]
 
 
-def held_out_indices(n: int, reserve: int, seed: int) -> np.ndarray:
-    """The study's held-out split: the last ``reserve`` items of the permutation, in its order.
+def held_out_indices(n: int, reserve: int, seed: int, n_test: int = 0) -> np.ndarray:
+    """The study's held-out split of ``reserve`` images, which no K-set of the study holds.
 
-    The K-sets stay the permutation's prefixes (reserving changes none of them); a study
-    refuses K > n - reserve, so no K-set of it ever holds one of these."""
+    Where the dataset has its own test split (its last ``n_test`` of ``n`` indices), ``reserve``
+    of those, in a seeded order; otherwise the last ``reserve`` items of the study's permutation,
+    in its order. Either way the K-sets stay the permutation's prefixes (reserving changes none
+    of them); without a test split a study refuses K > n - reserve."""
+    if n_test:
+        if not 0 <= reserve <= n_test:
+            raise DataError(f"data.held_out={reserve} must be in 0..{n_test} (the dataset's test split has "
+                            f"{n_test} images)")
+        order = np.random.default_rng(np.random.SeedSequence([seed, 0x7E57])).permutation(n_test)
+        return (n - n_test + order[:reserve]).astype(np.int64)
     if not 0 <= reserve < n:
         raise DataError(f"data.held_out={reserve} must be in 0..{n - 1} (the dataset has {n} images)")
     return permutation(n, seed)[n - reserve:]
+
+
+def study_held_out(dataset: Dataset, reserve: int, seed: int) -> np.ndarray:
+    """``held_out_indices`` of a dataset (its own test split where it has one)."""
+    return held_out_indices(dataset.n, reserve, seed, dataset.n_test)
 
 
 class LazyImages:
@@ -74,11 +100,11 @@ class LazyImages:
 def training_images(dataset: Dataset, k: int, seed: int):
     """The K-set for training: an array, or ``LazyImages`` where the dataset renders on demand,
     so memory stays flat as K grows."""
-    idx = subset_indices(len(dataset), k, seed)
+    idx = subset_indices(dataset.n_train, k, seed)
     return LazyImages(dataset, idx) if dataset.lazy else dataset.get(idx)
 
 
 def training_set(dataset: Dataset, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """The nested size-K training set: (dataset indices, images)."""
-    idx = subset_indices(len(dataset), k, seed)
+    idx = subset_indices(dataset.n_train, k, seed)
     return idx, dataset.get(idx)

@@ -52,15 +52,34 @@ def cifar10(path: str | None) -> np.ndarray:
     files = [root / f"data_batch_{i}" for i in range(1, 6)]
     if not all(f.exists() for f in files):
         raise DataError(f"{root} lacks data_batch_1..5: expected {layout}")
-    chunks = []
-    for f in files:
-        with open(f, "rb") as fh:
-            try:
-                d = pickle.load(fh, encoding="bytes")
-            except Exception as e:  # noqa: BLE001 - any unpickling failure means a corrupt batch
-                raise DataError(f"{f} is not a CIFAR-10 pickle batch ({type(e).__name__})") from None
-        chunks.append(np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-    return to_unit(np.concatenate(chunks), channels_last=False)
+    return to_unit(np.concatenate([_cifar_batch(f) for f in files]), channels_last=False)
+
+
+def test_split(path: str | None, name: str) -> np.ndarray | None:
+    """The dataset's own test split when its file lies beside the training files (CIFAR-10
+    ``test_batch``, MNIST / Fashion-MNIST ``t10k-images-idx3-ubyte[.gz]``), else None (the held-out
+    split is then the permutation's reserved tail)."""
+    if name == "cifar10":
+        root = Path(path).expanduser()
+        root = root / "cifar-10-batches-py" if (root / "cifar-10-batches-py").is_dir() else root
+        f = root / "test_batch"
+        return to_unit(_cifar_batch(f), channels_last=False) if f.exists() else None
+    if "mnist" in name:
+        try:
+            f = _idx_file(Path(path).expanduser(), "t10k-images-idx3-ubyte")
+        except DataError:
+            return None
+        return to_unit(read_idx(f), channels_last=False)
+    return None
+
+
+def _cifar_batch(f: Path) -> np.ndarray:
+    with open(f, "rb") as fh:
+        try:
+            d = pickle.load(fh, encoding="bytes")
+        except Exception as e:  # noqa: BLE001 - any unpickling failure means a corrupt batch
+            raise DataError(f"{f} is not a CIFAR-10 pickle batch ({type(e).__name__})") from None
+    return np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
 
 
 def _idx_file(root: Path, stem: str) -> Path:

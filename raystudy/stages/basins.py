@@ -53,8 +53,11 @@ class BasinActor(UnitActor):
         chosen = items.select(self.cfg, self.study_dir, self.dataset, unit, c.per_label, c.train, c.held_out,
                               BASINS_SALT)
         metric_fn = basins.metric_fn_from_embedding(get_metric(c.metric, self.cfg.knn.weights_dir))
-        out = basins.basins_group(self.model(k, s, axis), self.schedule(axis), c, chosen, metric_fn, self.device,
-                                  K=k, seed=s, metric=metric)
+        model = self.model(k, s, axis)
+        # The circle's score model is a VE SDE sampled by Euler-Maruyama: its items recover the same way.
+        recovery = basins.VERecovery(model, self.cfg.model.sigma_max) if is_ve(self.cfg) else None
+        out = basins.basins_group(model, self.schedule(axis), c, chosen, metric_fn, self.device,
+                                  K=k, seed=s, metric=metric, recovery=recovery)
         for name in ("basin_rates", "basin_trials", "basins"):  # `basins` last: it says the unit is done
             self.write(name, part, out[name], unit, meta)
         return len(chosen["kind"])
@@ -82,9 +85,14 @@ def run_basins(stage, cfg, study_dir, todo) -> None:
     run_units(stage, cfg, study_dir, todo, BasinActor, cfg.basins.workers)
 
 
+def is_ve(cfg) -> bool:
+    """A VE score model sampled by Euler-Maruyama (the 2-D circle), not a DDPM epsilon model."""
+    return cfg.generate.sampler == "em"
+
+
 def check(stage, cfg, study_dir, todo, dataset) -> None:
-    if cfg.data.name == "circle":
+    if is_ve(cfg) and stage.name == "basins" and cfg.basins.metric not in cfg.knn.metrics:
         from ..errors import ConfigError
 
-        raise ConfigError(f"config: {stage.name}.enabled: the circle study measures energies in its own report "
-                          "(the figures stage); basins/energy stages are for image studies")
+        raise ConfigError(f"config: basins.metric {cfg.basins.metric!r} is not one of knn.metrics "
+                          f"{list(cfg.knn.metrics)} (the circle's distance is 'euclidean')")

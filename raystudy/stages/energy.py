@@ -6,7 +6,7 @@ with ``energy.energy_group`` and writes the unit's ``energy`` part itself."""
 from __future__ import annotations
 
 from .. import axes, items
-from .basins import UnitActor, run_units
+from .basins import UnitActor, is_ve, run_units
 
 ENERGY_SALT = 0xE6
 
@@ -20,8 +20,15 @@ class EnergyActor(UnitActor):
         xs = items.select(self.cfg, self.study_dir, self.dataset, unit, c.per_label, c.train, c.held_out, ENERGY_SALT)
         refs = items.references(self.cfg, self.dataset, k, axis)
         sched = self.schedule(axis)
-        cols = energy.energy_group(self.model(k, s, axis), sched.alphas_cumprod, sched.betas, c, xs, refs, K=k, seed=s,
-                                   device=self.device)
+        model, t = self.model(k, s, axis), None
+        if is_ve(self.cfg):
+            # The circle's VE score at t in thousandths of its time (t = 0: its smallest time, t_min);
+            # its reverse-SDE drift is -g^2 s with g = sigma_max (no drift in x).
+            m = self.cfg.model
+            model = energy.ScoreFunction(model, drift_beta=m.sigma_max ** 2, drift_x=0.0)
+            t = max(c.t / 1000, m.t_min)
+        cols = energy.energy_group(model, sched.alphas_cumprod, sched.betas, c, xs, refs, K=k, seed=s,
+                                   device=self.device, t=t)
         self.write("energy", part, cols, unit, meta)
         return len(xs["kind"])
 
