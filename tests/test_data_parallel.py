@@ -14,10 +14,12 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 import torch
 
@@ -77,13 +79,26 @@ def test_two_workers_train_the_one_process_model(tmp_path, ray_local):
     _assert_same_run(folder, ref_log, ref_weights)
 
 
+def _ray_of(tmp: str) -> list:
+    """The processes of the local Ray started with RAY_TMPDIR=tmp (actors have their own groups)."""
+    out = []
+    for p in psutil.process_iter():
+        try:
+            if p.pid != os.getpid() and p.environ().get("RAY_TMPDIR") == tmp:
+                out.append(p)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            pass
+    return out
+
+
 def test_killed_two_worker_run_resumes_from_its_state_file(tmp_path):
-    steps = 60
+    steps = 30
     cfg_file = tmp_path / "dp.yaml"
-    cfg_file.write_text(json.dumps(_raw(steps=steps, checkpoint_steps=6, workers=2)))  # JSON is YAML
+    cfg_file.write_text(json.dumps(_raw(steps=steps, checkpoint_steps=3, workers=2)))  # JSON is YAML
     study = tmp_path / "study"
     args = [str(BIN / "raystudy"), "run", str(cfg_file), "--study", str(study), "--only", "train"]
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    ray_tmp = tempfile.mkdtemp(prefix="rdp", dir="/tmp")  # short: Ray's socket paths live under it
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_TMPDIR": ray_tmp}
     env.pop("RAY_ADDRESS", None)
     first = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                              start_new_session=True)
@@ -95,8 +110,13 @@ def test_killed_two_worker_run_resumes_from_its_state_file(tmp_path):
             assert time.time() < deadline, "no checkpoint appeared"
             time.sleep(0.2)
     finally:
-        os.killpg(first.pid, signal.SIGKILL)  # the driver, its Ray, the trial and both workers
+        os.killpg(first.pid, signal.SIGKILL)
         first.wait()
+        # The trial and both workers too (Ray's actors are not in the driver's process group):
+        # nothing of the first attempt may go on writing the state file.
+        for p in _ray_of(ray_tmp):
+            p.kill()
+        psutil.wait_procs(_ray_of(ray_tmp), timeout=30)
     assert not (study / "models" / f"K{K}-s0" / "run.json").exists(), "finished before it was killed"
 
     second = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
