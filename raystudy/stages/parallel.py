@@ -8,7 +8,7 @@ one-process path already uses, then finds that process group and wraps the netwo
 (``Accelerator.prepare``). ``accelerate launch`` would start its own processes outside Ray's
 scheduling, on one node. The training itself is ``train.train_one`` on every worker: it resumes
 from the same state file, draws the same global batches (each worker keeps its share) and rank 0
-saves the same model folder, so a run may even be resumed with another number of workers.
+saves the same model folder (so a run could resume with another number of workers; untested).
 
 The Tune trial of a data-parallel run holds only ``DRIVER_CPU`` (it waits on the Train
 controller); the workers' resources are the Train run's placement group, each worker
