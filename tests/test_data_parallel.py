@@ -100,13 +100,13 @@ def test_killed_two_worker_run_resumes_from_its_state_file(tmp_path):
     ray_tmp = tempfile.mkdtemp(prefix="rdp", dir="/tmp")  # short: Ray's socket paths live under it
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_TMPDIR": ray_tmp}
     env.pop("RAY_ADDRESS", None)
-    first = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                             start_new_session=True)
+    out = tmp_path / "first.log"
+    first = subprocess.Popen(args, env=env, stdout=out.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
     state = study / "models" / f".state-K{K}-s0.pt"
     deadline = time.time() + 300
     try:
         while not state.exists():
-            assert first.poll() is None, "the run ended before it could be interrupted"
+            assert first.poll() is None, "the run ended before it could be interrupted:\n" + out.read_text()[-3000:]
             assert time.time() < deadline, "no checkpoint appeared"
             time.sleep(0.2)
     finally:
