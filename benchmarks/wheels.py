@@ -67,7 +67,7 @@ def closure(roots) -> dict[str, str]:
         try:
             dist = metadata.distribution(name)
         except metadata.PackageNotFoundError:
-            raise SystemExit(f"{name} is required but not installed here: install the project's environment first")
+            raise SystemExit(f"{name} is required but not installed here: install the project's environment first") from None
         seen[name] = dist.version
         todo += [norm(r.name) for r in requires(dist.requires)]
     return seen
