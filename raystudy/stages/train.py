@@ -34,6 +34,12 @@ def _trial(params, cfg_dict: dict, study_dir: str, metas: dict):
     cfg = from_dict(cfg_dict)
     unit = (int(params["run"]["K"]), int(params["run"]["seed"]))
     meta = metas[part_name(unit)]
+    if cfg.train.workers_for(unit[0]) > 1:
+        from .parallel import fit
+
+        fit(cfg, study_dir, unit, meta)  # Ray Train workers run train_one; this trial waits
+        record_finished(study_dir, unit, meta)
+        return
     images = training_images(load_dataset(cfg.data), unit[0], cfg.study.seed)
     # Reported at every log interval, not only at checkpoints (Tune needs no Checkpoint with a
     # report); timesteps_total is the x axis Tune's logger callbacks plot against.
@@ -43,12 +49,19 @@ def _trial(params, cfg_dict: dict, study_dir: str, metas: dict):
 
 
 def make_trainable(cfg, study_dir, metas: dict | None = None):
-    """The Tune trainable with the resources one trial asks for (fractional GPUs pack small runs)."""
+    """The Tune trainable with the resources one trial asks for (fractional GPUs pack small runs;
+    a data-parallel run's workers book their own, ``parallel.trial_resources``)."""
     from ray import tune
 
-    return tune.with_resources(
-        tune.with_parameters(_trial, cfg_dict=cfg.to_dict(), study_dir=str(study_dir), metas=metas or {}),
-        {"cpu": cfg.train.cpus_per_trial, "gpu": cfg.train.gpus_per_trial})
+    from .parallel import trial_resources
+
+    trainable = tune.with_parameters(_trial, cfg_dict=cfg.to_dict(), study_dir=str(study_dir), metas=metas or {})
+    if cfg.train.workers == 1:
+        return tune.with_resources(trainable, trial_resources(cfg, 0))
+    from ray.tune.execution.placement_groups import resource_dict_to_pg_factory
+
+    return tune.with_resources(trainable, lambda p: resource_dict_to_pg_factory(
+        trial_resources(cfg, int(p["run"]["K"]))))
 
 
 def run_sweep(stage, cfg, study_dir, todo) -> None:
