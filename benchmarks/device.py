@@ -63,22 +63,39 @@ NEEDED = {"numpy": "numpy", "yaml": "pyyaml", "pydantic": "pydantic", "pyarrow":
 
 
 def bootstrap(wheels: Path | None, target: Path, log) -> list[str]:
-    """Install the missing distributions from ``wheels`` into ``target``; returns what was installed."""
+    """Install the missing distributions from ``wheels`` into ``target``; returns what was installed.
+
+    A folder made by benchmarks/wheels.py names its wheels in ``requirements.txt`` (the whole
+    closure but the box's torch stack): the ones the box lacks are installed with ``--no-deps``,
+    since a resolving pip would go after torch (lpips requires it) with no index to find it in."""
+    from importlib import metadata
+
     missing = [dist for mod, dist in NEEDED.items() if importlib.util.find_spec(mod) is None]
     if not missing:
         return []
     if wheels is None:
-        raise SystemExit(f"missing {', '.join(missing)}: pass --wheels DIR (a folder of their wheels)")
-    pins = {}
-    for line in (ROOT / "constraints.txt").read_text().splitlines():
-        if "==" in line and not line.lstrip().startswith("#"):
-            name, ver = line.split("==", 1)
-            pins[name.strip().lower()] = ver.strip()
-    reqs = [f"{d}=={pins[d]}" if d in pins else d for d in missing]
+        raise SystemExit(f"missing {', '.join(missing)}: pass --wheels DIR (a folder of their wheels, "
+                         f"made by benchmarks/wheels.py)")
+    listed = wheels / "requirements.txt"
+    if listed.exists():
+        reqs = []
+        for line in listed.read_text().split():
+            try:
+                metadata.distribution(line.split("==")[0])
+            except metadata.PackageNotFoundError:
+                reqs.append(line)
+        no_deps = ["--no-deps"]
+    else:
+        pins = {}
+        for line in (ROOT / "constraints.txt").read_text().splitlines():
+            if "==" in line and not line.lstrip().startswith("#"):
+                name, ver = line.split("==", 1)
+                pins[name.strip().lower()] = ver.strip()
+        reqs, no_deps = [f"{d}=={pins[d]}" if d in pins else d for d in missing], []
     log(f"installing from {wheels}: {' '.join(reqs)}")
     target.mkdir(parents=True, exist_ok=True)
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-index", "--find-links", str(wheels),
-                    "--target", str(target), "--no-warn-script-location", *reqs], check=True)
+                    "--target", str(target), "--no-warn-script-location", *no_deps, *reqs], check=True)
     sys.path.insert(0, str(target))
     importlib.invalidate_caches()
     return reqs

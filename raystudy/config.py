@@ -89,11 +89,28 @@ class TrainSection(_Section):
                           "time; pays off on long GPU runs, not measured to help on CPU)")
     cpus_per_trial: float = Field(1.0, gt=0)
     gpus_per_trial: float = Field(0.0, ge=0)
+    # Data-parallel training (Ray Train's TorchTrainer inside the Tune trial, DDP through
+    # Accelerate): the same model within float tolerance for any number of workers.
+    workers: int = Field(1, ge=1, description="data-parallel workers per trial, each with cpus_per_trial / "
+                         "workers and gpus_per_trial / workers (1: one process, as without Ray Train)")
+    workers_min_k: int = Field(0, ge=0, description="runs with K below this train as one process with one "
+                               "worker's share of the resources (small K gain nothing from more workers)")
     max_failures: int = Field(2, ge=0)
     # Following training (not in the fingerprint either: they change where metrics go, not the model).
     tracking: tuple[Literal["tensorboard", "mlflow", "wandb"], ...] = Field(
         ("tensorboard",), description="Ray Tune logger callbacks fed at every log interval (wandb: only if installed)")
     mlflow_uri: Optional[str] = Field(None, description="MLflow tracking URI (null: sqlite:///DIR/mlflow.db in the study folder)")
+
+    @model_validator(mode="after")
+    def _split(self):
+        if self.batch_size % self.workers:
+            raise ValueError(f"train.batch_size ({self.batch_size}) must be a multiple of train.workers "
+                             f"({self.workers}): each worker takes an equal share of the global batch")
+        return self
+
+    def workers_for(self, k: int) -> int:
+        """How many data-parallel workers train run K (1: one process)."""
+        return self.workers if k >= self.workers_min_k else 1
 
 
 class GenerateSection(_Section):
@@ -258,6 +275,9 @@ class StudyConfig(_Section):
                 raise ValueError(f"train.snapshots: {s} is not a multiple of train.batch_size ({t.batch_size}): "
                                  "a snapshot is taken after a whole step")
         object.__setattr__(t, "snapshots", _unique("train.snapshots", t.snapshots))
+        if t.workers > 1 and (t.snapshots or self.variants or self.twins):
+            raise ValueError("train.workers > 1 (data-parallel runs) makes no snapshots, variants or twins yet: "
+                             "set train.workers: 1, or leave train.snapshots, variants and twins out")
         for name, over in self.variants.items():
             if not VARIANT_NAME.fullmatch(name):
                 raise ValueError(f"variants: name {name!r} must be letters, digits and _ (a letter first)")

@@ -46,22 +46,29 @@ def build_train_scheduler(model_cfg):
     return DDPMScheduler(num_train_timesteps=model_cfg.num_train_timesteps, prediction_type="epsilon")
 
 
-def loss(model_cfg, model, x0, gen, alphas_cumprod, autocast):
+def loss(model_cfg, model, x0, gen, alphas_cumprod, autocast, part=None):
     """One batch's training loss. unet: DDPM epsilon matching at a uniform timestep.
-    circle-mlp: sigma^2-weighted denoising score matching, E ||sigma s(x0 + sigma z, t) + z||^2."""
+    circle-mlp: sigma^2-weighted denoising score matching, E ||sigma s(x0 + sigma z, t) + z||^2.
+
+    ``part=(start, n)``: ``x0`` is rows ``start:start + len(x0)`` of a global batch of ``n`` (one
+    data-parallel worker's share). The noise and timesteps are drawn for all ``n`` rows, as one
+    process would draw them, and this share's rows kept: the workers' mean of these losses is
+    the one-process loss, whatever the number of workers."""
     import torch
 
     device = x0.device
+    n = len(x0) if part is None else part[1]
+    rows = slice(None) if part is None else slice(part[0], part[0] + len(x0))
     if model_cfg.type == "circle-mlp":
         from .toy.circle import sample_t, sigma
 
         x0 = x0.reshape(len(x0), -1)
-        t = sample_t(len(x0), model_cfg.t_min, gen).to(device)
-        z = torch.randn(x0.shape, generator=gen).to(device)
+        t = sample_t(n, model_cfg.t_min, gen)[rows].to(device)
+        z = torch.randn((n, *x0.shape[1:]), generator=gen)[rows].to(device)
         s = sigma(t, model_cfg.sigma_max)[:, None]
         return ((model(x0 + s * z, t) * s + z) ** 2).sum(1).mean()
-    noise = torch.randn(x0.shape, generator=gen).to(device)
-    t = torch.randint(0, model_cfg.num_train_timesteps, (len(x0),), generator=gen).to(device)
+    noise = torch.randn((n, *x0.shape[1:]), generator=gen)[rows].to(device)
+    t = torch.randint(0, model_cfg.num_train_timesteps, (n,), generator=gen)[rows].to(device)
     a = alphas_cumprod[t].view(-1, 1, 1, 1)
     with autocast():
         pred = model(a.sqrt() * x0 + (1 - a).sqrt() * noise, t).sample

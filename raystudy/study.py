@@ -259,6 +259,9 @@ def run(cfg, study_dir, dry_run: bool = False, echo=None, only: str | None = Non
 
 def _worker(cfg, stage: str) -> tuple[str, float, float]:
     if stage == "train":
+        if cfg.train.workers > 1:  # a data-parallel run's workers may sit on different nodes
+            return ("training worker", cfg.train.cpus_per_trial / cfg.train.workers,
+                    cfg.train.gpus_per_trial / cfg.train.workers)
         return "training trial", cfg.train.cpus_per_trial, cfg.train.gpus_per_trial
     if stage in ("generate", "basins", "energy"):
         return f"{stage} worker", cfg.generate.cpus_per_worker, cfg.generate.gpus_per_worker

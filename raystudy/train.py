@@ -87,6 +87,12 @@ def train_one(cfg, images, k: int, seed: int, final_dir, state_path=None,
     snapshots = {int(s) // tc.batch_size: v for s, v in (snapshots or {}).items()}
     last_step = total_steps if stop_at is None else min(total_steps, int(stop_at) // tc.batch_size)
     acc, net, opt, ema, sched, gen = tr.acc, tr.net, tr.opt, tr.ema, tr.lr_sched, tr.gen
+    # Data-parallel (Ray Train workers, DDP through Accelerate): every worker draws the whole
+    # global batch's indices, noise and timesteps from the same generator and keeps its share,
+    # so the run does not depend on the number of workers beyond float rounding.
+    world, rank = acc.num_processes, acc.process_index
+    share = tc.batch_size // world
+    part = (rank * share, tc.batch_size) if world > 1 else None
     ckpt_steps = max(1, math.ceil(tc.checkpoint_every / tc.batch_size))
     log_steps = max(1, total_steps // 200)
     step, wall_before, losses, log = 0, 0.0, [], []
@@ -124,8 +130,10 @@ def train_one(cfg, images, k: int, seed: int, final_dir, state_path=None,
     window, window_t0 = [], time.time()
     while step < last_step:
         idx = torch.randint(0, len(images), (tc.batch_size,), generator=gen)
+        if part is not None:
+            idx = idx[part[0]:part[0] + share]
         x0 = data[idx.to(acc.device)] if data is not None else torch.from_numpy(images[idx.numpy()]).to(acc.device)
-        value = tr.step(x0)
+        value = tr.step(x0, part)
         losses = (losses + [value])[-100:]
         window.append(value)
         step += 1
@@ -137,7 +145,7 @@ def train_one(cfg, images, k: int, seed: int, final_dir, state_path=None,
                 on_log({**_metrics(step, tc.batch_size, losses, wall_before + now - t0), "loss": log[-1][1],
                         "images_per_s": len(window) * tc.batch_size / max(now - window_t0, 1e-9)})
             window, window_t0 = [], time.time()
-        if step in snapshots:
+        if step in snapshots and rank == 0:
             folder, snap_meta = snapshots[step]
             save_ema(acc, net, ema, mc, folder, {
                 "K": k, "seed": seed, "model": mc.type, "resumed_from_step": resumed_from,
@@ -145,7 +153,7 @@ def train_one(cfg, images, k: int, seed: int, final_dir, state_path=None,
                 "params": count_params(net), **(snap_meta or {})}, log)
         if step % ckpt_steps == 0 or step == total_steps:
             metrics = _metrics(step, tc.batch_size, losses, wall_before + time.time() - t0)
-            if state_path is not None and step < total_steps:
+            if state_path is not None and step < total_steps and rank == 0:
                 with tables.atomic_path(state_path) as tmp:
                     torch.save({"model": acc.unwrap_model(net).state_dict(), "opt": opt.state_dict(),
                                 "ema": ema.state_dict(), "sched": sched.state_dict() if sched else None,
@@ -162,6 +170,8 @@ def train_one(cfg, images, k: int, seed: int, final_dir, state_path=None,
     record = {"K": k, "seed": seed, "model": mc.type, "resumed_from_step": resumed_from,
               **_metrics(step, tc.batch_size, losses, wall_before + time.time() - t0),
               "checkpoint": str(final_dir), "params": count_params(net), **(meta or {})}
+    if rank != 0:  # rank 0 saves the (identical) model
+        return record
     unwrapped = acc.unwrap_model(net)
     ema.copy_to(unwrapped.parameters())
     unwrapped = unwrapped.to(memory_format=torch.contiguous_format)
@@ -222,9 +232,9 @@ class Trainer:
         else:
             self.forward = self.net
 
-    def step(self, x0) -> float:
+    def step(self, x0, part=None) -> float:
         return train_step(self.acc, self.net, self.opt, self.ema, self.model_cfg, x0, self.gen, self.alphas,
-                          self.grad_clip, self.lr_sched, forward=self.forward)
+                          self.grad_clip, self.lr_sched, forward=self.forward, part=part)
 
 
 def build_trainer(cfg, shape: tuple, k: int, seed: int, total_steps: int, twin: int = 0) -> Trainer:
@@ -260,13 +270,15 @@ def build_trainer(cfg, shape: tuple, k: int, seed: int, total_steps: int, twin: 
 
 
 def train_step(acc, net, opt, ema, model_cfg, x0, gen, alphas_cumprod, grad_clip=None, lr_sched=None,
-               forward=None) -> float:
+               forward=None, part=None) -> float:
     """One optimisation step on the batch ``x0``: loss (``model.loss``, calling ``forward``,
     default ``net``), backward, clipping, AdamW, the learning-rate schedule and the EMA update;
-    returns the batch's loss. What ``train_one``'s loop runs, and what the benchmarks time."""
+    returns the batch's loss. What ``train_one``'s loop runs, and what the benchmarks time.
+    ``part``: this worker's share of a data-parallel batch (``model.loss``); the loss returned
+    is then the mean over the workers, the global batch's loss."""
     from . import model as models
 
-    loss = models.loss(model_cfg, forward or net, x0, gen, alphas_cumprod, acc.autocast)
+    loss = models.loss(model_cfg, forward or net, x0, gen, alphas_cumprod, acc.autocast, part=part)
     opt.zero_grad(set_to_none=True)
     acc.backward(loss)
     if grad_clip is not None:
@@ -275,6 +287,8 @@ def train_step(acc, net, opt, ema, model_cfg, x0, gen, alphas_cumprod, grad_clip
     if lr_sched is not None:
         lr_sched.step()
     ema.step(acc.unwrap_model(net).parameters())
+    if part is not None:
+        return acc.reduce(loss.detach(), reduction="mean").item()
     return loss.detach().item()
 
 

@@ -48,7 +48,7 @@ def test_overrides_and_roundtrip(tmp_path):
 
 def test_k_larger_than_dataset(digits):
     cfg = from_dict({"ks": [2, 5000]})
-    with pytest.raises(DataError, match=r"K=5000 is larger than the dataset \(digits has 1797 images\)"):
+    with pytest.raises(DataError, match=r"K=5000 is larger than the dataset \(digits has 1797 training images\)"):
         validate_against_data(cfg, digits)
 
 

@@ -31,7 +31,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from .load import LABELS
-from .transition import Crossing, fit_crossing, fraction_intervals, overdispersion, peak_bracket
+from .transition import Crossing, fit_crossing, fit_peak, fraction_intervals, overdispersion, peak_bracket
 
 CURVE_COLS: tuple[str, ...] = (*LABELS, "ratio_memorized")
 
@@ -254,7 +254,11 @@ def transition_summary(labels: pd.DataFrame | None = None, fractions: pd.DataFra
     interpolation, with its range over seeds (``k_cross_seed_min``, ``_max``).
     ``spurious_peak_k`` / ``spurious_peak``: the grid K with the largest spurious fraction and
     that fraction; ``spurious_peak_lo`` / ``_hi``: its per-K interval; ``spurious_peak_k_lo`` /
-    ``_hi``: where a unimodal peak can be. ``overdispersion``: the seeds' phi (1: binomial).
+    ``_hi``: where a unimodal peak can be. ``spurious_fit`` (``_lo``, ``_hi``): the peak K of a
+    Gaussian bump in ln K fitted by binomial likelihood, with its profile interval clipped to that
+    bracket; ``spurious_fit_height`` (``_height_lo``, ``_height_hi``): the bump's height, the
+    curve's maximum, which can lie between grid K (:func:`raystudy.analysis.transition.fit_peak`).
+    ``overdispersion``: the seeds' phi (1: binomial).
     Uses ``labels`` when given, else ``fractions`` (the same numbers: counts are n x fraction)."""
     use_labels = labels is not None and len(labels) > 0
     src = per_seed_fractions(labels) if use_labels else fractions
@@ -285,6 +289,9 @@ def transition_summary(labels: pd.DataFrame | None = None, fractions: pd.DataFra
         row["spurious_peak_k"], row["spurious_peak"] = int(pk), float(pv)
         row["spurious_peak_lo"], row["spurious_peak_hi"] = float(sp_lo[i]), float(sp_hi[i])
         row["spurious_peak_k_lo"], row["spurious_peak_k_hi"] = peak_bracket(ks, sp, sp_lo, sp_hi)
+        _, counts, ns = _per_k_counts(fr, "spurious")
+        row.update(fit_peak(ks, [c.sum() for c in counts], [n.sum() for n in ns], level,
+                            overdispersion(counts, ns), (sp_lo, sp_hi)).columns("spurious_fit"))
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -322,4 +329,9 @@ def describe(row, level: float = 0.95) -> str:
           f"{level:.0%} interval {row['spurious_peak_lo']:.2f} to {row['spurious_peak_hi']:.2f}; "
           f"the peak lies between K = {format_k(row['spurious_peak_k_lo']) if row['spurious_peak_k_lo'] > 0 else 'K_min'}"
           f" and {format_k(row['spurious_peak_k_hi']) if np.isfinite(row['spurious_peak_k_hi']) else 'K_max'})")
+    if "spurious_fit" in row and np.isfinite(row["spurious_fit"]):
+        s += (f"; a bump fitted in log K peaks at K = {format_k(row['spurious_fit'], ks)} ({level:.0%} interval "
+              f"{format_k(row['spurious_fit_lo'], ks)} to {format_k(row['spurious_fit_hi'], ks)}) with height "
+              f"{row['spurious_fit_height']:.3f} ({row['spurious_fit_height_lo']:.3f} to "
+              f"{row['spurious_fit_height_hi']:.3f})")
     return s

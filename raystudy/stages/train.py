@@ -42,6 +42,13 @@ def _trial(params, cfg_dict: dict, study_dir: str, metas: dict):
     axis = axes.Axis(run.get("variant", axes.BASE), int(run.get("twin", 0)))
     units = [axes.make_unit(None, axes.Axis(axis.variant, axis.twin, s), k, seed) for s in run.get("snapshots", ())]
     units += [axes.make_unit(None, axis, k, seed)] if run.get("final", True) else []
+    if cfg.train.workers_for(k) > 1:  # the config refuses the new axes with workers (raystudy.axes)
+        from .parallel import fit
+
+        unit = (k, seed)
+        fit(cfg, study_dir, unit, metas[part_name(unit)])  # Ray Train workers run train_one; this trial waits
+        record_finished(study_dir, unit, metas[part_name(unit)])
+        return
     images = axes.training_images(cfg, load_dataset(cfg.data), axis, k)
 
     def snaps():
@@ -67,12 +74,19 @@ def _trial(params, cfg_dict: dict, study_dir: str, metas: dict):
 
 
 def make_trainable(cfg, study_dir, metas: dict | None = None):
-    """The Tune trainable with the resources one trial asks for (fractional GPUs pack small runs)."""
+    """The Tune trainable with the resources one trial asks for (fractional GPUs pack small runs;
+    a data-parallel run's workers book their own, ``parallel.trial_resources``)."""
     from ray import tune
 
-    return tune.with_resources(
-        tune.with_parameters(_trial, cfg_dict=cfg.to_dict(), study_dir=str(study_dir), metas=metas or {}),
-        {"cpu": cfg.train.cpus_per_trial, "gpu": cfg.train.gpus_per_trial})
+    from .parallel import trial_resources
+
+    trainable = tune.with_parameters(_trial, cfg_dict=cfg.to_dict(), study_dir=str(study_dir), metas=metas or {})
+    if cfg.train.workers == 1:
+        return tune.with_resources(trainable, trial_resources(cfg, 0))
+    from ray.tune.execution.placement_groups import resource_dict_to_pg_factory
+
+    return tune.with_resources(trainable, lambda p: resource_dict_to_pg_factory(
+        trial_resources(cfg, int(p["run"]["K"]))))
 
 
 def run_sweep(stage, cfg, study_dir, todo) -> None:
