@@ -292,5 +292,5 @@ def test_spurious_peak_intervals_cover_the_truth(grid, h, s, runs):
         hit_grid += lo[i] <= h <= hi[i]
         assert p.lo <= p.k <= p.hi and p.height_lo <= p.height <= p.height_hi
     assert min(hit_k, hit_h) / runs >= (0.90 if runs >= 80 else 0.85), (hit_k, hit_h, runs)
-    if s < 1:
+    if grid == "demo" and s < 1:
         assert hit_grid / runs < 0.5, hit_grid

@@ -329,7 +329,11 @@ def describe(row, level: float = 0.95) -> str:
           f"{level:.0%} interval {row['spurious_peak_lo']:.2f} to {row['spurious_peak_hi']:.2f}; "
           f"the peak lies between K = {format_k(row['spurious_peak_k_lo']) if row['spurious_peak_k_lo'] > 0 else 'K_min'}"
           f" and {format_k(row['spurious_peak_k_hi']) if np.isfinite(row['spurious_peak_k_hi']) else 'K_max'})")
-    if "spurious_fit" in row and np.isfinite(row["spurious_fit"]):
+    if "spurious_fit_fits" in row and not row["spurious_fit_fits"]:
+        s += (f"; a Gaussian bump in log K does not fit the spurious fraction (deviance p = "
+              f"{row['spurious_fit_fit_p']:.2g}), so only the grid speaks: the peak is at least "
+              f"{row['spurious_fit_height_lo']:.3f} high")
+    elif "spurious_fit" in row and np.isfinite(row["spurious_fit"]):
         s += (f"; a bump fitted in log K peaks at K = {format_k(row['spurious_fit'], ks)} ({level:.0%} interval "
               f"{format_k(row['spurious_fit_lo'], ks)} to {format_k(row['spurious_fit_hi'], ks)}) with height "
               f"{row['spurious_fit_height']:.3f} ({row['spurious_fit_height_lo']:.3f} to "

@@ -240,7 +240,11 @@ class Peak:
     fitted peak K with its interval (profile likelihood clipped to :func:`peak_bracket`, the
     bracket alone where they do not overlap); ``fit_lo`` / ``fit_hi``: the fit's interval alone;
     ``height`` in [``height_lo``, ``height_hi``]: the fitted peak value with its profile interval
-    (the curve's maximum, which may lie between grid K and above every grid value)."""
+    (the curve's maximum, which may lie between grid K and above every grid value). ``fits``: the
+    bump's deviance is not significant (p >= 0.05); where it is, the data are no Gaussian bump
+    (e.g. a peak that rises slowly and falls sharply) and the model-free answer is reported
+    instead: the K bracket, and for the height the grid maximum's lower bound up to 1 (a unimodal
+    curve's maximum is at least its value at any grid K); ``fit_p``: that p-value."""
 
     k: float
     lo: float
@@ -252,6 +256,8 @@ class Peak:
     height: float
     height_lo: float
     height_hi: float
+    fits: bool = True
+    fit_p: float = 1.0
 
     def columns(self, prefix: str) -> dict:
         return {f"{prefix}_{key}" if key != "k" else prefix: v for key, v in asdict(self).items()}
@@ -346,9 +352,20 @@ def fit_peak(ks, m, n, level: float = 0.95, phi: float = 1.0, per_k: tuple | Non
     prof_h = _profile_1d(lh, "lh", {"mu": mu[ja], "ls": np.log(PEAK_S[jb])}, x, m, n)
     h_lo, h_hi, _, _ = _edges(lh, prof_h, thr)
     height = float(np.exp(lh[int(np.argmax(prof_h))]))
+    height_lo, height_hi = float(np.exp(h_lo)), float(np.exp(h_hi))
+    # goodness of fit: the binomial deviance of the best bump against the saturated model
+    f = m / np.maximum(n, 1)
+    sat = float((m * np.log(np.where(m > 0, f, 1))).sum() + ((n - m) * np.log(np.where(n - m > 0, 1 - f, 1))).sum())
+    dev = max(2 * (sat - float(prof_mu[i])), 0.0)
+    df = max(len(ks) - 3, 1)
+    fit_p = float(stats.chi2.sf(dev, df))
+    fits = fit_p >= 0.05
     lo, hi = max(fit_lo, b_lo), min(fit_hi, b_hi)
-    if lo > hi:
+    if lo > hi or not fits:
         lo, hi = b_lo, b_hi
-    k = float(np.clip(np.exp(fine[i]), lo, hi))
+    if not fits:
+        top = int(np.argmax(m / np.maximum(n, 1)))
+        height, height_lo, height_hi = float(m[top] / n[top]), float(lo_k[top]), 1.0
+    k = float(np.clip(np.exp(fine[i]), lo, hi)) if fits else float(ks[int(np.argmax(m / np.maximum(n, 1)))])
     return Peak(k=k, lo=float(lo), hi=float(hi), fit_lo=fit_lo, fit_hi=fit_hi, bracket_lo=b_lo, bracket_hi=b_hi,
-                height=height, height_lo=float(np.exp(h_lo)), height_hi=float(np.exp(h_hi)))
+                height=height, height_lo=height_lo, height_hi=height_hi, fits=fits, fit_p=fit_p)
