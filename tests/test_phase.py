@@ -16,7 +16,6 @@ import pytest
 from scipy import optimize, special
 from scipy import stats as sps
 
-from raystudy import tables
 from raystudy.analysis import phase as P
 from raystudy.analysis import stats
 from raystudy.analysis import transition as T
@@ -75,7 +74,7 @@ def test_crossing_along_time_is_the_increasing_logistic_fit():
     assert c.lo < c.k < c.hi
     # the fit's interval edges are where the profile LR reaches chi2_1(0.95), by brute force over w
     for edge in (c.fit_lo, c.fit_hi):
-        prof = optimize.minimize_scalar(lambda lw: nll([np.log(edge), lw]), bounds=(-4, 3), method="bounded")
+        prof = optimize.minimize_scalar(lambda lw, e=edge: nll([np.log(e), lw]), bounds=(-4, 3), method="bounded")
         assert 2 * (prof.fun - best.fun) == pytest.approx(sps.chi2.ppf(0.95, 1), abs=0.05)
     # the bracket by definition: the last snapshot significantly below 1/2, the first significantly above
     lo_, hi_ = zip(*(cp(x, 400) for x in m))
@@ -132,7 +131,7 @@ def test_exponent_interval_covers_the_true_exponent(kind):
 
 def test_censored_k_are_named_and_excluding_them_still_covers():
     rs = runs("censored")
-    for b, taus, tau, bounds, excl, fr in rs:
+    for _b, _taus, tau, bounds, excl, fr in rs:
         t_min, t_max = fr["images_seen"].min(), fr["images_seen"].max()
         # censoring by definition: pooled memorized never > 1/2, or already > 1/2 at the first snapshot
         want = []
@@ -161,7 +160,7 @@ def test_censored_k_are_named_and_excluding_them_still_covers():
 @pytest.mark.parametrize("kind", ["smooth", "sharp", "censored"])
 def test_tau_mem_interval_covers_each_k(kind):
     hits, total = 0, 0
-    for b, taus, tau, *_ in runs(kind):
+    for _b, taus, tau, *_ in runs(kind):
         for t in tau.itertuples():
             hits += t.tau_lo <= taus[t.K] <= t.tau_hi
             total += 1
@@ -331,3 +330,107 @@ def test_reproducibility_by_value():
     assert (one["reproducible_lo"], one["reproducible_hi"]) == pytest.approx(cp(int((parts[0]["d_twin"] < 0.1).sum()), 50))
     # the study's delta_m, not the default
     assert P.reproducibility(tw, {"l2": 0.3}).iloc[0]["reproducible"] == 1.0
+
+
+# -- the report -----------------------------------------------------------------------------------
+
+# The axes' columns as issue 20 fixes them; where raystudy.tables does not have them yet, the test
+# adds them to the schemas (the stages' branch adds them for real).
+AXES_COLUMNS = {
+    "fractions": [("variant", "string"), ("images_seen", "int64"), ("twin", "int32")],
+    "null_fractions": [("variant", "string"), ("images_seen", "int64")],
+    "runs": [("variant", "string"), ("params", "int64")],
+}
+TWINS = [("K", "int32"), ("seed", "int32"), ("variant", "string"), ("images_seen", "int64"), ("metric", "string"),
+         ("sample_id", "int32"), ("sample_seed", "int64"), ("d_twin", "float64"), ("d_own_a", "float64"),
+         ("d_other_a", "float64"), ("d_own_b", "float64"), ("d_other_b", "float64")]
+
+
+@pytest.fixture
+def axes_schemas(monkeypatch):
+    import pyarrow as pa
+
+    from raystudy import tables
+
+    for name, cols in AXES_COLUMNS.items():
+        schema = tables.SCHEMAS[name]
+        for col, typ in cols:
+            if col not in schema.names:
+                schema = schema.append(pa.field(col, pa.type_for_alias(typ)))
+        monkeypatch.setitem(tables.SCHEMAS, name, schema)
+    if "twins" not in tables.SCHEMAS:
+        monkeypatch.setitem(tables.SCHEMAS, "twins", pa.schema([(c, pa.type_for_alias(t)) for c, t in TWINS]))
+    return tables
+
+
+def _write(tables, study, name, df):
+    """``df`` as one part of ``name`` in its schema (a schema column ``df`` lacks is null)."""
+    import pyarrow as pa
+
+    schema = tables.SCHEMAS[name]
+    cols = {f.name: (pa.array(df[f.name].to_numpy(), type=f.type) if f.name in df else pa.nulls(len(df), f.type))
+            for f in schema}
+    tables.write_part(study, name, "0", pa.Table.from_pydict(cols, schema=schema))
+
+
+def test_report_draws_the_phase_section_from_the_tables(tmp_path, axes_schemas):
+    import matplotlib
+    import yaml
+
+    matplotlib.use("Agg")
+    from raystudy.analysis import load
+    from raystudy.analysis.report import write_report
+
+    rng = np.random.default_rng(4)
+    ks = np.array([8, 16, 32, 64, 128])
+    fr = pd.concat([world(rng, 1.0, 60.0, 0.4, ks, SNAPS3, (0, 1), "small"),
+                    world(rng, 1.0, 30.0, 0.4, ks, SNAPS3, (0, 1), "base")], ignore_index=True)
+    fr["twin"] = 0
+    fr2 = fr.assign(twin=1, memorized=1.0, generalized=0.0)  # the twin models: never the transition
+    study = tmp_path / "phase"
+    study.mkdir()
+    (study / "config.yaml").write_text(yaml.safe_dump({"study": {"name": "phase"}, "ks": ks.tolist(),
+                                                       "classify": {"delta_m": {"l2": 0.2}}}))
+    _write(axes_schemas, study, "fractions", pd.concat([fr, fr2], ignore_index=True))
+    _write(axes_schemas, study, "null_fractions", fr.assign(n=100, memorized=0.02, spurious=0.0, generalized=0.98))
+    _write(axes_schemas, study, "runs", pd.DataFrame({"K": [8, 8], "seed": [0, 0], "variant": ["small", "base"],
+                                                      "params": [5000, 20000], "wall_s": [1.0, 1.0]}))
+    tw = pd.concat([_twins_table(rng.uniform(0, 0.4, 40), int(k), seed=s).assign(images_seen=16000, variant=v)
+                    for k in ks for s in (0, 1) for v in ("small", "base")], ignore_index=True)
+    _write(axes_schemas, study, "twins", tw)
+
+    page = write_report(study, n_boot=100, echo=lambda *a: None)
+    text = page.read_text()
+    rep_dir = page.parent
+    assert "id='phase'" in text and "variant base at its final snapshot (16000 images seen)" in text
+    for fig in ("phase", "phase_size", "tau_mem", "crossing_axes", "twins"):
+        assert (rep_dir / f"{fig}.png").stat().st_size > 1000, fig
+    # the numbers beside the page are the notebook functions' (twin == 0 rows only)
+    st = load(study, tables=["fractions", "twins"])
+    assert len(st.fractions) == 2 * len(fr) and set(st.twins.columns) >= {c for c, _ in TWINS}
+    want = P.tau_exponent(fr).drop(columns=["censored_K"])
+    got = pd.read_csv(rep_dir / "tau_exponent.csv").drop(columns=["study", "censored_K"])
+    pd.testing.assert_frame_equal(got[want.columns], want, check_dtype=False)
+    rep = pd.read_csv(rep_dir / "reproducibility.csv")
+    by_hand = tw.groupby(["variant", "K", "seed"])["d_twin"].apply(lambda d: (d < 0.2).mean()) \
+        .groupby(["variant", "K"]).mean()  # the study's delta_m (0.2), not the default 0.1
+    got = rep.set_index(["variant", "K"])["reproducible"]
+    assert got.to_numpy() == pytest.approx(by_hand.loc[got.index].to_numpy())
+    # the transition summary is of one model (base, final snapshot), not pooled over the axes
+    final = fr[(fr.variant == "base") & (fr.images_seen == 16000)].drop(columns=["variant", "images_seen", "twin"])
+    sm = pd.read_csv(rep_dir / "summary.csv")
+    assert sm["k_cross"].iloc[0] == pytest.approx(stats.transition_summary(fractions=final, n_boot=100)["k_cross"].iloc[0])
+    cb = pd.read_csv(rep_dir / "crossings_by_axis.csv")
+    assert len(cb) == 6 and set(cb.loc[cb["final"], "params"]) == {5000, 20000}
+
+
+def test_report_of_a_study_without_axes_has_no_phase_section(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from raystudy.analysis.report import write_report
+    from raystudy.analysis.synthetic import write_study
+
+    study = write_study(tmp_path / "plain", ks=(2, 8, 32, 128), seeds=(0,), n=20)
+    page = write_report(study, n_boot=50, echo=lambda *a: None)
+    assert "id='phase'" not in page.read_text() and not (page.parent / "tau_mem.csv").exists()

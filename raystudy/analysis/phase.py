@@ -108,6 +108,51 @@ def final_snapshots(fr: pd.DataFrame) -> pd.DataFrame:
     return fr[fr["images_seen"] == last]
 
 
+# Tables whose rows are per snapshot (train_log's images_seen is the logged step, runs' the final one).
+SNAPSHOT_TABLES = ("labels", "fractions", "null_fractions", "basins", "basin_trials", "basin_rates", "energy")
+
+
+def main_view(st):
+    """(the studies restricted to one model: each study's main variant ("base" where there is one,
+    else the first in its fractions table) at its final snapshot, first model of twins; a sentence
+    saying so, or '' when there was nothing to restrict). The report's transition figures and
+    summary are of this view, so snapshots and variants are never pooled into one curve."""
+    from .load import Studies
+
+    fr = st.frames.get("fractions")
+    if fr is None or fr.empty:
+        fr = st.frames.get("labels")
+    if fr is None or fr.empty or not any(c in fr for c in ("variant", "images_seen", "twin")):
+        return st, ""
+    fr = with_axes(fr)
+    pick, said = {}, []
+    for s, g in fr.groupby("study", sort=False) if "study" in fr else [(None, fr)]:
+        names = list(dict.fromkeys(g["variant"]))
+        v = BASE if BASE in names else names[0]
+        t = int(g.loc[g["variant"] == v, "images_seen"].max())
+        pick[s] = (v, t)
+        if len(names) > 1 or g["images_seen"].nunique() > 1:
+            said.append(f"{s + ': ' if s is not None else ''}variant {v} at its final snapshot ({t} images seen)")
+    frames = {}
+    for name, df in st.frames.items():
+        if df is None or df.empty:
+            frames[name] = df
+            continue
+        keep = np.ones(len(df), bool)
+        if "twin" in df:
+            keep &= df["twin"].fillna(0).to_numpy() == 0
+        for s, (v, t) in pick.items():
+            rows = (df["study"] == s).to_numpy() if s is not None and "study" in df else np.ones(len(df), bool)
+            if "variant" in df:
+                keep &= ~rows | (df["variant"].fillna(BASE).astype(str) == v).to_numpy()
+            if name in SNAPSHOT_TABLES and "images_seen" in df:
+                keep &= ~rows | (df["images_seen"].to_numpy() == t)
+        frames[name] = df[keep]
+    note = ("The transition figures and summary show " + "; ".join(said) +
+            "; every snapshot and variant is in the phase diagram section.") if said else ""
+    return Studies(st.dirs, st.configs, frames, st.stages), note
+
+
 # -- 1. the phase diagram ---------------------------------------------------------------------
 
 def phase_table(fractions: pd.DataFrame, null_fractions: pd.DataFrame | None = None,
@@ -403,18 +448,20 @@ PANELS = (("memorized", "memorized"), ("spurious", "spurious"), ("generalized", 
 
 def phase_figure(pt: pd.DataFrame, tau: pd.DataFrame | None = None):
     """Heatmaps of each fraction over K (columns) x images seen (rows), one row of panels per
-    (study, metric, variant); the K's tau_mem (where it lies between two snapshots) is written
-    under the memorized panel. None without two snapshots anywhere."""
+    (study, metric, variant); on the memorized panel, tau_mem per K (cyan: the crossing placed
+    between the snapshot rows in ln t; triangles: censored K at the edge they pass). None without
+    two snapshots anywhere."""
     plt = _plt()
     if pt.empty or pt["images_seen"].nunique() < 2:
         return None
     keys = [*_keys(pt), "variant"]
     groups = list(pt.groupby(keys, sort=True))
-    fig, axes = plt.subplots(len(groups), len(PANELS), figsize=(3.6 * len(PANELS), 2.9 * len(groups) + 0.4),
-                             squeeze=False)
+    fig, axes = plt.subplots(len(groups), len(PANELS), figsize=(3.7 * len(PANELS), 3.0 * len(groups) + 0.6),
+                             squeeze=False, layout="constrained")
     im = None
     for r, (gkey, g) in enumerate(groups):
-        name = " · ".join(map(str, gkey if isinstance(gkey, tuple) else (gkey,)))
+        gk = gkey if isinstance(gkey, tuple) else (gkey,)
+        name = " · ".join(map(str, gk))
         for c, (col, what) in enumerate(PANELS):
             piv = g.pivot_table(index="images_seen", columns="K", values=col, aggfunc="mean")
             if piv.isna().all().all():
@@ -422,19 +469,35 @@ def phase_figure(pt: pd.DataFrame, tau: pd.DataFrame | None = None):
                                 transform=axes[r][c].transAxes, fontsize=8)
                 axes[r][c].set_axis_off()
                 continue
-            im = _grid(axes[r][c], piv, f"{name}: {what}", "images seen (snapshot)")
-        if tau is not None and len(tau):
-            sel = np.ones(len(tau), bool)
-            for k_, v in zip(keys, gkey if isinstance(gkey, tuple) else (gkey,)):
-                sel &= (tau[k_] == v).to_numpy()
-            txt = [f"K={int(t.K)}: {_tau_text(t)}" for t in tau[sel].itertuples()]
-            if txt:
-                axes[r][0].text(0, -0.32, "tau_mem: " + "; ".join(txt), transform=axes[r][0].transAxes,
-                                fontsize=6, va="top", wrap=True)
+            im = _grid(axes[r][c], piv, f"{name}: {what}", "images seen (snapshot)" if c == 0 else "")
+            if c == 0 and tau is not None and len(tau):
+                sel = np.ones(len(tau), bool)
+                for k_, v in zip(keys, gk):
+                    sel &= (tau[k_] == v).to_numpy()
+                _tau_on_grid(axes[r][c], tau[sel], list(piv.columns), np.log(piv.index.to_numpy(float)))
     if im is not None:
         fig.colorbar(im, ax=axes, shrink=0.6, label="fraction of samples")
-    fig.suptitle("Phase diagram: fraction of samples over K x training time (per variant and metric)", fontsize=10)
+    fig.suptitle("Phase diagram: fraction of samples over K x training time (per variant and metric); "
+                 "cyan: tau_mem, where memorized first exceeds 1/2", fontsize=10)
     return fig
+
+
+def _tau_on_grid(ax, tau: pd.DataFrame, ks: list, lnt: np.ndarray) -> None:
+    rows = np.arange(len(lnt))
+    xs, ys = [], []
+    for t in tau.itertuples():
+        if t.K not in ks:
+            continue
+        j = ks.index(t.K)
+        if t.censored == "after":
+            ax.plot([j], [rows[-1] + 0.4], marker="^", color="cyan", mec="k", ms=7, ls="none")
+        elif t.censored == "before":
+            ax.plot([j], [-0.4], marker="v", color="cyan", mec="k", ms=7, ls="none")
+        elif np.isfinite(t.tau) and t.tau > 0:
+            xs.append(j)
+            ys.append(float(np.interp(np.log(t.tau), lnt, rows)))
+    if xs:
+        ax.plot(xs, ys, "o-", color="cyan", mec="k", ms=5, lw=1.2)
 
 
 def _tau_text(t) -> str:
@@ -547,7 +610,7 @@ def crossing_figure(cb: pd.DataFrame):
         name = " · ".join(map(str, gkey if isinstance(gkey, tuple) else (gkey,)))
         kmin, kmax = g["K_min"].min(), g["K_max"].max()
 
-        def draw(ax, x, h, col, label):
+        def draw(ax, x, h, col, label, kmin=kmin, kmax=kmax):
             y = np.clip(h["k_cross"].to_numpy(float), kmin / 2, kmax * 2)
             lo = np.clip(h["k_cross_lo"].to_numpy(float), kmin / 2, kmax * 2)
             hi = np.clip(h["k_cross_hi"].to_numpy(float), kmin / 2, kmax * 2)
