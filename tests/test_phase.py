@@ -434,3 +434,16 @@ def test_report_of_a_study_without_axes_has_no_phase_section(tmp_path):
     study = write_study(tmp_path / "plain", ks=(2, 8, 32, 128), seeds=(0,), n=20)
     page = write_report(study, n_boot=50, echo=lambda *a: None)
     assert "id='phase'" not in page.read_text() and not (page.parent / "tau_mem.csv").exists()
+
+
+if __name__ == "__main__":  # the README's coverage table: PYTHONPATH=$PWD .venv/bin/python tests/test_phase.py
+    print("| world | b covered (bounds) | median width of b | b covered (censored K excluded) | tau_mem covered per K |")
+    for kind in ("smooth", "sharp", "censored", "seeds"):
+        cov, width = coverage_b(kind)
+        excl = f"{coverage_b(kind, 4)[0]:.2f}" if kind == "censored" else "-"
+        if kind == "seeds":
+            tau = "-"
+        else:
+            hits = [t.tau_lo <= r[1][t.K] <= t.tau_hi for r in runs(kind) for t in r[2].itertuples()]
+            tau = f"{np.mean(hits):.2f}"
+        print(f"| {kind} | {cov:.2f} | {width:.2f} | {excl} | {tau} |")
