@@ -233,6 +233,21 @@ def test_tables_without_axes_are_todays_study():
     for col in sm.columns:
         assert cb[col].iloc[0] == sm[col].iloc[0] or (pd.isna(cb[col].iloc[0]) and pd.isna(sm[col].iloc[0])), col
     assert P.tau_mem(fr).empty and P.tau_exponent(fr).empty  # one snapshot: no training-time axis
+    assert P.one_model(fr) is fr
+
+
+def test_one_model_is_the_base_variant_at_its_final_snapshot():
+    rng = np.random.default_rng(6)
+    fr = pd.concat([world(rng, 1.0, 100.0, 0.4, variant=v) for v in ("wide", "base")], ignore_index=True)
+    fr["twin"] = 0
+    fr = pd.concat([fr, fr.assign(twin=1)], ignore_index=True)
+    one = P.one_model(fr)
+    want = fr[(fr.variant == "base") & (fr.images_seen == SNAPS6.max()) & (fr.twin == 0)]
+    assert len(one) == len(KS) and list(one["memorized"]) == list(want["memorized"])
+    assert "variant" not in one and "images_seen" not in one
+    # no base: the first variant named
+    assert list(P.one_model(fr[fr.variant == "wide"])["memorized"]) == \
+        list(fr[(fr.variant == "wide") & (fr.images_seen == SNAPS6.max()) & (fr.twin == 0)]["memorized"])
 
 
 def test_crossing_per_snapshot_and_variant_is_the_transition_summary_of_each():

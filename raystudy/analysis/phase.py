@@ -112,6 +112,24 @@ def final_snapshots(fr: pd.DataFrame) -> pd.DataFrame:
 SNAPSHOT_TABLES = ("labels", "fractions", "null_fractions", "basins", "basin_trials", "basin_rates", "energy")
 
 
+def one_model(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows of one model of a per-snapshot table (``fractions``, ``labels``, ...): per study,
+    the ``base`` variant (else the first named) at its final snapshot, first model of twins; the
+    axis columns dropped. What ``transition_summary`` should see: pooling snapshots or variants
+    would sum counts of different models into one curve. A table without the axes comes back
+    as it is."""
+    if df is None or df.empty or not any(c in df for c in ("variant", "images_seen", "twin")):
+        return df
+    out = with_axes(df)
+    keep = np.zeros(len(out), bool)
+    for _, g in out.groupby("study", sort=False) if "study" in out else [(None, out)]:
+        names = list(dict.fromkeys(g["variant"]))
+        v = BASE if BASE in names else names[0]
+        t = g.loc[g["variant"] == v, "images_seen"].max()
+        keep[out.index.get_indexer(g.index[(g["variant"] == v) & (g["images_seen"] == t)])] = True
+    return out[keep].drop(columns=["variant", "images_seen"]).reset_index(drop=True)
+
+
 def main_view(st):
     """(the studies restricted to one model: each study's main variant ("base" where there is one,
     else the first in its fractions table) at its final snapshot, first model of twins; a sentence
