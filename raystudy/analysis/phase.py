@@ -48,7 +48,7 @@ from scipy import stats as sps
 
 from .load import LABELS
 from .stats import _crossing, format_k, interval_curves, transition_summary
-from .transition import _profile, clopper_pearson, fraction_intervals, overdispersion
+from .transition import _profile, fraction_intervals, overdispersion
 
 BASE = "base"
 AXES = ("variant", "images_seen")
@@ -537,7 +537,7 @@ def size_figure(pt: pd.DataFrame):
     fin = final_snapshots(pt).copy()
     fin["size"] = [f"{v} ({p / 1e3:.0f}k)" if np.isfinite(p) else str(v)
                    for v, p in zip(fin["variant"], fin["params"].astype(float))]
-    fin["order"] = fin["params"].fillna(0).astype(float) + np.arange(len(fin)) * 0
+    fin["order"] = fin["params"].astype(float).fillna(0)
     keys = _keys(fin)
     groups = list(fin.groupby(keys, sort=True)) if keys else [((), fin)]
     fig, axes = plt.subplots(len(groups), len(PANELS), figsize=(3.6 * len(PANELS), 2.6 * len(groups) + 0.4),
@@ -818,4 +818,4 @@ def section_html(tau, expo, cb, rep, level: float = 0.95) -> str:
 
 __all__ = ["with_axes", "has_axes", "params_of", "phase_table", "tau_mem", "tau_exponent", "exponent_fit",
            "crossings_by_axis", "reproducibility", "delta_m_of", "phase_figure", "size_figure", "tau_figure",
-           "crossing_figure", "twins_figure", "section", "section_html", "clopper_pearson"]
+           "crossing_figure", "twins_figure", "section", "section_html", "one_model", "main_view"]
