@@ -5,7 +5,7 @@ The worlds: the memorized fraction at (K, t) is exactly a logistic in ln t centr
 tau_K = c K^b, each cell a binomial draw of n = 200 samples. tau_mem's and b's 95% intervals
 must cover the truth in at least 90% of runs, with resolved transitions (6 snapshots, width
 0.4 in ln t), with sharp unresolved ones on 3 snapshots (the digits-phase config's count), and
-with K censored at both ends. Seconds, no Ray, no torch.
+with K censored at both ends, and with three seeds whose tau scatter per K. No Ray, no torch.
 """
 
 import functools
@@ -32,11 +32,12 @@ def f_mem(t, tau, w):
 
 def world(rng, b, c, w, ks=KS, ts=SNAPS6, seeds=(0,), variant="base", jitter=0.0):
     """A ``fractions`` table with the phase axes: memorized ~ logistic in ln t centred at c K^b;
-    ``jitter``: each seed's tau scaled by exp(N(0, jitter)) (seed-to-seed spread)."""
+    ``jitter``: each (seed, K)'s tau scaled by exp(N(0, jitter)) (seed-to-seed spread that
+    differs per K, so it moves b)."""
     rows = []
     for s in seeds:
-        off = np.exp(rng.normal(0, jitter)) if jitter else 1.0
         for k in ks:
+            off = np.exp(rng.normal(0, jitter)) if jitter else 1.0
             m = rng.binomial(N, f_mem(ts, c * k ** b * off, w)) / N
             rows.append(pd.DataFrame({"K": int(k), "seed": s, "metric": "l2", "n": N, "memorized": m,
                                       "spurious": 0.0, "generalized": 1 - m, "ratio_memorized": m,
@@ -124,7 +125,7 @@ def test_exponent_interval_covers_the_true_exponent(kind):
     cov, width = coverage_b(kind)
     assert cov >= 0.90, (kind, cov, width)
     # and it says something: resolved transitions pin b to +-0.1, three sharp snapshots to +-0.4
-    assert width < {"smooth": 0.2, "sharp": 0.9, "censored": 0.3, "seeds": 0.4}[kind], width
+    assert width < {"smooth": 0.2, "sharp": 0.9, "censored": 0.3, "seeds": 0.6}[kind], width
     for r in runs(kind):
         assert r[3].b_lo <= r[3].b <= r[3].b_hi
 
