@@ -120,16 +120,23 @@ def coverage_b(kind, which=3):
         float(np.median([r[which].b_hi - r[which].b_lo for r in rs]))
 
 
+# ~3 minutes together on the shared 2-core machine (400 simulated studies): marked slow
+COVERAGE = pytest.mark.slow
+
+
+@COVERAGE
 @pytest.mark.parametrize("kind", ["smooth", "sharp", "censored", "seeds"])
 def test_exponent_interval_covers_the_true_exponent(kind):
     cov, width = coverage_b(kind)
     assert cov >= 0.90, (kind, cov, width)
-    # and it says something: resolved transitions pin b to +-0.1, three sharp snapshots to +-0.4
-    assert width < {"smooth": 0.2, "sharp": 0.9, "censored": 0.3, "seeds": 0.6}[kind], width
+    # and it says something: resolved transitions pin b to +-0.1, three sharp snapshots to +-0.4,
+    # three seeds scattering per K to +-0.4
+    assert width < {"smooth": 0.2, "sharp": 0.9, "censored": 0.3, "seeds": 1.0}[kind], width
     for r in runs(kind):
         assert r[3].b_lo <= r[3].b <= r[3].b_hi
 
 
+@COVERAGE
 def test_censored_k_are_named_and_excluding_them_still_covers():
     rs = runs("censored")
     for _b, _taus, tau, bounds, excl, fr in rs:
@@ -158,6 +165,7 @@ def test_censored_k_are_named_and_excluding_them_still_covers():
     assert np.median([r[3].b_hi - r[3].b_lo for r in rs]) < np.median([r[4].b_hi - r[4].b_lo for r in rs])
 
 
+@COVERAGE
 @pytest.mark.parametrize("kind", ["smooth", "sharp", "censored"])
 def test_tau_mem_interval_covers_each_k(kind):
     hits, total = 0, 0
