@@ -15,7 +15,9 @@ stored distances, sensitivity grid),
 ``figures`` (curves, distances, thresholds, training, basins, energy), ``images``
 (nearest-neighbour grids; the one place that may import ``raystudy.datasets`` lazily for
 non-digits training pixels), ``report`` (``raystudy report``), ``synthetic`` (a study
-with a known transition, written as tables, for tests and trying things out).
+with a known transition, written as tables, for tests and trying things out), ``phase`` (the
+phase diagram: fractions over K x training time x model size, tau_mem(K) and its exponent,
+the crossing K per snapshot and variant, twin reproducibility).
 Matplotlib is imported only when a figure is drawn.
 """
 
@@ -52,7 +54,7 @@ def __getattr__(name):
     # Figure functions import matplotlib: keep them out of `import raystudy.analysis`.
     import importlib
 
-    if name in ("figures", "images", "report", "synthetic"):
+    if name in ("figures", "images", "report", "synthetic", "phase"):
         return importlib.import_module(f".{name}", __name__)
     for mod in (importlib.import_module(f".{m}", __name__) for m in ("figures", "images", "report")):
         if hasattr(mod, name):

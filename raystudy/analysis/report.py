@@ -86,10 +86,15 @@ class _Figures:
 
         if fig is None:
             return None
+        from ..tables import atomic_path
+
         png = self.out / f"{stem}.png"
-        fig.savefig(png, dpi=self.dpi, bbox_inches="tight")
+        # atomically: a report read while it is being rewritten never shows half an image
+        with atomic_path(png) as tmp:
+            fig.savefig(tmp, dpi=self.dpi, bbox_inches="tight", format="png")
         if self.pdf:
-            fig.savefig(self.out / f"{stem}.pdf", bbox_inches="tight")
+            with atomic_path(self.out / f"{stem}.pdf") as tmp:
+                fig.savefig(tmp, bbox_inches="tight", format="pdf")
         plt.close(fig)
         self.items.append({"file": png.name, "caption": caption, "section": section, "path": png})
         return png
@@ -151,13 +156,16 @@ def write_report(dirs, out: str | Path | None = None, pdf: bool = False, n_boot:
     paths = _flatten_dirs([dirs] if isinstance(dirs, (str, Path)) else dirs)
     out = Path(out) if out else (paths[0] / "report" if len(paths) == 1 else paths[0] / "report" / "compare")
     out.mkdir(parents=True, exist_ok=True)
-    full = load(paths, tables=[t for t in ("runs", "train_log", "labels", "fractions", "null_fractions", "basins",
-                                           "basin_trials", "basin_rates", "energy")])
-    # The sections below show one curve per study: its main checkpoint (raystudy.axes.main_checkpoint);
-    # `full` keeps every snapshot, variant and twin (the phase diagram's).
-    st = full.main()
+    from .. import tables as _tables
+
+    st = load(paths, tables=[t for t in ("runs", "train_log", "labels", "fractions", "null_fractions", "basins", "basin_trials",
+                                         "basin_rates", "energy", "twins") if t in _tables.SCHEMAS])
     if not st.has("labels") and not st.has("fractions"):
         raise AnalysisError(f"{', '.join(map(str, paths))}: no labels or fractions yet (run the study first)")
+    from .phase import main_view
+
+    # the transition of one model (final snapshot, main variant); all axes in the phase section
+    st_all, (st, view_note) = st, main_view(st)
     multi = len(st.names) > 1
     figs = _Figures(out, pdf)
     cv = F.curves(st, n_boot, level)
@@ -209,6 +217,13 @@ def write_report(dirs, out: str | Path | None = None, pdf: bool = False, n_boot:
         notes.append("train_log table absent: no loss curves (runs table only)" if st.has("runs")
                      else "train_log and runs tables absent: no training figure")
     figs.add(F.training_figure(st), "training", CAPTIONS["training"], "Training")
+    from .phase import section as phase_section
+
+    # training time, model size, twins: drawn only when the study has more than one snapshot or
+    # variant, or a twins table (raystudy.analysis.phase)
+    phase_html = phase_section(st_all, figs, out, level, n_boot)
+    if view_note:
+        phase_html = f"<p class='note'>{html.escape(view_note)}</p>" + phase_html
     for table, fn in (("basins", F.basins_figure), ("energy", F.energy_figure)):
         if st.has(table):
             figs.add(fn(st), table, CAPTIONS[table], "Basins and energy")
@@ -219,7 +234,7 @@ def write_report(dirs, out: str | Path | None = None, pdf: bool = False, n_boot:
     exported = [p.name for sname in st.names
                 for p in write_fractions(cv, sname, out, f"{_safe(sname)}_" if multi else "")]
     page = out / "report.html"
-    page.write_text(_page(st, cv, sm, figs.items, notes, level, n_boot, paths), encoding="utf-8")
+    page.write_text(_page(st, cv, sm, figs.items, notes, level, n_boot, paths, phase_html), encoding="utf-8")
     echo(f"report: {len(figs.items)} figures in {out} ({time.time() - t0:.1f} s)")
     for it in figs.items:
         echo(f"  {it['file']}")
@@ -330,7 +345,7 @@ def _provenance_html(st: Studies) -> str:
     return "\n".join(parts)
 
 
-def _page(st: Studies, cv, sm, items, notes, level, n_boot, paths) -> str:
+def _page(st: Studies, cv, sm, items, notes, level, n_boot, paths, phase_html: str = "") -> str:
     title = "raystudy report: " + " vs ".join(st.names)
     parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
              f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>",
@@ -341,6 +356,8 @@ def _page(st: Studies, cv, sm, items, notes, level, n_boot, paths) -> str:
              f"profile-likelihood interval clipped to the bracket of grid K significantly above / below the "
              f"level (raystudy.analysis.transition).</p>",
              "<h2 id='summary'>Crossing K and spurious peak</h2>", _summary_html(st, sm, level)]
+    if phase_html:
+        parts.append(phase_html)
     for s, p in zip(st.names, paths):
         sweep = sweep_html(p)
         if sweep:

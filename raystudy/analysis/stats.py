@@ -31,7 +31,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from .load import LABELS
-from .transition import Crossing, fit_crossing, fit_peak, fraction_intervals, overdispersion, peak_bracket
+from .transition import Crossing, fit_crossing_along, fit_peak, fraction_intervals, overdispersion, peak_bracket
 
 CURVE_COLS: tuple[str, ...] = (*LABELS, "ratio_memorized")
 
@@ -170,10 +170,11 @@ def _interval(x: np.ndarray, level: float, axis: int = 0):
     return lo, hi
 
 
-def _per_k_counts(fr: pd.DataFrame, col: str) -> tuple[np.ndarray, list, list]:
-    """(ks, per K the per-seed counts n x fraction, per K the per-seed n) of one curve."""
-    fr = fr.sort_values(["K", "seed"])
-    k = fr["K"].to_numpy()
+def _per_k_counts(fr: pd.DataFrame, col: str, axis: str = "K") -> tuple[np.ndarray, list, list]:
+    """(ks, per K the per-seed counts n x fraction, per K the per-seed n) of one curve; ``axis``:
+    the column playing K's part (``images_seen`` for a curve over training time)."""
+    fr = fr.sort_values([axis, "seed"])
+    k = fr[axis].to_numpy()
     n = fr["n"].to_numpy(float)
     c = np.rint(n * fr[col].to_numpy(float))
     ks, start = np.unique(k, return_index=True)
@@ -213,22 +214,26 @@ def bootstrap_curves(labels: pd.DataFrame, n_boot: int = 1000, level: float = 0.
 EMM_LEVEL = 0.9  # Gu et al.'s effective model memorization: the largest K still >= 90% memorized
 
 
-def _crossing(fr: pd.DataFrame, col: str, q: float, level: float, n_boot: int, seed: int) -> Crossing:
+def _crossing(fr: pd.DataFrame, col: str, q: float, level: float, n_boot: int, seed: int,
+              axis: str = "K", increasing: bool = False) -> Crossing:
     """The pooled fit's crossing; with several seeds its interval also holds the seeds' own:
     a t interval (S - 1 degrees of freedom) of the per-seed fitted ln K, because a seed is
-    one draw of the training run and S seeds say only so much about the next."""
-    ks, counts, ns = _per_k_counts(fr, col)
+    one draw of the training run and S seeds say only so much about the next. ``axis`` /
+    ``increasing``: the same along another column (``images_seen``: the memorized fraction
+    rises with training time; :func:`raystudy.analysis.transition.fit_crossing_along`)."""
+    ks, counts, ns = _per_k_counts(fr, col, axis)
     per_k = fraction_intervals(counts, ns, level, n_boot, seed)
-    c = fit_crossing(ks, [c.sum() for c in counts], [n.sum() for n in ns], q, level,
-                     overdispersion(counts, ns), per_k)
+    c = fit_crossing_along(ks, [c.sum() for c in counts], [n.sum() for n in ns], q, level,
+                           overdispersion(counts, ns), per_k, increasing)
     seeds = sorted(fr["seed"].unique())
     if len(seeds) < 2:
         return c
     per_seed = []
     for s in seeds:
-        g = fr[fr["seed"] == s].sort_values("K")
+        g = fr[fr["seed"] == s].sort_values(axis)
         n = g["n"].to_numpy(float)
-        per_seed.append(fit_crossing(g["K"].to_numpy(float), np.rint(n * g[col].to_numpy(float)), n, q, level).k)
+        per_seed.append(fit_crossing_along(g[axis].to_numpy(float), np.rint(n * g[col].to_numpy(float)), n, q,
+                                           level, increasing=increasing).k)
     x = np.log(np.clip(per_seed, 1e-300, None))
     half = sps.t.ppf((1 + level) / 2, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x))
     lo = min(c.fit_lo, float(np.exp(x.mean() - half)))

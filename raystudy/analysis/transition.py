@@ -217,6 +217,26 @@ def fit_crossing(ks, m, n, q: float = 0.5, level: float = 0.95, phi: float = 1.0
                     bracket_hi=b_hi, resolved=resolved, width=w, phi=float(phi))
 
 
+def _inverse(v: float) -> float:
+    return np.inf if v == 0 else (0.0 if np.isinf(v) else 1.0 / v)
+
+
+def fit_crossing_along(xs, m, n, q: float = 0.5, level: float = 0.95, phi: float = 1.0,
+                       per_k: tuple | None = None, increasing: bool = False) -> Crossing:
+    """:func:`fit_crossing` along any positive axis (training-set size, images seen, parameter
+    count). A fraction that *increases* along it (memorized over training time) is the decreasing
+    one in 1 / x: the logistic in ln(1 / x) is the logistic in ln x mirrored, so the fit, its
+    profile interval and the bracket are those of :func:`fit_crossing` on 1 / x, mapped back
+    (0 <-> inf, lo <-> hi); the width in ln x is unchanged. ``increasing=False`` is exactly
+    :func:`fit_crossing`."""
+    if not increasing:
+        return fit_crossing(xs, m, n, q, level, phi, per_k)
+    c = fit_crossing(1.0 / np.asarray(xs, float), m, n, q, level, phi, per_k)
+    return Crossing(q=c.q, k=_inverse(c.k), lo=_inverse(c.hi), hi=_inverse(c.lo), fit_lo=_inverse(c.fit_hi),
+                    fit_hi=_inverse(c.fit_lo), bracket_lo=_inverse(c.bracket_hi), bracket_hi=_inverse(c.bracket_lo),
+                    resolved=c.resolved, width=c.width, phi=c.phi)
+
+
 def peak_bracket(ks, f, lo, hi) -> tuple[float, float]:
     """Where a unimodal curve's maximum can be, from per-K values and intervals: every grid K
     whose upper bound reaches the largest lower bound may be the highest grid point, and the
