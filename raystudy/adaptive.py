@@ -146,6 +146,7 @@ def run_sweep(cfg, study_dir, dry_run: bool = False, echo=None, only: str | None
     proposal; ``sweep.json`` after every round. ``run_stages(cfg, study_dir, ...)``: the stage
     runner (default :func:`raystudy.study.run`)."""
     from . import tables
+    from .axes import main_rows
     from .errors import ConfigError
 
     if run_stages is None:
@@ -164,7 +165,8 @@ def run_sweep(cfg, study_dir, dry_run: bool = False, echo=None, only: str | None
         run_stages(cfg_r, study_dir, dry_run=dry_run, echo=echo, only=only)
         if dry_run:
             return study_dir
-        fr = tables.read_pandas(study_dir, "fractions")
+        # The sweep places K on the main model's curve (its first variant's final checkpoint).
+        fr = main_rows(tables.read_pandas(study_dir, "fractions"), cfg.to_dict())
         row = summarize(fr[fr["K"].isin(ks)], sw.metric)
         new, stop = (propose(row, ks, sw.k_min, sw.k_max, sw.per_round, sw.target_ratio) if r < sw.rounds
                      else ([], f"the budget of {sw.rounds} rounds is spent"))

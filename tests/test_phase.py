@@ -413,8 +413,11 @@ def test_report_draws_the_phase_section_from_the_tables(tmp_path, axes_schemas):
     fr2 = fr.assign(twin=1, memorized=1.0, generalized=0.0)  # the twin models: never the transition
     study = tmp_path / "phase"
     study.mkdir()
+    # the main model (raystudy.axes.main_checkpoint): the config's first variant, at train.images
     (study / "config.yaml").write_text(yaml.safe_dump({"study": {"name": "phase"}, "ks": ks.tolist(),
-                                                       "classify": {"delta_m": {"l2": 0.2}}}))
+                                                       "train": {"images": int(max(SNAPS3))},
+                                                       "variants": {"base": {}, "small": {}},
+                                                       "classify": {"delta_m": {"l2": 0.2}}}, sort_keys=False))
     _write(axes_schemas, study, "fractions", pd.concat([fr, fr2], ignore_index=True))
     _write(axes_schemas, study, "null_fractions", fr.assign(n=100, memorized=0.02, spurious=0.0, generalized=0.98))
     _write(axes_schemas, study, "runs", pd.DataFrame({"K": [8, 8], "seed": [0, 0], "variant": ["small", "base"],
