@@ -79,8 +79,6 @@ def train_one(cfg, images, k: int, seed: int, final_dir, state_path=None,
     import torch
     from tqdm.auto import tqdm
 
-    from . import model as models
-
     tc, mc = cfg.train, cfg.model
     total_steps = math.ceil(tc.images / tc.batch_size)
     tr = build_trainer(cfg, tuple(images.shape[1:]), k, seed, total_steps, twin=twin)
@@ -172,13 +170,7 @@ def train_one(cfg, images, k: int, seed: int, final_dir, state_path=None,
               "checkpoint": str(final_dir), "params": count_params(net), **(meta or {})}
     if rank != 0:  # rank 0 saves the (identical) model
         return record
-    unwrapped = acc.unwrap_model(net)
-    ema.copy_to(unwrapped.parameters())
-    unwrapped = unwrapped.to(memory_format=torch.contiguous_format)
-    with tables.atomic_path(final_dir) as tmp:
-        models.save(unwrapped, tmp, mc)
-        (tmp / LOG_FILE).write_text(json.dumps(log))
-        (tmp / RUN_FILE).write_text(json.dumps(record, indent=1))
+    save_ema(acc, net, ema, mc, final_dir, record, log)
     if state_path is not None:
         state_path.unlink(missing_ok=True)
     return record

@@ -344,8 +344,10 @@ def fit_peak(ks, m, n, level: float = 0.95, phi: float = 1.0, per_k: tuple | Non
     ks = np.asarray(ks, float)
     m, n = np.asarray(m, float), np.asarray(n, float)
     x = np.log(ks)
+    f = m / np.maximum(n, 1)
+    top = int(np.argmax(f))
     lo_k, hi_k = per_k if per_k is not None else clopper_pearson(m, n, level)
-    b_lo, b_hi = peak_bracket(ks, m / np.maximum(n, 1), lo_k, hi_k)
+    b_lo, b_hi = peak_bracket(ks, f, lo_k, hi_k)
     # The chi2_1 quantile at (1 + level) / 2, not at level: a narrow peak is carried by two or
     # three grid K, where the likelihood ratio is not yet chi2_1 (at the nominal 3.84 a peak of
     # height 0.3 and spread 0.4 in ln K on the refined grid was covered in 0.89 of 200 runs).
@@ -374,7 +376,6 @@ def fit_peak(ks, m, n, level: float = 0.95, phi: float = 1.0, per_k: tuple | Non
     height = float(np.exp(lh[int(np.argmax(prof_h))]))
     height_lo, height_hi = float(np.exp(h_lo)), float(np.exp(h_hi))
     # goodness of fit: the binomial deviance of the best bump against the saturated model
-    f = m / np.maximum(n, 1)
     sat = float((m * np.log(np.where(m > 0, f, 1))).sum() + ((n - m) * np.log(np.where(n - m > 0, 1 - f, 1))).sum())
     dev = max(2 * (sat - float(prof_mu[i])), 0.0)
     df = max(len(ks) - 3, 1)
@@ -384,8 +385,7 @@ def fit_peak(ks, m, n, level: float = 0.95, phi: float = 1.0, per_k: tuple | Non
     if lo > hi or not fits:
         lo, hi = b_lo, b_hi
     if not fits:
-        top = int(np.argmax(m / np.maximum(n, 1)))
-        height, height_lo, height_hi = float(m[top] / n[top]), float(lo_k[top]), 1.0
-    k = float(np.clip(np.exp(fine[i]), lo, hi)) if fits else float(ks[int(np.argmax(m / np.maximum(n, 1)))])
+        height, height_lo, height_hi = float(f[top]), float(lo_k[top]), 1.0
+    k = float(np.clip(np.exp(fine[i]), lo, hi)) if fits else float(ks[top])
     return Peak(k=k, lo=float(lo), hi=float(hi), fit_lo=fit_lo, fit_hi=fit_hi, bracket_lo=b_lo, bracket_hi=b_hi,
                 height=height, height_lo=height_lo, height_hi=height_hi, fits=fits, fit_p=fit_p)
