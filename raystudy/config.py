@@ -275,9 +275,6 @@ class StudyConfig(_Section):
                 raise ValueError(f"train.snapshots: {s} is not a multiple of train.batch_size ({t.batch_size}): "
                                  "a snapshot is taken after a whole step")
         object.__setattr__(t, "snapshots", _unique("train.snapshots", t.snapshots))
-        if t.workers > 1 and (t.snapshots or self.variants or self.twins):
-            raise ValueError("train.workers > 1 (data-parallel runs) makes no snapshots, variants or twins yet: "
-                             "set train.workers: 1, or leave train.snapshots, variants and twins out")
         for name, over in self.variants.items():
             if not VARIANT_NAME.fullmatch(name):
                 raise ValueError(f"variants: name {name!r} must be letters, digits and _ (a letter first)")

@@ -139,3 +139,44 @@ def test_gaussian_twins_agree_more_as_k_grows(tmp_path, ray_local, digits):
         closed.append(np.clip(x.mean(0) + ((z @ U) * np.sqrt(np.maximum(lam, 0))) @ U.T, -1, 1))
     d_closed = np.sqrt(((closed[0] - closed[1]) ** 2).mean(1))
     assert abs(np.median(d_closed) - med[512]) < 0.03, (np.median(d_closed), med[512])
+
+
+def test_lpips_twin_distances_are_the_lpips_packages(tmp_path, ray_local, digits, monkeypatch):
+    """The twins table in LPIPS: each pair's d_twin is what the ``lpips`` package itself gives for
+    the two samples (a separate lpips.LPIPS given the same AlexNet weights, which the test writes),
+    and the exact memorizer's twins are still copies of their own, disjoint, sets."""
+    import torch
+    import torchvision
+
+    from .test_lpips import ALEX_CONVS, preprocess, quiet_lpips
+
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    torch.manual_seed(0)
+    alex = torchvision.models.alexnet(weights=None)
+    torch.save(alex.state_dict(), weights / "alexnet-owt-7be5be79.pth")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    cfg = load(TINY, ["model.type=empirical", "ks=[2, 8]", "twins=true", "generate.steps=20",
+                      "knn.metrics=[l2, lpips-alex]", f"knn.weights_dir={weights}"])
+    study = tmp_path / "mem"
+    run(cfg, study, echo=lambda *a: None)
+    tw = tables.read_pandas(study, "twins")
+    assert sorted(tw.metric.unique()) == ["l2", "lpips-alex"]
+    ref = quiet_lpips("alex").eval()
+    sd = ref.net.state_dict()
+    for name, i in ALEX_CONVS.items():
+        sd[f"{name}.weight"], sd[f"{name}.bias"] = alex.features[i].weight, alex.features[i].bias
+    ref.net.load_state_dict(sd)
+
+    def lp(x, y):
+        with torch.no_grad():
+            return ref(preprocess(x), preprocess(y)).reshape(-1).double().numpy()
+
+    perm, end = permutation(len(digits), 0), len(digits) - cfg.data.held_out
+    for k, g in tw[tw.metric == "lpips-alex"].groupby("K"):
+        xa = tables.read_samples(study, k, 0, "eval", axes.Axis(twin=0), cfg.train.images)[1]
+        xb = tables.read_samples(study, k, 0, "eval", axes.Axis(twin=1), cfg.train.images)[1]
+        np.testing.assert_allclose(g.sort_values("sample_id")["d_twin"].to_numpy(), lp(xa, xb), rtol=1e-4, atol=1e-6)
+        a, b = digits.get(perm[:k]), digits.get(perm[end - k:end])
+        d_sets = min(lp(a[[i] * k], b).min() for i in range(k))
+        assert (g["d_twin"] >= d_sets * (1 - 1e-4)).all() and (g["d_own_a"] < 1e-4).all(), (k, d_sets)

@@ -25,7 +25,7 @@ import torch
 
 from raystudy import tables
 from raystudy.config import from_dict, load
-from raystudy.datasets import load_dataset, training_images
+from raystudy.datasets import load_dataset
 from raystudy.model import load as load_model
 from raystudy.train import train_one
 
@@ -46,9 +46,14 @@ def _raw(steps: int, checkpoint_steps: int, workers: int) -> dict:
             "knn": {"metrics": ["l2"], "k": 3, "workers": 1}, "ray": {"num_cpus": 2}}
 
 
-def _one_process(cfg, folder: Path) -> tuple[list, dict]:
-    """The reference: ``train_one`` in this process, no Ray (the workers: 1 path)."""
-    train_one(cfg, training_images(load_dataset(cfg.data), K, cfg.study.seed), K, 0, folder)
+def _one_process(cfg, folder: Path, twin: int = 0, snapshots=()) -> tuple[list, dict]:
+    """The reference: ``train_one`` in this process, no Ray (the workers: 1 path), on the twin's
+    K-set; ``snapshots`` (images seen) are saved beside ``folder`` as ``folder-snap-N``."""
+    from raystudy import axes
+
+    images = axes.training_images(cfg, load_dataset(cfg.data), axes.Axis(twin=twin), K)
+    train_one(cfg, images, K, 0, folder, twin=twin,
+              snapshots={s: (folder.with_name(f"{folder.name}-snap-{s}"), None) for s in snapshots})
     return json.loads((folder / "log.json").read_text()), load_model(folder).state_dict()
 
 
@@ -63,20 +68,33 @@ def _assert_same_run(folder: Path, ref_log: list, ref_weights: dict) -> None:
 
 
 def test_two_workers_train_the_one_process_model(tmp_path, ray_local):
+    """Also with the axes of a phase study: a snapshot and a twin on its own K-set, each equal to
+    one process's."""
     from raystudy.study import run
 
-    cfg = from_dict(_raw(steps=12, checkpoint_steps=4, workers=2))
+    snap = 16 * 4
+    cfg = from_dict({**_raw(steps=12, checkpoint_steps=4, workers=2), "twins": True})
+    cfg = from_dict({**cfg.to_dict(), "train": {**cfg.to_dict()["train"], "snapshots": [snap]}})
     run(cfg, tmp_path / "study", only="train", echo=lambda *a: None)
-    folder = tmp_path / "study" / "models" / f"K{K}-s0"
+    models = tmp_path / "study" / "models"
+    folder = models / f"K{K}-s0"
     record = json.loads((folder / "run.json").read_text())
     assert record["steps"] == 12 and record["images_seen"] == 12 * 16 and record["resumed_from_step"] == 0
     assert (folder / "model_index.json").exists() and (folder / "unet").is_dir()  # the DDPMPipeline folder
-    # The train stage's rows came from the data-parallel run, as from a one-process one.
+    # The train stage's rows came from the data-parallel runs, as from one-process ones.
     rows = tables.read(tmp_path / "study", "runs").to_pylist()
-    assert [(r["K"], r["steps"]) for r in rows] == [(K, 12)]
+    assert sorted((r["K"], r["twin"], r["steps"]) for r in rows) == [(K, t, s) for t in (0, 1) for s in (4, 12)]
 
-    ref_log, ref_weights = _one_process(from_dict(_raw(steps=12, checkpoint_steps=4, workers=1)), tmp_path / "one")
-    _assert_same_run(folder, ref_log, ref_weights)
+    one = from_dict(_raw(steps=12, checkpoint_steps=4, workers=1))
+    for twin, name in ((0, f"K{K}-s0"), (1, f"base.twin-K{K}-s0")):
+        ref_log, ref_weights = _one_process(one, tmp_path / f"one{twin}", twin, snapshots=[snap])
+        _assert_same_run(models / name, ref_log, ref_weights)
+        # The snapshot: the EMA weights after 4 steps, saved by rank 0 as one process saves them.
+        _assert_same_run(models / f"{name}-snap-{snap:08d}", json.loads(
+            (tmp_path / f"one{twin}-snap-{snap}" / "log.json").read_text()),
+            load_model(tmp_path / f"one{twin}-snap-{snap}").state_dict())
+    w0, w1 = (load_model(models / n).state_dict() for n in (f"K{K}-s0", f"base.twin-K{K}-s0"))
+    assert max((w0[n] - w1[n]).abs().max().item() for n in w0) > 100 * WEIGHT_ATOL  # the twin is a run of its own
 
 
 def _ray_of(tmp: str) -> list:

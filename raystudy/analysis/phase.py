@@ -540,8 +540,8 @@ def size_figure(pt: pd.DataFrame):
     fin["order"] = fin["params"].astype(float).fillna(0)
     keys = _keys(fin)
     groups = list(fin.groupby(keys, sort=True)) if keys else [((), fin)]
-    fig, axes = plt.subplots(len(groups), len(PANELS), figsize=(3.6 * len(PANELS), 2.6 * len(groups) + 0.4),
-                             squeeze=False)
+    fig, axes = plt.subplots(len(groups), len(PANELS), figsize=(3.7 * len(PANELS), 2.6 * len(groups) + 0.6),
+                             squeeze=False, layout="constrained", sharey="row")
     im = None
     for r, (gkey, g) in enumerate(groups):
         name = " · ".join(map(str, gkey if isinstance(gkey, tuple) else (gkey,)))
@@ -551,7 +551,10 @@ def size_figure(pt: pd.DataFrame):
             if piv.isna().all().all():
                 axes[r][c].set_axis_off()
                 continue
-            im = _grid(axes[r][c], piv, f"{name}: {what}", "variant (parameters)", fmt_y=str)
+            # The variants label the row once: repeated tick labels ran into the panel on their left.
+            im = _grid(axes[r][c], piv, f"{name}: {what}", "variant (parameters)" if c == 0 else "", fmt_y=str)
+            if c:
+                axes[r][c].tick_params(labelleft=False)
     if im is not None:
         fig.colorbar(im, ax=axes, shrink=0.6, label="fraction of samples")
     fig.suptitle("Phase diagram: fraction of samples over K x model size (final snapshot)", fontsize=10)

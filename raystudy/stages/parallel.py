@@ -37,25 +37,31 @@ def trial_resources(cfg, k: int) -> dict:
     return {"cpu": DRIVER_CPU, "gpu": 0.0}
 
 
-def fit(cfg, study_dir, unit: tuple[int, int], meta: dict) -> None:
-    """Train run ``unit`` = (K, seed) on ``cfg.train.workers`` Ray Train workers, from inside its
-    Tune trial; their metrics reach the trial's Tune loggers through ``TuneReportCallback``. A
-    failure fails the trial: Tune's retry (``train.max_failures``) resumes from the state file."""
+def fit(cfg, study_dir, axis, k: int, seed: int, final_dir, state_path, kw: dict) -> None:
+    """Train checkpoint ``axis`` of run (K, seed) on ``cfg.train.workers`` Ray Train workers, from
+    inside its Tune trial: every worker calls ``train_one(..., **kw)`` (the trial's snapshots,
+    stop and twin, decided once here so that every rank runs the same steps); their metrics reach
+    the trial's Tune loggers through ``TuneReportCallback``. A failure fails the trial: Tune's
+    retry (``train.max_failures``) resumes from the state file."""
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
 
+    from .. import axes
+    from . import part_name
+
     tc = cfg.train
-    n = tc.workers_for(unit[0])
+    n = tc.workers_for(k)
     gpus = tc.gpus_per_trial / n
     trainer = TorchTrainer(
         _worker,
-        train_loop_config={"cfg": cfg.to_dict(), "study_dir": str(study_dir), "unit": list(unit), "meta": meta},
+        train_loop_config={"cfg": cfg.to_dict(), "axis": axis, "k": k, "seed": seed, "final_dir": str(final_dir),
+                           "state_path": str(state_path) if state_path else None, "kw": kw},
         scaling_config=ScalingConfig(num_workers=n, use_gpu=gpus > 0,
                                      resources_per_worker={"CPU": tc.cpus_per_trial / n, "GPU": gpus}),
         run_config=RunConfig(
             # A fresh name per attempt: the run's state is the state file, not a Train checkpoint.
-            name=f"dp-K{unit[0]}-s{unit[1]}-{time.strftime('%Y%m%d-%H%M%S')}",
+            name=f"dp-{part_name(axes.make_unit(None, axis, k, seed))}-{time.strftime('%Y%m%d-%H%M%S')}",
             storage_path=str(Path(study_dir) / "ray_results"),
             failure_config=FailureConfig(max_failures=0),
             callbacks=[TuneReportCallback()]),
@@ -69,12 +75,12 @@ def _worker(config: dict) -> None:
     and every worker reports at the same steps."""
     import ray.train
 
+    from .. import axes
     from ..config import from_dict
-    from ..datasets import load_dataset, training_images
-    from ..train import model_dir, state_file, train_one
+    from ..datasets import load_dataset
+    from ..train import train_one
 
-    cfg = from_dict(config["cfg"])
-    study_dir, (k, seed) = config["study_dir"], config["unit"]
-    images = training_images(load_dataset(cfg.data), k, cfg.study.seed)
-    train_one(cfg, images, k, seed, model_dir(study_dir, k, seed), state_file(study_dir, k, seed),
-              meta=config["meta"], on_log=lambda m: ray.train.report({**m, "timesteps_total": m["images_seen"]}))
+    cfg, axis, k = from_dict(config["cfg"]), config["axis"], config["k"]
+    images = axes.training_images(cfg, load_dataset(cfg.data), axis, k)
+    train_one(axes.for_axis(cfg, axis), images, k, config["seed"], config["final_dir"], config["state_path"],
+              on_log=lambda m: ray.train.report({**m, "timesteps_total": m["images_seen"]}), **config["kw"])

@@ -41,34 +41,36 @@ def _trial(params, cfg_dict: dict, study_dir: str, metas: dict):
     k, seed = int(run["K"]), int(run["seed"])
     axis = axes.Axis(run.get("variant", axes.BASE), int(run.get("twin", 0)))
     units = [axes.make_unit(None, axes.Axis(axis.variant, axis.twin, s), k, seed) for s in run.get("snapshots", ())]
-    units += [axes.make_unit(None, axis, k, seed)] if run.get("final", True) else []
-    if cfg.train.workers_for(k) > 1:  # the config refuses the new axes with workers (raystudy.axes)
-        from .parallel import fit
-
-        unit = (k, seed)
-        fit(cfg, study_dir, unit, metas[part_name(unit)])  # Ray Train workers run train_one; this trial waits
-        record_finished(study_dir, unit, metas[part_name(unit)])
-        return
-    images = axes.training_images(cfg, load_dataset(cfg.data), axis, k)
+    final = run.get("final", True)
+    units += [axes.make_unit(None, axis, k, seed)] if final else []
+    final_dir, state = model_dir(study_dir, k, seed, axis), state_file(study_dir, k, seed, axis)
+    meta = metas.get(part_name(axes.make_unit(None, axis, k, seed)))
 
     def snaps():
         return {a.images_seen: (model_dir(study_dir, k, seed, a), metas[part_name(u)])
                 for u in units if not (a := axes.axis_of(u)).final and read_run(model_dir(study_dir, k, seed, a)) is None}
 
-    # Reported at every log interval, not only at checkpoints (Tune needs no Checkpoint with a
-    # report); timesteps_total is the x axis Tune's logger callbacks plot against.
-    report = lambda m: tune.report({**m, "timesteps_total": m["images_seen"]})  # noqa: E731
-    ucfg = axes.for_axis(cfg, axis)
-    final = run.get("final", True)
+    def train(todo, state_path, stop_at):
+        """One pass of the run: in this process, or on Ray Train workers (this trial then waits);
+        either way ``train_one`` with the same arguments, so the same checkpoints."""
+        kw = {"meta": meta, "snapshots": todo, "stop_at": stop_at, "twin": axis.twin}
+        if cfg.train.workers_for(k) > 1:
+            from .parallel import fit
+
+            fit(cfg, study_dir, axis, k, seed, final_dir, state_path, kw)
+            return
+        # Reported at every log interval, not only at checkpoints (Tune needs no Checkpoint with a
+        # report); timesteps_total is the x axis Tune's logger callbacks plot against.
+        report = lambda m: tune.report({**m, "timesteps_total": m["images_seen"]})  # noqa: E731
+        images = axes.training_images(cfg, load_dataset(cfg.data), axis, k)
+        train_one(axes.for_axis(cfg, axis), images, k, seed, final_dir, state_path, on_log=report, **kw)
+
     todo = snaps()
     if final or todo:
-        train_one(ucfg, images, k, seed, model_dir(study_dir, k, seed, axis), state_file(study_dir, k, seed, axis),
-                  meta=metas.get(part_name(axes.make_unit(None, axis, k, seed))), on_log=report, snapshots=todo,
-                  stop_at=None if final else max(todo), twin=axis.twin)
+        train(todo, state, None if final else max(todo))
     # A run resumed from a state past a snapshot it now has to make: the same seeded run again, stopped there.
     if missed := snaps():
-        train_one(ucfg, images, k, seed, model_dir(study_dir, k, seed, axis), None, snapshots=missed,
-                  stop_at=max(missed), twin=axis.twin)
+        train(missed, None, max(missed))
     for u in units:
         record_finished(study_dir, u, metas[part_name(u)])
 
