@@ -6,9 +6,12 @@ For each n_samples: a fresh study of the exact memorizer (model.type: empirical)
 random uniform 32x32 RGB images (data.name: array, 1,000 images), DDIM with --steps steps,
 l2 top-5 neighbours, every stage run by ``raystudy.study.run`` in this process. The driver's
 resident memory (VmRSS of this process alone: Ray's own processes and the actors are not the
-driver) is sampled every 0.5 s by a thread; each stage's high-water mark is the largest
-sample between its "[stage] ... to do" and "done in" lines, and ``ru_maxrss`` gives the
-whole run's. Each size runs in a fresh subprocess so one size's peak cannot hide the next.
+driver) is sampled every 0.05 s by a thread, and its exact high-water mark is the kernel's
+VmHWM: a stage that raised VmHWM peaked at VmHWM's value at its end, any other at the largest
+sample between its "[stage] ... to do" and "done in" lines. Not ``ru_maxrss``: Linux carries the
+parent's resident size at fork into the child's ru_maxrss across execve, so every size's run
+reported this script's own ~700 MB (it imports torch to name the machine), while VmHWM belongs to
+the new process image. Each size runs in a fresh subprocess so one size's peak cannot hide the next.
 Writes benchmarks/results/driver-memory-<machine>.md (``--out-dir``).
 """
 
@@ -18,7 +21,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -30,11 +32,15 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 
-def vmrss_mb() -> float:
+def status_mb(key: str = "VmRSS") -> float:
     for line in open("/proc/self/status"):
-        if line.startswith("VmRSS:"):
+        if line.startswith(key + ":"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def vmrss_mb() -> float:
+    return status_mb("VmRSS")
 
 
 def one(n: int, steps: int) -> dict:
@@ -43,25 +49,24 @@ def one(n: int, steps: int) -> dict:
     from raystudy import study
     from raystudy.config import load
 
-    peaks, maxrss, current, stop = {}, {}, [None], threading.Event()
+    peaks, hwm, hwm0, current, stop = {}, {}, {}, [None], threading.Event()
 
     def sample():
         while not stop.is_set():
             if current[0]:
                 peaks[current[0]] = max(peaks.get(current[0], 0.0), vmrss_mb())
-            stop.wait(0.5)
+            stop.wait(0.05)
 
     def echo(line: str) -> None:
         if line.startswith("[") and "]" in line:
             name = line[1:line.index("]")]
             if " to do " in line:
                 current[0] = name
-                peaks[name] = vmrss_mb()
+                peaks[name], hwm0[name] = vmrss_mb(), status_mb("VmHWM")
             elif " done in " in line:
-                peaks[name] = max(peaks.get(name, 0.0), vmrss_mb())
-                # The process's high-water mark so far: a spike between two samples shows here,
-                # in the first stage whose value exceeds the one before.
-                maxrss[name] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+                hwm[name] = status_mb("VmHWM")
+                # A stage that raised the high-water mark peaked exactly there, between samples or not.
+                peaks[name] = hwm[name] if hwm[name] > hwm0[name] else max(peaks.get(name, 0.0), vmrss_mb())
                 current[0] = None
 
     with tempfile.TemporaryDirectory(prefix="drvmem-") as d:
@@ -79,9 +84,9 @@ def one(n: int, steps: int) -> dict:
         stop.set()
         times = json.loads(Path(d, "study", "stages.json").read_text())
     return {"n_samples": n, "peak_mb": {k: round(v) for k, v in peaks.items()},
-            "maxrss_mb": {k: round(v) for k, v in maxrss.items()},
+            "hwm_mb": {k: round(v) for k, v in hwm.items()},
             "stage_s": {k: v["wall_s"] for k, v in times.items()},
-            "ru_maxrss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024), "wall_s": round(wall, 1)}
+            "hwm_run_mb": round(status_mb("VmHWM")), "wall_s": round(wall, 1)}
 
 
 def main(argv=None) -> None:
@@ -113,17 +118,17 @@ def main(argv=None) -> None:
          f"Command: `OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '')} python benchmarks/driver_memory.py "
          f"{' '.join(argv if argv is not None else sys.argv[1:])}`.",
          f"Study: exact memorizer, K = 2 random uniform 32x32 RGB images, DDIM-{args.steps}, l2 top-5, 2 local Ray "
-         "CPUs; the driver's VmRSS sampled every 0.5 s, high-water mark per stage (MB); stage wall time in brackets.",
-         "", "| samples per set | " + " | ".join(stages) + " | whole run (ru_maxrss) |",
+         "CPUs; the driver's peak resident memory per stage (MB: VmHWM where the stage raised it, else the largest "
+         "VmRSS sample, every 0.05 s); stage wall time in brackets.",
+         "", "| samples per set | " + " | ".join(stages) + " | whole run (VmHWM) |",
          "|---:|" + "---:|" * (len(stages) + 1)]
     for r in results:
         L.append(f"| {r['n_samples']} | " + " | ".join(
-            f"{r['peak_mb'].get(s, '-')} ({r['stage_s'].get(s, 0):.0f} s)" for s in stages) + f" | {r['ru_maxrss_mb']} |")
-    L += ["", "The process's ru_maxrss after each stage (MB; a spike shorter than the 0.5 s sampling shows here, "
-          "in the first stage whose value exceeds the one before):", "",
+            f"{r['peak_mb'].get(s, '-')} ({r['stage_s'].get(s, 0):.0f} s)" for s in stages) + f" | {r['hwm_run_mb']} |")
+    L += ["", "The driver's VmHWM after each stage (MB: its high-water mark so far):", "",
           "| samples per set | " + " | ".join(stages) + " |", "|---:|" + "---:|" * len(stages)]
     for r in results:
-        L.append(f"| {r['n_samples']} | " + " | ".join(str(r.get("maxrss_mb", {}).get(s, "-")) for s in stages) + " |")
+        L.append(f"| {r['n_samples']} | " + " | ".join(str(r.get("hwm_mb", {}).get(s, "-")) for s in stages) + " |")
     write_results(args.out_dir, f"driver-memory-{machine_slug(m)}", "\n".join(L) + "\n")
 
 
