@@ -215,6 +215,7 @@ def run(cfg, study_dir, dry_run: bool = False, echo=None, only: str | None = Non
 
     say = echo or print  # the dry run's report is the command's output, whatever the log level
     echo = echo or log.info
+    tables.use_system_allocator()
     study_dir = study_folder(study_dir)
     dataset = load_dataset(cfg.data)
     validate_against_data(cfg, dataset)

@@ -264,6 +264,17 @@ def part_meta(study_dir, name: str, part: str) -> dict[str, str] | None:
 ROW_GROUP_ROWS = {"samples": 256}
 
 
+def use_system_allocator() -> None:
+    """pyarrow's allocations from here on go to the C library's malloc, not its default pool.
+
+    For the driver, which reads a study's tables unit by unit for hours: the default pool
+    (mimalloc) keeps the pages a read freed, so the driver's resident memory grew with the
+    samples it read (classify + figures: +42 MB at 20,000 samples per set, 2 MB of neighbour
+    distances read; benchmarks/driver_memory.py), where malloc gives them back. The Ray
+    workers, which read and write large parts at full speed, keep the default pool."""
+    pa.set_memory_pool(pa.system_memory_pool())
+
+
 def read(study_dir, name: str, columns: list[str] | None = None, filters=None,
          by_row_group: bool = False) -> pa.Table:
     """Read a whole table (all parts); an absent table is an empty table of its schema.
