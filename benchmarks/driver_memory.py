@@ -39,9 +39,6 @@ def status_mb(key: str = "VmRSS") -> float:
     return float("nan")
 
 
-def vmrss_mb() -> float:
-    return status_mb("VmRSS")
-
 
 def one(n: int, steps: int) -> dict:
     import numpy as np
@@ -54,7 +51,7 @@ def one(n: int, steps: int) -> dict:
     def sample():
         while not stop.is_set():
             if current[0]:
-                peaks[current[0]] = max(peaks.get(current[0], 0.0), vmrss_mb())
+                peaks[current[0]] = max(peaks.get(current[0], 0.0), status_mb())
             stop.wait(0.05)
 
     def echo(line: str) -> None:
@@ -62,11 +59,11 @@ def one(n: int, steps: int) -> dict:
             name = line[1:line.index("]")]
             if " to do " in line:
                 current[0] = name
-                peaks[name], hwm0[name] = vmrss_mb(), status_mb("VmHWM")
+                peaks[name], hwm0[name] = status_mb(), status_mb("VmHWM")
             elif " done in " in line:
                 hwm[name] = status_mb("VmHWM")
                 # A stage that raised the high-water mark peaked exactly there, between samples or not.
-                peaks[name] = hwm[name] if hwm[name] > hwm0[name] else max(peaks.get(name, 0.0), vmrss_mb())
+                peaks[name] = hwm[name] if hwm[name] > hwm0[name] else max(peaks.get(name, 0.0), status_mb())
                 current[0] = None
 
     with tempfile.TemporaryDirectory(prefix="drvmem-") as d:

@@ -73,8 +73,8 @@ def test_two_workers_train_the_one_process_model(tmp_path, ray_local):
     from raystudy.study import run
 
     snap = 16 * 4
-    cfg = from_dict({**_raw(steps=12, checkpoint_steps=4, workers=2), "twins": True})
-    cfg = from_dict({**cfg.to_dict(), "train": {**cfg.to_dict()["train"], "snapshots": [snap]}})
+    raw = _raw(steps=12, checkpoint_steps=4, workers=2)
+    cfg = from_dict({**raw, "twins": True, "train": {**raw["train"], "snapshots": [snap]}})
     run(cfg, tmp_path / "study", only="train", echo=lambda *a: None)
     models = tmp_path / "study" / "models"
     folder = models / f"K{K}-s0"

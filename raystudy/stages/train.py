@@ -13,6 +13,7 @@ made by the same seeded run again, stopped there (the final model is left as it 
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -50,6 +51,10 @@ def _trial(params, cfg_dict: dict, study_dir: str, metas: dict):
         return {a.images_seen: (model_dir(study_dir, k, seed, a), metas[part_name(u)])
                 for u in units if not (a := axes.axis_of(u)).final and read_run(model_dir(study_dir, k, seed, a)) is None}
 
+    @functools.cache
+    def images():  # read once per trial, and only where this process trains
+        return axes.training_images(cfg, load_dataset(cfg.data), axis, k)
+
     def train(todo, state_path, stop_at):
         """One pass of the run: in this process, or on Ray Train workers (this trial then waits);
         either way ``train_one`` with the same arguments, so the same checkpoints."""
@@ -62,8 +67,7 @@ def _trial(params, cfg_dict: dict, study_dir: str, metas: dict):
         # Reported at every log interval, not only at checkpoints (Tune needs no Checkpoint with a
         # report); timesteps_total is the x axis Tune's logger callbacks plot against.
         report = lambda m: tune.report({**m, "timesteps_total": m["images_seen"]})  # noqa: E731
-        images = axes.training_images(cfg, load_dataset(cfg.data), axis, k)
-        train_one(axes.for_axis(cfg, axis), images, k, seed, final_dir, state_path, on_log=report, **kw)
+        train_one(axes.for_axis(cfg, axis), images(), k, seed, final_dir, state_path, on_log=report, **kw)
 
     todo = snaps()
     if final or todo:
