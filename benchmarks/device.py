@@ -29,7 +29,7 @@ Parts (each timed; a part that fails writes its error into the file and the rest
 * precision: bf16 sampling's label changes, as benchmarks/precision_check.py (demo UNet
   trained by ``train_one`` on K = 32 digits, eval samples in fp32 and bf16 from the same
   seeds, labelled by ``raystudy.labels.label_samples`` against the K-set and an fp32 ref
-  set). ``sample_images`` enables autocast on CUDA only, so on a CPU both are fp32.
+  set; ``precision_check.paired_labels`` itself).
 
 LPIPS weights: with ``--weights-dir`` holding torchvision's alexnet-owt-7be5be79.pth (or it
 in torch's hub cache) the real backbone is used; otherwise ``pnet_rand=True`` (random
@@ -180,7 +180,6 @@ def part_sample(dev, args, log) -> dict:
         wall = time.perf_counter() - t0
         out[name] = n / wall
         log(f"[sample] DDIM-{out['steps']} {name}: {n / wall:.2f} samples/s ({n} in {wall:.2f} s)")
-    out["bf16_active"] = dev.type == "cuda"
     return out
 
 
@@ -242,48 +241,19 @@ def part_lpips(dev, args, log) -> dict:
 
 def part_precision(dev, args, log) -> dict:
     import numpy as np
-    import torch
     from accelerate.state import AcceleratorState
+    from precision_check import LABELS, demo_config, paired_labels
 
-    from raystudy.config import load
-    from raystudy.datasets import load_dataset, training_images
-    from raystudy.labels import label_samples
-    from raystudy.metrics.search import knn_search
-    from raystudy.model import load as load_model
-    from raystudy.sampling import make_scheduler, sample_images
-    from raystudy.seeds import sample_seed
-    from raystudy.train import train_one
-
-    cfg = load(ROOT / "configs" / "demo.yaml")
-    steps, n, k = (3, 16, 32) if args.small else (args.precision_steps, args.precision_n, 32)
-    cfg = cfg.model_copy(update={
-        "train": cfg.train.model_copy(update={"images": steps * cfg.train.batch_size, "checkpoint_every": 10 ** 12,
-                                              "mixed_precision": "no"}),
-        "generate": cfg.generate.model_copy(update={"steps": 3 if args.small else 50})})
-    train = np.ascontiguousarray(training_images(load_dataset(cfg.data), k, cfg.study.seed), dtype=np.float32)
+    steps, n = (3, 16) if args.small else (args.precision_steps, args.precision_n)
+    cfg = demo_config(steps, "ddim", 3 if args.small else 50)
     AcceleratorState._reset_state(True)
-    with tempfile.TemporaryDirectory() as d:
-        train_one(cfg, train, k, 0, Path(d) / "m")
-        net = load_model(Path(d) / "m").to(dev).eval()
-    sched = make_scheduler(cfg.generate, cfg.model)
-    seeds = {s: [sample_seed(cfg.study.seed, k, 0, s, i) for i in range(n)] for s in ("eval", "ref")}
-    shape = tuple(train.shape[1:])
-    ev32 = sample_images(net, sched, seeds["eval"], shape, dev)
-    ev16 = sample_images(net, sched, seeds["eval"], shape, dev, torch.bfloat16)
-    ref = sample_images(net, sched, seeds["ref"], shape, dev)
-    D = float(np.prod(shape))
-
-    def labels(ev):
-        dt_, _ = knn_search(ev, train, 1)
-        ds_, _ = knn_search(ev, ref, 1)
-        return label_samples(np.sqrt(dt_[:, 0] / D), np.sqrt(ds_[:, 0] / D), cfg.classify.delta_m["l2"],
-                             cfg.classify.delta_s["l2"])
-    a, b = labels(ev32), labels(ev16)
-    out = {"n": n, "train_steps": steps, "changed": int((a != b).sum()), "bf16_active": dev.type == "cuda",
-           "fractions": {lab: (float(np.mean(a == lab)), float(np.mean(b == lab)))
-                         for lab in ("memorized", "spurious", "generalized")},
+    r = paired_labels(cfg, 32, n, dev, batch=n, log=lambda s: log(f"[precision] {s}"))
+    a, b = r["res"]["fp32"]["labels"], r["res"]["bf16"]["labels"]
+    ev32, ev16 = r["imgs"]["fp32", "eval"], r["imgs"]["bf16", "eval"]
+    out = {"n": n, "train_steps": steps, "changed": int((a != b).sum()),
+           "fractions": {lab: (float(np.mean(a == lab)), float(np.mean(b == lab))) for lab in LABELS},
            "max_pixel_diff": float(np.abs(ev32 - ev16).max())}
-    log(f"[precision] {out['changed']} of {n} labels changed fp32 -> bf16 (autocast active: {out['bf16_active']})")
+    log(f"[precision] {out['changed']} of {n} labels changed fp32 -> bf16")
     return out
 
 
@@ -320,8 +290,8 @@ def report(res: dict, m: dict, args, cmd: str, wall: float, installed: list[str]
     if "fp32" in s:
         L += ["## Sampling (raystudy.sampling.sample_images, same UNet)", "",
               f"DDIM-{s['steps']}, {s['n']} samples per call: fp32 **{s['fp32']:.2f}** samples/s, bf16 autocast "
-              f"**{s['bf16']:.2f}** samples/s" + ("" if s["bf16_active"] else
-                                                 " (autocast is CUDA-only in sample_images: both fp32 here)") + ".", ""]
+              f"**{s['bf16']:.2f}** samples/s" + (" (autocast on a CPU: bf16's numerics, not a GPU's speed)"
+                                                 if m.get("device") == "cpu" else "") + ".", ""]
     lp = res.get("lpips", {})
     if "embed_s" in lp:
         L += ["## LPIPS-alex exact top-5 (raystudy.metrics.lpips + knn_search backend=torch)", "",
@@ -344,9 +314,8 @@ def report(res: dict, m: dict, args, cmd: str, wall: float, installed: list[str]
     if "changed" in pr:
         L += ["## bf16 sampling's label changes (as benchmarks/precision_check.py)", "",
               f"Demo UNet trained {pr['train_steps']} steps on K = 32 digits; {pr['n']} eval samples in fp32 and bf16 "
-              f"from the same seeds: **{pr['changed']} of {pr['n']}** labels changed"
-              + ("" if pr["bf16_active"] else " (autocast is CUDA-only in sample_images: both fp32 here)")
-              + f"; largest pixel difference {pr['max_pixel_diff']:.3g}.", "",
+              f"from the same seeds (bf16: autocast, on a CPU too): **{pr['changed']} of {pr['n']}** labels "
+              f"changed; largest pixel difference {pr['max_pixel_diff']:.3g}.", "",
               "| label | fp32 | bf16 |", "|---|---:|---:|"]
         L += [f"| {lab} | {a:.3f} | {b:.3f} |" for lab, (a, b) in pr["fractions"].items()]
         L.append("")

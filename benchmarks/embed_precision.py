@@ -140,8 +140,9 @@ def main(argv=None) -> None:
         log(f"{name}: {cases[-1]}; embed fp32 {times[name, 'fp32']:.1f} s, bf16 {times[name, 'bf16']:.1f} s")
 
     if args.demo is not None:
+        from raystudy import axes
         from raystudy.config import load
-        from raystudy.datasets import load_dataset, training_images
+        from raystudy.datasets import load_dataset
         from raystudy.tables import read_samples
 
         cfg = load(args.demo / "config.yaml")
@@ -152,7 +153,7 @@ def main(argv=None) -> None:
                 _, rf = read_samples(args.demo, k, 0, "ref")
             except FileNotFoundError:
                 continue
-            train = np.asarray(training_images(data, k, cfg.study.seed), dtype=np.float32)
+            train = np.asarray(axes.training_images(cfg, data, axes.Axis(), k), dtype=np.float32)
             run(f"demo K={k}: eval vs K-set", ev, train)
             run(f"demo K={k}: eval vs ref", ev, rf)
     rng = np.random.default_rng(0)

@@ -10,13 +10,12 @@ weights, loaded back with ``raystudy.model.load``). Then, with the same per-samp
 (``raystudy.seeds.sample_seed``) and the demo's sampler (DDIM, 50 steps):
 
 * fp32: the eval set and an independent ref set, sampled in fp32;
-* bf16: the eval set again (same seeds) under ``torch.autocast(device, bfloat16)`` -- forced
-  on the CPU too (``sample_images`` only enables autocast on CUDA, so the loop is written
-  here, step for step the same as ``sample_images``).
+* bf16: the eval set again (same seeds) under ``torch.autocast(device, bfloat16)``, which
+  ``sample_images`` applies on any device (on a CPU: bf16's numerics, not a GPU's speed).
 
 Each eval sample gets its per-pixel RMS distance (``raystudy.metrics.PixelL2``: ||x-y||/sqrt(D)
 on [-1, 1]) to the nearest training image (d_train) and to the nearest sample of the fp32 ref set
-(d_synth), the same reference for both precisions,, by brute force, and is labelled with
+(d_synth), the same reference for both precisions, by brute force, and is labelled with
 ``raystudy.labels.label_samples`` at the demo's thresholds (delta_m = delta_s = 0.1).
 
 Because the seeds are shared, the two precisions' samples are paired. The check reports,
@@ -76,6 +75,54 @@ def nearest_rms(q, refs):
     return np.sqrt(np.maximum(sq.min(1), 0) / q.shape[1])
 
 
+def demo_config(steps: int, sampler: str = "ddim", sample_steps: int = 50):
+    """configs/demo.yaml trained ``steps`` steps in fp32, sampled by ``sampler``."""
+    from raystudy.config import load
+
+    cfg = load(ROOT / "configs" / "demo.yaml")
+    return cfg.model_copy(update={
+        "train": cfg.train.model_copy(update={"images": steps * cfg.train.batch_size, "checkpoint_every": 10**12,
+                                              "mixed_precision": "no"}),
+        "generate": cfg.generate.model_copy(update={"sampler": sampler, "steps": sample_steps})})
+
+
+def paired_labels(cfg, k: int, n: int, dev, batch: int, log=print) -> dict:
+    """The check's measurement (benchmarks/device.py runs it on a GPU): a model trained on the
+    K-set, ``n`` eval samples in fp32 and in bf16 from the same seeds plus ``n`` fp32 ref
+    samples, and each precision's d_train, d_synth and labels at the config's l2 thresholds."""
+    import numpy as np
+
+    from raystudy import axes
+    from raystudy.datasets import load_dataset
+    from raystudy.labels import label_samples
+    from raystudy.model import load as load_model
+    from raystudy.sampling import make_scheduler, sample_seed
+    from raystudy.train import train_one
+
+    seed = 0
+    train = np.ascontiguousarray(axes.training_images(cfg, load_dataset(cfg.data), axes.Axis(), k), dtype=np.float32)
+    with tempfile.TemporaryDirectory() as d:
+        rec = train_one(cfg, train, k, seed, Path(d) / "model")
+        model = load_model(Path(d) / "model").to(dev).eval()
+    log(f"trained K={k}: {rec['steps']} steps, final loss {rec['final_loss']:.4f}, {rec['wall_s']:.0f} s")
+    sched = make_scheduler(cfg.generate, cfg.model)
+    seeds = {s: np.asarray([sample_seed(cfg.study.seed, k, seed, s, i) for i in range(n)]) for s in ("eval", "ref")}
+    imgs, times = {}, {}
+    for prec, s in (("fp32", "eval"), ("fp32", "ref"), ("bf16", "eval")):
+        t = time.time()
+        imgs[prec, s] = sample(model, sched, seeds[s], tuple(train.shape[1:]), dev, prec == "bf16", batch)
+        times[prec, s] = time.time() - t
+        log(f"sampled {prec} {s}: {n} in {times[prec, s]:.0f} s")
+    dm, ds = cfg.classify.delta_m["l2"], cfg.classify.delta_s["l2"]
+    res = {}
+    for prec in ("fp32", "bf16"):
+        d_train = nearest_rms(imgs[prec, "eval"], train)
+        d_synth = nearest_rms(imgs[prec, "eval"], imgs["fp32", "ref"])
+        res[prec] = {"d_train": d_train, "d_synth": d_synth, "labels": label_samples(d_train, d_synth, dm, ds)}
+    return {"train": train, "rec": rec, "sched": sched, "imgs": imgs, "times": times, "res": res,
+            "delta_m": dm, "delta_s": ds}
+
+
 def mcnemar_exact(b: int, c: int) -> float:
     """Two-sided exact McNemar p-value for discordant counts b, c."""
     n = b + c
@@ -111,12 +158,7 @@ def main(argv=None) -> None:
     import numpy as np
     import torch
 
-    from raystudy.config import load
-    from raystudy.datasets import load_dataset, training_images
     from raystudy.labels import label_samples
-    from raystudy.model import load as load_model
-    from raystudy.sampling import make_scheduler, sample_seed
-    from raystudy.train import train_one
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -127,34 +169,11 @@ def main(argv=None) -> None:
     def log(s):
         print(f"[{time.time() - t0:6.0f}s] {s}", flush=True)
 
-    cfg = load(ROOT / "configs" / "demo.yaml")
-    cfg = cfg.model_copy(update={
-        "train": cfg.train.model_copy(update={"images": args.steps * cfg.train.batch_size, "checkpoint_every": 10**9,
-                                              "mixed_precision": "no"}),
-        "generate": cfg.generate.model_copy(update={"sampler": args.sampler, "steps": args.sample_steps})})
-    k, seed = args.k, 0
-    train = np.ascontiguousarray(training_images(load_dataset(cfg.data), k, cfg.study.seed), dtype=np.float32)
-    shape = tuple(train.shape[1:])
-    with tempfile.TemporaryDirectory() as d:
-        rec = train_one(cfg, train, k, seed, Path(d) / "model")
-        model = load_model(Path(d) / "model").to(dev).eval()
-    log(f"trained K={k}: {rec['steps']} steps, final loss {rec['final_loss']:.4f}, {rec['wall_s']:.0f} s")
-
-    sched = make_scheduler(cfg.generate, cfg.model)
-    seeds = {s: np.asarray([sample_seed(cfg.study.seed, k, seed, s, i) for i in range(args.n)]) for s in ("eval", "ref")}
-    imgs, times = {}, {}
-    for prec, s in (("fp32", "eval"), ("fp32", "ref"), ("bf16", "eval")):
-        t = time.time()
-        imgs[prec, s] = sample(model, sched, seeds[s], shape, dev, prec == "bf16", args.batch)
-        times[prec, s] = time.time() - t
-        log(f"sampled {prec} {s}: {args.n} in {times[prec, s]:.0f} s")
-
-    dm, ds = cfg.classify.delta_m["l2"], cfg.classify.delta_s["l2"]
-    res = {}
-    for prec in ("fp32", "bf16"):
-        d_train = nearest_rms(imgs[prec, "eval"], train)
-        d_synth = nearest_rms(imgs[prec, "eval"], imgs["fp32", "ref"])
-        res[prec] = {"d_train": d_train, "d_synth": d_synth, "labels": label_samples(d_train, d_synth, dm, ds)}
+    k = args.k
+    cfg = demo_config(args.steps, args.sampler, args.sample_steps)
+    out = paired_labels(cfg, k, args.n, dev, args.batch, log)
+    train, rec, sched, imgs, times, res = (out[x] for x in ("train", "rec", "sched", "imgs", "times", "res"))
+    dm, ds = out["delta_m"], out["delta_s"]
     a, b = res["fp32"]["labels"], res["bf16"]["labels"]
     n = args.n
     pair_rms = np.sqrt(((imgs["fp32", "eval"] - imgs["bf16", "eval"]) ** 2).reshape(n, -1).mean(1))

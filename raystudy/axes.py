@@ -157,7 +157,7 @@ def unit_kset(cfg, dataset, unit_or_axis, k: Optional[int] = None) -> np.ndarray
 
 def training_images(cfg, dataset, axis: Axis, k: int):
     """The K-set a model of ``axis`` trains on: an array, or ``LazyImages`` where the dataset
-    renders on demand (as ``datasets.training_images``)."""
+    renders on demand, so memory stays flat as K grows."""
     from .datasets import LazyImages
 
     idx = unit_kset(cfg, dataset, axis, k)

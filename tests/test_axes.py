@@ -22,11 +22,10 @@ def _weights(folder):
 def test_snapshots_are_the_runs_own_ema_weights_and_change_nothing(tmp_path, digits):
     """A snapshot at s images is the EMA model of the same run stopped at s (an independent run
     with train.images = s), and the final model is the one of a run without snapshots."""
-    from raystudy.datasets import training_images
     from raystudy.train import read_run, train_one
 
     cfg = load(TINY, ["train.images=256"])
-    images = training_images(digits, 4, cfg.study.seed)
+    images = axes.training_images(cfg, digits, axes.Axis(), 4)
     plain = train_one(cfg, images, 4, 0, tmp_path / "plain")
     snap = {128: (tmp_path / "snap-128", {"fingerprint": "x"})}
     with_snap = train_one(cfg, images, 4, 0, tmp_path / "with", state_path=tmp_path / ".state.pt", snapshots=snap)

@@ -150,6 +150,26 @@ def test_bracket_by_definition():
     assert T.bracket(ks, [.9, .0, .7, .0, .0], [1, .2, .9, .1, .1]) == (2.0, 128.0)
 
 
+def test_lr_interval_ends_are_the_profiles_roots():
+    """Every profile interval (crossing, peak, exponent) ends where the likelihood ratio meets the
+    threshold, interpolated between grid points: for a chi2-shaped LR of a known centre and
+    spread the ends are centre -/+ spread * sqrt(thr) in closed form, to the interpolation's
+    error (a quarter of step^2 times the LR's curvature over the slope there)."""
+    thr, c, s = float(sps.chi2.ppf(0.95, 1)), 1.3, 0.4
+    root = s * np.sqrt(thr)
+    for n in (15, 41, 200):
+        grid = np.linspace(-1.0, 3.0, n)
+        lo, hi, a, b = T.lr_interval(grid, ((grid - c) / s) ** 2, thr)
+        step = grid[1] - grid[0]
+        tol = step ** 2 / (4 * root)  # LR'' = 2 / s^2, |LR'| = 2 root / s^2 at the roots
+        assert abs(lo - (c - root)) <= tol and abs(hi - (c + root)) <= tol, (n, lo, hi)
+        assert grid[a - 1] < lo <= grid[a] and grid[b] <= hi < grid[b + 1]
+    # accepted at a grid end: the end is the grid's; nothing accepted: the best point alone
+    grid = np.linspace(0.0, 1.0, 11)
+    assert T.lr_interval(grid, (grid / 0.5) ** 2, thr)[0::2] == (0.0, 0)
+    assert T.lr_interval(grid, 10 + (grid - 0.3) ** 2, thr) == (grid[3], grid[3], 3, 3)
+
+
 def test_fit_recovers_a_known_logistic():
     ks = REFINED.astype(float)
     n = np.full(len(ks), 1e6)

@@ -50,7 +50,7 @@ from scipy import stats as sps
 
 from .load import LABELS
 from .stats import _crossing, format_k, interval_curves, transition_summary
-from .transition import _profile, fraction_intervals, overdispersion
+from .transition import _profile, fraction_intervals, lr_interval, overdispersion
 
 BASE = "base"
 AXES = ("variant", "images_seen")
@@ -294,22 +294,11 @@ def exponent_fit(ks, cells, lnt, level: float = 0.95, phi: float = 1.0, q: float
     ok = np.flatnonzero(2 * (pc.max() - pc) <= thr + 1.0)  # + 1: room for the interpolation's error
     bs = np.linspace(coarse[max(ok[0] - 1, 0)], coarse[min(ok[-1] + 1, N_B_COARSE - 1)], N_B)
     pb, ab = refined(bs)
-    lr = 2 * (pb.max() - pb)
-    ok = np.flatnonzero(lr <= thr)
-    i0, i1 = ok[0], ok[-1]
-
-    def edge(i, j):  # b where the LR crosses thr between grid points i (outside) and j (inside)
-        t = (thr - lr[j]) / (lr[i] - lr[j])
-        return bs[j] + t * (bs[i] - bs[j])
-
-    if i0 > 0:
-        b_lo = float(edge(i0 - 1, i0))
-    else:  # accepted at the grid's start: open if that is B_MIN
-        b_lo = -np.inf if bs[0] <= B_MIN else float(bs[0])
-    if i1 < N_B - 1:
-        b_hi = float(edge(i1 + 1, i1))
-    else:
-        b_hi = np.inf if bs[-1] >= B_MAX else float(bs[-1])
+    b_lo, b_hi, i0, i1 = lr_interval(bs, 2 * (pb.max() - pb), thr)
+    if i0 == 0 and bs[0] <= B_MIN:  # accepted at the whole range's end: open
+        b_lo = -np.inf
+    if i1 == N_B - 1 and bs[-1] >= B_MAX:
+        b_hi = np.inf
     # on a flat ridge (sharp, unresolved transitions) every b of the ridge is a maximum: take its middle
     best = np.flatnonzero(pb >= pb.max() - 1e-3)
     ib = int(best[len(best) // 2])

@@ -429,5 +429,8 @@ def command(args) -> None:
     matplotlib.use("Agg")  # a command line draws into files, never onto a screen
     if args.n_boot < 1:
         raise AnalysisError("--n-boot must be at least 1")
+    from .. import tables
+
+    tables.use_system_allocator()  # a driver reading every table of the studies, as study.run's
     page = write_report(args.dirs, args.out, pdf=args.pdf, n_boot=args.n_boot)
     print(f"report: {page}")

@@ -169,6 +169,33 @@ def _profile(xs, x, m, n, q):
     return np.where(better, best, grid_best), np.where(better, np.exp(lw), W_GRID[j])
 
 
+def lr_interval(grid, lr, thr):
+    """The accepted region of a likelihood-ratio profile ``lr`` on ``grid`` (lr <= thr): its
+    ends, linearly interpolated between the last accepted and first rejected point, and the
+    first and last accepted indices. An end accepted at the grid's edge is the edge (the caller
+    decides whether that means open); where no point is accepted (a better maximum found off
+    this grid), the point nearest to acceptance stands alone."""
+    lr = np.asarray(lr, float)
+    ok = np.flatnonzero(lr <= thr)
+    if len(ok) == 0:  # no crossing to interpolate: extrapolating the two nearest would leave the grid
+        a = int(np.argmin(lr))
+        return float(grid[a]), float(grid[a]), a, a
+    a, b = int(ok[0]), int(ok[-1])
+
+    def cut(i, j):  # i outside, j inside
+        t = (thr - lr[j]) / (lr[i] - lr[j])
+        return float(grid[j] + t * (grid[i] - grid[j]))
+
+    lo = float(grid[0]) if a == 0 else cut(a - 1, a)
+    hi = float(grid[-1]) if b == len(grid) - 1 else cut(b + 1, b)
+    return lo, hi, a, b
+
+
+def _edges(grid, prof, thr):
+    """:func:`lr_interval` of a log-likelihood profile against its own maximum."""
+    return lr_interval(grid, 2 * (prof.max() - prof), thr)
+
+
 def fit_crossing(ks, m, n, q: float = 0.5, level: float = 0.95, phi: float = 1.0,
                  per_k: tuple | None = None) -> Crossing:
     """Fit the logistic to counts ``m`` of ``n`` at ``ks`` and return the ``q`` crossing with
@@ -186,8 +213,7 @@ def fit_crossing(ks, m, n, q: float = 0.5, level: float = 0.95, phi: float = 1.0
     thr = phi * stats.chi2.ppf(level, 1)
     grid = np.linspace(x.min() - PAD, x.max() + PAD, N_X)
     prof, _ = _profile(grid, x, m, n, q)
-    ok = np.flatnonzero(2 * (prof.max() - prof) <= thr)
-    a, b = ok[0], ok[-1]
+    _, _, a, b = _edges(grid, prof, thr)
     # the same on a grid fine enough for large n: the accepted region and one step beyond it
     fx = np.linspace(grid[max(a - 1, 0)], grid[min(b + 1, N_X - 1)], N_X)
     fprof, fw = _profile(fx, x, m, n, q)
@@ -196,18 +222,10 @@ def fit_crossing(ks, m, n, q: float = 0.5, level: float = 0.95, phi: float = 1.0
     # which is why the interval, not k, is the answer there
     i1 = int(np.argmax(fprof))
     xq, w = fx[i1], float(fw[i1])
-    lr = 2 * (top - fprof)
-    ok = np.flatnonzero(lr <= thr)
-    if len(ok) == 0:  # the coarse maximum was the better one (ridge at the grid's end)
-        ok = np.array([int(np.argmin(lr))])
-    a2, b2 = ok[0], ok[-1]
-
-    def edge(i, j):  # ln K where the LR crosses thr between fine points i (outside) and j (inside)
-        t = (thr - lr[j]) / (lr[i] - lr[j])
-        return fx[j] + t * (fx[i] - fx[j])
-
-    fit_lo = 0.0 if a == 0 else float(np.exp(edge(a2 - 1, a2) if a2 > 0 else fx[0]))
-    fit_hi = np.inf if b == N_X - 1 else float(np.exp(edge(b2 + 1, b2) if b2 < N_X - 1 else fx[-1]))
+    # against ``top``: the coarse maximum may be the better one (a ridge at the grid's end)
+    lo_x, hi_x, _, _ = lr_interval(fx, 2 * (top - fprof), thr)
+    fit_lo = 0.0 if a == 0 else float(np.exp(lo_x))
+    fit_hi = np.inf if b == N_X - 1 else float(np.exp(hi_x))
 
     lo, hi = max(fit_lo, b_lo), min(fit_hi, b_hi)
     if lo > hi:  # the logistic does not fit where the data say the crossing is: keep the bracket
@@ -283,36 +301,31 @@ class Peak:
         return {f"{prefix}_{key}" if key != "k" else prefix: v for key, v in asdict(self).items()}
 
 
+def _bump(mu, s, h, x):
+    """f(ln K) = h exp(-(ln K - mu)^2 / (2 s^2)) at ``x`` = ln K on the grid (A, B, C): (A, B, C, K)."""
+    with np.errstate(over="ignore"):  # Nelder-Mead may try a spread whose square is inf: a flat bump, g = 1
+        g = np.exp(-((x[None, None, :] - mu[:, None, None]) ** 2) / (2 * s[None, :, None] ** 2))  # (A, B, K)
+    return h[None, None, :, None] * g[:, :, None, :]
+
+
+def _binomial_loglik(p, m, n):
+    """Binomial log-likelihood (less its constant) of counts m of n at p, summed over the last axis."""
+    return (np.log(np.maximum(p, 1e-300)) * m).sum(-1) + (np.log1p(-p) * (n - m)).sum(-1)
+
+
 def _bump_loglik(mu, s, h, x, m, n):
-    """Binomial log-likelihood of f(ln K) = h exp(-(ln K - mu)^2 / (2 s^2)) on the grid (A, B, C)."""
-    g = np.exp(-((x[None, None, :] - mu[:, None, None]) ** 2) / (2 * s[None, :, None] ** 2))  # (A, B, K)
-    p = np.clip(h[None, None, :, None] * g[:, :, None, :], 1e-300, 1 - 1e-12)               # (A, B, C, K)
-    return (np.log(p) * m).sum(-1) + (np.log1p(-p) * (n - m)).sum(-1)
-
-
-def _edges(grid, prof, thr):
-    """The accepted interval of a profile on ``grid`` (LR <= thr), linearly interpolated at
-    both ends; an end that is accepted at the grid's edge is returned as the edge."""
-    lr = 2 * (prof.max() - prof)
-    ok = np.flatnonzero(lr <= thr)
-    a, b = ok[0], ok[-1]
-
-    def cut(i, j):  # i outside, j inside
-        t = (thr - lr[j]) / (lr[i] - lr[j])
-        return grid[j] + t * (grid[i] - grid[j])
-
-    return (grid[0] if a == 0 else cut(a - 1, a)), (grid[-1] if b == len(grid) - 1 else cut(b + 1, b)), a, b
+    """The bump's binomial log-likelihood on the grid (A, B, C); h near 1 is kept off p = 1."""
+    return _binomial_loglik(np.minimum(_bump(mu, s, h, x), 1 - 1e-12), m, n)
 
 
 def _bump_nll(params, x, m, n, fixed: dict):
     """Negative log-likelihood of the bump at (mu, ln s, ln h), some of them held ``fixed``."""
     names = [k for k in ("mu", "ls", "lh") if k not in fixed]
     v = dict(fixed, **dict(zip(names, params)))
-    p = np.exp(v["lh"]) * np.exp(-((x - v["mu"]) ** 2) / (2 * np.exp(2 * v["ls"])))
-    if np.any(p >= 1):
+    p = _bump(np.array([v["mu"]]), np.exp([v["ls"]]), np.exp([v["lh"]]), x)[0, 0, 0]
+    if np.any(p >= 1):  # outside the model: a wall for Nelder-Mead
         return 1e12
-    p = np.maximum(p, 1e-300)
-    return -float((m * np.log(p)).sum() + ((n - m) * np.log1p(-p)).sum())
+    return -float(_binomial_loglik(p, m, n))
 
 
 def _profile_1d(values, name, start, x, m, n):

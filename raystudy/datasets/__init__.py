@@ -14,12 +14,11 @@ from .base import (
     permutation,
     study_held_out,
     subset_indices,
-    training_images,
     training_set,
 )
 
 __all__ = ["DATASETS", "DataError", "Dataset", "LazyImages", "held_out_indices", "load_dataset", "permutation",
-           "study_held_out", "subset_indices", "training_images", "training_set"]
+           "study_held_out", "subset_indices", "training_set"]
 
 
 def _files(name: str):

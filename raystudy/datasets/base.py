@@ -97,13 +97,6 @@ class LazyImages:
         return self.dataset.get(self.idx[np.asarray(pos)])
 
 
-def training_images(dataset: Dataset, k: int, seed: int):
-    """The K-set for training: an array, or ``LazyImages`` where the dataset renders on demand,
-    so memory stays flat as K grows."""
-    idx = subset_indices(dataset.n_train, k, seed)
-    return LazyImages(dataset, idx) if dataset.lazy else dataset.get(idx)
-
-
 def training_set(dataset: Dataset, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """The nested size-K training set: (dataset indices, images)."""
     idx = subset_indices(dataset.n_train, k, seed)
