@@ -39,7 +39,6 @@ def status_mb(key: str = "VmRSS") -> float:
     return float("nan")
 
 
-
 def one(n: int, steps: int) -> dict:
     import numpy as np
 

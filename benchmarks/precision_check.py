@@ -119,8 +119,7 @@ def paired_labels(cfg, k: int, n: int, dev, batch: int, log=print) -> dict:
         d_train = nearest_rms(imgs[prec, "eval"], train)
         d_synth = nearest_rms(imgs[prec, "eval"], imgs["fp32", "ref"])
         res[prec] = {"d_train": d_train, "d_synth": d_synth, "labels": label_samples(d_train, d_synth, dm, ds)}
-    return {"train": train, "rec": rec, "sched": sched, "imgs": imgs, "times": times, "res": res,
-            "delta_m": dm, "delta_s": ds}
+    return {"train": train, "rec": rec, "sched": sched, "imgs": imgs, "times": times, "res": res}
 
 
 def mcnemar_exact(b: int, c: int) -> float:
@@ -173,7 +172,7 @@ def main(argv=None) -> None:
     cfg = demo_config(args.steps, args.sampler, args.sample_steps)
     out = paired_labels(cfg, k, args.n, dev, args.batch, log)
     train, rec, sched, imgs, times, res = (out[x] for x in ("train", "rec", "sched", "imgs", "times", "res"))
-    dm, ds = out["delta_m"], out["delta_s"]
+    dm, ds = cfg.classify.delta_m["l2"], cfg.classify.delta_s["l2"]
     a, b = res["fp32"]["labels"], res["bf16"]["labels"]
     n = args.n
     pair_rms = np.sqrt(((imgs["fp32", "eval"] - imgs["bf16", "eval"]) ** 2).reshape(n, -1).mean(1))
