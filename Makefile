@@ -6,9 +6,9 @@ STAMP := $(VENV)/.installed
 STUDY ?= studies/demo
 
 LINT := $(PY) -m ruff check raystudy tests benchmarks jobs analysis
-FAST := not ray and not cluster and not browser and not slow
+PYTEST := $(PY) -m pytest -q
 
-.PHONY: install demo test test-fast lint bench clean
+.PHONY: install demo test test-fast test-unit test-stages test-worlds test-system lint bench clean
 
 install: $(STAMP)
 
@@ -23,14 +23,21 @@ demo: install
 	$(VENV)/bin/raystudy run configs/demo.yaml --study $(STUDY)
 	$(VENV)/bin/raystudy report $(STUDY)
 
+# Everything, as CI runs it: the 30 slowest tests are printed and a JUnit XML is written to
+# test-results/, so a test that grows slow shows up as one line.
 test: install
 	$(LINT)
-	$(PY) -m pytest -q tests
+	$(PYTEST) tests --durations=30 --junitxml=test-results/junit.xml
 
-# While working: lint and the tests that start no Ray, no cluster, no browser and train nothing.
+# While working: lint and the unit tier (no Ray).
 test-fast: install
 	$(LINT)
-	$(PY) -m pytest -q -m "$(FAST)" tests
+	$(PYTEST) tests/unit
+
+# One tier at a time (tests/<tier>/): unit (no Ray), stages (a real local Ray), worlds
+# (known-answer studies and coverage), system (CLI processes, clusters, jobs, browser, notebooks, packaging).
+test-unit test-stages test-worlds test-system: test-%: install
+	$(PYTEST) tests/$*
 
 lint: install
 	$(LINT)
@@ -39,4 +46,4 @@ bench: install
 	$(PY) benchmarks/run.py
 
 clean:
-	rm -rf studies .pytest_cache
+	rm -rf studies .pytest_cache test-results

@@ -1,6 +1,6 @@
 """How the basin numbers' rules differ, on the same simulated Bernoulli outcomes (no model).
 
-Items have two-point basins (tests/test_basins.py): a trial noised to step t is recovered with
+Items have two-point basins (tests/unit/test_basins.py): a trial noised to step t is recovered with
 q(t) = Phi(sqrt(abar_t / (1 - abar_t)) D / 2), D drawn per item; each (item, trial, t) outcome is
 an independent draw, as fresh noise at every t makes it. On those outcomes:
 

@@ -133,11 +133,12 @@ def _json(v):
 
 
 def summarize(fractions, metric: str):
-    """The summary row the sweep decides on: ``metric``'s, from the fractions table."""
+    """The summary row the sweep decides on: ``metric``'s, from the fractions table (without the
+    bump fit: the sweep reads the spurious peak's grid bracket only)."""
     from .analysis.stats import transition_summary
 
     fr = fractions[fractions["metric"] == metric]
-    return transition_summary(fractions=fr).iloc[0]
+    return transition_summary(fractions=fr, peak_fit=False).iloc[0]
 
 
 def run_sweep(cfg, study_dir, dry_run: bool = False, echo=None, only: str | None = None,

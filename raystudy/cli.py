@@ -61,9 +61,28 @@ def _stage_options(p: argparse.ArgumentParser) -> None:
                         "--only knn after adding a metric")
 
 
+REPORT_HELP = ("Draw a study's figures from its tables and write one self-contained HTML page (figures "
+               "embedded, crossing K with its interval, spurious peak, fractions table, stage run times, provenance, "
+               "config). With several DIRs the studies are compared side by side.")
+REPORT_EPILOG = "Reads only the Parquet tables and config.yaml: no torch, no Ray, nothing is re-run."
+
+
+def _report_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("dirs", nargs="+", metavar="DIR",
+                   help="study folder (holds config.yaml and tables/); give two or more to compare them")
+    p.add_argument("--out", default=None, metavar="FOLDER",
+                   help="folder to write the PNGs and report.html into (default: DIR/report for one study, "
+                        "FIRST_DIR/report/compare for several)")
+    p.add_argument("--pdf", action="store_true", help="also write every figure as a PDF beside its PNG")
+    p.add_argument("--n-boot", type=int, default=1000, metavar="N",
+                   help="bootstrap replicates (seeds, then samples within seed) for the per-K intervals of a study with "
+                        "several seeds (default: 1000; one seed uses exact intervals)")
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """The whole command line. Imports nothing heavy (no numpy, pandas, scipy, torch or Ray), so
+    ``--help`` answers at once: each command imports what it needs when it runs."""
     from . import submit
-    from .analysis import report
 
     p = argparse.ArgumentParser(prog="raystudy", description="Memorization -> generalization scaling studies "
                                 "of diffusion models on Ray.")
@@ -108,9 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_show)
 
     rep = sub.add_parser("report", parents=[common], help="figures and an HTML report from study tables",
-                         description=report.DESCRIPTION, epilog=report.EPILOG)
-    report.add_arguments(rep)
-    rep.set_defaults(func=report.command)
+                         description=REPORT_HELP, epilog=REPORT_EPILOG)
+    _report_arguments(rep)
+    rep.set_defaults(func=_report)
 
     q = sub.add_parser("query", parents=[common], help="SQL (DuckDB) over one or several studies' tables",
                        description="Every table is a view (runs, samples, neighbors, labels, fractions, train_log, "
@@ -194,6 +213,12 @@ def _show(args) -> None:
     print(fractions_text(args.study))
 
 
+def _report(args) -> None:
+    from .analysis.report import command
+
+    print(f"report: {command(args.dirs, args.out, pdf=args.pdf, n_boot=args.n_boot)}")
+
+
 def _query(args) -> None:
     from . import analysis as A
 
@@ -201,9 +226,13 @@ def _query(args) -> None:
 
 
 def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv == ["--version"]:  # before the parser: a version check should cost nothing
+        print(f"raystudy {_version()}")
+        return 0
     parser = build_parser()
     try:
-        args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+        args = parser.parse_args(argv)
     except SystemExit as e:  # --help, --version, or a usage error argparse has printed
         return int(e.code or 0)
     _setup_logging(args)

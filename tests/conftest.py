@@ -60,13 +60,24 @@ def tiny_study(tmp_path_factory, ray_local):
     return cfg, out
 
 
+# The tiers, one folder each: its marker and the time any one of its tests may take before
+# pytest-timeout ends it with a traceback (a hang is one line in CI, not a lost hour).
+TIERS = {"unit": 60, "stages": 300, "worlds": 300, "system": 600}
+
+
 def pytest_collection_modifyitems(config, items):
-    """Every test that uses the local Ray (directly or through a study fixture) is marked
-    ``ray``, so ``-m "not ray"`` cannot miss one. tests/test_cluster.py runs its clusters with
-    Ray's token auth disabled, and Ray caches the auth mode for the life of the process: every
-    local Ray started after it in the same session would fail with InvalidAuthToken. So those
-    tests run last."""
+    """Each test gets its folder's tier marker (``-m unit`` ... ``-m system``) and timeout, and
+    every test that uses the local Ray (directly or through a study fixture) is also marked
+    ``ray``. tests/system/test_cluster.py runs its clusters with Ray's token auth disabled, and
+    Ray caches the auth mode for the life of the process: every local Ray started after it in
+    the same session would fail with InvalidAuthToken. So those tests run last."""
     for item in items:
+        parts = Path(str(item.path)).relative_to(ROOT / "tests").parts
+        tier = parts[0] if len(parts) > 1 else None
+        if tier in TIERS:
+            item.add_marker(getattr(pytest.mark, tier))
+            if item.get_closest_marker("timeout") is None:
+                item.add_marker(pytest.mark.timeout(TIERS[tier]))
         if "ray_local" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.ray)
-    items.sort(key=lambda item: item.nodeid.startswith("tests/test_cluster.py"))
+    items.sort(key=lambda item: item.nodeid.startswith("tests/system/test_cluster.py"))

@@ -33,7 +33,7 @@ Intervals (all reuse :mod:`raystudy.analysis.transition`):
   last snapshot (or already does at the first) is *censored*; by default it stays in the
   likelihood as the bound it is (its profile is flat beyond the snapshots, so it only excludes
   lines that would put its tau inside the measured range); ``censored="exclude"`` drops it.
-  ``tests/test_phase.py`` checks the coverage on simulated worlds with a known b, with and
+  ``tests/unit/analysis/test_phase.py`` checks the coverage on simulated worlds with a known b, with and
   without censored K.
 * **reproducibility** at K: the fraction of twin pairs with ``d_twin < delta_m`` (mean over
   seeds of the per-seed fraction), exact / hierarchical-bootstrap interval like a label fraction.

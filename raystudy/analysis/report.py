@@ -12,7 +12,6 @@ Absent tables (basins, energy, train_log, stages.json) are named on the page ins
 
 from __future__ import annotations
 
-import argparse
 import base64
 import html
 import json
@@ -403,34 +402,14 @@ def _page(st: Studies, cv, sm, items, notes, level, n_boot, paths, phase_html: s
     return "\n".join(parts)
 
 
-DESCRIPTION = ("Draw a study's figures from its tables and write one self-contained HTML page (figures "
-               "embedded, crossing K with its interval, spurious peak, fractions table, stage run times, provenance, "
-               "config). With several DIRs the studies are compared side by side.")
-EPILOG = "Reads only the Parquet tables and config.yaml: no torch, no Ray, nothing is re-run."
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    """``raystudy report``'s options (the parser itself is ``raystudy.cli``'s)."""
-    p.add_argument("dirs", nargs="+", metavar="DIR",
-                   help="study folder (holds config.yaml and tables/); give two or more to compare them")
-    p.add_argument("--out", type=Path, default=None, metavar="FOLDER",
-                   help="folder to write the PNGs and report.html into (default: DIR/report for one study, "
-                        "FIRST_DIR/report/compare for several)")
-    p.add_argument("--pdf", action="store_true", help="also write every figure as a PDF beside its PNG")
-    p.add_argument("--n-boot", type=int, default=1000, metavar="N",
-                   help="bootstrap replicates (seeds, then samples within seed) for the per-K intervals of a study with "
-                        "several seeds (default: 1000; one seed uses exact intervals)")
-
-
-def command(args) -> None:
+def command(dirs, out=None, pdf: bool = False, n_boot: int = 1000) -> Path:
     """``raystudy report``: a UserError (not a study, no tables, a bad option) is the CLI's one line."""
     import matplotlib
 
     matplotlib.use("Agg")  # a command line draws into files, never onto a screen
-    if args.n_boot < 1:
+    if n_boot < 1:
         raise AnalysisError("--n-boot must be at least 1")
     from .. import tables
 
     tables.use_system_allocator()  # a driver reading every table of the studies, as study.run's
-    page = write_report(args.dirs, args.out, pdf=args.pdf, n_boot=args.n_boot)
-    print(f"report: {page}")
+    return write_report(dirs, out, pdf=pdf, n_boot=n_boot)

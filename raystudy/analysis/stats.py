@@ -246,7 +246,7 @@ def _crossing(fr: pd.DataFrame, col: str, q: float, level: float, n_boot: int, s
 
 def transition_summary(labels: pd.DataFrame | None = None, fractions: pd.DataFrame | None = None,
                        n_boot: int = 1000, level: float = 0.95, seed: int = 0,
-                       half: float = 0.5) -> pd.DataFrame:
+                       half: float = 0.5, peak_fit: bool = True) -> pd.DataFrame:
     """One row per (study, metric).
 
     ``k_cross``: where the memorized fraction crosses ``half``, from a logistic fit in log K;
@@ -263,7 +263,8 @@ def transition_summary(labels: pd.DataFrame | None = None, fractions: pd.DataFra
     Gaussian bump in ln K fitted by binomial likelihood, with its profile interval clipped to that
     bracket; ``spurious_fit_height`` (``_height_lo``, ``_height_hi``): the bump's height, the
     curve's maximum, which can lie between grid K (:func:`raystudy.analysis.transition.fit_peak`).
-    ``overdispersion``: the seeds' phi (1: binomial).
+    ``overdispersion``: the seeds' phi (1: binomial). ``peak_fit=False`` leaves out the bump fit
+    (``spurious_fit*``), most of the call's cost, where no one reads it.
     Uses ``labels`` when given, else ``fractions`` (the same numbers: counts are n x fraction)."""
     use_labels = labels is not None and len(labels) > 0
     src = per_seed_fractions(labels) if use_labels else fractions
@@ -294,9 +295,10 @@ def transition_summary(labels: pd.DataFrame | None = None, fractions: pd.DataFra
         row["spurious_peak_k"], row["spurious_peak"] = int(pk), float(pv)
         row["spurious_peak_lo"], row["spurious_peak_hi"] = float(sp_lo[i]), float(sp_hi[i])
         row["spurious_peak_k_lo"], row["spurious_peak_k_hi"] = peak_bracket(ks, sp, sp_lo, sp_hi)
-        _, counts, ns = _per_k_counts(fr, "spurious")
-        row.update(fit_peak(ks, [c.sum() for c in counts], [n.sum() for n in ns], level,
-                            overdispersion(counts, ns), (sp_lo, sp_hi)).columns("spurious_fit"))
+        if peak_fit:
+            _, counts, ns = _per_k_counts(fr, "spurious")
+            row.update(fit_peak(ks, [c.sum() for c in counts], [n.sum() for n in ns], level,
+                                overdispersion(counts, ns), (sp_lo, sp_hi)).columns("spurious_fit"))
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -33,12 +33,9 @@ def p_spurious(k, k_half: float = 40.0, slope: float = 2.0, k_spurious: float = 
 
 
 def _digits() -> np.ndarray:
-    try:
-        from sklearn.datasets import load_digits
+    from ..datasets.files import digits
 
-        return (load_digits().images.astype(np.float32) / 8.0 - 1.0)[:, None]
-    except ImportError:  # pragma: no cover - sklearn is a dependency; images are only decoration
-        return np.random.default_rng(0).uniform(-1, 1, (N_DIGITS, 1, 8, 8)).astype(np.float32)
+    return digits()
 
 
 def write_study(study_dir, ks=(2, 8, 32, 128, 512), seeds=(0, 1), n: int = 40, metrics=("l2",),

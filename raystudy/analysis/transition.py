@@ -24,7 +24,7 @@ from two constructions, and the reported interval is their intersection:
 
 The fit is clipped to the bracket because the logistic is a model and the bracket is not;
 if they do not overlap (the curve is far from a logistic) the bracket alone is reported.
-``tests/test_transition_intervals.py`` checks the coverage of the result on simulated labels,
+``tests/worlds/test_transition_intervals.py`` checks the coverage of the result on simulated labels,
 sharp and broad, on the demo's grid and a refined one.
 
 Nothing here imports torch or Ray: numpy and scipy only.
@@ -301,46 +301,107 @@ class Peak:
         return {f"{prefix}_{key}" if key != "k" else prefix: v for key, v in asdict(self).items()}
 
 
-def _bump(mu, s, h, x):
-    """f(ln K) = h exp(-(ln K - mu)^2 / (2 s^2)) at ``x`` = ln K on the grid (A, B, C): (A, B, C, K)."""
-    with np.errstate(over="ignore"):  # Nelder-Mead may try a spread whose square is inf: a flat bump, g = 1
-        g = np.exp(-((x[None, None, :] - mu[:, None, None]) ** 2) / (2 * s[None, :, None] ** 2))  # (A, B, K)
-    return h[None, None, :, None] * g[:, :, None, :]
-
-
-def _binomial_loglik(p, m, n):
-    """Binomial log-likelihood (less its constant) of counts m of n at p, summed over the last axis."""
-    return (np.log(np.maximum(p, 1e-300)) * m).sum(-1) + (np.log1p(-p) * (n - m)).sum(-1)
-
-
 def _bump_loglik(mu, s, h, x, m, n):
-    """The bump's binomial log-likelihood on the grid (A, B, C); h near 1 is kept off p = 1."""
-    return _binomial_loglik(np.minimum(_bump(mu, s, h, x), 1 - 1e-12), m, n)
+    """The bump's binomial log-likelihood on the grid (A, B, C); h near 1 is kept off p = 1.
+    m log p = m log h + m log g: only the (n - m) log(1 - p) term needs the whole grid."""
+    with np.errstate(over="ignore"):
+        g = np.exp(-((x[None, None, :] - mu[:, None, None]) ** 2) / (2 * s[None, :, None] ** 2))  # (A, B, K)
+    p = np.minimum(h[None, None, :, None] * g[:, :, None, :], 1 - 1e-12)
+    hits = np.log(np.maximum(g, 1e-300)) @ m  # (A, B)
+    return hits[:, :, None] + np.log(h)[None, None, :] * m.sum() + np.log1p(-p) @ (n - m)
 
 
-def _bump_nll(params, x, m, n, fixed: dict):
-    """Negative log-likelihood of the bump at (mu, ln s, ln h), some of them held ``fixed``."""
-    names = [k for k in ("mu", "ls", "lh") if k not in fixed]
-    v = dict(fixed, **dict(zip(names, params)))
-    p = _bump(np.array([v["mu"]]), np.exp([v["ls"]]), np.exp([v["lh"]]), x)[0, 0, 0]
-    if np.any(p >= 1):  # outside the model: a wall for Nelder-Mead
-        return 1e12
-    return -float(_binomial_loglik(p, m, n))
+def _bump_g(mu, ls, x):
+    """exp(-(ln K - mu)^2 / (2 s^2)) for arrays ``mu``, ``ls`` = ln s of one shape (...): (..., K)."""
+    with np.errstate(over="ignore"):  # a spread whose square is inf is a flat bump, g = 1
+        return np.exp(-((x - np.asarray(mu)[..., None]) ** 2) / (2 * np.exp(2 * np.asarray(ls))[..., None]))
 
 
-def _profile_1d(values, name, start, x, m, n):
-    """Profile log-likelihood at each value of one parameter, the other two maximised from the
-    best grid point ``start`` (a dict of mu, ls, lh per value)."""
-    from scipy import optimize
+def _ll_at(g, lh, m, c):
+    """The bump's log-likelihood at height e^lh over shapes ``g`` (..., K); outside the model
+    (some p >= 1) a wall, as for the grid."""
+    p = np.exp(lh)[..., None] * g
+    ll = (np.log(np.maximum(p, 1e-300)) * m).sum(-1) + (np.log1p(-np.minimum(p, 1 - 1e-12)) * c).sum(-1)
+    return np.where((p >= 1).any(-1), -1e12, ll)
 
-    out = np.empty(len(values))
-    for i, v in enumerate(values):
-        rest = [k for k in ("mu", "ls", "lh") if k != name]
-        x0 = [start[k][i] for k in rest]
-        res = optimize.minimize(_bump_nll, x0, args=(x, m, n, {name: v}), method="Nelder-Mead",
-                                options={"xatol": 1e-5, "fatol": 1e-7, "maxiter": 400})
-        out[i] = -min(res.fun, _bump_nll(x0, x, m, n, {name: v}))
-    return out
+
+def _best_lh(g, m, c):
+    """The height profiled out: for each shape g (..., K), the ln h that maximises the binomial
+    likelihood, and that maximum. In u = ln h the log-likelihood is concave, with derivative
+    M - sum c p / (1 - p) (M = sum m, c = n - m): its root, by Newton's method kept inside a
+    shrinking bracket. h stays below 1 / max g (p < 1); M = 0 sends h to 0, where the likelihood is 1."""
+    M = float(m.sum())
+    top = np.log((1 - 1e-12) / np.maximum(g.max(-1), 1e-300))
+    lo, hi = np.full(top.shape, -700.0), top
+    if M == 0:
+        return lo, np.zeros(top.shape)
+    u = np.clip(np.log(M / np.maximum((c * g).sum(-1) + M * g.max(-1), 1e-300)), lo, hi)
+    for _ in range(60):
+        p = np.exp(u)[..., None] * g
+        r = p / (1 - p)
+        f = M - (c * r).sum(-1)
+        lo, hi = np.where(f > 0, u, lo), np.where(f > 0, hi, u)
+        step = u + f / np.maximum((c * r / (1 - p)).sum(-1), 1e-300)
+        inside = (step > lo) & (step < hi)
+        new = np.where(inside, step, (lo + hi) / 2)
+        if np.all(np.abs(new - u) < 1e-12):
+            u = new
+            break
+        u = new
+    return u, _ll_at(g, u, m, c)
+
+
+def _golden(f, lo, hi, iters: int = 25):
+    """Maximise ``f`` (vectorised over the bracket arrays ``lo``, ``hi``) by golden-section
+    search, one new evaluation per step: the argmax and the maximum."""
+    g = (np.sqrt(5) - 1) / 2
+    lo, hi = np.asarray(lo, float), np.asarray(hi, float)
+    c, d = hi - g * (hi - lo), lo + g * (hi - lo)
+    fc, fd = f(c), f(d)
+    for _ in range(iters):
+        left = fc >= fd  # the maximum is in [lo, d]: d becomes c's old point, c is new
+        hi, lo = np.where(left, d, hi), np.where(left, lo, c)
+        c_new = np.where(left, hi - g * (hi - lo), d)
+        d_new = np.where(left, c, lo + g * (hi - lo))
+        f_new = f(np.where(left, c_new, d_new))
+        fc, fd = np.where(left, f_new, fd), np.where(left, fc, f_new)
+        c, d = c_new, d_new
+    better = fc >= fd
+    return np.where(better, c, d), np.where(better, fc, fd)
+
+
+def _neighbours(grid, j):
+    """The bracket [grid[j - 1], grid[j + 1]] around grid points ``j`` (clipped at the ends)."""
+    return grid[np.maximum(j - 1, 0)], grid[np.minimum(j + 1, len(grid) - 1)]
+
+
+def _profile_mu(mus, x, m, c):
+    """Profile log-likelihood at each peak position ``mus``: h profiled out exactly
+    (:func:`_best_lh`), ln s by golden-section search between the neighbours of the best of
+    PEAK_S (the ridge in (mu, s) is narrow when n is large)."""
+    ls = np.log(PEAK_S)
+    _, grid = _best_lh(_bump_g(mus[:, None], ls[None, :], x), m, c)
+    j = grid.argmax(1)
+    lo, hi = _neighbours(ls, j)
+    _, best = _golden(lambda v: _best_lh(_bump_g(mus, v, x), m, c)[1], lo, hi)
+    return np.maximum(best, grid[np.arange(len(mus)), j])
+
+
+def _profile_lh(lhs, mu, x, m, c):
+    """Profile log-likelihood at each height ln h of ``lhs``: (mu, ln s) maximised by nested
+    golden-section searches between the neighbours of the best point of the (``mu``, PEAK_S) grid."""
+    ls = np.log(PEAK_S)
+    grid = _ll_at(_bump_g(mu[:, None, None], ls[None, :, None], x), lhs[None, None, :], m, c)  # (A, B, H)
+    flat = grid.reshape(-1, len(lhs)).argmax(0)
+    ja, jb = np.unravel_index(flat, grid.shape[:2])
+    mu_lo, mu_hi = _neighbours(mu, ja)
+    s_lo, s_hi = _neighbours(ls, jb)
+
+    def over_s(mu_v):
+        return _golden(lambda v: _ll_at(_bump_g(mu_v, v, x), lhs, m, c), s_lo, s_hi)[1]
+
+    _, best = _golden(over_s, mu_lo, mu_hi)
+    return np.maximum(best, grid[ja, jb, np.arange(len(lhs))])
 
 
 def fit_peak(ks, m, n, level: float = 0.95, phi: float = 1.0, per_k: tuple | None = None) -> Peak:
@@ -348,11 +409,12 @@ def fit_peak(ks, m, n, level: float = 0.95, phi: float = 1.0, per_k: tuple | Non
     at ``ks`` by binomial likelihood, and return its peak K = e^mu and height h with
     profile-likelihood intervals (``phi``: the seeds' overdispersion, as for crossings): a grid
     over (mu, s, h) finds the region, then each profile point is maximised over the other two
-    parameters (Nelder-Mead from the best grid point; a grid alone leaves the profile ragged
-    enough to move the interval's ends). ``per_k``: per-K (lo, hi) intervals that decide the
+    parameters (the height in closed-form Newton steps, the others by golden-section search
+    around the best grid point; a grid alone leaves the profile ragged enough to move the
+    interval's ends). ``per_k``: per-K (lo, hi) intervals that decide the
     model-free bracket (default Clopper-Pearson). The K interval is clipped to the bracket, and
     the likelihood-ratio threshold is deliberately conservative (see the code);
-    ``tests/test_transition_intervals.py`` checks both intervals' coverage on simulated bumps,
+    ``tests/worlds/test_transition_intervals.py`` checks both intervals' coverage on simulated bumps,
     narrow and wide, on two grids."""
     ks = np.asarray(ks, float)
     m, n = np.asarray(m, float), np.asarray(n, float)
@@ -369,10 +431,7 @@ def fit_peak(ks, m, n, level: float = 0.95, phi: float = 1.0, per_k: tuple | Non
     ll = _bump_loglik(mu, PEAK_S, PEAK_H, x, m, n)
     _, _, a, b = _edges(mu, ll.max(axis=(1, 2)), thr + 2.0)  # a margin for the grid's coarseness
     fine = np.linspace(mu[max(a - 1, 0)], mu[min(b + 1, len(mu) - 1)], 49)
-    llf = _bump_loglik(fine, PEAK_S, PEAK_H, x, m, n)
-    flat = llf.reshape(len(fine), -1).argmax(1)
-    jb, jc = np.unravel_index(flat, llf.shape[1:])
-    prof_mu = _profile_1d(fine, "mu", {"ls": np.log(PEAK_S[jb]), "lh": np.log(PEAK_H[jc])}, x, m, n)
+    prof_mu = _profile_mu(fine, x, m, n - m)
     i = int(np.argmax(prof_mu))
     lo_x, hi_x, a2, b2 = _edges(fine, prof_mu, thr)
     fit_lo = 0.0 if a2 == 0 and fine[0] <= mu[0] else float(np.exp(lo_x))
@@ -381,10 +440,7 @@ def fit_peak(ks, m, n, level: float = 0.95, phi: float = 1.0, per_k: tuple | Non
     lh_grid = np.log(PEAK_H)
     _, _, c1, c2 = _edges(lh_grid, ll.max(axis=(0, 1)), thr + 2.0)
     lh = np.linspace(lh_grid[max(c1 - 1, 0)], lh_grid[min(c2 + 1, len(lh_grid) - 1)], 41)
-    llh = _bump_loglik(mu, PEAK_S, np.exp(lh), x, m, n)
-    flat = llh.transpose(2, 0, 1).reshape(len(lh), -1).argmax(1)
-    ja, jb = np.unravel_index(flat, llh.shape[:2])
-    prof_h = _profile_1d(lh, "lh", {"mu": mu[ja], "ls": np.log(PEAK_S[jb])}, x, m, n)
+    prof_h = _profile_lh(lh, mu, x, m, n - m)
     h_lo, h_hi, _, _ = _edges(lh, prof_h, thr)
     height = float(np.exp(lh[int(np.argmax(prof_h))]))
     height_lo, height_hi = float(np.exp(h_lo)), float(np.exp(h_hi))

@@ -249,7 +249,7 @@ def manifold_error(images, noise_tol: float = NOISE_TOL, **kw) -> np.ndarray:
                     rest of the image), and the energy that survives a 3x3 mean minus
                     the 1/9 that white noise leaves there (what a blend leaves everywhere).
     Noise up to ``noise_tol`` per pixel is forgiven; pure noise is far from the manifold.
-    On 256 each (tests/test_manifold.py), discs with sigma = 0.05 pixel noise score
+    On 256 each (tests/unit/datasets/test_manifold.py), discs with sigma = 0.05 pixel noise score
     below 50/50 blends and off-range discs with ROC-AUC >= 0.95 at 16 and 32 pixels.
     """
     return manifold_scores(images, noise_tol, **kw)["manifold_error"]

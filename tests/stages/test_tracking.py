@@ -1,0 +1,82 @@
+"""Following training: the train stage, through Ray Tune's own logger callbacks, writes files that
+TensorBoard's and MLflow's own readers open, at every log interval."""
+
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from raystudy.config import load
+from raystudy.study import TRAIN, run
+from raystudy.train import model_dir
+from tests.conftest import TINY
+
+# 4 steps of 32 images, one log interval each; one checkpoint, at the end: reports made only at
+# checkpoints would give one point, not four.
+SETTINGS = ["ks=[4]", "train.images=128", "train.batch_size=32", "train.checkpoint_every=128"]
+
+
+@pytest.fixture(scope="module")
+def tracked(tmp_path_factory, ray_local):
+    cfg = load(TINY, [*SETTINGS, "train.tracking=[tensorboard, mlflow]"])
+    out = tmp_path_factory.mktemp("tracked")
+    run(cfg, out, echo=lambda *a: None, only="train")
+    log = pd.read_parquet(out / "tables" / "train_log")
+    return cfg, out, log.sort_values("step")
+
+
+@pytest.mark.slow
+def test_tensorboard_reader_parses_the_loss_at_every_log_interval(tracked):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    _, out, log = tracked
+    files = list((out / "ray_results").rglob("events.out.tfevents.*"))
+    assert len(files) == 1
+    acc = EventAccumulator(str(files[0]))
+    acc.Reload()
+    loss = acc.Scalars("ray/tune/loss")
+    assert [e.step for e in loss] == list(log.images_seen) == [32, 64, 96, 128]
+    np.testing.assert_allclose([e.value for e in loss], log.loss, rtol=1e-6)
+    speed = acc.Scalars("ray/tune/images_per_s")
+    assert len(speed) == 4 and all(e.value > 0 for e in speed)
+
+
+@pytest.mark.slow
+def test_mlflow_client_lists_the_run_with_its_metrics_params_and_tags(tracked):
+    import mlflow
+
+    cfg, out, log = tracked
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{out / 'mlflow.db'}")
+    exp = client.get_experiment_by_name(cfg.study.name)
+    assert exp is not None and exp.artifact_location.startswith((out / "mlartifacts").as_uri())
+    (r,) = client.search_runs([exp.experiment_id])
+    assert r.info.status == "FINISHED"
+    assert r.data.params["run/K"] == "4" and r.data.params["run/seed"] == "0"
+    assert {k: r.data.tags[k] for k in ("study", "K", "seed")} == {"study": "tiny", "K": "4", "seed": "0"}
+    hist = sorted(client.get_metric_history(r.info.run_id, "loss"), key=lambda m: m.step)
+    assert [m.step for m in hist] == [32, 64, 96, 128]
+    np.testing.assert_allclose([m.value for m in hist], log.loss, rtol=1e-6)
+    assert model_dir(out, 4, 0).exists()
+
+
+def test_tracking_settings_are_not_in_the_train_fingerprint():
+    base = load(TINY, SETTINGS)
+    tracked = load(TINY, [*SETTINGS, "train.tracking=[mlflow, wandb]", "train.mlflow_uri=sqlite:////tmp/x.db"])
+    other_lr = load(TINY, [*SETTINGS, "train.lr=1e-3"])
+    fp = [TRAIN.meta(c, (4, 0))["fingerprint"] for c in (base, tracked, other_lr)]
+    assert fp[0] == fp[1] != fp[2]
+
+
+def test_wandb_is_skipped_where_not_installed(tmp_path, caplog):
+    import importlib.util
+
+    from raystudy.stages.tracking import callbacks
+
+    if importlib.util.find_spec("wandb") is not None:
+        pytest.skip("wandb is installed here")
+    cfg = load(TINY, ["train.tracking=[tensorboard, wandb]"])
+    with caplog.at_level(logging.WARNING):
+        got = callbacks(cfg, tmp_path, "train-x")
+    assert [type(c).__name__ for c in got] == ["TBXLoggerCallback"]
+    assert "wandb" in caplog.text and "not installed" in caplog.text

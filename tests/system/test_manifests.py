@@ -1,0 +1,215 @@
+"""The cluster files agree with KubeRay, with each other and with the code: the RayJob and the
+volume claim against the field names and types of the CRDs they are applied to, and the
+Dockerfile, jobs/runtime_env.yaml, constraints.txt, pyproject.toml and the CLI on versions,
+paths, excludes and resources."""
+
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+
+# -- the fields of KubeRay's RayJob that this project uses ---------------------------------
+# Written from ray-project/kuberay ray-operator/config/crd/bases/ray.io_rayjobs.yaml (v1;
+# the pod template is Kubernetes' PodTemplateSpec as embedded there). A field outside this
+# subset fails the test: look it up in the CRD and add it here with its type.
+S, INT, N, B, Q = "string", "integer", "number", "boolean", "quantity"
+_NUM = r"(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
+QUANTITY = re.compile(rf"^(\+|-)?{_NUM}(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?{_NUM}))?$")  # the CRD's pattern
+
+
+def obj(required=(), **fields):
+    return {"fields": fields, "required": tuple(required)}
+
+
+def mapof(t):
+    return {"map": t}
+
+
+def listof(t):
+    return {"list": t}
+
+
+def enum(*values):
+    return {"enum": values}
+
+
+RESOURCES = obj(limits=mapof(Q), requests=mapof(Q))
+CONTAINER = obj(["name"], name=S, image=S, imagePullPolicy=S, command=listof(S), args=listof(S),
+                env=listof(obj(["name"], name=S, value=S)), resources=RESOURCES,
+                volumeMounts=listof(obj(["mountPath", "name"], name=S, mountPath=S, readOnly=B, subPath=S)))
+POD_TEMPLATE = obj(
+    metadata=obj(labels=mapof(S), annotations=mapof(S)),
+    spec=obj(["containers"], containers=listof(CONTAINER), serviceAccountName=S, nodeSelector=mapof(S),
+             tolerations=listof(obj(key=S, operator=S, value=S, effect=S, tolerationSeconds=INT)),
+             volumes=listof(obj(["name"], name=S, persistentVolumeClaim=obj(["claimName"], claimName=S,
+                                                                           readOnly=B)))))
+RAYJOB = obj(
+    ["apiVersion", "kind", "metadata", "spec"], apiVersion=enum("ray.io/v1"), kind=enum("RayJob"),
+    metadata=obj(["name"], name=S, namespace=S, labels=mapof(S), annotations=mapof(S)),
+    spec=obj(
+        entrypoint=S, runtimeEnvYAML=S, shutdownAfterJobFinishes=B, ttlSecondsAfterFinished=INT, backoffLimit=INT,
+        activeDeadlineSeconds=INT, entrypointNumCpus=N, entrypointNumGpus=N, suspend=B,
+        submissionMode=enum("K8sJobMode", "HTTPMode", "InteractiveMode", "SidecarMode"),
+        submitterPodTemplate=POD_TEMPLATE,
+        rayClusterSpec=obj(
+            ["headGroupSpec"], rayVersion=S, enableInTreeAutoscaling=B,
+            autoscalerOptions=obj(upscalingMode=enum("Default", "Aggressive", "Conservative"),
+                                  idleTimeoutSeconds=INT, image=S, imagePullPolicy=S, resources=RESOURCES),
+            headGroupSpec=obj(["template"], rayStartParams=mapof(S), serviceType=S, template=POD_TEMPLATE),
+            workerGroupSpecs=listof(obj(["groupName", "maxReplicas", "minReplicas", "template"], groupName=S,
+                                        replicas=INT, minReplicas=INT, maxReplicas=INT, idleTimeoutSeconds=INT,
+                                        rayStartParams=mapof(S), template=POD_TEMPLATE)))))
+# Kubernetes core/v1 PersistentVolumeClaim, the fields used.
+PVC = obj(["apiVersion", "kind", "metadata", "spec"], apiVersion=enum("v1"), kind=enum("PersistentVolumeClaim"),
+          metadata=obj(["name"], name=S, namespace=S, labels=mapof(S)),
+          spec=obj(accessModes=listof(enum("ReadWriteOnce", "ReadOnlyMany", "ReadWriteMany", "ReadWriteOncePod")),
+                   storageClassName=S, volumeMode=enum("Filesystem", "Block"), resources=RESOURCES))
+
+
+def violations(doc, schema, path="") -> list[str]:
+    """Every place where ``doc`` leaves the schema: unknown field, wrong type, missing required."""
+    if isinstance(schema, str):
+        ok = {S: isinstance(doc, str), B: isinstance(doc, bool),
+              INT: isinstance(doc, int) and not isinstance(doc, bool),
+              N: isinstance(doc, (int, float)) and not isinstance(doc, bool),
+              Q: (isinstance(doc, int) and not isinstance(doc, bool)) or
+                 (isinstance(doc, str) and QUANTITY.match(doc) is not None)}[schema]
+        return [] if ok else [f"{path}: {doc!r} is not a {schema}"]
+    if "enum" in schema:
+        return [] if doc in schema["enum"] else [f"{path}: {doc!r} is not one of {schema['enum']}"]
+    if "list" in schema:
+        if not isinstance(doc, list):
+            return [f"{path}: {type(doc).__name__} is not a list"]
+        return [v for i, x in enumerate(doc) for v in violations(x, schema["list"], f"{path}[{i}]")]
+    if not isinstance(doc, dict):
+        return [f"{path}: {type(doc).__name__} is not an object"]
+    if "map" in schema:
+        return [v for k, x in doc.items() for v in violations(x, schema["map"], f"{path}.{k}")]
+    out = [f"{path}.{k}: required" for k in schema["required"] if k not in doc]
+    for k, x in doc.items():
+        if k not in schema["fields"]:
+            out.append(f"{path}.{k}: unknown field")
+        else:
+            out += violations(x, schema["fields"][k], f"{path}.{k}")
+    return out
+
+
+# -- the files ---------------------------------------------------------------------------
+
+def _pins() -> dict[str, str]:
+    lines = [x.split("#")[0].strip() for x in (ROOT / "constraints.txt").read_text().splitlines()]
+    return dict(x.split("==") for x in lines if x)
+
+
+def _pyproject() -> dict:
+    import tomllib
+
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def _dockerfile() -> tuple[dict, list[tuple[str, str]]]:
+    """(ARG defaults, [(instruction, argument)]) with line continuations joined."""
+    text = re.sub(r"\\\n", " ", (ROOT / "Dockerfile").read_text())
+    steps = [tuple(x.strip().split(None, 1)) for x in text.splitlines() if x.strip() and not x.lstrip().startswith("#")]
+    args = dict(a.split("=", 1) for op, a in steps if op == "ARG" and "=" in a)
+    return args, [(op.upper(), a) for op, a in steps]
+
+
+@pytest.fixture(scope="module")
+def job() -> dict:
+    return yaml.safe_load((ROOT / "jobs" / "kuberay-rayjob.yaml").read_text())
+
+
+@pytest.fixture(scope="module")
+def pvc() -> dict:
+    return yaml.safe_load((ROOT / "jobs" / "shared-volume.yaml").read_text())
+
+
+def _pods(job) -> list[tuple[str, dict]]:
+    c = job["spec"]["rayClusterSpec"]
+    return [("head", c["headGroupSpec"])] + [(g["groupName"], g) for g in c["workerGroupSpecs"]]
+
+
+def test_manifests_use_only_kuberay_and_kubernetes_fields_with_their_types(job, pvc):
+    assert violations(job, RAYJOB) == []
+    assert violations(pvc, PVC) == []
+    # The schema itself catches what kubectl would refuse (each a mistake seen in RayJobs):
+    broken = yaml.safe_load(yaml.safe_dump(job))
+    broken["spec"]["rayClusterSpec"]["headGroupSpec"]["rayStartParams"]["num-cpus"] = 0   # must be a string
+    broken["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["minReplica"] = 0             # misspelt
+    del broken["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["maxReplicas"]            # required
+    assert len(violations(broken, RAYJOB)) == 3
+
+
+def test_image_ray_python_and_torch_agree_with_constraints_and_pyproject(job):
+    pins, project = _pins(), _pyproject()
+    args, steps = _dockerfile()
+    (base,) = [a for op, a in steps if op == "FROM"]
+    base = re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], base)
+    py = re.fullmatch(r">=(\d+)\.(\d+)", project["project"]["requires-python"]).groups()
+    assert base == f"rayproject/ray:{pins['ray']}-py{''.join(py)}-gpu"
+    assert job["spec"]["rayClusterSpec"]["rayVersion"] == pins["ray"]
+    # torch: the pair of constraints.txt, installed first, and the same pins the package states.
+    runs = [a for op, a in steps if op == "RUN"]
+    torch_step = next(r for r in runs if "torch==" in r)
+    for name in ("torch", "torchvision"):
+        assert f"{name}=={pins[name]}" in shlex.split(torch_step)
+        assert f"{name}=={pins[name]}" in project["project"]["dependencies"]
+    install = next(shlex.split(r) for r in runs if re.search(r"pip install .* \.( |$)", r))
+    assert install[install.index("-c") + 1] == "constraints.txt"
+    # Every image is this package's, tagged with its version.
+    images = {c["image"] for _, g in _pods(job) for c in g["template"]["spec"]["containers"]}
+    assert len(images) == 1 and images.pop().endswith(f"/raystudy:{project['project']['version']}")
+
+
+def test_paths_and_excludes_agree(job):
+    from raystudy.submit import EXCLUDES
+
+    _, steps = _dockerfile()
+    (workdir,) = [a for op, a in steps if op == "WORKDIR"]
+    assert any(op == "COPY" and a.split()[-2:] == [".", "./"] for op, a in steps)  # the repository, into WORKDIR
+    env = yaml.safe_load(job["spec"]["runtimeEnvYAML"])
+    assert env["working_dir"] == workdir
+    local = yaml.safe_load((ROOT / "jobs" / "runtime_env.yaml").read_text())
+    assert env["excludes"] == local["excludes"] == EXCLUDES
+    # What is never uploaded is never baked into the image either.
+    ignored = {x.strip().strip("/").removeprefix("**/") for x in (ROOT / ".dockerignore").read_text().splitlines()
+               if x.strip() and not x.startswith("#")}
+    assert {x.strip("/") for x in EXCLUDES} <= ignored, {x.strip("/") for x in EXCLUDES} - ignored
+
+
+def test_entrypoint_study_on_the_claim_and_workers_that_fit_one_of_each_stage(job, pvc):
+    from raystudy.cli import build_parser
+    from raystudy.config import load
+    from raystudy.study import _worker
+
+    argv = shlex.split(job["spec"]["entrypoint"])
+    assert argv[:2] == ["python", "jobs/study.py"] and (ROOT / argv[1]).is_file()
+    args = build_parser().parse_args(["run", *argv[2:]])
+    cfg = load(ROOT / args.config, args.overrides)
+    # The study folder is on the ReadWriteMany claim, mounted in every pod.
+    assert "ReadWriteMany" in pvc["spec"]["accessModes"]
+    for name, g in _pods(job):
+        spec = g["template"]["spec"]
+        claims = {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in spec["volumes"] if "persistentVolumeClaim" in v}
+        mounts = [(m["mountPath"], claims.get(m["name"])) for c in spec["containers"] for m in c["volumeMounts"]]
+        assert any(Path(args.study).is_relative_to(p) and claim == pvc["metadata"]["name"] for p, claim in mounts), name
+    cluster = job["spec"]["rayClusterSpec"]
+    workers = cluster["workerGroupSpecs"]
+    # Groups that may shrink to 0 need the autoscaler, and the study must wait for it.
+    if any(g["minReplicas"] == 0 for g in workers):
+        assert cluster.get("enableInTreeAutoscaling") is True and cfg.ray.scale_up_wait_s > 0
+    # One worker of every Ray stage fits one worker pod (what the resource check asks for).
+    for g in workers:
+        limits = g["template"]["spec"]["containers"][0]["resources"]["limits"]
+        gpus = float(limits.get("nvidia.com/gpu", 0))
+        for st in ("train", "generate", "knn"):
+            what, cpus, need_gpus = _worker(cfg, st)
+            assert cpus <= float(limits["cpu"]) and need_gpus <= gpus, (g["groupName"], what)
+        if gpus:  # GPU pools are tainted and labelled: the pods must tolerate and select them
+            spec = g["template"]["spec"]
+            assert any(t["key"] == "nvidia.com/gpu" for t in spec.get("tolerations", [])) and spec.get("nodeSelector")
