@@ -48,16 +48,40 @@ def digits_tensor():
 
 
 @pytest.fixture(scope="session")
-def tiny_study(tmp_path_factory, ray_local):
-    """The tiny study of tests/data/tiny.yaml, run once on the real local Ray for every test file
-    that reads a real study (tests that change it work on a copy or only add parts)."""
+def study_of(tmp_path_factory, ray_local):
+    """``study_of(config, *overrides, only=None)`` -> (cfg, folder): the study of that config, run
+    once per test session on the real local Ray and shared by every test that asks for the same
+    one. Nobody changes it: a test that changes a study works on ``copy_study(folder, tmp_path)``."""
     from raystudy.config import load
     from raystudy.study import run
 
-    cfg = load(TINY)
-    out = tmp_path_factory.mktemp("tiny")
-    run(cfg, out, echo=lambda *a: None)
-    return cfg, out
+    made = {}
+
+    def make(config=TINY, *overrides, only=None):
+        key = (str(config), overrides, only)
+        if key not in made:
+            cfg = load(config, list(overrides))
+            out = tmp_path_factory.mktemp(Path(str(config)).stem) / "s"
+            run(cfg, out, echo=lambda *a: None, only=only)
+            made[key] = (cfg, out)
+        return made[key]
+
+    return make
+
+
+def copy_study(folder: Path, tmp_path: Path) -> Path:
+    """A copy of a study folder to change (Ray's own results stay behind)."""
+    import shutil
+
+    dst = tmp_path / "copy"
+    shutil.copytree(folder, dst, ignore=shutil.ignore_patterns("ray_results"))
+    return dst
+
+
+@pytest.fixture(scope="session")
+def tiny_study(study_of):
+    """The tiny study of tests/data/tiny.yaml (two trained UNets, every stage)."""
+    return study_of(TINY)
 
 
 # The tiers, one folder each: its marker and the time any one of its tests may take before

@@ -3,13 +3,10 @@ by a known-crossing world)."""
 
 import json
 
-import pytest
-
 from raystudy import adaptive, tables
 from raystudy.config import from_dict
 
 
-@pytest.mark.skipif(__import__("os").environ.get("RAYSTUDY_SKIP_REAL") == "1", reason="RAYSTUDY_SKIP_REAL=1")
 def test_a_real_sweep_runs_the_stages_and_resumes_without_recomputing(tiny_study, tmp_path):
     """The loop over the real stage runner, on a copy of the tiny study (K = 2, 16 done): round 0
     computes nothing new; whatever it proposes is trained by the real stages; a rerun trains

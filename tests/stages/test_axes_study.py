@@ -33,17 +33,37 @@ def _same(va, vb) -> bool:
     return pd.Series(va, dtype=object).equals(pd.Series(vb, dtype=object))
 
 
-def test_the_exact_memorizers_twins_never_agree(tmp_path, ray_local, digits):
+@pytest.fixture(scope="module")
+def alex(tmp_path_factory):
+    """A random AlexNet, saved where knn.weights_dir finds it as torchvision's file."""
+    import torch
+    import torchvision
+
+    weights = tmp_path_factory.mktemp("weights")
+    torch.manual_seed(0)
+    net = torchvision.models.alexnet(weights=None)
+    torch.save(net.state_dict(), weights / "alexnet-owt-7be5be79.pth")
+    return net, weights
+
+
+@pytest.fixture(scope="module")
+def memorizer(study_of, alex):
+    """The exact memorizer with twins and a snapshot, searched in l2 and LPIPS."""
+    return study_of(TINY, "model.type=empirical", "ks=[2, 8]", "twins=true", "train.snapshots=[128]",
+                    "generate.steps=20", "knn.metrics=[l2, lpips-alex]", f"knn.weights_dir={alex[1]}")
+
+
+def test_the_exact_memorizers_twins_never_agree(memorizer, digits):
     """The exact memorizer copies its own K-set, and the twins' K-sets are disjoint: at every
     snapshot, every twin pair is at least as far apart as the two sets' closest pair of images."""
-    cfg = load(TINY, ["model.type=empirical", "ks=[2, 8]", "twins=true", "train.snapshots=[128]",
-                      "generate.steps=20"])
-    study = tmp_path / "mem"
-    run(cfg, study, echo=lambda *a: None)
+    cfg, study = memorizer
     tw = tables.read_pandas(study, "twins")
-    assert sorted(tw.groupby(["K", "images_seen"]).size().items()) == [((2, 128), 6), ((2, 384), 6), ((8, 128), 6),
-                                                                         ((8, 384), 6)]
+    tw = tw[tw.metric == "l2"]
+    n = cfg.generate.n_samples
+    seen = [*cfg.train.snapshots, cfg.train.images]
+    assert sorted(tw.groupby(["K", "images_seen"]).size().items()) == [((k, t), n) for k in cfg.ks for t in seen]
     labels = tables.read_pandas(study, "labels")
+    labels = labels[labels.metric == "l2"]
     for (k, seen), g in tw.groupby(["K", "images_seen"]):
         # The two K-sets, independently: the permutation's first K, and its K before the held-out tail.
         perm, end = permutation(len(digits), 0), len(digits) - cfg.data.held_out
@@ -140,26 +160,18 @@ def test_gaussian_twins_agree_more_as_k_grows(tmp_path, ray_local, digits):
     assert abs(np.median(d_closed) - med[512]) < 0.03, (np.median(d_closed), med[512])
 
 
-def test_lpips_twin_distances_are_the_lpips_packages(tmp_path, ray_local, digits, monkeypatch):
+def test_lpips_twin_distances_are_the_lpips_packages(memorizer, alex, digits):
     """The twins table in LPIPS: each pair's d_twin is what the ``lpips`` package itself gives for
     the two samples (a separate lpips.LPIPS given the same AlexNet weights, which the test writes),
     and the exact memorizer's twins are still copies of their own, disjoint, sets."""
     import torch
-    import torchvision
 
     from tests.unit.metrics.test_lpips import ALEX_CONVS, preprocess, quiet_lpips
 
-    weights = tmp_path / "weights"
-    weights.mkdir()
-    torch.manual_seed(0)
-    alex = torchvision.models.alexnet(weights=None)
-    torch.save(alex.state_dict(), weights / "alexnet-owt-7be5be79.pth")
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
-    cfg = load(TINY, ["model.type=empirical", "ks=[2, 8]", "twins=true", "generate.steps=20",
-                      "knn.metrics=[l2, lpips-alex]", f"knn.weights_dir={weights}"])
-    study = tmp_path / "mem"
-    run(cfg, study, echo=lambda *a: None)
+    alex = alex[0]
+    cfg, study = memorizer
     tw = tables.read_pandas(study, "twins")
+    tw = tw[tw.images_seen == cfg.train.images]
     assert sorted(tw.metric.unique()) == ["l2", "lpips-alex"]
     ref = quiet_lpips("alex").eval()
     sd = ref.net.state_dict()

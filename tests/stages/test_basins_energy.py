@@ -6,21 +6,16 @@ import pandas as pd
 import pytest
 
 from raystudy import tables
-from raystudy.config import load
-from raystudy.study import run
 from tests.conftest import TINY
 
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory, ray_local):
-    cfg = load(TINY, ["model.type=empirical", "ks=[8]", "generate.n_samples=8", "generate.steps=20",
+def study(study_of):
+    return study_of(TINY, *["model.type=empirical", "ks=[8]", "generate.n_samples=8", "generate.steps=20",
                       "basins.enabled=true", "basins.per_label=2", "basins.train=2", "basins.held_out=2",
                       "basins.trials=4", "basins.stride=100", "basins.ddim_steps=10",
                       "energy.enabled=true", "energy.t=300", "energy.per_label=2", "energy.train=1",
                       "energy.held_out=1", "energy.train_refs=1", "energy.held_out_refs=1", "energy.points=16"])
-    out = tmp_path_factory.mktemp("landscape")
-    run(cfg, out, echo=lambda s: None)
-    return cfg, out
 
 
 def test_training_images_have_basins_and_held_out_images_none(study):

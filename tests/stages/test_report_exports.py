@@ -14,19 +14,14 @@ pytestmark = pytest.mark.slow  # runs a whole (tiny) study
 
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory, ray_local):
+def study(study_of):
     import matplotlib
 
     matplotlib.use("Agg")
-    from raystudy.config import load
-    from raystudy.study import run
-
-    out = tmp_path_factory.mktemp("exports") / "s"
     # The exact memorizer copies training images up to float error (d_train 0 to ~2e-8): a
     # delta_m inside that range gives both labels at one K, so a caption on the wrong sample shows.
-    run(load(TINY, ["model.type=empirical", "generate.n_samples=6", "ks=[2, 16]", "seeds=[0, 1]",
-                    "classify.delta_m={l2: 1.0e-9}"]), out, echo=lambda *a: None)
-    return out
+    return study_of(TINY, "model.type=empirical", "generate.n_samples=6", "ks=[2, 16]", "seeds=[0, 1]",
+                    "classify.delta_m={l2: 1.0e-9}")[1]
 
 
 def _by_hand(study) -> pd.DataFrame:

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from raystudy.config import load
-from raystudy.study import TRAIN, run
+from raystudy.study import TRAIN
 from raystudy.train import model_dir
 from tests.conftest import TINY
 
@@ -18,10 +18,8 @@ SETTINGS = ["ks=[4]", "train.images=128", "train.batch_size=32", "train.checkpoi
 
 
 @pytest.fixture(scope="module")
-def tracked(tmp_path_factory, ray_local):
-    cfg = load(TINY, [*SETTINGS, "train.tracking=[tensorboard, mlflow]"])
-    out = tmp_path_factory.mktemp("tracked")
-    run(cfg, out, echo=lambda *a: None, only="train")
+def tracked(study_of):
+    cfg, out = study_of(TINY, *SETTINGS, "train.tracking=[tensorboard, mlflow]", only="train")
     log = pd.read_parquet(out / "tables" / "train_log")
     return cfg, out, log.sort_values("step")
 

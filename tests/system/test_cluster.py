@@ -211,20 +211,21 @@ def _check_tables(study: Path) -> None:
         f"part-K{k}-s0-{st}-{i:05d}.parquet" for k in ks for st in ("eval", "ref") for i in range(6))
 
 
-@pytest.mark.parametrize("stage", ["generate", "knn"])
-def test_driver_killed_mid_stage_resumes_without_rewriting_finished_parts(stage, tmp_path):
-    table = {"generate": "samples", "knn": "neighbors"}[stage]
+def test_driver_killed_in_each_streaming_stage_resumes_without_rewriting_finished_parts(tmp_path):
+    """One study, three drivers: the first SIGKILLed inside generate, the second (which finishes
+    generate) inside knn, the third finishes. Each finished part stays as it was written."""
     tmp = Path(tempfile.mkdtemp(prefix="rk-", dir="/tmp"))  # Ray's socket paths must stay short
     study = tmp_path / "study"
     try:
-        done = _kill_midway(study, tmp, table)
-        before = {t: _parts(study, t) for t in ("samples", "neighbors")}
+        generated = _kill_midway(study, tmp, "samples")
+        searched = _kill_midway(study, tmp, "neighbors")
+        samples = _parts(study, "samples")
+        assert len(samples) == N_PARTS["samples"] and {p: samples[p] for p in generated} == generated
         out = _rerun(study, tmp)
-        assert f"[{stage}] " in out and "to do (missing)" in out, out[-3000:]
-        after = _parts(study, table)
-        assert {p: after[p] for p in done} == done  # finished parts untouched
-        if stage == "knn":
-            assert _parts(study, "samples") == before["samples"]  # generate had finished: nothing redone
+        assert "[generate] complete, skipped" in out and "[knn] " in out and "to do (missing)" in out, out[-3000:]
+        after = _parts(study, "neighbors")
+        assert {p: after[p] for p in searched} == searched
+        assert _parts(study, "samples") == samples  # generate had finished: nothing redone
         _check_tables(study)
     finally:
         import shutil
@@ -304,30 +305,3 @@ def test_a_node_that_cannot_see_the_study_folder_is_one_line_before_any_work(tmp
 
 # -- GPU packing: a fractional GPU per trial ---------------------------------------------------
 
-def test_a_quarter_gpu_per_trial_packs_four_runs_on_one_gpu(tmp_path, monkeypatch):
-    import ray
-    from ray.tune.trainable.function_trainable import wrap_function
-
-    from raystudy.cluster import check_fits
-    from raystudy.config import load
-    from raystudy.stages import fingerprint
-    from raystudy.stages.train import make_trainable
-
-    cfg = load(ROOT / "configs" / "cifar10.yaml", ["train.gpus_per_trial=0.25", "train.cpus_per_trial=2"])
-    # What Tune books for each trial: one bundle of 2 CPU and a quarter GPU.
-    request = wrap_function(make_trainable(cfg, tmp_path)).default_resource_request({})
-    assert request.bundles == [{"CPU": 2.0, "GPU": 0.25}]
-    assert request.required_resources == {"CPU": 2.0, "GPU": 0.25}
-    # Four such trials fill one GPU of an 8-CPU node, a fifth does not fit beside them.
-    node = {"CPU": 8.0, "GPU": 1.0}
-    assert all(4 * v <= node[k] for k, v in request.required_resources.items())
-    assert 5 * request.required_resources["GPU"] > node["GPU"]
-    monkeypatch.setattr(ray, "cluster_resources", lambda: node)
-    check_fits("training trial", cfg.train.cpus_per_trial, cfg.train.gpus_per_trial)
-    # Packing is a resource setting: it does not change what a run is (its fingerprint).
-    train = __import__("raystudy.study", fromlist=["STAGES"]).STAGES["train"]
-    whole = load(ROOT / "configs" / "cifar10.yaml")
-    assert fingerprint(train.depends_on(cfg, (2, 0))) == fingerprint(train.depends_on(whole, (2, 0)))
-    # The documented example is the one tested here.
-    assert "--set train.gpus_per_trial=0.25 --set train.cpus_per_trial=2" in \
-        (ROOT / "configs" / "cifar10.yaml").read_text()

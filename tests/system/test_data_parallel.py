@@ -1,6 +1,9 @@
 """One run on two workers (Ray Train's TorchTrainer inside the Tune trial, two gloo processes)
 trains the model one process trains: the same loss curve and the same weights within float
-tolerance, with the same global batch and seeds, and it resumes from its state file after a kill.
+tolerance, with the same global batch and seeds, and it resumes from its state file after the
+driver and the workers are killed, even when the re-run asks for other resources per trial.
+(A one-process trial resuming from its state file after its node is lost, with the driver in
+its own process: tests/system/test_cluster.py.)
 
 Tolerances (measured on a 2-core AMD EPYC: loss curve within 2e-7 relative, weights within
 6e-5): the workers' all-reduce sums the two halves' gradients in another order than one
@@ -137,7 +140,10 @@ def test_killed_two_worker_run_resumes_from_its_state_file(tmp_path):
         psutil.wait_procs(_ray_of(ray_tmp), timeout=30)
     assert not (study / "models" / f"K{K}-s0" / "run.json").exists(), "finished before it was killed"
 
-    second = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
+    # Resources per trial shape where a run goes, not what it computes: the run resumes with
+    # other ones (each worker 0.75 CPU instead of 0.5).
+    second = subprocess.run(args + ["--set", "train.cpus_per_trial=1.5"], env=env, capture_output=True, text=True,
+                            timeout=600)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     folder = study / "models" / f"K{K}-s0"
     record = json.loads((folder / "run.json").read_text())

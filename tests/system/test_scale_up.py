@@ -26,10 +26,9 @@ ray.init(address=cluster.address)
 seen, out = [], {}
 
 def study():
-    t0 = time.monotonic()
     try:
         check_fits("training trial", 2, 0, wait_s=float(sys.argv[1]), poll_s=0.5)
-        out["fits_after_s"] = time.monotonic() - t0
+        out["fits_at"] = time.monotonic()
     except ClusterError as e:
         out["error"] = str(e)
 
@@ -43,6 +42,7 @@ while t.is_alive():
         seen.append(req)
         time.sleep(1.0)  # a node takes a while to boot
         cluster.add_node(num_cpus=max(int(b.get("CPU", 0)) for b in req))
+        out["node_added_at"] = time.monotonic()
     time.sleep(0.2)
 t.join()
 out["request"] = seen[0] if seen else None
@@ -77,7 +77,8 @@ def test_resource_check_waits_for_the_autoscaler_to_add_a_node():
     assert "error" not in r, r
     # What the autoscaler was asked for: exactly one trial's shape, withdrawn once it fits.
     assert r["request"] == [{"CPU": 2}] and r["request_after"] == []
-    assert r["cpus"] == 3 and 1.0 <= r["fits_after_s"] < 120
+    # The check returned because the node came, not because its wait ran out (events, not windows).
+    assert r["cpus"] == 3 and r["fits_at"] >= r["node_added_at"]
     # Bounded: a worker no node type could hold fails after the wait, in one line that says so.
     assert "cannot hold one generate worker needing 64 CPU" in r["too_big"] and "after waiting 2 s" in r["too_big"]
-    assert 2.0 <= r["too_big_s"] < 10 and "\n" not in r["too_big"]
+    assert r["too_big_s"] >= 2.0 and "\n" not in r["too_big"]

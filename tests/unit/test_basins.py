@@ -157,6 +157,15 @@ def test_basins_group_with_a_unet_writes_the_tables(sched):
         tables.to_table(name, out[name])
     assert len(out["basin_trials"]["t_survive"]) == 9
     assert set(out["basin_rates"]["t"]) <= set(scan_times(1000, 200).tolist())
+    # by value: the rows are a direct call's, item by item and trial by trial (item-major)
+    res = critical_times(unet, sched, items["images"], items["seeds"], metric_fn=rms_metric, delta=cfg.delta,
+                         trials=cfg.trials, p=cfg.p, stride=cfg.stride, ddim_steps=cfg.ddim_steps,
+                         batch_size=cfg.batch_size, device="cpu")
+    np.testing.assert_array_equal(out["basins"]["t_crit"], res["t_crit"])
+    np.testing.assert_array_equal(out["basins"]["item_id"], items["item_id"])
+    np.testing.assert_array_equal(out["basin_trials"]["t_survive"], res["t_survive"].reshape(-1))
+    np.testing.assert_array_equal(out["basin_trials"]["item_id"], np.repeat(items["item_id"], cfg.trials))
+    np.testing.assert_array_equal(out["basin_rates"]["rate"], np.concatenate(res["rate"]))
 
 
 def test_select_items_ranks_each_label_as_the_paper_and_keeps_top_and_bottom_apart():

@@ -85,6 +85,12 @@ def test_old_layout_folder_still_loads(trained, tmp_path):
     assert "\n" not in str(e.value)
 
 
+def test_absent_model_folder_is_one_line(tmp_path):
+    with pytest.raises(CheckpointError, match="no model_index.json") as e:
+        load(tmp_path / "absent")
+    assert "\n" not in str(e.value)
+
+
 def _garbage_weights(d):
     for f in (d / "unet").glob("*.safetensors"):
         f.write_bytes(b"garbage")

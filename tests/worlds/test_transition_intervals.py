@@ -215,12 +215,6 @@ def test_the_demo_grid_does_not_resolve_a_sharp_transition():
     assert summaries("refined", BROAD)["k_cross_resolved"].astype(bool).mean() > 0.75
 
 
-def test_todays_interval_misses_sharp_transitions():
-    # the world is hard enough to tell: the old interval's coverage is near 0 when sharp
-    cov, _ = coverage(DEMO, SHARP, 60, todays_interval)
-    assert cov < 0.2, cov
-
-
 @GRIDS
 @WIDTHS
 def test_emm_interval_covers_the_truth(grid, w):

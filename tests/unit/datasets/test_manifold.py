@@ -33,9 +33,11 @@ def test_get_is_deterministic_and_independent_of_the_batch():
 
 
 def test_huge_dataset_constructs_instantly_and_renders_on_demand():
-    t = time.perf_counter()
+    # CPU time of this process, which another job on the machine does not inflate: rendering
+    # 10**7 images up front would take minutes of it
+    t = time.process_time()
     ds = manifold_dataset(_cfg(size=10**7, image_size=16))
-    assert time.perf_counter() - t < 0.1
+    assert time.process_time() - t < 0.1
     assert len(ds) == 10**7 and ds.shape == (3, 16, 16)
     assert ds.get([10**7 - 1]).shape == (1, 3, 16, 16)
 

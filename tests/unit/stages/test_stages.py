@@ -34,7 +34,7 @@ def test_units_are_missing_fresh_or_stale_with_the_key_that_changed(tmp_path):
     todo = knn.missing(load(TINY, ["generate.steps=7"]), tmp_path)
     assert [t.why for t in todo] == ["stale (generate.steps: 4 -> 7)"] * 2
     # ... a training change too; a resource change or a new threshold does not.
-    assert "train.lr: 0.002 -> 0.5" in knn.missing(load(TINY, ["train.lr=0.5"]), tmp_path)[0].why
+    assert f"train.lr: {load(TINY).train.lr} -> 0.5" in knn.missing(load(TINY, ["train.lr=0.5"]), tmp_path)[0].why
     for harmless in ("train.cpus_per_trial=2", "knn.workers=1", "knn.batch_size=3", "classify.delta_m.l2=0.5",
                      "generate.workers=1", "train.checkpoint_every=64", "ray.num_cpus=1", "study.name=other"):
         assert knn.missing(load(TINY, [harmless]), tmp_path) == [], harmless
@@ -50,10 +50,11 @@ def test_classify_depends_on_its_own_metrics_thresholds_only(tmp_path):
         _write(tmp_path, cl, cfg, u)
     todo = cl.missing(load(TINY, ["knn.metrics=[l2, lpips-alex]", "classify.delta_m.lpips-alex=0.05"]), tmp_path)
     assert sorted(t.unit for t in todo) == [("lpips-alex", 2, 0), ("lpips-alex", 16, 0)]
-    assert todo[0].why == "stale (classify.delta_m.lpips-alex: 0.03 -> 0.05)"
+    old = load(TINY).classify.delta_m["lpips-alex"]
+    assert todo[0].why == f"stale (classify.delta_m.lpips-alex: {old} -> 0.05)"
     meta = tables.part_meta(tmp_path, "labels", "lpips-alex-K2-s0")
     deps = json.loads(meta["depends"])
-    assert deps["classify.delta_m.lpips-alex"] == 0.03 and "classify.delta_m.l2" not in deps
+    assert deps["classify.delta_m.lpips-alex"] == old and "classify.delta_m.l2" not in deps
     assert deps["knn.k"] == 3 and deps["train.lr"] == 0.002
 
 

@@ -1,0 +1,88 @@
+"""`raystudy submit` and the jobs/ examples, parsed and prepared without a cluster
+(tests/system/test_job.py submits a study to a real job server)."""
+
+import os
+import shlex
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+
+
+def _submit_args(*argv):
+    from raystudy.cli import build_parser
+
+    return build_parser().parse_args(["submit", *argv])
+
+
+def test_submit_names_the_interpreter_and_uploads_no_studies(tmp_path):
+    from raystudy.submit import prepare
+
+    def prep(*argv):
+        return prepare(_submit_args("tests/data/tiny.yaml", *argv))
+
+    cwd = os.getcwd()
+    os.chdir(ROOT)
+    try:
+        address, ep, env = prep("--study", "studies/x", "--address", "http://127.0.0.1:8265", "--only", "knn",
+                                "--set", "ks=[2]")
+        assert shlex.split(ep) == [sys.executable, "-m", "raystudy.cli", "run", "tests/data/tiny.yaml", "--study",
+                                   str(ROOT / "studies" / "x"), "--set", "ks=[2]", "--only", "knn"]
+        assert env["working_dir"] == str(ROOT) and {"/studies/", "/.venv/", "/data/", "ray_results/"} <= set(env["excludes"])
+        _, ep, _ = prep("--study", "/shared/s", "--address", "http://head.example:8265")
+        assert shlex.split(ep)[0] == "python"
+        _, ep, _ = prep("--study", "/shared/s", "--address", "http://head.example:8265", "--python", "/opt/py/bin/python")
+        assert shlex.split(ep)[0] == "/opt/py/bin/python"
+        from raystudy.errors import UserError
+
+        with pytest.raises(UserError, match="absolute path"):
+            prep("--study", "rel/dir", "--address", "http://head.example:8265")
+        with pytest.raises(UserError, match="unknown stage"):
+            prep("--study", "/s", "--only", "nope")
+        outside = tmp_path / "c.yaml"
+        outside.write_text((ROOT / "tests" / "data" / "tiny.yaml").read_text())
+        with pytest.raises(UserError, match="outside the working directory"):
+            prepare(_submit_args(str(outside), "--study", "/s"))
+    finally:
+        os.chdir(cwd)
+
+
+def _entrypoint_args(entrypoint: str) -> list[str]:
+    argv = shlex.split(entrypoint)
+    assert argv[:2] == ["python", "jobs/study.py"], argv
+    return argv[2:]
+
+
+def test_kuberay_rayjob_entrypoint_parses_with_the_cli():
+    from raystudy.cli import build_parser
+    from raystudy.config import load
+
+    doc = yaml.safe_load((ROOT / "jobs" / "kuberay-rayjob.yaml").read_text())
+    assert doc["apiVersion"] == "ray.io/v1" and doc["kind"] == "RayJob"
+    args = build_parser().parse_args(["run", *_entrypoint_args(doc["spec"]["entrypoint"])])
+    assert (ROOT / args.config).is_file()
+    load(ROOT / args.config, args.overrides)  # a valid config with these overrides
+    # The study folder is absolute and on the volume every node mounts.
+    assert Path(args.study).is_absolute()
+    cluster = doc["spec"]["rayClusterSpec"]
+    pods = [cluster["headGroupSpec"]["template"]] + [g["template"] for g in cluster["workerGroupSpecs"]]
+    for pod in pods:
+        mounts = [m["mountPath"] for c in pod["spec"]["containers"] for m in c.get("volumeMounts", [])]
+        assert any(Path(args.study).is_relative_to(m) for m in mounts), mounts
+    env = yaml.safe_load(doc["spec"]["runtimeEnvYAML"])
+    assert "/studies/" in env["excludes"] and "ray_results/" in env["excludes"]
+
+
+def test_runtime_env_example_excludes_studies_venv_and_data():
+    env = yaml.safe_load((ROOT / "jobs" / "runtime_env.yaml").read_text())
+    assert env["working_dir"] == "."
+    assert {"/studies/", "/.venv/", "/data/", "ray_results/"} <= set(env["excludes"])
+    # The one-stage example in jobs/README.md parses with `raystudy submit`'s parser.
+    blocks = [b.split("```")[0].replace("\\\n", " ") for b in (ROOT / "jobs" / "README.md").read_text().split("```bash")[1:]]
+    cmd = shlex.split(next(b for b in blocks if "--only knn" in b))
+    assert cmd[:2] == [".venv/bin/raystudy", "submit"], cmd
+    args = _submit_args(*cmd[2:])
+    assert args.only == "knn" and args.overrides == ["knn.metrics=[l2, lpips-alex]"] and Path(args.study).is_absolute()
