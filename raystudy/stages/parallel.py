@@ -19,11 +19,18 @@ placement group, and Ray reserves a placement group whole, so trials queue rathe
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
 # What the Tune trial of a data-parallel run asks for itself: it only waits on the Train run.
 DRIVER_CPU = 0.05
+# How often Ray Train's controller looks at the workers (Ray's default: every 2 s). A worker's
+# ``ray.train.report`` blocks until the controller has taken its previous report, so a run
+# reporting at each of its log intervals (up to 200) would wait up to that long at every one
+# of them. Ray Train propagates this variable from the trial's process to its controller; a
+# value set in the environment wins.
+HEALTH_CHECK_INTERVAL_S = "0.1"
 
 
 def trial_resources(cfg, k: int) -> dict:
@@ -53,6 +60,7 @@ def fit(cfg, study_dir, axis, k: int, seed: int, final_dir, state_path, kw: dict
     tc = cfg.train
     n = tc.workers_for(k)
     gpus = tc.gpus_per_trial / n
+    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", HEALTH_CHECK_INTERVAL_S)
     trainer = TorchTrainer(
         _worker,
         train_loop_config={"cfg": cfg.to_dict(), "axis": axis, "k": k, "seed": seed, "final_dir": str(final_dir),

@@ -113,7 +113,7 @@ def _ray_of(tmp: str) -> list:
 
 
 def test_killed_two_worker_run_resumes_from_its_state_file(tmp_path):
-    steps = 30
+    steps = 60  # ~0.1 s a step: seconds between the first state file and the end, to kill in
     cfg_file = tmp_path / "dp.yaml"
     cfg_file.write_text(json.dumps(_raw(steps=steps, checkpoint_steps=3, workers=2)))  # JSON is YAML
     study = tmp_path / "study"
