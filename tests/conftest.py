@@ -92,16 +92,24 @@ TIERS = {"unit": 60, "stages": 300, "worlds": 300, "system": 600}
 def pytest_collection_modifyitems(config, items):
     """Each test gets its folder's tier marker (``-m unit`` ... ``-m system``) and timeout, and
     every test that uses the local Ray (directly or through a study fixture) is also marked
-    ``ray``. tests/system/test_cluster.py runs its clusters with Ray's token auth disabled, and
-    Ray caches the auth mode for the life of the process: every local Ray started after it in
-    the same session would fail with InvalidAuthToken. So those tests run last."""
-    for item in items:
+    ``ray``. The tiers run in the order of TIERS. tests/system/test_cluster.py runs its clusters
+    with Ray's token auth disabled, and Ray caches the auth mode for the life of the process:
+    every local Ray started after it in the same session would fail with InvalidAuthToken. So
+    those tests run last."""
+    order = list(TIERS)
+
+    def tier_of(item):
         parts = Path(str(item.path)).relative_to(ROOT / "tests").parts
-        tier = parts[0] if len(parts) > 1 else None
-        if tier in TIERS:
+        return parts[0] if len(parts) > 1 and parts[0] in TIERS else None
+
+    for item in items:
+        tier = tier_of(item)
+        if tier:
             item.add_marker(getattr(pytest.mark, tier))
             if item.get_closest_marker("timeout") is None:
                 item.add_marker(pytest.mark.timeout(TIERS[tier]))
         if "ray_local" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.ray)
-    items.sort(key=lambda item: item.nodeid.startswith("tests/system/test_cluster.py"))
+    # unit first (no Ray may be up there), then stages, worlds, system; the clusters last of all
+    items.sort(key=lambda item: (order.index(tier_of(item)) if tier_of(item) else 0,
+                                 item.nodeid.startswith("tests/system/test_cluster.py")))

@@ -7,7 +7,7 @@ import numpy as np
 
 from raystudy import analysis as A
 from raystudy.cli import main
-from tests.unit.analysis.test_analysis import _fractions_ks, _imgs
+from tests.unit.analysis.test_report import _fractions_ks, _imgs
 
 
 def test_report_on_a_real_tiny_study(tiny_study):
