@@ -220,9 +220,16 @@ def _report(args) -> None:
 
 
 def _query(args) -> None:
-    from . import analysis as A
+    import duckdb
 
-    print(A.connect(args.dirs).sql(args.sql or A.EXAMPLE_QUERY).df().to_string(index=False))
+    from . import analysis as A
+    from .errors import one_line
+
+    try:
+        df = A.connect(args.dirs).sql(args.sql or A.EXAMPLE_QUERY).df()
+    except duckdb.Error as e:  # the user's SQL: a typo, a table or column that is not there
+        raise UserError(f"query: {one_line(e)}") from None
+    print(df.to_string(index=False))
 
 
 def main(argv=None) -> int:
@@ -241,6 +248,12 @@ def main(argv=None) -> int:
     except UserError as e:
         print(f"raystudy: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `raystudy ... | head` closed the pipe: what was asked for has been read
+        import os
+
+        # Python flushes stdout again at exit: point it at /dev/null so that is no second error.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":

@@ -61,7 +61,12 @@ def read_images(source, shape: tuple[int, int, int]) -> np.ndarray:
     if not files:
         raise DataError(f"{source}: holds no .npz or .png files")
     parts = [_npz(f) if kind == "npz" else _png(f, shape[0]) for f in files]
-    x = np.concatenate([p if p.ndim == 4 else p[None] for p in parts])
+    parts = [p if p.ndim == 4 else p[None] for p in parts]
+    for f, p in zip(files, parts):
+        if p.shape[1:] != parts[0].shape[1:]:
+            raise DataError(f"{f}: images of {p.shape[1:]} beside {files[0].name}'s {parts[0].shape[1:]}: "
+                            f"every file of {source} must hold images of one size")
+    x = np.concatenate(parts)
     if x.ndim == 4 and x.shape[-1] == shape[0] and x.shape[1] != shape[0]:  # (n, H, W, C)
         x = x.transpose(0, 3, 1, 2)
     if tuple(x.shape[1:]) != tuple(shape):

@@ -33,3 +33,28 @@ def test_version_and_help(capsys):
     for action in build_parser()._subparsers._group_actions[0].choices["report"]._actions:
         for opt in action.option_strings:
             assert opt in out
+
+
+def test_bad_sql_is_one_line(tmp_path, capsys):
+    from raystudy.analysis import synthetic
+    from raystudy.cli import main
+
+    study = synthetic.write_study(tmp_path / "s", ks=(2, 8), seeds=(0,), n=4)
+    assert main(["query", str(study), "--sql", "SELECT * FROM nope"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("raystudy: error: query:") and "nope" in err and err.count("\n") == 1, err
+
+
+def test_a_closed_pipe_ends_the_command_quietly(tmp_path):
+    """`raystudy run ... --dry-run | head`: the reader closes the pipe (here before the command
+    writes a line); the command stops without a traceback."""
+    import subprocess
+    import sys
+
+    from tests.conftest import TINY
+
+    p = subprocess.Popen([sys.executable, "-m", "raystudy.cli", "run", str(TINY), "--study", str(tmp_path / "s"),
+                          "--dry-run"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdout.close()
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=60) == 1 and "Traceback" not in err and "Error" not in err, err

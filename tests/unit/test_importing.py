@@ -25,3 +25,17 @@ def test_bad_imports_are_one_line(tmp_path):
     np.savez(f, samples=np.full((12, 1, 8, 8), 3.0, np.float32))
     with pytest.raises(DataError, match=r"values span \[3, 3\]"):
         import_samples(cfg, tmp_path / "s", 8, 0, f)
+
+
+def test_pngs_of_two_sizes_are_one_line(tmp_path):
+    from PIL import Image
+
+    from raystudy.importing import read_images
+
+    folder = tmp_path / "pngs"
+    folder.mkdir()
+    Image.new("L", (8, 8)).save(folder / "a.png")
+    Image.new("L", (16, 16)).save(folder / "b.png")
+    with pytest.raises(DataError, match=r"b.png: images of \(1, 16, 16\) beside a.png's \(1, 8, 8\)") as e:
+        read_images(folder, (1, 8, 8))
+    assert "\n" not in str(e.value)
