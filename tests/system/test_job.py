@@ -41,47 +41,80 @@ def _submit_cmd() -> list[str]:
     return [str(BIN / "raystudy"), "submit"]
 
 
-def _wait_for_job_server(address: str, token: str, head: subprocess.Popen, timeout: float = 180) -> None:
-    """Poll the job server's own HTTP API (what `ray job list` asks) until it lists jobs."""
+def _job_server_up(address: str, token: str, head: subprocess.Popen, timeout: float) -> str:
+    """Poll the job server's own HTTP API (what `ray job list` asks) until it lists jobs: "" when
+    it does, else why not."""
     import urllib.error
     import urllib.request
 
-    deadline, why = time.time() + timeout, ""
+    deadline, why = time.time() + timeout, "no answer"
     req = urllib.request.Request(f"{address}/api/jobs/", headers={"Authorization": f"Bearer {token}"})
-    while True:
+    while time.time() < deadline:
         try:
             with urllib.request.urlopen(req, timeout=5) as r:
                 if r.status == 200:
-                    return
+                    return ""
         except (urllib.error.URLError, OSError) as e:  # not listening yet, or the agent not up (5xx)
             why = str(e)
         assert head.poll() is None, head.stdout.read().decode()
-        assert time.time() < deadline, why
         time.sleep(0.5)
+    return why
+
+
+def _stop(head: subprocess.Popen) -> None:
+    head.send_signal(signal.SIGINT)
+    try:
+        head.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        os.killpg(head.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _dashboard_log(temp_dir: str) -> str:
+    logs = sorted(Path(temp_dir).glob("session_*/logs/dashboard.log"))
+    return logs[-1].read_text()[-2000:] if logs else "(no dashboard.log)"
+
+
+def _start_head(env: dict, cwd: Path, token: str) -> tuple[subprocess.Popen, str, str]:
+    """`ray start --head` on free ports, up to the point where its job server answers. A port
+    found free can be taken before Ray binds it (the dashboard then never listens): one more
+    start, on other ports, before the test fails with the dashboard's log."""
+    why = ""
+    for _ in range(2):
+        gcs, dash, agent = _free_port(), _free_port(), _free_port()
+        # Ray's socket paths must stay under 107 bytes: pytest's tmp_path is too deep.
+        temp_dir = tempfile.mkdtemp(prefix="rayjob-", dir="/tmp")
+        # README: `.venv/bin/ray start --head --num-cpus=2` (ports, temp dir and --block so that
+        # this test neither collides with another Ray on the machine nor needs `ray stop`: the job
+        # agent's default port 52365 is often taken there, and then no job can be submitted).
+        head = subprocess.Popen(
+            [str(BIN / "ray"), "start", "--head", "--num-cpus=2", "--block", "--node-ip-address=127.0.0.1",
+             f"--port={gcs}", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--include-dashboard=true",
+             f"--dashboard-agent-listen-port={agent}",
+             f"--temp-dir={temp_dir}", "--disable-usage-stats"],
+            env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+        address = f"http://127.0.0.1:{dash}"
+        down = _job_server_up(address, token, head, timeout=90)
+        if not down:
+            return head, address, temp_dir
+        why = f"{down}; dashboard.log: {_dashboard_log(temp_dir)}"
+        _stop(head)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+    pytest.fail(f"the job server never answered: {why}")
 
 
 def test_study_runs_as_a_ray_job_as_the_readme_says(tmp_path):
-    gcs, dash, agent = _free_port(), _free_port(), _free_port()
-    # Ray's socket paths must stay under 107 bytes: pytest's tmp_path is too deep.
-    temp_dir = tempfile.mkdtemp(prefix="rayjob-", dir="/tmp")
     # A token as `ray start` finds it (~/.ray/auth_token after any local ray.init); given in
     # the environment here so the user's ~/.ray does not matter. RAY_AUTH_MODE stays unset:
     # `ray start` and `raystudy submit` both turn token mode on because a token exists.
     token = secrets.token_hex(32)
     env = _user_env(RAY_AUTH_TOKEN=token)
-    # README: `.venv/bin/ray start --head --num-cpus=2` (ports, temp dir and --block so that
-    # this test neither collides with another Ray on the machine nor needs `ray stop`: the job
-    # agent's default port 52365 is often taken there, and then no job can be submitted).
-    head = subprocess.Popen(
-        [str(BIN / "ray"), "start", "--head", "--num-cpus=2", "--block", "--node-ip-address=127.0.0.1",
-         f"--port={gcs}", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--include-dashboard=true",
-         f"--dashboard-agent-listen-port={agent}",
-         f"--temp-dir={temp_dir}", "--disable-usage-stats"],
-        env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-    address = f"http://127.0.0.1:{dash}"
+    head, address, temp_dir = _start_head(env, tmp_path, token)
     study = tmp_path / "study"
     try:
-        _wait_for_job_server(address, token, head)
         # README: `.venv/bin/raystudy submit configs/... --study /abs/path --address http://127.0.0.1:8265`
         sub = subprocess.run(
             [*_submit_cmd(), "tests/data/tiny.yaml", "--study", str(study), "--address", address,
@@ -100,15 +133,7 @@ def test_study_runs_as_a_ray_job_as_the_readme_says(tmp_path):
                               "--set", "train.nope=1"], env=env, cwd=ROOT, capture_output=True, text=True)
         assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "train.nope" in bad.stderr, bad.stderr
     finally:
-        head.send_signal(signal.SIGINT)
-        try:
-            head.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            pass
-        try:
-            os.killpg(head.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        _stop(head)
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
