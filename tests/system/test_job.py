@@ -41,24 +41,30 @@ def _submit_cmd() -> list[str]:
     return [str(BIN / "raystudy"), "submit"]
 
 
-def _job_server_up(address: str, token: str, head: subprocess.Popen, timeout: float) -> str:
-    """Poll the job server's own HTTP API (what `ray job list` asks) until it lists jobs: "" when
-    it does, else why not."""
+def _job_server_up(address: str, token: str, head: subprocess.Popen, temp_dir: str, timeout: float) -> tuple[str, str]:
+    """Poll the job server's own HTTP API (what `ray job list` asks) until it lists jobs: (its
+    address, "") when it does, else (address, why not). Ray's dashboard moves to the next port
+    when the one asked for is taken (a port found free can be taken before Ray binds it): the
+    address it logs is the one polled."""
+    import re
     import urllib.error
     import urllib.request
 
     deadline, why = time.time() + timeout, "no answer"
-    req = urllib.request.Request(f"{address}/api/jobs/", headers={"Authorization": f"Bearer {token}"})
     while time.time() < deadline:
+        logged = re.findall(r"http server initialized at ([0-9.]+:[0-9]+)", _dashboard_log(temp_dir, tail=10**7))
+        if logged:
+            address = f"http://{logged[-1]}"
+        req = urllib.request.Request(f"{address}/api/jobs/", headers={"Authorization": f"Bearer {token}"})
         try:
             with urllib.request.urlopen(req, timeout=5) as r:
                 if r.status == 200:
-                    return ""
+                    return address, ""
         except (urllib.error.URLError, OSError) as e:  # not listening yet, or the agent not up (5xx)
             why = str(e)
         assert head.poll() is None, head.stdout.read().decode()
         time.sleep(0.5)
-    return why
+    return address, why
 
 
 def _stop(head: subprocess.Popen) -> None:
@@ -73,14 +79,13 @@ def _stop(head: subprocess.Popen) -> None:
         pass
 
 
-def _dashboard_log(temp_dir: str) -> str:
+def _dashboard_log(temp_dir: str, tail: int = 2000) -> str:
     logs = sorted(Path(temp_dir).glob("session_*/logs/dashboard.log"))
-    return logs[-1].read_text()[-2000:] if logs else "(no dashboard.log)"
+    return logs[-1].read_text()[-tail:] if logs else "(no dashboard.log)"
 
 
 def _start_head(env: dict, cwd: Path, token: str) -> tuple[subprocess.Popen, str, str]:
-    """`ray start --head` on free ports, up to the point where its job server answers. A port
-    found free can be taken before Ray binds it (the dashboard then never listens): one more
+    """`ray start --head` on free ports, up to the point where its job server answers; one more
     start, on other ports, before the test fails with the dashboard's log."""
     why = ""
     for _ in range(2):
@@ -96,8 +101,7 @@ def _start_head(env: dict, cwd: Path, token: str) -> tuple[subprocess.Popen, str
              f"--dashboard-agent-listen-port={agent}",
              f"--temp-dir={temp_dir}", "--disable-usage-stats"],
             env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-        address = f"http://127.0.0.1:{dash}"
-        down = _job_server_up(address, token, head, timeout=90)
+        address, down = _job_server_up(f"http://127.0.0.1:{dash}", token, head, temp_dir, timeout=90)
         if not down:
             return head, address, temp_dir
         why = f"{down}; dashboard.log: {_dashboard_log(temp_dir)}"
