@@ -10,7 +10,7 @@ import argparse
 import logging
 import sys
 
-from .errors import UserError
+from .errors import UserError, one_line
 
 RUN_HELP = """Run every stage of a study (train -> generate -> knn -> classify -> [basins, energy] -> figures).
 A stage does only what is missing or stale: every output part remembers the config
@@ -223,7 +223,6 @@ def _query(args) -> None:
     import duckdb
 
     from . import analysis as A
-    from .errors import one_line
 
     try:
         df = A.connect(args.dirs).sql(args.sql or A.EXAMPLE_QUERY).df()

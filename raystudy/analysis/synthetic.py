@@ -32,12 +32,6 @@ def p_spurious(k, k_half: float = 40.0, slope: float = 2.0, k_spurious: float = 
     return np.minimum(bump, 1.0 - p_memorized(k, k_half, slope))
 
 
-def _digits() -> np.ndarray:
-    from ..datasets.files import digits
-
-    return digits()
-
-
 def write_study(study_dir, ks=(2, 8, 32, 128, 512), seeds=(0, 1), n: int = 40, metrics=("l2",),
                 k_half: float = 40.0, slope: float = 2.0, k_spurious: float = 64.0, height: float = 0.3,
                 knn_k: int = 3, name: str | None = None, basins: bool = False, train_log: bool = True,
@@ -53,7 +47,9 @@ def write_study(study_dir, ks=(2, 8, 32, 128, 512), seeds=(0, 1), n: int = 40, m
            "generate": {"n_samples": n}, "knn": {"metrics": list(metrics), "k": knn_k},
            "classify": {"delta_m": {m: delta_m for m in metrics}, "delta_s": {m: delta_s for m in metrics}}}
     (d / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    digits = _digits()
+    from ..datasets.files import digits as digit_images
+
+    digits = digit_images()
     perm = rng.permutation(N_DIGITS)
     meta = tables.dumps_meta(study=name, synthetic=True)
     runs = {c: [] for c in tables.SCHEMAS["runs"].names}
