@@ -22,6 +22,23 @@ def ray_local():
     ray.shutdown()
 
 
+@pytest.fixture
+def offline(monkeypatch):
+    """No network for this test, offline machine or not: every proxy is a closed local port, so a
+    fetch fails at once. urllib keeps the proxies of its first ``urlopen`` in a process-wide
+    opener; it is dropped afterwards, or every later ``urlopen`` in the session would go to that
+    closed port."""
+    import urllib.request
+
+    for var in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"):
+        monkeypatch.setenv(var, "http://127.0.0.1:9")
+    for var in ("no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    urllib.request.install_opener(None)
+    yield
+    urllib.request.install_opener(None)
+
+
 @pytest.fixture(scope="session")
 def digits():
     from raystudy.config import DataSection

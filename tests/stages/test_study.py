@@ -121,13 +121,11 @@ def test_adding_a_metric_computes_only_that_metric(study, tmp_path, monkeypatch)
     assert sorted(fr.metric.unique()) == ["l2", "lpips-alex"]
 
 
-def test_missing_backbone_fails_before_any_work(study, tmp_path, monkeypatch):
+def test_missing_backbone_fails_before_any_work(study, tmp_path, monkeypatch, offline):
     from raystudy.metrics.lpips import WeightsMissing
 
     cfg, out = study
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
-    for var in ("https_proxy", "HTTPS_PROXY"):  # a closed port: the fetch fails at once, offline or not
-        monkeypatch.setenv(var, "http://127.0.0.1:9")
     bad = load(TINY, ["knn.metrics=[l2, lpips-vgg]", f"knn.weights_dir={tmp_path}"])
     before = _snapshot(out), (out / "config.yaml").read_text()
     with pytest.raises(WeightsMissing, match="vgg16-397923af.pth") as e:

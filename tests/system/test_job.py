@@ -51,13 +51,14 @@ def _job_server_up(address: str, token: str, head: subprocess.Popen, temp_dir: s
     import urllib.request
 
     deadline, why = time.time() + timeout, "no answer"
+    local = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # the head is on this machine
     while time.time() < deadline:
         logged = re.findall(r"http server initialized at ([0-9.]+:[0-9]+)", _dashboard_log(temp_dir, tail=10**7))
         if logged:
             address = f"http://{logged[-1]}"
         req = urllib.request.Request(f"{address}/api/jobs/", headers={"Authorization": f"Bearer {token}"})
         try:
-            with urllib.request.urlopen(req, timeout=5) as r:
+            with local.open(req, timeout=5) as r:
                 if r.status == 200:
                     return address, ""
         except (urllib.error.URLError, OSError) as e:  # not listening yet, or the agent not up (5xx)
