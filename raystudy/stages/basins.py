@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import axes, items, tables
+from .. import axes, items, progress, tables
 from ..cluster import pool
 from .generate import ModelActor
 from .shards import axis_task, task_axis
@@ -72,11 +72,15 @@ def run_units(stage, cfg, study_dir, todo, actor, workers: int) -> None:
     for u in todo:
         m, a, k, s = axes.split_unit(u)
         rows.append({"metric": m, "K": k, "seed": s, "base": stage.part(u), **axis_task(a)})
+    progress.ray_data_output()
     ds = ray.data.from_items(rows, override_num_blocks=len(todo))
     ds = ds.map_batches(actor, fn_constructor_kwargs={"cfg_dict": cfg.to_dict(), "study_dir": str(study_dir)},
                         fn_kwargs={"metas": metas}, batch_size=1, batch_format="numpy",
                         **pool(workers, cfg.generate.cpus_per_worker, cfg.generate.gpus_per_worker))
-    done = sum(1 for b in ds.iter_batches(batch_size=None, batch_format="numpy") for _ in b["K"])
+    shown, done = progress.Progress(stage.name, len(todo), "units"), 0
+    for b in ds.iter_batches(batch_size=None, batch_format="numpy"):
+        done += len(b["K"])
+        shown.update(len(b["K"]))
     if done != len(todo):
         raise RuntimeError(f"{stage.name} finished {done} of {len(todo)} units")
 

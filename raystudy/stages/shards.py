@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 from typing import Callable
 
-from .. import axes, tables
+from .. import axes, progress, tables
 from . import part_name
 
 
@@ -118,11 +118,16 @@ def stream(stage, cfg, study_dir, todo, table: str, sets, actor, ctor_kwargs: di
                           **axis_task(axis)})
     if not tasks:
         return
+    shown = progress.Progress(stage.name, len(tasks), "shards", sum(t["hi"] - t["lo"] for t in tasks), "samples")
+    progress.ray_data_output()
     # One block per shard, so the pool hands shards out one by one and grows with the queue.
     ds = ray.data.from_items(tasks, override_num_blocks=len(tasks)).map_batches(
         actor, fn_constructor_kwargs={**ctor_kwargs, "study_dir": study_dir},
         fn_kwargs={"study_dir": study_dir, "metas": metas}, batch_size=1, batch_format="numpy", **resources)
-    written = sum(int(b["rows"].sum()) for b in ds.iter_batches(batch_size=None, batch_format="numpy"))
+    written = 0
+    for b in ds.iter_batches(batch_size=None, batch_format="numpy"):
+        written += int(b["rows"].sum())
+        shown.update(len(b["rows"]), int(b["rows"].sum()))
     expected = sum(t["hi"] - t["lo"] for t in tasks)
     if written != expected:
         raise RuntimeError(f"{stage.name} wrote {written} rows of {expected}")

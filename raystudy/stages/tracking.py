@@ -66,14 +66,16 @@ def _mlflow(cfg, study_dir, experiment: str):
 
 
 class RunTags(MLflowLoggerCallback):
-    """Ray's MLflow callback, with each run's K and seed as tags beside the study's (Ray logs
-    the trial config, ``run/K`` and ``run/seed``, as the run's params)."""
+    """Ray's MLflow callback, with each run's K and seed (and variant and twin where it has them)
+    as tags beside the study's (Ray logs the trial config, the run's label ``K=4 seed=0``, as
+    its param ``run``)."""
 
     def setup(self, *args, **kwargs):
         self.study_tags = dict(self.tags or {})
         super().setup(*args, **kwargs)
 
     def log_trial_start(self, trial):
-        run = trial.config["run"]
-        self.tags = {**self.study_tags, "K": str(run["K"]), "seed": str(run["seed"])}
+        from .train import label_fields
+
+        self.tags = {**self.study_tags, **label_fields(trial.config["run"])}
         super().log_trial_start(trial)

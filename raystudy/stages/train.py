@@ -19,18 +19,40 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import axes, tables
+from .. import axes, progress, tables
 from ..errors import StudyError, TrainingFailed, one_line
 from ..train import LOG_FILE, model_dir, read_run
 from . import changed, part_name
 
 
-def _trial(params, cfg_dict: dict, study_dir: str, metas: dict):
+def run_label(run: dict) -> str:
+    """A run as Tune's trial table shows it and names its trial: ``K=64 seed=0``, then
+    ``variant=wide`` and ``twin=1`` where the run has them."""
+    label = f"K={run['K']} seed={run['seed']}"
+    if run.get("variant", axes.BASE) != axes.BASE:
+        label += f" variant={run['variant']}"
+    return label + (f" twin={run['twin']}" if run.get("twin") else "")
+
+
+def label_fields(label: str) -> dict[str, str]:
+    """``run_label``'s text back as its fields (variant names are identifiers, so no value
+    holds a space or an equals sign)."""
+    return dict(kv.split("=", 1) for kv in label.split())
+
+
+def run_dirname(label: str) -> str:
+    """``K=64 seed=0`` as a folder name that any file system and object store takes: ``K64_seed0``."""
+    return label.replace("=", "").replace(" ", "_")
+
+
+def _trial(params, cfg_dict: dict, study_dir: str, metas: dict, runs: dict):
     """Tune function trainable for one run (K, seed, variant, twin). Its one Tune call is
     ``tune.report`` of the metrics at each of ``train_one``'s checkpoints; no Tune ``Checkpoint``
     is made or read: a retried trial resumes from the run's own state file in the study folder.
     ``metas`` maps each checkpoint's part name to the train stage's metadata, made by the driver;
-    ``params["run"]`` names the run, the snapshots it must make and whether its final model."""
+    ``params["run"]`` is the run's label, and ``runs[label]`` the run, the snapshots it must make
+    and whether its final model (the trial config holds only the label, which is what Tune's
+    status table and the trackers show)."""
     from ray import tune
 
     from ..config import from_dict
@@ -38,7 +60,7 @@ def _trial(params, cfg_dict: dict, study_dir: str, metas: dict):
     from ..train import state_file, train_one
 
     cfg = from_dict(cfg_dict)
-    run = params["run"]
+    run = runs[params["run"]]
     k, seed = int(run["K"]), int(run["seed"])
     axis = axes.Axis(run.get("variant", axes.BASE), int(run.get("twin", 0)))
     units = [axes.make_unit(None, axes.Axis(axis.variant, axis.twin, s), k, seed) for s in run.get("snapshots", ())]
@@ -65,8 +87,9 @@ def _trial(params, cfg_dict: dict, study_dir: str, metas: dict):
             fit(cfg, study_dir, axis, k, seed, final_dir, state_path, kw)
             return
         # Reported at every log interval, not only at checkpoints (Tune needs no Checkpoint with a
-        # report); timesteps_total is the x axis Tune's logger callbacks plot against.
-        report = lambda m: tune.report({**m, "timesteps_total": m["images_seen"]})  # noqa: E731
+        # report); timesteps_total is the x axis Tune's logger callbacks plot against. Tune's
+        # status table shows the first four metrics of a report: the ones a person follows.
+        report = lambda m: tune.report({k: m[k] for k in FOLLOWED} | m | {"timesteps_total": m["images_seen"]})  # noqa: E731
         train_one(axes.for_axis(cfg, axis), images(), k, seed, final_dir, state_path, on_log=report, **kw)
 
     todo = snaps()
@@ -79,20 +102,25 @@ def _trial(params, cfg_dict: dict, study_dir: str, metas: dict):
         record_finished(study_dir, u, metas[part_name(u)])
 
 
-def make_trainable(cfg, study_dir, metas: dict | None = None):
+# The metrics Tune's status table shows for each trial, in this order.
+FOLLOWED = ("loss", "images_seen", "images_per_s", "wall_s")
+
+
+def make_trainable(cfg, study_dir, metas: dict | None = None, runs: list[dict] = ()):
     """The Tune trainable with the resources one trial asks for (fractional GPUs pack small runs;
     a data-parallel run's workers book their own, ``parallel.trial_resources``)."""
     from ray import tune
 
     from .parallel import trial_resources
 
-    trainable = tune.with_parameters(_trial, cfg_dict=cfg.to_dict(), study_dir=str(study_dir), metas=metas or {})
+    trainable = tune.with_parameters(_trial, cfg_dict=cfg.to_dict(), study_dir=str(study_dir), metas=metas or {},
+                                     runs={run_label(r): r for r in runs})
     if cfg.train.workers == 1:
         return tune.with_resources(trainable, trial_resources(cfg, 0))
     from ray.tune.execution.placement_groups import resource_dict_to_pg_factory
 
     return tune.with_resources(trainable, lambda p: resource_dict_to_pg_factory(
-        trial_resources(cfg, int(p["run"]["K"]))))
+        trial_resources(cfg, int(label_fields(p["run"])["K"]))))
 
 
 def run_sweep(stage, cfg, study_dir, todo) -> None:
@@ -104,12 +132,15 @@ def run_sweep(stage, cfg, study_dir, todo) -> None:
     study_dir = Path(study_dir).resolve()
     storage = study_dir / "ray_results"
     name = "train-" + stage.meta(cfg, todo[0])["fingerprint"]
-    trainable = make_trainable(cfg, study_dir, {stage.part(u): stage.meta(cfg, u) for u in todo})
+    runs = trial_runs(todo)
+    trainable = make_trainable(cfg, study_dir, {stage.part(u): stage.meta(cfg, u) for u in todo}, runs)
     tuner = tune.Tuner(
         trainable,
-        param_space={"run": tune.grid_search(trial_runs(todo))},
+        param_space={"run": tune.grid_search([run_label(r) for r in runs])},
+        tune_config=tune.TuneConfig(trial_name_creator=lambda t: t.config["run"],
+                                    trial_dirname_creator=lambda t: f"{run_dirname(t.config['run'])}_{t.trial_id}"),
         run_config=tune.RunConfig(
-            name=name, storage_path=str(storage), verbose=1,
+            name=name, storage_path=str(storage), verbose=progress.tune_verbosity(),
             failure_config=tune.FailureConfig(max_failures=cfg.train.max_failures),
             callbacks=callbacks(cfg, study_dir, name),
         ),

@@ -50,7 +50,7 @@ def test_mlflow_client_lists_the_run_with_its_metrics_params_and_tags(tracked):
     assert exp is not None and exp.artifact_location.startswith((out / "mlartifacts").as_uri())
     (r,) = client.search_runs([exp.experiment_id])
     assert r.info.status == "FINISHED"
-    assert r.data.params["run/K"] == "4" and r.data.params["run/seed"] == "0"
+    assert r.data.params["run"] == "K=4 seed=0"
     assert {k: r.data.tags[k] for k in ("study", "K", "seed")} == {"study": "tiny", "K": "4", "seed": "0"}
     hist = sorted(client.get_metric_history(r.info.run_id, "loss"), key=lambda m: m.step)
     assert [m.step for m in hist] == [32, 64, 96, 128]

@@ -22,3 +22,30 @@ def test_a_quarter_gpu_per_trial_is_what_tune_books(tmp_path):
     # The documented example is the one tested here.
     assert "--set train.gpus_per_trial=0.25 --set train.cpus_per_trial=2" in \
         (ROOT / "configs" / "cifar10.yaml").read_text()
+
+
+def test_tune_shows_each_run_by_its_label_and_books_by_its_k(tmp_path):
+    from ray.tune.trainable.function_trainable import wrap_function
+
+    from raystudy import axes
+    from raystudy.config import from_dict
+    from raystudy.stages.parallel import trial_resources
+    from raystudy.stages.train import label_fields, make_trainable, run_dirname, run_label, trial_runs
+
+    units = [axes.make_unit(None, axes.Axis(v, t, s), k, 0)
+             for v, t, s, k in [("base", 0, None, 64), ("wide", 1, None, 64), ("base", 0, 32, 1597)]]
+    runs = trial_runs(units)
+    labels = [run_label(r) for r in runs]
+    assert labels == ["K=64 seed=0", "K=64 seed=0 variant=wide twin=1", "K=1597 seed=0"]
+    for r, label in zip(runs, labels):
+        fields = label_fields(label)
+        assert (int(fields["K"]), int(fields["seed"]), fields.get("variant", "base"), int(fields.get("twin", 0))) == \
+            (r["K"], r["seed"], r["variant"], r["twin"])
+    assert run_dirname(labels[1]) == "K64_seed0_variantwide_twin1"
+    # A data-parallel study books by each trial's K, read from its label.
+    dp = from_dict({"train": {"cpus_per_trial": 2, "workers": 2, "workers_min_k": 1000, "batch_size": 64}})
+    trainable = wrap_function(make_trainable(dp, tmp_path, {}, runs))
+    for label in labels:
+        want = trial_resources(dp, int(label_fields(label)["K"]))
+        got = trainable.default_resource_request({"run": label}).bundles[0]
+        assert got == {"CPU": want["cpu"], **({"GPU": want["gpu"]} if want["gpu"] else {})}, label
