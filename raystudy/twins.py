@@ -7,8 +7,8 @@ its own training set the twins disagree (their samples are images of two disjoin
 they generalize, the same noise gives nearly the same image. The ``twins`` table keeps, per eval
 sample, the twin distance and each sample's nearest distance to its own and to the other's
 K-set, in the metric's units (l2: per-pixel RMS, as neighbors/labels), so the threshold of
-reproducibility (``classify.delta_m``) is chosen in analysis. Plain numpy, no Ray; exact brute
-force (the K-sets are read ``chunk`` images at a time).
+reproducibility (``classify.delta_m``) is chosen in analysis (``analysis.phase.reproducibility``).
+Plain numpy, no Ray; exact brute force (the K-sets are read ``chunk`` images at a time).
 """
 
 from __future__ import annotations
@@ -53,15 +53,3 @@ def twin_columns(cfg, study_dir, dataset, unit, metric=None) -> dict:
             "d_twin": metric.from_sq(((ea - eb) ** 2).sum(1)),
             "d_own_a": nearest(ea, set_a), "d_other_a": nearest(ea, set_b),
             "d_own_b": nearest(eb, set_b), "d_other_b": nearest(eb, set_a)}
-
-
-def reproducibility(twins_df, delta_m: dict) -> "object":
-    """Per (metric, variant, images_seen, K): the fraction of twin pairs closer than
-    ``delta_m[metric]`` and the median twin distance (pandas in, pandas out)."""
-    import pandas as pd
-
-    df = twins_df.copy()
-    df["agree"] = df["d_twin"] < df["metric"].map(delta_m)
-    g = df.groupby(["metric", "variant", "images_seen", "K"])
-    return pd.DataFrame({"n": g.size(), "reproducibility": g["agree"].mean(),
-                         "median_d_twin": g["d_twin"].median()}).reset_index()
