@@ -8,11 +8,28 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 
 from .errors import UserError, one_line
 
-RUN_HELP = """Run every stage of a study (train -> generate -> knn -> classify -> [basins, energy] -> figures).
+# raystudy.study.STAGES and raystudy.config.StudyConfig's sections, by name: importing either
+# takes longer than --help may (pydantic, numpy), so they are spelled out here, and
+# tests/unit/test_cli_conventions.py checks that they agree with the package.
+STAGE_NAMES = ("train", "generate", "knn", "classify", "twins", "basins", "energy", "figures")
+OPTIONAL_STAGES = ("twins", "basins", "energy")  # off unless the config turns them on
+SECTIONS = ("study", "data", "ks", "seeds", "model", "train", "generate", "knn", "classify", "basins", "energy",
+            "sweep", "ray", "variants", "twins")
+
+
+def _stage_list() -> str:
+    *head, last = OPTIONAL_STAGES
+    return f"{', '.join(head)} and {last}"
+
+
+RUN_HELP = f"""Run every stage of a study, in order:
+  {' -> '.join(STAGE_NAMES)}
+({_stage_list()} only where the config turns them on).
 A stage does only what is missing or stale: every output part remembers the config
 values it was made with, so running the same command again after an interruption
 resumes where it stopped, a finished study does nothing, and a changed setting
@@ -34,12 +51,16 @@ def _version() -> str:
         return "unknown (not installed)"
 
 
-def _common() -> argparse.ArgumentParser:
-    """-v / -q, on every subcommand."""
+def _common(top: bool) -> argparse.ArgumentParser:
+    """-v / -q, before the command or after it. A subcommand's copy sets them only when given
+    (argparse copies every attribute of a subcommand's namespace over the top one's)."""
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_mutually_exclusive_group()
-    g.add_argument("-v", "--verbose", action="store_true", help="also print debug messages")
-    g.add_argument("-q", "--quiet", action="store_true", help="print warnings and errors only (no progress)")
+    default = False if top else argparse.SUPPRESS
+    g.add_argument("-v", "--verbose", action="store_true", default=default,
+                   help="also print debug messages")
+    g.add_argument("-q", "--quiet", action="store_true", default=default,
+                   help="print warnings and errors only (no progress)")
     return p
 
 
@@ -52,13 +73,19 @@ def _overrides() -> argparse.ArgumentParser:
     return p
 
 
-def _stage_options(p: argparse.ArgumentParser) -> None:
+def _only() -> argparse.ArgumentParser:
+    """--only, for every command that runs a study's stages (run, toy, submit)."""
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--only", metavar="STAGE", choices=STAGE_NAMES, default=None,
+                   help=f"run one stage alone ({', '.join(STAGE_NAMES)}), e.g. --only knn after adding a metric")
+    return p
+
+
+def _dry_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dry-run", action="store_true",
-                   help="print the resolved config and, per stage, what it reads and writes and how many "
-                        "parts are missing or stale (and which key changed), then exit")
-    p.add_argument("--only", metavar="STAGE", default=None,
-                   help="run one stage alone (train, generate, knn, classify, basins, energy, figures), e.g. "
-                        "--only knn after adding a metric")
+                   help="print, per stage, what it reads and writes and how many parts are missing or stale "
+                        "(and which key changed), then exit: 2 where the run would be refused (stale training "
+                        "output, a study folder it cannot write), else 0; -v adds the resolved config")
 
 
 REPORT_HELP = ("Draw a study's figures from its tables and write one self-contained HTML page (figures "
@@ -85,25 +112,25 @@ def build_parser() -> argparse.ArgumentParser:
     from . import submit
 
     p = argparse.ArgumentParser(prog="raystudy", description="Memorization -> generalization scaling studies "
-                                "of diffusion models on Ray.")
+                                "of diffusion models on Ray.", parents=[_common(top=True)])
     p.add_argument("--version", action="version", version=f"raystudy {_version()}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    common, overrides = _common(), _overrides()
+    common, overrides, only = _common(top=False), _overrides(), _only()
 
-    r = sub.add_parser("run", parents=[common, overrides], help="run a study from a YAML config",
+    r = sub.add_parser("run", parents=[common, overrides, only], help="run a study from a YAML config",
                        description=RUN_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    r.add_argument("config", help="YAML config, or a packaged one by name (demo, cifar10, ...); sections study, "
-                   "data, ks, seeds, model, train, generate, knn, classify, basins, energy, sweep, ray")
+    r.add_argument("config", help=f"YAML config, or a packaged one by name (demo, cifar10, ...); sections "
+                                  f"{', '.join(SECTIONS)}")
     r.add_argument("--study", required=True, metavar="DIR",
                    help="study directory: config.yaml, models/, tables/<name>/*.parquet and figures/ land here")
-    _stage_options(r)
+    _dry_run(r)
     r.set_defaults(func=_run)
 
-    t = sub.add_parser("toy", parents=[common, overrides], help="the 2-D circle study", description=TOY_HELP)
+    t = sub.add_parser("toy", parents=[common, overrides, only], help="the 2-D circle study", description=TOY_HELP)
     t.add_argument("--study", "--out", default="studies/toy", metavar="DIR", dest="study",
                    help="study directory (default %(default)s)")
     t.add_argument("--quick", action="store_true", help=f"a smoke run: {' '.join('--set ' + q for q in TOY_QUICK)}")
-    _stage_options(t)
+    _dry_run(t)
     t.set_defaults(func=_toy)
 
     im = sub.add_parser("import-samples", parents=[common, overrides],
@@ -124,6 +151,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("show", parents=[common], help="print a study's fractions table")
     s.add_argument("study", metavar="DIR", help="study directory")
+    fmt = s.add_mutually_exclusive_group()
+    fmt.add_argument("--csv", action="store_const", const="csv", dest="format",
+                     help="print the table (metric, K, n, the fractions, mem_lo/mem_hi) as CSV, for scripts")
+    fmt.add_argument("--json", action="store_const", const="json", dest="format",
+                     help="print the table as a JSON list of records (NaN as null), for scripts")
     s.set_defaults(func=_show)
 
     rep = sub.add_parser("report", parents=[common], help="figures and an HTML report from study tables",
@@ -140,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--sql", default=None, help="the query (default: the example query)")
     q.set_defaults(func=_query)
 
-    sm = sub.add_parser("submit", parents=[common, overrides], help="run a study as a Ray job on a cluster",
+    sm = sub.add_parser("submit", parents=[common, overrides, only], help="run a study as a Ray job on a cluster",
                         description=submit.DESCRIPTION, epilog=submit.EPILOG,
                         formatter_class=argparse.RawDescriptionHelpFormatter)
     submit.add_arguments(sm)
@@ -208,14 +240,22 @@ def _import(args) -> None:
 
 
 def _show(args) -> None:
-    from .study import fractions_text
+    from .study import fractions_records, fractions_text
 
-    print(fractions_text(args.study))
+    print(fractions_records(args.study, args.format) if args.format else fractions_text(args.study))
 
 
 def _report(args) -> None:
-    from .analysis.report import command
+    from pathlib import Path
 
+    from .analysis.report import command
+    from .study import check_writable
+
+    # Before any figure is drawn (matplotlib would fail on the first one, seconds in). The default
+    # folder is inside the first study; a DIR that is no folder is the report's own one line.
+    if args.out is not None or Path(args.dirs[0]).is_dir():
+        check_writable(args.out or Path(args.dirs[0]) / "report" / ("compare" if len(args.dirs) > 1 else ""),
+                       option="--out")
     print(f"report: {command(args.dirs, args.out, pdf=args.pdf, n_boot=args.n_boot)}")
 
 
@@ -231,6 +271,24 @@ def _query(args) -> None:
     print(df.to_string(index=False))
 
 
+# A word that reads as a config override (`train.images=1000`, `ks=[2,16]`, Hydra style).
+_OVERRIDE = re.compile(r"[A-Za-z_][\w-]*(\.[\w-]+)*=")
+
+
+def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        written = next((x for x in extra if _OVERRIDE.match(x)), None)
+        if written is not None and hasattr(args, "overrides"):
+            import shlex
+
+            raise UserError(f"unrecognized argument {written}: use --set {shlex.quote(written)}")
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if getattr(args, "verbose", False) and getattr(args, "quiet", False):
+        raise UserError("-v/--verbose and -q/--quiet exclude each other")
+    return args
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv == ["--version"]:  # before the parser: a version check should cost nothing
@@ -238,11 +296,11 @@ def main(argv=None) -> int:
         return 0
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
-    except SystemExit as e:  # --help, --version, or a usage error argparse has printed
-        return int(e.code or 0)
-    _setup_logging(args)
-    try:
+        try:
+            args = _parse(parser, argv)
+        except SystemExit as e:  # --help, --version, or a usage error argparse has printed
+            return int(e.code or 0)
+        _setup_logging(args)
         return int(args.func(args) or 0)
     except UserError as e:
         print(f"raystudy: error: {e}", file=sys.stderr)

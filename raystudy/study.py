@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
 import time
 from pathlib import Path
 
 from . import config as config_mod
 from . import provenance, tables
-from .errors import ConfigError, DataError, StudyError
+from .errors import ConfigError, DataError, StudyError, one_line
 from .stages import Stage, json_stored, ks_seeds, metric_ks_seeds, metric_units
 from .stages.basins import check as check_landscape
 from .stages.basins import run_basins
@@ -109,6 +110,33 @@ def study_folder(study_dir) -> Path:
     return p
 
 
+# The folders a run creates inside its study folder (files go beside them, at its top).
+SUBFOLDERS = ("tables", "models", "figures", "ray_results")
+
+
+def check_writable(folder, subfolders=(), option: str = "--study") -> None:
+    """Raise StudyError unless ``folder`` and its ``subfolders`` can be created and written, without
+    creating anything: a file where one of them must be, or a folder this user cannot write, is one
+    line naming the path, before any work (a run would otherwise fail after Ray has started)."""
+    folder = Path(folder)
+    fix = f"move it away or name another folder ({option})"
+    for d in (folder, *(folder / s for s in subfolders)):
+        if d.exists() and not d.is_dir():
+            raise StudyError(f"cannot write to {folder}: {d} is a file where a folder must be; {fix}")
+    nearest = folder
+    while not nearest.exists() and nearest != nearest.parent:
+        nearest = nearest.parent
+    if not nearest.is_dir():
+        raise StudyError(f"cannot write to {folder}: {nearest} is a file where a folder must be; {fix}")
+    for d in (nearest, *(folder / s for s in subfolders if (folder / s).is_dir())):
+        try:
+            with tempfile.TemporaryFile(dir=d):
+                pass
+        except OSError as e:
+            raise StudyError(f"cannot write to {folder}: {d}: {one_line(e)}; name a folder you can write "
+                             f"({option})") from None
+
+
 def validate_against_data(cfg, dataset) -> None:
     n, r = dataset.n_train, cfg.data.held_out
     too_big = [k for k in cfg.ks if k > n]
@@ -169,29 +197,65 @@ def refuse_stale(cfg, study_dir, todo_by_stage) -> None:
                              f"({_unit(stale[0].unit)} {stale[0].why}); use a new --study directory")
 
 
-def fractions_text(study_dir) -> str:
-    """The fractions per K (mean over seeds, the memorized fraction's 95% interval), then where
-    memorized crosses 1/2, EMM and the spurious peak, with intervals (raystudy.analysis.stats)."""
-    from .analysis.stats import describe, interval_curves, transition_summary
-
+def _fractions(study_dir):
+    """The main checkpoint's fractions rows (the first variant's final model, twin 0: the other
+    axes are the phase diagram's)."""
     if not (study_folder(study_dir) / "config.yaml").exists():
         raise StudyError(f"{study_dir} holds no study (no config.yaml)")
     from .analysis.load import read_config
     from .axes import main_rows
 
-    # The main checkpoint only (the first variant's final model, twin 0): the other axes are the phase diagram's.
-    df = main_rows(tables.read_pandas(study_dir, "fractions"), read_config(study_dir))
+    return main_rows(tables.read_pandas(study_dir, "fractions"), read_config(study_dir))
+
+
+SUMMARY_COLUMNS = ("metric", "K", "n", "memorized", "mem_lo", "mem_hi", "spurious", "generalized", "ratio_memorized")
+
+
+def fractions_summary(study_dir, df=None):
+    """Per (metric, K): the fractions (mean over seeds), samples ``n`` (summed over seeds) and the
+    memorized fraction's 95% interval (``mem_lo``, ``mem_hi``): the table ``raystudy show`` prints."""
+    import pandas as pd
+
+    from .analysis.stats import interval_curves
+
+    df = _fractions(study_dir) if df is None else df
     if df.empty:
-        return "(no fractions yet: run the study)"
+        return pd.DataFrame(columns=list(SUMMARY_COLUMNS))
     g = df.groupby(["metric", "K"])[["n", "memorized", "spurious", "generalized", "ratio_memorized"]].mean()
     g["n"] = df.groupby(["metric", "K"])["n"].sum()
     ic = interval_curves(df).set_index(["metric", "K"])
     g.insert(2, "mem_lo", ic["memorized_lo"])
     g.insert(3, "mem_hi", ic["memorized_hi"])
+    return g.reset_index()[list(SUMMARY_COLUMNS)]
+
+
+def fractions_text(study_dir) -> str:
+    """The fractions per K (mean over seeds, the memorized fraction's 95% interval), then where
+    memorized crosses 1/2, EMM and the spurious peak, with intervals (raystudy.analysis.stats)."""
+    from .analysis.stats import describe, transition_summary
+
+    df = _fractions(study_dir)
+    if df.empty:
+        return "(no fractions yet: run the study)"
+    g = fractions_summary(study_dir, df).set_index(["metric", "K"])
     lines = [g.to_string(float_format=lambda v: f"{v:.3f}"), "(mem_lo, mem_hi: 95% interval of memorized per K)"]
     for _, r in transition_summary(fractions=df).iterrows():
         lines.append(f"{r['metric']}: {describe(r)}")
     return "\n".join(lines)
+
+
+def fractions_records(study_dir, fmt: str) -> str:
+    """:func:`fractions_summary` as CSV (``fmt="csv"``, a header line) or JSON records (``"json"``,
+    a list of objects; NaN as null), at full precision, for scripts."""
+    import math
+
+    g = fractions_summary(study_dir)
+    if fmt == "csv":
+        return g.to_csv(index=False).rstrip("\n")
+    rows = [{k: (None if isinstance(v, float) and math.isnan(v) else v)
+             for k, v in ((k, v.item() if hasattr(v, "item") else v) for k, v in r.items())}
+            for r in g.to_dict(orient="records")]
+    return json.dumps(rows, indent=1)
 
 
 def _record_time(study_dir: Path, name: str, wall_s: float, units: int) -> None:
@@ -210,20 +274,24 @@ def run(cfg, study_dir, dry_run: bool = False, echo=None, only: str | None = Non
     Every check that can fail (K vs the dataset, settings that would mix two models,
     corrupt checkpoints, absent LPIPS weights, a cluster too small for one worker) runs
     before the study folder is touched. Progress goes to ``echo`` (default: the ``raystudy``
-    logger); ``dry_run`` prints its report (the command's output) on stdout."""
+    logger); ``dry_run`` prints its plan (the command's output) on stdout, the resolved config
+    as a debug message, and raises what the run would refuse (stale training output)."""
     from .datasets import load_dataset
 
     say = echo or print  # the dry run's report is the command's output, whatever the log level
     echo = echo or log.info
     tables.use_system_allocator()
     study_dir = study_folder(study_dir)
+    check_writable(study_dir, SUBFOLDERS)
     dataset = load_dataset(cfg.data)
     validate_against_data(cfg, dataset)
     todo = [(st, t) for st, t in plan(cfg, study_dir) if only in (None, st.name)]
     if dry_run:
-        say(cfg.to_yaml())
         for line in describe(cfg, study_dir):
             say(f"would run {line}")
+        log.debug("resolved config:\n%s", cfg.to_yaml().rstrip())
+        # A pre-flight check: what the run would refuse fails the dry run too (exit 2).
+        refuse_stale(cfg, study_dir, todo)
         return study_dir
     refuse_stale(cfg, study_dir, todo)
     for st, t in todo:

@@ -50,19 +50,19 @@ EPILOG = """examples:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """``raystudy submit``'s own options (``--set``, ``-v``/``-q`` and the parser are ``raystudy.cli``'s)."""
-    p.add_argument("config", help="YAML config, a path inside the working directory (it is uploaded with it)")
+    """``raystudy submit``'s own options (``--set``, ``--only``, ``-v``/``-q`` and the parser are
+    ``raystudy.cli``'s)."""
+    p.add_argument("config", help="YAML config: a path inside the working directory (it is uploaded with it), "
+                                  "or a packaged one by name (demo, cifar10, ...), as for `raystudy run`")
     p.add_argument("--study", required=True, metavar="DIR",
                    help="study directory as the cluster sees it: an absolute path on storage every node mounts "
                         "(a relative path is made absolute only for a local cluster)")
     p.add_argument("--address", default=None, metavar="URL",
                    help=f"the cluster's job server (dashboard), e.g. http://HEAD:8265; default: $RAY_ADDRESS "
                         f"if it is an http(s) URL, else {DEFAULT_ADDRESS}")
-    p.add_argument("--only", metavar="STAGE", default=None,
-                   help="run one stage alone (train, generate, knn, classify, basins, energy, figures)")
     p.add_argument("--python", default=None, metavar="PATH",
-                   help="interpreter that runs the job on the head node: default this one "
-                        f"({sys.executable}) for a local cluster, else `python` of the cluster's image")
+                   help="interpreter that runs the job on the head node: default the one running this "
+                        "command, for a local cluster, else `python` of the cluster's image")
     p.add_argument("--working-dir", default=".", metavar="DIR",
                    help="folder uploaded as the job's working directory (default: the current one, "
                         "the raystudy checkout)")
@@ -108,21 +108,25 @@ def entrypoint(args, python: str, config_rel: str, study: str) -> str:
 
 def prepare(args) -> tuple[str, str, dict]:
     """Check everything that can be checked here; returns (address, entrypoint, runtime_env)."""
-    from .config import load
+    from .config import PACKAGED, load, packaged_configs, resolve
 
     address = _address(args.address)
     local = is_local(address)
     wd = Path(args.working_dir).resolve()
     if not wd.is_dir():
         raise UserError(f"--working-dir {args.working_dir}: no such folder")
-    config = Path(args.config).resolve()
+    config = resolve(args.config).resolve()
     if not config.is_file():
-        raise ConfigError(f"{args.config}: no such config file")
+        raise ConfigError(f"{args.config}: no such config file (packaged configs, usable by name: "
+                          f"{', '.join(packaged_configs())})")
     try:
         config_rel = config.relative_to(wd).as_posix()
     except ValueError:
-        raise ConfigError(f"{args.config} is outside the working directory {wd}, so the job would not have it; "
-                          f"copy it under {wd} (e.g. configs/)") from None
+        if config.parent != PACKAGED.resolve():
+            raise ConfigError(f"{args.config} is outside the working directory {wd}, so the job would not have it; "
+                              f"copy it under {wd} (e.g. configs/)") from None
+        # A packaged config by name: the job's raystudy (the uploaded one, or the cluster's) ships it.
+        config_rel = config.name
     load(config, args.overrides)  # a bad key or value is one line here, before anything is submitted
     from .study import check_only
 

@@ -11,10 +11,10 @@ and a change upstream makes everything downstream stale without any stage keepin
 its own list of harmless keys.
 
 This package is the Ray layer: ``shards.py`` (sharded parts and the one streaming loop) and
-one module per stage (``train``, ``generate``, ``knn``, ``classify``, ``basins``, ``energy``,
-``figures``), each running its stage over the plain module of the same idea
-(``raystudy.train``, ``sampling``, ``neighbors``, ``labels``, ``basins``, ``energy``,
-``analysis``). The rule itself (this file) imports no Ray.
+one module per stage (``train``, ``generate``, ``knn``, ``classify``, ``twins``, ``basins``,
+``energy``, ``figures``: ``raystudy.study.STAGES``, in order), each running its stage over the
+plain module of the same idea (``raystudy.train``, ``sampling``, ``neighbors``, ``labels``,
+``twins``, ``basins``, ``energy``, ``analysis``). The rule itself (this file) imports no Ray.
 """
 
 from __future__ import annotations
@@ -107,21 +107,33 @@ def fingerprint(deps: dict) -> str:
 
 
 def changed(stored: dict, want: dict) -> str:
-    """Which keys differ between a stored part's dependencies and the config's, as one phrase."""
+    """Which leaf keys differ between a stored part's dependencies and the config's, as one phrase:
+    a section stored whole (``model``) is compared key by key, so the phrase names
+    ``model.type: empirical -> unet``, not the two sections."""
     try:
-        old = json.loads(stored.get("depends", "{}"))
+        old = _leaves(json.loads(stored.get("depends", "{}")))
     except json.JSONDecodeError:
         old = {}
-    diffs = [f"{k}: {_short(old.get(k))} -> {_short(want.get(k))}" for k in sorted(set(old) | set(want))
-             if old.get(k) != want.get(k)]
-    if not diffs:
-        return "made by another version of raystudy"
-    return ", ".join(diffs[:3]) + (f" (+{len(diffs) - 3} more)" if len(diffs) > 3 else "")
+    new = _leaves(json.loads(json.dumps(want)))  # tuples as the stored lists
+    diffs = [f"{k}: {_show(old.get(k))} -> {_show(new.get(k))}" for k in sorted(set(old) | set(new))
+             if old.get(k) != new.get(k)]
+    return ", ".join(diffs) if diffs else "made by another version of raystudy"
 
 
-def _short(v) -> str:
-    s = json.dumps(v)
-    return s if len(s) <= 40 else s[:37] + "..."
+def _leaves(deps: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in deps.items():
+        if isinstance(v, dict) and v:
+            out.update(_leaves(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _show(v) -> str:
+    """A value as the user wrote it in YAML (a string unquoted); a long list cut, never a key."""
+    s = v if isinstance(v, str) else json.dumps(v)
+    return s if len(s) <= 60 else s[:57] + "..."
 
 
 def part_name(unit: Unit) -> str:

@@ -172,8 +172,8 @@ def test_changed_training_settings_are_refused_in_one_line(study, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("raystudy: error:") and f"train.lr: {cfg.train.lr} -> 0.5" in err and "\n" not in err
     assert (out / "config.yaml").read_text() == before
-    # --dry-run says the same, per stage, without refusing.
-    assert main(["run", str(TINY), "--study", str(out), "--set", "train.lr=0.5", "--dry-run"]) == 0
+    # --dry-run says the same, per stage, and fails as the run would (a pre-flight check).
+    assert main(["run", str(TINY), "--study", str(out), "--set", "train.lr=0.5", "--dry-run"]) == 2
     said = capsys.readouterr().out
     assert "train: reads -; writes runs, train_log; 0 of 2 missing, 2 stale (refused)" in said
     assert "generate: reads runs; writes samples; 0 of 2 missing, 2 stale (recomputed)" in said

@@ -89,7 +89,7 @@ def test_version_and_a_packaged_config_by_name_from_any_folder(tmp_path):
     version = yaml.safe_load(re.search(r'^version = (".*")$', (ROOT / "pyproject.toml").read_text(), re.M).group(1))
     assert v.returncode == 0 and v.stdout.strip() == f"raystudy {version}"
     # tmp_path has no configs/ folder: `demo` is the packaged demo.
-    d = subprocess.run([str(BIN / "raystudy"), "run", "demo", "--study", "s", "--dry-run"], env=env, cwd=tmp_path,
+    d = subprocess.run([str(BIN / "raystudy"), "run", "demo", "--study", "s", "--dry-run", "-v"], env=env, cwd=tmp_path,
                        capture_output=True, text=True, timeout=300)
     assert d.returncode == 0, d.stderr[-3000:]
     assert "name: digits-demo" in d.stdout and "would run train" in d.stdout and not (tmp_path / "s").exists()

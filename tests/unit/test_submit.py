@@ -40,12 +40,37 @@ def test_submit_names_the_interpreter_and_uploads_no_studies(tmp_path):
 
         with pytest.raises(UserError, match="absolute path"):
             prep("--study", "rel/dir", "--address", "http://head.example:8265")
-        with pytest.raises(UserError, match="unknown stage"):
+        with pytest.raises(SystemExit):  # the parser knows the stages
             prep("--study", "/s", "--only", "nope")
         outside = tmp_path / "c.yaml"
         outside.write_text((ROOT / "tests" / "data" / "tiny.yaml").read_text())
         with pytest.raises(UserError, match="outside the working directory"):
             prepare(_submit_args(str(outside), "--study", "/s"))
+    finally:
+        os.chdir(cwd)
+
+
+def test_submit_takes_a_packaged_config_by_name_as_run_does(tmp_path):
+    """`submit demo` runs what `run demo` runs: the job gets the packaged file (uploaded with a
+    checkout that holds the package), or its name, which the job's raystudy resolves the same way."""
+    from raystudy.config import PACKAGED, load
+    from raystudy.submit import prepare
+
+    cwd = os.getcwd()
+    try:
+        os.chdir(ROOT)
+        _, ep, env = prepare(_submit_args("demo", "--study", "/s", "--address", "http://127.0.0.1:8265"))
+        config = shlex.split(ep)[4]
+        assert (Path(env["working_dir"]) / config).resolve() == (PACKAGED / "demo.yaml").resolve()
+        # Uploading a folder without the package: the name, and a job there loads the packaged demo.
+        _, ep, _ = prepare(_submit_args("demo", "--study", "/s", "--address", "http://127.0.0.1:8265",
+                                        "--working-dir", str(tmp_path)))
+        os.chdir(tmp_path)
+        assert shlex.split(ep)[4] == "demo.yaml" and load("demo.yaml") == load(ROOT / "configs" / "demo.yaml")
+        from raystudy.errors import ConfigError
+
+        with pytest.raises(ConfigError, match="no such config file .*usable by name: .*demo"):
+            prepare(_submit_args("nodemo", "--study", "/s"))
     finally:
         os.chdir(cwd)
 
