@@ -8,7 +8,7 @@ STUDY ?= studies/demo
 LINT := $(PY) -m ruff check raystudy tests benchmarks jobs analysis
 PYTEST := $(PY) -m pytest -q
 
-.PHONY: install demo test test-fast test-unit test-stages test-worlds test-system lint bench clean
+.PHONY: install demo test test-fast test-unit test-stages test-worlds test-system lint bench docs clean
 
 install: $(STAMP)
 
@@ -44,6 +44,10 @@ lint: install
 
 bench: install
 	$(PY) benchmarks/run.py
+
+# The documentation site (mkdocs.yml, docs/) into site/; --strict: a broken link or a missing page fails it.
+docs: install
+	$(PY) -m mkdocs build --strict
 
 clean:
 	rm -rf studies .pytest_cache test-results
