@@ -93,7 +93,7 @@ def _start_head(env: dict, cwd: Path, token: str) -> tuple[subprocess.Popen, str
         gcs, dash, agent = _free_port(), _free_port(), _free_port()
         # Ray's socket paths must stay under 107 bytes: pytest's tmp_path is too deep.
         temp_dir = tempfile.mkdtemp(prefix="rayjob-", dir="/tmp")
-        # README: `.venv/bin/ray start --head --num-cpus=2` (ports, temp dir and --block so that
+        # docs/guides/cluster.md: `.venv/bin/ray start --head --num-cpus=2` (ports, temp dir and --block so that
         # this test neither collides with another Ray on the machine nor needs `ray stop`: the job
         # agent's default port 52365 is often taken there, and then no job can be submitted).
         head = subprocess.Popen(
@@ -120,7 +120,7 @@ def test_study_runs_as_a_ray_job_as_the_readme_says(tmp_path):
     head, address, temp_dir = _start_head(env, tmp_path, token)
     study = tmp_path / "study"
     try:
-        # README: `.venv/bin/raystudy submit configs/... --study /abs/path --address http://127.0.0.1:8265`
+        # docs/guides/cluster.md: `.venv/bin/raystudy submit configs/... --study /abs/path --address http://127.0.0.1:8265`
         sub = subprocess.run(
             [*_submit_cmd(), "tests/data/tiny.yaml", "--study", str(study), "--address", address,
              "--set", "model.type=empirical", "--set", "generate.n_samples=4", "--set", "ks=[3]"],

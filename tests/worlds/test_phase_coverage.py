@@ -93,7 +93,8 @@ def test_tau_mem_interval_covers_each_k(kind):
     assert hits / total >= 0.90, hits / total
 
 
-if __name__ == "__main__":  # the README's coverage table: PYTHONPATH=$PWD .venv/bin/python tests/worlds/test_phase_coverage.py
+# The coverage table of docs/guides/phase-diagram.md:
+if __name__ == "__main__":  # PYTHONPATH=$PWD .venv/bin/python tests/worlds/test_phase_coverage.py
     print("| world | b covered (bounds) | median width of b | b covered (censored K excluded) | tau_mem covered per K |")
     for kind in ("smooth", "sharp", "censored", "seeds"):
         cov, width = coverage_b(kind)

@@ -263,7 +263,7 @@ def test_seed_to_seed_spread_widens_the_crossing_interval(w):
     assert hits / runs >= 0.85, hits / runs
 
 
-if __name__ == "__main__":  # the README's coverage table: .venv/bin/python tests/worlds/test_transition_intervals.py
+if __name__ == "__main__":  # the coverage table of docs/concepts.md: .venv/bin/python tests/worlds/test_transition_intervals.py
     print("| grid | width in ln K | old interval covers | new interval covers | bracket covers | EMM interval covers |")
     for grid, ks in (("demo", DEMO), ("refined", REFINED)):
         for w in (SHARP, BROAD):
@@ -290,8 +290,8 @@ def test_spurious_peak_intervals_cover_the_truth(grid, h, s, runs):
     spread s; peak at K = 45, between the demo's grid points, or log-uniform in [10, 500]), each K
     a binomial draw of 200 samples. The fitted peak K's and height's 95% intervals must cover the
     truth in >= 90% of runs (measured on 200 runs per world with another seed: 0.94-0.98, see
-    the README). The grid maximum's own interval, which the summary reported alone before,
-    misses a narrow peak's height in most runs."""
+    docs/concepts.md). The grid maximum's own interval alone misses a narrow peak's height in
+    most runs."""
     ks = DEMO if grid == "demo" else REFINED
     rng = np.random.default_rng(11)
     hit_k, hit_h, hit_grid = 0, 0, 0
