@@ -11,10 +11,14 @@ import numpy as np
 import pandas as pd
 
 from .load import LABELS, Studies
-from .stats import format_k, interval_curves, per_seed_fractions, seed_curves, transition_summary
+from .stats import format_k, interval_curves, k_at, k_range, per_seed_fractions, seed_curves, transition_summary
 
+# The one palette of the labels (and of the basins' image kinds): every figure, the sample
+# gallery and the report's captions take their colours and colour words from here.
 COLORS = {"memorized": "tab:red", "spurious": "tab:orange", "generalized": "tab:green",
           "ratio_memorized": "tab:purple", "train": "tab:blue", "held-out": "tab:gray"}
+COLOR_NAMES = {k: v.removeprefix("tab:") for k, v in COLORS.items()}
+DPI = 150  # what the report and the figures stage save at: readable on a laptop screen
 STUDY_COLORS = ("tab:blue", "tab:red", "tab:green", "tab:purple", "tab:brown", "tab:olive")
 
 
@@ -72,19 +76,42 @@ def _span(ax, lo, hi, ks, color, alpha=0.10, **kw):
         ax.axvspan(a, b, color=color, alpha=alpha, lw=0, **kw)
 
 
-def crossing_text(row, prefix: str = "k_cross") -> str:
-    """'between K = 32 and 128 (fit 48.6 [44.1, 54])' when no grid K lies in the bracket,
-    else 'K = 99.5 [84, 117]'."""
+def crossing_text(row, prefix: str = "k_cross", level: float = 0.95) -> str:
+    """'between K = 32 and 128 (fit K = 48.6, 95% interval K = 44.1 to 54)' when no grid K lies
+    in the bracket, else 'K = 99.5 (95% interval K = 84 to 117)'; a K outside the grid says
+    which end it lies beyond."""
     ks = (row["K_min"], row["K_max"])
     k, lo, hi = row[prefix], row.get(f"{prefix}_lo"), row.get(f"{prefix}_hi")
-    ci = "" if pd.isna(lo) else f" [{format_k(lo, ks)}, {format_k(hi, ks)}]"
+    ci = "" if pd.isna(lo) else f"{level:.0%} interval {k_range(lo, hi, ks)}"
     b_lo, b_hi = row.get(f"{prefix}_bracket_lo"), row.get(f"{prefix}_bracket_hi")
     if not pd.isna(b_lo) and not row.get(f"{prefix}_resolved", True) and b_lo > 0 and np.isfinite(b_hi):
-        return f"between K = {format_k(b_lo)} and {format_k(b_hi)} (fit {format_k(k, ks)}{ci})"
-    return f"K = {format_k(k, ks)}{ci}"
+        return f"between K = {format_k(b_lo)} and {format_k(b_hi)} (fit {k_at(k, ks)}{', ' + ci if ci else ''})"
+    return k_at(k, ks) + (f" ({ci})" if ci else "")
 
 
-def _panel(ax, cv: pd.DataFrame, row, ratio: bool = True, level: float = 0.95):
+def k_axis(ax, ks) -> None:
+    """A log K axis labelled with plain numbers: the grid K themselves where they are few and
+    spread enough for their labels not to touch, else decades (1-2-5 steps on a grid spanning
+    under two decades, where a log axis has one decade tick at most and labels its minor ticks,
+    which overlap: '2x10^0 3x10^0'). Minor ticks are never labelled."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter
+
+    ax.set_xscale("log")
+    ks = np.unique(np.asarray(ks, float))
+    ks = ks[np.isfinite(ks) & (ks > 0)]
+    if len(ks):
+        span = np.log(ks.max() / ks.min())
+        if len(ks) <= 8 and (len(ks) < 2 or np.diff(np.log(ks)).min() >= span / 20):
+            ax.xaxis.set_major_locator(FixedLocator(ks))
+        elif span < np.log(100):
+            ax.xaxis.set_major_locator(LogLocator(10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def _panel(ax, cv: pd.DataFrame, row, ratio: bool = True, level: float = 0.95) -> list[str]:
+    """Draw one study and metric's curves and marks on ``ax``; returns the panel's summary
+    lines, which the caller writes beside the axes (never over the data)."""
     ks = cv["K"].to_numpy()
     multi_seed = cv["n_seeds"].max() > 1
     for lab in (*LABELS, "ratio_memorized") if ratio else LABELS:
@@ -104,29 +131,32 @@ def _panel(ax, cv: pd.DataFrame, row, ratio: bool = True, level: float = 0.95):
     if row is not None:
         kc = row["k_cross"]
         if ks.min() <= kc <= ks.max():
-            ax.axvline(kc, color=COLORS["memorized"], lw=1, ls="--")
+            ax.axvline(kc, color=COLORS["memorized"], lw=1, ls="--", label="memorized = 1/2 (logistic fit)")
         # the bracket (grid K significantly above / below 1/2) hatched, the interval shaded
         if "k_cross_bracket_lo" in row:
             _span(ax, row["k_cross_bracket_lo"], row["k_cross_bracket_hi"], ks, COLORS["memorized"], alpha=0.05,
                   hatch="//")
         _span(ax, row.get("k_cross_lo"), row.get("k_cross_hi"), ks, COLORS["memorized"], alpha=0.18)
-        text.append(f"memorized = 1/2: {crossing_text(row)}")
+        text.append(f"memorized = 1/2: {crossing_text(row, level=level)}")
         if "emm" in row:
             if ks.min() <= row["emm"] <= ks.max():
-                ax.axvline(row["emm"], color=COLORS["ratio_memorized"], lw=1, ls=":")
+                ax.axvline(row["emm"], color=COLORS["ratio_memorized"], lw=1, ls=":", label="EMM (ratio test = 0.9)")
             _span(ax, row["emm_lo"], row["emm_hi"], ks, COLORS["ratio_memorized"], alpha=0.12)
-            text.append(f"EMM (ratio test = 0.9): {crossing_text(row, 'emm')}")
-        text.append(f"ratio test = 1/2: K = {format_k(row['ratio_k_cross'], ks)}")
-        ax.plot([row["spurious_peak_k"]], [row["spurious_peak"]], marker="*", ms=13, color=COLORS["spurious"],
-                mec="k", mew=0.6, ls="none", zorder=5)
-        text.append(f"spurious peak: K = {row['spurious_peak_k']} ({row['spurious_peak']:.2f})")
-    ax.text(0.02, 0.02, "\n".join(text), transform=ax.transAxes, fontsize=7, va="bottom",
-            bbox=dict(fc="white", ec="0.8", alpha=0.85))
-    ax.set_xscale("log")
+            text.append(f"EMM (ratio test = 0.9): {crossing_text(row, 'emm', level)}")
+        text.append(f"ratio test = 1/2: {k_at(row['ratio_k_cross'], (row['K_min'], row['K_max']))}")
+        if row["spurious_peak"] > 0:
+            ax.plot([row["spurious_peak_k"]], [row["spurious_peak"]], marker="*", ms=13, color=COLORS["spurious"],
+                    mec="k", mew=0.6, ls="none", zorder=5, label="spurious peak (grid)")
+            text.append(f"spurious peak: {row['spurious_peak']:.2f} at grid K = {row['spurious_peak_k']} "
+                        f"({level:.0%} interval {row['spurious_peak_lo']:.2f} to {row['spurious_peak_hi']:.2f})")
+        else:
+            text.append("spurious: no sample at any K")
+    k_axis(ax, ks)
     ax.set_ylim(-0.03, 1.03)
     ax.set_xlabel("training-set size K")
     ax.set_ylabel("fraction of samples")
-    ax.grid(alpha=0.3, which="both", lw=0.4)
+    ax.grid(alpha=0.3, which="major", lw=0.4)
+    return text
 
 
 def null_curve(st: Studies, study: str, metric: str) -> pd.DataFrame:
@@ -147,41 +177,71 @@ def _null(ax, st: Studies, study: str, metric: str) -> None:
                     label=f"null: held-out images {lab} (chance)")
 
 
-def _note(cv: pd.DataFrame, level: float) -> str:
+def _note(cv: pd.DataFrame, level: float, marks: bool = True) -> str:
     n_seeds = int(cv["n_seeds"].max()) if len(cv) else 0
-    s = f"lines: mean over {n_seeds} seed(s)"
+    s = f"Lines: mean over {n_seeds} seed(s)"
     if n_seeds > 1:
         s += "; error bars: ±1 s.d. over seeds"
     if any(c.endswith("_lo") for c in cv.columns):
         s += (f"; bands: {level:.0%} interval per K (" +
               ("hierarchical bootstrap over seeds and samples" if n_seeds > 1 else "exact, over samples") + ")")
-    return s + ("; dashed vertical: memorized crosses 1/2 (logistic fit in log K), shaded: its interval, "
-                "hatched: the grid's bracket; dotted purple: EMM; star: spurious peak"
-                "; dotted x: the null, held-out real images under the same rule (a fraction at or below it is chance)")
+    if not marks:
+        return s + "; dashed vertical: each study's crossing K (logistic fit in log K), shaded: its interval."
+    return s + (f"; shaded {COLOR_NAMES['memorized']}: the crossing's interval, hatched: the grid's bracket "
+                f"(grid K significantly above / below 1/2); shaded {COLOR_NAMES['ratio_memorized']}: EMM's "
+                "interval; the null is held-out real images under the same rule (a fraction at or below it is "
+                "chance).")
+
+
+def _legend_handles(axes) -> tuple[list, list[str]]:
+    """Every labelled artist of ``axes`` once: the curves first (matplotlib lists lines, such as
+    the vertical marks, before the error-bar curves), then the marks, then the null."""
+    seen = {}
+    for ax in axes:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            seen.setdefault(lab, h)
+    first = [*LABELS, "memorized by ratio test (< 1/3)"]
+    order = sorted(seen, key=lambda lab: (first.index(lab) if lab in first else len(first) + lab.startswith("null")))
+    return [seen[lab] for lab in order], order
 
 
 def transition_figure(st: Studies, cv: pd.DataFrame | None = None, sm: pd.DataFrame | None = None,
                       n_boot: int = 1000, level: float = 0.95):
     """Memorized / spurious / generalized fraction vs K (log axis); one panel per metric and
     study; the ratio test (dashed) beside the paper's rule; the crossing K and its interval;
-    the spurious peak. ``cv`` / ``sm``: precomputed :func:`curves` / :func:`summary`."""
+    the spurious peak. Each panel's numbers are written under it and the legend and notes under
+    all of them, so nothing covers a curve. ``cv`` / ``sm``: precomputed :func:`curves` /
+    :func:`summary`."""
+    import textwrap
+
     plt = _plt()
     cv = curves(st, n_boot, level) if cv is None else cv
     sm = summary(st, n_boot, level) if sm is None else sm
     studies, metrics = list(cv["study"].unique()), sorted(cv["metric"].unique())
-    fig, axes = plt.subplots(len(studies), len(metrics), figsize=(5.2 * len(metrics), 3.9 * len(studies)),
-                             squeeze=False)
+    nrow, ncol = len(studies), len(metrics)
+    width = 6.4 * ncol
+    fig = plt.figure(figsize=(width, 4.4 * nrow + 1.7), layout="constrained")
+    gs = fig.add_gridspec(2 * nrow + 1, ncol, height_ratios=[3.5, 0.9] * nrow + [1.5])
+    # the data axes first: fig.axes[0] is the first study's first metric
+    axes = [[fig.add_subplot(gs[2 * i, j]) for j in range(ncol)] for i in range(nrow)]
     for i, s in enumerate(studies):
         for j, m in enumerate(metrics):
             ax = axes[i][j]
             c = cv[(cv["study"] == s) & (cv["metric"] == m)].sort_values("K")
             r = sm[(sm["study"] == s) & (sm["metric"] == m)] if len(sm) else sm
-            _panel(ax, c, r.iloc[0] if len(r) else None, level=level)
+            text = _panel(ax, c, r.iloc[0] if len(r) else None, level=level)
             _null(ax, st, s, m)
             ax.set_title(f"{s} · {m}" if len(studies) > 1 else f"metric: {m}", fontsize=10)
-    axes[0][0].legend(loc="center right", fontsize=7)
-    fig.text(0.5, -0.01, _note(cv, level), ha="center", va="top", fontsize=7, wrap=True)
-    fig.tight_layout()
+            below = fig.add_subplot(gs[2 * i + 1, j])
+            below.set_axis_off()
+            below.text(0, 1, "\n".join(text), transform=below.transAxes, va="top", ha="left", fontsize=8,
+                       linespacing=1.4)
+    foot = fig.add_subplot(gs[-1, :])
+    foot.set_axis_off()
+    handles, labels = _legend_handles([a for row in axes for a in row])
+    foot.legend(handles, labels, loc="upper center", ncol=3, fontsize=8, frameon=False)
+    foot.text(0.5, 0, textwrap.fill(_note(cv, level), int(width * 17)), transform=foot.transAxes, ha="center",
+              va="bottom", fontsize=7.5, color="0.25")
     return fig
 
 
@@ -212,7 +272,8 @@ def compare_figure(st: Studies, cv: pd.DataFrame | None = None, sm: pd.DataFrame
                 if ks.min() <= r["k_cross"] <= ks.max():
                     axes[0][j].axvline(r["k_cross"], color=color, ls="--", lw=1)
                 _span(axes[0][j], r.get("k_cross_lo"), r.get("k_cross_hi"), ks, color)
-                axes[1][j].plot([r["spurious_peak_k"]], [r["spurious_peak"]], "*", ms=12, color=color, mec="k")
+                if r["spurious_peak"] > 0:
+                    axes[1][j].plot([r["spurious_peak_k"]], [r["spurious_peak"]], "*", ms=12, color=color, mec="k")
         title = f"memorized · {m}"
         sub = sm[sm["metric"] == m] if len(sm) else sm
         if len(sub) >= 2:
@@ -224,14 +285,14 @@ def compare_figure(st: Studies, cv: pd.DataFrame | None = None, sm: pd.DataFrame
         axes[1][j].set_title(f"spurious · {m}", fontsize=9)
         for a in (0, 1):
             ax = axes[a][j]
-            ax.set_xscale("log")
+            k_axis(ax, cv.loc[cv["metric"] == m, "K"])
             ax.set_ylim(-0.03, 1.03)
             ax.axhline(0.5, color="k", lw=0.6, ls=":") if a == 0 else None
             ax.set_xlabel("training-set size K")
             ax.set_ylabel(f"{'memorized' if a == 0 else 'spurious'} fraction")
             ax.grid(alpha=0.3, lw=0.4)
     axes[0][0].legend(fontsize=8)
-    fig.text(0.5, -0.01, _note(cv, level), ha="center", va="top", fontsize=7)
+    fig.text(0.5, -0.01, _note(cv, level, marks=False), ha="center", va="top", fontsize=7)
     fig.tight_layout()
     return fig
 
@@ -330,16 +391,27 @@ def thresholds_figure(grid: pd.DataFrame, delta_m0: float | None = None, delta_s
     return fig
 
 
+CLOSED_FORM = ("empirical", "gaussian")  # model types with nothing to train (raystudy.stages.train)
+
+
+def closed_form(st: Studies, study: str) -> bool:
+    """Whether ``study``'s model is a closed form (no training, so no loss curves to show)."""
+    return ((st.configs.get(study) or {}).get("model") or {}).get("type") in CLOSED_FORM
+
+
 def training_figure(st: Studies):
     """Loss vs images seen per run (colour: K, log scale), from ``train_log``; beside it the
-    final loss and wall time per run from ``runs``. None if neither table has rows."""
+    final loss and wall time per run from ``runs``, one row per study whose model was trained.
+    None if neither table has rows or no study trained a model (closed-form models only)."""
     plt = _plt()
     from matplotlib import cm
     from matplotlib.colors import LogNorm
 
     if not st.has("train_log") and not st.has("runs"):
         return None
-    studies = st.names
+    studies = [s for s in st.names if not closed_form(st, s)]
+    if not studies:
+        return None
     fig, axes = plt.subplots(len(studies), 2, figsize=(11, 3.6 * len(studies)), squeeze=False)
     for i, s in enumerate(studies):
         ax = axes[i][0]

@@ -8,10 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .figures import COLORS
 from .load import AnalysisError, read_table
-
-# Label colours, as the transition figure's.
-COLOURS = {"memorized": "#d62728", "spurious": "#9467bd", "generalized": "#2ca02c"}
 
 
 def pick_random(labels, n: int, seed: int = 0) -> list[int]:
@@ -59,7 +57,7 @@ def sample_gallery(study_dir, metric: str = "l2", seed: int | None = None, n: in
             ax.imshow(img[0] if img.shape[0] == 1 else img[:3].transpose(1, 2, 0), cmap="gray", vmin=0, vmax=1,
                       interpolation="nearest")
             row = info.loc[(k, sid)]
-            colour = COLOURS.get(row["label"], "k")
+            colour = COLORS.get(row["label"], "k")
             for side in ax.spines.values():
                 side.set_edgecolor(colour)
                 side.set_linewidth(2.5)

@@ -1,13 +1,18 @@
 """``raystudy report DIR [DIR ...]``: every figure as PNG (and PDF) and one self-contained HTML page.
 
 One DIR: writes into ``DIR/report/``. Several: compares them and writes into
-``FIRST_DIR/report/compare/``. The page (``report.html``) embeds every image as a base64
-data URI and holds the crossing K with its interval, the spurious peak, a gallery of random
-samples at every K, the fractions table (also written beside it as ``fractions.csv`` and
-``fractions.tex``), the stage run times, what made each study (``provenance.json``; for
-several, where that differs) and each config: copy the one file anywhere and it still shows
-everything.
-Absent tables (basins, energy, train_log, stages.json) are named on the page instead of drawn.
+``FIRST_DIR/report/compare/``. The page (``report.html``) leads with the answer: a headline
+box (``id="headline"``) per study and metric with the crossing K and its interval (the grid's
+bracket where no grid K resolves it), EMM, the spurious peak and the null, in numbers and words;
+under it the transition figure (``id="transition"``), then the summary sentences and table
+(human column names; ``summary.csv`` beside it has the snake_case numbers). It embeds every
+image as a base64 data URI and holds a gallery of random samples at every K, the fractions
+table (also written beside it as ``fractions.csv`` and ``fractions.tex``), the stage run
+times, what made each study (``provenance.json``; for several, where that differs) and each
+config: copy the one file anywhere and it still shows everything. Figures are saved at
+:data:`raystudy.analysis.figures.DPI`.
+Absent tables (basins, energy, train_log, stages.json) are named on the page instead of drawn;
+a closed-form model (``empirical``, ``gaussian``) trains nothing, so no word on its loss curves.
 """
 
 from __future__ import annotations
@@ -24,31 +29,40 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from .figures import COLOR_NAMES, DPI
 from .load import LABELS, AnalysisError, Studies, _flatten_dirs, load
-from .stats import format_k
+from .stats import crossing_words, format_k, k_at, k_range
 
 # What each figure shows, written beside it on the page and in the report's listing.
+_C = COLOR_NAMES
+
+# What each figure shows, written beside it on the page and in the report's listing; colour
+# words come from the figures' palette.
 CAPTIONS = {
-    "transition": "Memorized / spurious / generalized fraction vs training-set size K (log axis), one panel per "
-                  "metric{per_study}. Lines: mean over seeds; error bars: ±1 s.d. over seeds (when more than one); "
-                  "bands: {level:.0%} interval per K (exact over samples; a hierarchical bootstrap over seeds and samples "
-                  "with several seeds). Dashed purple: the ratio test (NN1/NN2 < 1/3 on per-pixel L2) beside the "
-                  "paper's rule. Dashed red: the K where memorized crosses 1/2 (logistic fit in log K), shaded: its "
-                  "interval, hatched: the bracket of grid K significantly above / below 1/2; dotted purple and "
-                  "shaded: EMM (the ratio test's fraction = 0.9); star: the spurious peak.",
+    "transition": f"Memorized ({_C['memorized']}) / spurious ({_C['spurious']}) / generalized ({_C['generalized']}) "
+                  "fraction vs training-set size K (log axis), one panel per metric{per_study}, its numbers "
+                  "written under it. Lines: mean over seeds; error bars: ±1 s.d. over seeds (when more than "
+                  "one); bands: {level:.0%} interval per K (exact over samples; a hierarchical bootstrap over seeds "
+                  f"and samples with several seeds). Dashed {_C['ratio_memorized']}: the ratio test (NN1/NN2 < 1/3 "
+                  f"on per-pixel L2) beside the paper's rule. Dashed {_C['memorized']} vertical: the K where "
+                  "memorized crosses 1/2 (logistic fit in log K), shaded: its interval, hatched: the bracket of grid "
+                  f"K significantly above / below 1/2; dotted {_C['ratio_memorized']} and shaded: EMM (the ratio "
+                  "test's fraction = 0.9); star: the spurious peak; dotted with crosses: the null (held-out real "
+                  "images under the same rule).",
     "compare": "The studies on one axis per metric: memorized (top) and spurious (bottom) fractions vs K with "
                "their per-K intervals; dashed lines: each study's crossing K (logistic fit), shaded: its interval.",
     "distances": "Histograms of d_train (distance to the nearest training image) and d_synth (to the nearest "
-                 "sample of the independent second set) per K, stacked by label, log-spaced bins; dashed: the "
-                 "thresholds delta_m and delta_s.",
+                 "sample of the independent second set) per K, stacked by label "
+                 f"({_C['memorized']}: memorized, {_C['spurious']}: spurious, {_C['generalized']}: generalized), "
+                 "log-spaced bins; dashed: the thresholds delta_m and delta_s.",
     "thresholds": "Relabelled from the stored distances on a grid of delta_m × delta_s (1/4× to 4× the study's "
                   "thresholds): the crossing K, the K of the spurious peak and its height; the box marks the "
                   "study's thresholds.",
     "nn": "Samples (left) beside their top training neighbours and their top neighbours in the other sample "
           "set, distance under each image; samples spread from closest to farthest d_train.",
     "gallery": "Randomly drawn samples of the labelled set at every K (one row per K, the same draw every "
-               "time), each framed and captioned with its label (red: memorized, purple: spurious, green: "
-               "generalized) and its d_train.",
+               f"time), each framed and captioned with its label ({_C['memorized']}: memorized, "
+               f"{_C['spurious']}: spurious, {_C['generalized']}: generalized) and its d_train.",
     "training": "Training loss vs images seen per run (colour: K) from the train_log table, and the final loss "
                 "and wall time per run from the runs table.",
     "basins": "Critical time t_crit per K, by sample label (or image kind: training / held-out), and the basin "
@@ -65,7 +79,11 @@ table{border-collapse:collapse;font-size:.85em;margin:.5em 0}th,td{border:1px so
 text-align:right}th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
 figure{margin:1.2em 0}figure img{max-width:100%;border:1px solid #eee}figcaption{font-size:.85em;color:#555}
 pre{background:#f7f7f7;padding:.8em;overflow:auto;font-size:.8em}.note{color:#a40;font-size:.9em}
-.summary li{margin:.3em 0}
+.summary li{margin:.3em 0}.method{font-size:.85em;color:#555}
+.headline{border:2px solid #2b6cb0;border-radius:6px;background:#f4f8fc;padding:.5em 1em;margin:1em 0}
+.headline table{width:100%;margin:0;font-size:1em}.headline th,.headline td{border:none;text-align:left;
+vertical-align:top;padding:.3em .8em .3em 0;background:none}.headline th{font-size:.8em;color:#444;font-weight:600}
+.headline .big{font-size:1.3em;font-weight:600;white-space:nowrap}.small{font-size:.8em;color:#555}.headline p{margin:.2em 0}
 """
 
 
@@ -76,7 +94,7 @@ def _safe(name: str) -> str:
 class _Figures:
     """Saves figures as PNG (+PDF) and remembers them for the page."""
 
-    def __init__(self, out: Path, pdf: bool, dpi: int = 110):
+    def __init__(self, out: Path, pdf: bool, dpi: int = DPI):
         self.out, self.pdf, self.dpi = out, pdf, dpi
         self.items: list[dict] = []
 
@@ -212,9 +230,7 @@ def write_report(dirs, out: str | Path | None = None, pdf: bool = False, n_boot:
             else:
                 figs.add(fig, f"{pre}gallery_{_safe(m)}", CAPTIONS["gallery"] + f" Labels: {m}.",
                          f"Samples at every K · {s}")
-    if not st.has("train_log"):
-        notes.append("train_log table absent: no loss curves (runs table only)" if st.has("runs")
-                     else "train_log and runs tables absent: no training figure")
+    notes += _training_notes(st)
     figs.add(F.training_figure(st), "training", CAPTIONS["training"], "Training")
     from .phase import section as phase_section
 
@@ -243,6 +259,26 @@ def write_report(dirs, out: str | Path | None = None, pdf: bool = False, n_boot:
     return page
 
 
+def _training_notes(st: Studies) -> list[str]:
+    """Why a study shows no loss curves: its train_log table is absent (no part written) or
+    empty. A closed-form model (nothing trained) needs no word."""
+    from .. import tables as _tables
+    from .figures import closed_form
+
+    notes = []
+    for s in st.names:
+        if closed_form(st, s) or (st.has("train_log") and (st.train_log["study"] == s).any()):
+            continue
+        pre = f"{s}: " if len(st.names) > 1 else ""
+        if any(_tables.table_dir(st.dirs[s], "train_log").glob("part-*.parquet")):
+            notes.append(f"{pre}train_log table empty: no loss curves")
+        elif st.has("runs") and (st.runs["study"] == s).any():
+            notes.append(f"{pre}train_log table absent: no loss curves (runs table only)")
+        else:
+            notes.append(f"{pre}train_log and runs tables absent: no training figure")
+    return notes
+
+
 def _summary_html(st: Studies, sm: pd.DataFrame, level: float) -> str:
     from .stats import describe
 
@@ -262,20 +298,111 @@ def _summary_html(st: Studies, sm: pd.DataFrame, level: float) -> str:
                                   f"({html.escape(base['study'])}) to K = {format_k(b)} ({html.escape(r['study'])}), "
                                   f"×{b / a:.2f}</li>")
                 else:
-                    shifts.append(f"<li>{html.escape(m)}: {html.escape(base['study'])} K = "
-                                  f"{format_k(a, (base['K_min'], base['K_max']))}, {html.escape(r['study'])} K = "
-                                  f"{format_k(b, (r['K_min'], r['K_max']))} (not both inside the K range)</li>")
+                    shifts.append(f"<li>{html.escape(m)}: {html.escape(base['study'])} "
+                                  f"{k_at(a, (base['K_min'], base['K_max']))}, {html.escape(r['study'])} "
+                                  f"{k_at(b, (r['K_min'], r['K_max']))} (not both inside the K range)</li>")
         text += f"<h3>Comparison</h3><ul>{''.join(shifts)}</ul>"
-    cols = ["study", "metric", "k_cross", "k_cross_lo", "k_cross_hi", "k_cross_bracket_lo", "k_cross_bracket_hi",
-            "k_cross_interp", "k_cross_seed_min", "k_cross_seed_max", "emm", "emm_lo", "emm_hi", "ratio_k_cross",
-            "spurious_peak_k", "spurious_peak_k_lo", "spurious_peak_k_hi", "spurious_peak", "spurious_peak_lo",
-            "spurious_peak_hi"]
-    show = sm[[c for c in cols if c in sm]].copy()
-    for c in [c for c in cols if c.startswith(("k_cross", "emm", "ratio_k_cross", "spurious_peak_k_"))]:
-        if c in show:
-            show[c] = [format_k(v, (r["K_min"], r["K_max"])) if not (c.endswith("bracket_lo") or c.endswith("k_lo"))
-                       or v > 0 else "-" for v, (_, r) in zip(show[c], sm.iterrows())]
-    return text + _table(show, "summary-table")
+    return text + _table(summary_table(sm, level), "summary-table")
+
+
+def _bare(words: str) -> str:
+    """A K phrase for a table cell: 'K = 43.4' -> '43.4', 'from below K = 2 to K = 47' -> 'from below 2 to 47'."""
+    return words.replace("K = ", "")
+
+
+def _grid_bracket(lo: float, hi: float) -> str:
+    """A bracket of grid K for a table cell ('8 to 128', 'below 128', 'above 8'; 'none': open both ways)."""
+    if lo > 0 and np.isfinite(hi):
+        return f"{format_k(lo)} to {format_k(hi)}"
+    if lo > 0:
+        return f"above {format_k(lo)}"
+    return f"below {format_k(hi)}" if np.isfinite(hi) else "none"
+
+
+def summary_table(sm: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
+    """The page's summary table: one row per study and metric, human column names, K in words
+    (the snake_case numbers are ``summary.csv``)."""
+    pct = f"{level:.0%}"
+    rows = []
+    for _, r in sm.iterrows():
+        ks = (r["K_min"], r["K_max"])
+        spur = r["spurious_peak"] > 0
+        row = {"study": r["study"], "metric": r["metric"],
+               "crossing K": _bare(k_at(r["k_cross"], ks)),
+               f"{pct} interval": _bare(k_range(r["k_cross_lo"], r["k_cross_hi"], ks)),
+               "grid bracket": _grid_bracket(r["k_cross_bracket_lo"], r["k_cross_bracket_hi"]),
+               "log-K interpolation": _bare(k_at(r["k_cross_interp"], ks))}
+        if r["n_seeds"] > 1:
+            row["per-seed range"] = _bare(k_range(r["k_cross_seed_min"], r["k_cross_seed_max"], ks))
+        row.update({"EMM": _bare(k_at(r["emm"], ks)),
+                    f"EMM {pct} interval": _bare(k_range(r["emm_lo"], r["emm_hi"], ks)),
+                    "ratio test crossing K": _bare(k_at(r["ratio_k_cross"], ks)),
+                    "spurious peak": f"{r['spurious_peak']:.3f}" if spur else "none",
+                    f"spurious peak {pct} interval":
+                        f"{r['spurious_peak_lo']:.3f} to {r['spurious_peak_hi']:.3f}" if spur else "",
+                    "spurious peak at grid K": str(r["spurious_peak_k"]) if spur else "",
+                    "spurious peak lies in K": _grid_bracket(r["spurious_peak_k_lo"], r["spurious_peak_k_hi"])
+                    .replace("none", "anywhere") if spur else ""})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def null_words(st: Studies, study: str, metric: str) -> tuple[str, str]:
+    """(the null's largest memorized fraction, what it means) for the headline: held-out real
+    images labelled by the samples' rule (``null_fractions``)."""
+    from .figures import null_curve
+
+    if not st.has("null_fractions"):
+        return "not computed", "no null_fractions table"
+    nc = null_curve(st, study, metric)
+    if nc.empty:
+        return "not computed", f"no held-out images labelled with {metric}"
+    i = int(nc["memorized"].to_numpy().argmax())
+    top, at = float(nc["memorized"].iloc[i]), int(nc["K"].iloc[i])
+    spur = float(nc["spurious"].max())
+    if top == 0:
+        return ("0 memorized", f"no held-out image passes for a copy at any K (spurious at most {spur:.2f}): "
+                "every memorized sample is evidence of memorization")
+    return (f"≤ {top:.2f} memorized", f"held-out images pass for copies up to {top:.2f} (at K = {at}; spurious at "
+            f"most {spur:.2f}): a sample fraction at or below it is chance")
+
+
+def headline(st: Studies, sm: pd.DataFrame, level: float = 0.95) -> list[dict]:
+    """The page's answer, per study and metric: for the crossing, EMM, the spurious peak and the
+    null, a (number, words) pair."""
+    out = []
+    for _, r in sm.iterrows():
+        if r["spurious_peak"] > 0:
+            spur = (f"{r['spurious_peak']:.2f} at K = {r['spurious_peak_k']}",
+                    f"{level:.0%} interval {r['spurious_peak_lo']:.2f} to {r['spurious_peak_hi']:.2f} at that K")
+        else:
+            spur = ("none", "no sample is spurious at any K")
+        out.append({"study": r["study"], "metric": r["metric"],
+                    "crossing": crossing_words(r, "k_cross", level), "emm": crossing_words(r, "emm", level),
+                    "spurious": spur, "null": null_words(st, r["study"], r["metric"])})
+    return out
+
+
+HEADLINE_COLUMNS = (("crossing", "memorized crosses 1/2"), ("emm", "EMM: ratio test ≥ 90% memorized until"),
+                    ("spurious", "spurious peak"), ("null", "null: held-out images, same rule"))
+
+
+def _headline_html(st: Studies, sm: pd.DataFrame, level: float) -> str:
+    rows = headline(st, sm, level)
+    if not rows:
+        return "<section id='headline' class='headline'><p>No answer yet: no fractions.</p></section>"
+    many = len(rows) > 1
+    head = ("<th>study · metric</th>" if many else "") + "".join(f"<th>{html.escape(t)}</th>"
+                                                              for _, t in HEADLINE_COLUMNS)
+    body = []
+    for r in rows:
+        cells = [f"<td><b>{html.escape(r['study'])} · {html.escape(r['metric'])}</b></td>"] if many else []
+        cells += [f"<td><span class='big'>{html.escape(r[k][0])}</span><br><span class='small'>"
+                  f"{html.escape(r[k][1])}</span></td>" for k, _ in HEADLINE_COLUMNS]
+        body.append(f"<tr>{''.join(cells)}</tr>")
+    what = "" if many else f"<p class='small'>{html.escape(rows[0]['study'])} · metric {html.escape(rows[0]['metric'])}</p>"
+    return (f"<section id='headline' class='headline'>{what}<table><thead><tr>{head}</tr></thead>"
+            f"<tbody>{''.join(body)}</tbody></table></section>")
 
 
 def _read_sweep(study_dir) -> dict | None:
@@ -344,17 +471,30 @@ def _provenance_html(st: Studies) -> str:
     return "\n".join(parts)
 
 
+LEAD_FIGURES = ("transition", "compare")  # drawn right under the headline, with these HTML ids
+
+
+def _figure(it: dict) -> str:
+    stem = Path(it["file"]).stem
+    fid = f" id='{stem}'" if stem in LEAD_FIGURES else ""
+    return (f"<figure{fid}>{_img(it['path'], it['file'])}<figcaption><b>{html.escape(it['file'])}</b>: "
+            f"{html.escape(it['caption'])}</figcaption></figure>")
+
+
 def _page(st: Studies, cv, sm, items, notes, level, n_boot, paths, phase_html: str = "") -> str:
     title = "raystudy report: " + " vs ".join(st.names)
+    lead = [it for it in items if Path(it["file"]).stem in LEAD_FIGURES]
     parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
              f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>",
-             f"<p>Studies: {', '.join(f'<code>{html.escape(str(p))}</code>' for p in paths)}. "
+             _headline_html(st, sm, level), *(_figure(it) for it in lead),
+             "<h2 id='summary'>Crossing K and spurious peak</h2>", _summary_html(st, sm, level),
+             f"<p class='method'>Studies: {', '.join(f'<code>{html.escape(str(p))}</code>' for p in paths)}. "
              f"Written {time.strftime('%Y-%m-%d %H:%M:%S')}. Per-K intervals: {level:.0%}, exact (Clopper-Pearson) "
              f"over samples with one seed, a hierarchical bootstrap ({n_boot} replicates: seeds, then samples "
              f"within seed) with several; seed spread: ±1 s.d. Crossing K and EMM: a logistic fit in log K, "
              f"profile-likelihood interval clipped to the bracket of grid K significantly above / below the "
-             f"level (raystudy.analysis.transition).</p>",
-             "<h2 id='summary'>Crossing K and spurious peak</h2>", _summary_html(st, sm, level)]
+             f"level (raystudy.analysis.transition). The same numbers, one column each, are "
+             f"<code>summary.csv</code> beside this page.</p>"]
     if phase_html:
         parts.append(phase_html)
     for s, p in zip(st.names, paths):
@@ -366,11 +506,12 @@ def _page(st: Studies, cv, sm, items, notes, level, n_boot, paths, phase_html: s
                      "".join(f"<li class='note'>{html.escape(n)}</li>" for n in notes) + "</ul>")
     section = None
     for it in items:
+        if it in lead:
+            continue
         if it["section"] != section:
             section = it["section"]
             parts.append(f"<h2>{html.escape(section)}</h2>")
-        parts.append(f"<figure>{_img(it['path'], it['file'])}<figcaption><b>{html.escape(it['file'])}</b>: "
-                     f"{html.escape(it['caption'])}</figcaption></figure>")
+        parts.append(_figure(it))
     parts.append("<h2 id='fractions'>Fractions</h2><p>Per K: mean ± s.d. over seeds, [per-K interval]; "
                  "'ratio test': fraction with NN1/NN2 &lt; 1/3.</p>")
     multi = len(st.names) > 1

@@ -303,46 +303,105 @@ def transition_summary(labels: pd.DataFrame | None = None, fractions: pd.DataFra
     return pd.DataFrame(rows)
 
 
-def _where(row, prefix: str, what: str, level: float) -> str:
-    """"<what> between K = 32 and 128 (...)" or "<what> at K = 58 (95% interval ...)"."""
+def k_at(k: float, ks) -> str:
+    """'K = 43.4', or 'below K = 2' / 'beyond K = 512' for a K outside the grid ``ks`` (lo, hi)."""
+    if k is None or (isinstance(k, float) and math.isnan(k)):
+        return "no K (not computed)"
+    if k <= 0 or k < ks[0]:
+        return f"below K = {int(ks[0])}"
+    if not np.isfinite(k) or k > ks[1]:
+        return f"beyond K = {int(ks[1])}"
+    return f"K = {format_k(k, ks)}"
+
+
+def k_range(lo: float, hi: float, ks) -> str:
+    """An interval of K in words: 'K = 33.9 to 55.9', 'from below K = 2 to K = 47', 'beyond
+    K = 512'; ends outside the grid ``ks`` (lo, hi) named as such, never as '< 2' or 'K_max'."""
+    a, b = k_at(lo, ks), k_at(hi, ks)
+    if a == b:
+        return a
+    if a.startswith("K = ") and b.startswith("K = "):
+        return f"K = {format_k(lo, ks)} to {format_k(hi, ks)}"
+    return f"from {a} to {b}"
+
+
+def _bracket(b_lo: float, b_hi: float) -> str:
+    """What the grid alone says about a crossing: the grid K significantly above / below it."""
+    if b_lo > 0 and np.isfinite(b_hi):
+        return f"the grid brackets it between K = {format_k(b_lo)} and {format_k(b_hi)}"
+    if b_lo > 0:
+        return f"the grid puts it above K = {format_k(b_lo)}"
+    if np.isfinite(b_hi):
+        return f"the grid puts it below K = {format_k(b_hi)}"
+    return "no grid K is significantly above or below the level"
+
+
+def crossing_words(row, prefix: str = "k_cross", level: float = 0.95) -> tuple[str, str]:
+    """A crossing of one row of :func:`transition_summary` for people, as (where, detail): where is
+    'K = 43.4', 'between K = 32 and 128' (no grid K inside the bracket: the grid's answer first),
+    'below K = 2', 'beyond K = 512' or 'no K the grid can tell'; detail gives the interval and
+    what the grid alone says."""
     ks = (row["K_min"], row["K_max"])
     k, lo, hi = row[prefix], row[f"{prefix}_lo"], row[f"{prefix}_hi"]
     b_lo, b_hi = row[f"{prefix}_bracket_lo"], row[f"{prefix}_bracket_hi"]
-    fit = f"{level:.0%} interval {format_k(lo, ks)} to {format_k(hi, ks)}"
+    fit = f"{level:.0%} interval {k_range(lo, hi, ks)}"
     if b_lo == 0 and not np.isfinite(b_hi) and not row[f"{prefix}_resolved"]:
-        return f"{what} at no K the grid can tell (no K significantly above or below it)"
+        return "no K the grid can tell", "no K significantly above or below it"
     if b_lo == 0 and hi <= ks[0]:
-        return f"{what} below K = {ks[0]} (already below at the smallest K)"
+        return f"below K = {int(ks[0])}", "already below at the smallest K"
     if not np.isfinite(b_hi) and lo >= ks[1]:
-        return f"{what} beyond K = {ks[1]} (still above at the largest K)"
+        return f"beyond K = {int(ks[1])}", "still above at the largest K"
     if not row[f"{prefix}_resolved"] and b_lo > 0 and np.isfinite(b_hi):
-        return (f"{what} between K = {format_k(b_lo)} and {format_k(b_hi)} (no grid K in between; "
-                f"a logistic fit in log K says {format_k(k, ks)}, {fit})")
-    return (f"{what} at K = {format_k(k, ks)} ({fit}, logistic fit in log K; the grid brackets it "
-            f"between {format_k(b_lo, ks) if b_lo > 0 else 'K_min'} and "
-            f"{format_k(b_hi, ks) if np.isfinite(b_hi) else 'K_max'})")
+        return (f"between K = {format_k(b_lo)} and {format_k(b_hi)}",
+                f"no grid K in between; a logistic fit in log K says {k_at(k, ks)}, {fit}")
+    return k_at(k, ks), f"{fit}, logistic fit in log K; {_bracket(b_lo, b_hi)}"
+
+
+def _at_phrase(where: str) -> str:
+    """A K after a verb: 'at K = 43.4', 'at no K ...', but 'below K = 2', 'between K = ...'."""
+    return where if where.startswith(("below ", "beyond ", "between ")) else f"at {where}"
+
+
+def _where(row, prefix: str, what: str, level: float) -> str:
+    """"<what> between K = 32 and 128 (...)" or "<what> at K = 58 (95% interval ...)"."""
+    where, detail = crossing_words(row, prefix, level)
+    return f"{what} {_at_phrase(where)} ({detail})"
+
+
+def _peak_span(lo: float, hi: float) -> str:
+    """Where a unimodal peak can lie (:func:`raystudy.analysis.transition.peak_bracket`) in words."""
+    if lo > 0 and np.isfinite(hi):
+        return f"the peak lies between K = {format_k(lo)} and {format_k(hi)}"
+    if lo > 0:
+        return f"the peak lies above K = {format_k(lo)}"
+    if np.isfinite(hi):
+        return f"the peak lies below K = {format_k(hi)}"
+    return "the grid cannot tell where the peak lies"
 
 
 def describe(row, level: float = 0.95) -> str:
-    """One sentence for one row of :func:`transition_summary`."""
+    """One sentence for one row of :func:`transition_summary`. Every K is a number or says
+    which end of the grid it lies beyond; with no spurious sample at any K nothing is said of
+    a spurious peak."""
     ks = (row["K_min"], row["K_max"])
     s = _where(row, "k_cross", "memorized crosses 1/2", level)
     if row.get("n_seeds", 1) > 1:
-        s += (f"; per seed (log-K interpolation) {format_k(row['k_cross_seed_min'], ks)} to "
-              f"{format_k(row['k_cross_seed_max'], ks)}, overdispersion {row['overdispersion']:.2f}")
+        s += (f"; per seed (log-K interpolation) {k_range(row['k_cross_seed_min'], row['k_cross_seed_max'], ks)}, "
+              f"overdispersion {row['overdispersion']:.2f}")
     s += "; " + _where(row, "emm", "EMM (ratio test >= 90% memorized) ends", level)
-    s += f"; ratio test (< 1/3) crosses 1/2 at K = {format_k(row['ratio_k_cross'], ks)}"
+    s += f"; ratio test (< 1/3) crosses 1/2 {_at_phrase(k_at(row['ratio_k_cross'], ks))}"
+    if not row["spurious_peak"] > 0:
+        return s + "; no sample is spurious at any K"
     s += (f"; spurious peaks at grid K = {row['spurious_peak_k']} ({row['spurious_peak']:.2f}, "
           f"{level:.0%} interval {row['spurious_peak_lo']:.2f} to {row['spurious_peak_hi']:.2f}; "
-          f"the peak lies between K = {format_k(row['spurious_peak_k_lo']) if row['spurious_peak_k_lo'] > 0 else 'K_min'}"
-          f" and {format_k(row['spurious_peak_k_hi']) if np.isfinite(row['spurious_peak_k_hi']) else 'K_max'})")
+          f"{_peak_span(row['spurious_peak_k_lo'], row['spurious_peak_k_hi'])})")
     if "spurious_fit_fits" in row and not row["spurious_fit_fits"]:
         s += (f"; a Gaussian bump in log K does not fit the spurious fraction (deviance p = "
               f"{row['spurious_fit_fit_p']:.2g}), so only the grid speaks: the peak is at least "
               f"{row['spurious_fit_height_lo']:.3f} high")
     elif "spurious_fit" in row and np.isfinite(row["spurious_fit"]):
-        s += (f"; a bump fitted in log K peaks at K = {format_k(row['spurious_fit'], ks)} ({level:.0%} interval "
-              f"{format_k(row['spurious_fit_lo'], ks)} to {format_k(row['spurious_fit_hi'], ks)}) with height "
+        s += (f"; a bump fitted in log K peaks {_at_phrase(k_at(row['spurious_fit'], ks))} ({level:.0%} interval "
+              f"{k_range(row['spurious_fit_lo'], row['spurious_fit_hi'], ks)}) with height "
               f"{row['spurious_fit_height']:.3f} ({row['spurious_fit_height_lo']:.3f} to "
               f"{row['spurious_fit_height_hi']:.3f})")
     return s

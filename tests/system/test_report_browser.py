@@ -1,5 +1,6 @@
-"""The report opens in a real headless browser: every figure loads and the fractions table
-shows every K.
+"""The report opens in a real headless browser: every figure loads, the fractions table
+shows every K, and on a laptop screen (1280x800) the answer and the transition figure come
+first, above the fold.
 
 Debian's chromium, driven by Playwright's Python API (``executable_path``: Playwright's
 own browser download is never used). ``.ci/run`` installs chromium with apt; where it is
@@ -74,4 +75,20 @@ def test_report_page_in_chromium(browser, page_path):
         assert sorted(int(k) for k in shown) == ks, shown
     assert page.locator("text=memorized crosses 1/2").count() >= len(ks_by_study)
     assert not errors
+    page.close()
+
+
+def test_headline_and_transition_figure_are_above_the_fold(browser, page_path, tmp_path):
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    page.goto(page_path.resolve().as_uri(), wait_until="load")
+    rect = "e => { const r = e.getBoundingClientRect(); return [r.top, r.height]; }"
+    top, height = page.eval_on_selector("#headline", rect)
+    fig_top, fig_height = page.eval_on_selector("#transition", rect)
+    page.screenshot(path=str(tmp_path / "report-at-1280x800.png"))
+    text = page.inner_text("#headline")
+    for what in ("memorized crosses 1/2", "EMM", "spurious peak", "null", "a · l2", "b · l2"):
+        assert what in text, (what, text)
+    assert top >= 0 and top + height <= 800, (top, height)
+    assert top + height <= fig_top < 800 and fig_height > 0, (fig_top, fig_height)
+    assert page.eval_on_selector("#transition img", "e => e.complete && e.naturalWidth > 0")
     page.close()

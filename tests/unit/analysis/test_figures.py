@@ -1,7 +1,10 @@
 """raystudy.analysis.figures: the energy figure draws both values against both references with
-their labels, and the transition figure draws the null fractions as their own curves (and none
-when the table is absent).
+their labels; the transition figure draws the null fractions as their own curves (and none when
+the table is absent), labels short K grids with the grid K, keeps its numbers and legend off the
+data and is saved at 150 dpi; figures, gallery and captions share one palette.
 """
+
+import re
 
 import numpy as np
 
@@ -39,3 +42,100 @@ def test_transition_figure_draws_the_null_as_its_own_curve(tmp_path):
     # A study without the table draws no null.
     bare = synthetic.write_study(tmp_path / "bare", ks=(2, 16), seeds=(0,), n=12, train_log=False, stages=False)
     assert not any("null" in ln.get_label() for ln in transition_figure(A.load(bare), n_boot=20).axes[0].get_lines())
+
+
+def _tick_labels(ax, fig) -> tuple[list[str], list, list[str]]:
+    """(the K axis' major labels in view, their boxes on the canvas, its minor labels' texts)."""
+    fig.canvas.draw()
+    lo, hi = ax.get_xlim()
+    major = [t for t in ax.get_xticklabels() if lo <= t.get_position()[0] <= hi and t.get_text()]
+    return ([t.get_text() for t in major], [t.get_window_extent() for t in major],
+            [t.get_text() for t in ax.get_xticklabels(minor=True) if t.get_text()])
+
+
+def test_transition_ticks_are_plain_numbers_that_do_not_overlap(tmp_path):
+    from raystudy.analysis.figures import transition_figure
+
+    # under two decades: the grid K themselves, no minor labels ('2x10^0 3x10^0' overlapped)
+    short = synthetic.write_study(tmp_path / "short", ks=(2, 4, 8, 16), seeds=(0,), n=12, k_half=6,
+                                  train_log=False, stages=False)
+    fig = transition_figure(A.load(short), n_boot=20)
+    labels, boxes, minor = _tick_labels(fig.axes[0], fig)
+    assert labels == ["2", "4", "8", "16"] and minor == [], (labels, minor)
+    assert not any(a.overlaps(b) for a, b in zip(boxes, boxes[1:]))
+    # many K under two decades: 1-2-5 steps
+    many = synthetic.write_study(tmp_path / "many", ks=(2, 3, 4, 5, 6, 8, 10, 12, 16, 20), seeds=(0,), n=8,
+                                 k_half=6, train_log=False, stages=False)
+    fig = transition_figure(A.load(many), n_boot=20)
+    labels, boxes, minor = _tick_labels(fig.axes[0], fig)
+    assert labels == ["2", "5", "10", "20"] and minor == [], (labels, minor)
+    # a few K over 2.4 decades: the grid K too
+    long = synthetic.write_study(tmp_path / "long", ks=(2, 8, 32, 128, 512), seeds=(0,), n=12,
+                                 train_log=False, stages=False)
+    fig = transition_figure(A.load(long), n_boot=20)
+    labels, boxes, minor = _tick_labels(fig.axes[0], fig)
+    assert labels == ["2", "8", "32", "128", "512"] and minor == [], (labels, minor)
+    # two K close together: decades, not labels that touch
+    close = synthetic.write_study(tmp_path / "close", ks=(10, 11, 100, 1000), seeds=(0,), n=8, k_half=60,
+                                  train_log=False, stages=False)
+    fig = transition_figure(A.load(close), n_boot=20)
+    labels, boxes, minor = _tick_labels(fig.axes[0], fig)
+    assert labels == ["10", "100", "1000"] and minor == [], (labels, minor)
+    # many K over three decades: decades, written as numbers
+    dense = (2, 4, 8, 19, 32, 45, 64, 128, 172, 256, 512, 1597)
+    dense = synthetic.write_study(tmp_path / "dense", ks=dense, seeds=(0,), n=8, train_log=False, stages=False)
+    fig = transition_figure(A.load(dense), n_boot=20)
+    labels, boxes, minor = _tick_labels(fig.axes[0], fig)
+    assert labels == ["10", "100", "1000"] and minor == [], (labels, minor)
+    assert not any(a.overlaps(b) for a, b in zip(boxes, boxes[1:]))
+
+
+def test_transition_figure_is_saved_large_with_nothing_over_the_data(tmp_path):
+    from PIL import Image
+
+    from raystudy.analysis.figures import transition_figure
+    from raystudy.analysis.report import _Figures
+
+    d = synthetic.write_study(tmp_path / "s", ks=(2, 8, 32, 128), seeds=(0,), n=12, train_log=False, stages=False)
+    fig = transition_figure(A.load(d), n_boot=20)
+    data = fig.axes[0]
+    # the numbers and the legend live outside the data area: no text or legend on the axes
+    assert len(data.texts) == 0 and data.get_legend() is None
+    assert any(ax.get_legend() is not None for ax in fig.axes[1:])
+    below = [t.get_text() for ax in fig.axes[1:] for t in ax.texts]
+    assert any(t.startswith("memorized = 1/2: ") for t in below), below
+    png = _Figures(tmp_path / "out", pdf=False).add(fig, "transition", "", "")
+    with Image.open(png) as im:
+        dpi, (w, h) = im.info["dpi"], im.size
+    assert min(dpi) >= 149.9 and w >= 900 and h >= 700, (dpi, w, h)
+
+
+def test_one_palette_for_the_figures_the_gallery_and_their_captions(study):
+    from matplotlib.colors import to_rgba
+
+    from raystudy.analysis import figures
+    from raystudy.analysis.gallery import sample_gallery
+    from raystudy.analysis.report import CAPTIONS
+
+    # the colour word each caption gives a label, as a matplotlib colour ("tab:orange")
+    gallery_words = dict((lab, "tab:" + w) for w, lab in re.findall(r"(\w+): (memorized|spurious|generalized)",
+                                                                      CAPTIONS["gallery"]))
+    transition_words = dict(re.findall(r"(memorized|spurious|generalized) \((\w+)\)", CAPTIONS["transition"].lower()))
+    assert set(gallery_words) == set(transition_words) == {"memorized", "spurious", "generalized"}
+    assert {lab: "tab:" + w for lab, w in transition_words.items()} == gallery_words
+    # the gallery frames each sample in its caption's colour
+    fig = sample_gallery(study, metric="l2")
+    seen = set()
+    for ax in fig.axes:
+        lab = ax.get_xlabel().split("\n")[0]
+        if lab in gallery_words:
+            seen.add(lab)
+            assert to_rgba(ax.spines["top"].get_edgecolor()) == to_rgba(gallery_words[lab]), lab
+    assert seen == set(gallery_words)
+    # and the transition figure draws each curve in the same colour
+    ax = figures.transition_figure(A.load(study), n_boot=20).axes[0]
+    lines = {ln.get_label(): ln for ln in ax.get_lines()}
+    curves = {c.get_label(): c for c in ax.containers}
+    for lab, colour in gallery_words.items():
+        drawn = curves[lab].lines[0].get_color() if lab in curves else lines[lab].get_color()
+        assert to_rgba(drawn) == to_rgba(colour), lab

@@ -5,11 +5,14 @@ browser test of the page is tests/system/test_report_browser.py.
 """
 
 import base64
+import html
 import re
 
+import numpy as np
+import pandas as pd
 import pytest
 
-from raystudy.analysis import report, synthetic
+from raystudy.analysis import report, stats, synthetic
 from raystudy.cli import main
 from tests.unit.analysis.conftest import KS
 
@@ -105,3 +108,135 @@ def test_report_cli_help_and_errors(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "not a study folder" in err and err.startswith("raystudy: error:")
+
+
+# -- the summary sentence, the headline, the summary table ---------------------------------------
+
+# what a K outside the grid must not read as: a name, or a bare '< 2' / '> 512' ('(< 1/3)' is the ratio test)
+PLACEHOLDERS = re.compile(r"K_min|K_max|n/a|[<>] ?\d+(\.\d+)?(?![\d./])")
+
+
+def _fractions(ks, memorized, spurious, n=200):
+    """A one-seed ``fractions`` table with the given per-K fractions (counts n x fraction)."""
+    mem, spur = np.asarray(memorized, float), np.asarray(spurious, float)
+    return pd.DataFrame({"K": ks, "seed": 0, "metric": "l2", "n": n, "memorized": mem, "spurious": spur,
+                         "generalized": 1 - mem - spur, "ratio_memorized": mem})
+
+
+def test_sentence_says_nothing_of_a_spurious_peak_without_spurious_samples():
+    row = stats.transition_summary(fractions=_fractions([2, 8, 32, 128, 512], [1, 0.9, 0.5, 0.1, 0], [0] * 5),
+                                   n_boot=50).iloc[0]
+    s = stats.describe(row)
+    assert "no sample is spurious at any K" in s
+    assert "peak" not in s and "bump" not in s, s
+    assert not PLACEHOLDERS.search(s), s
+
+
+def test_sentence_reads_a_crossing_no_grid_k_resolves_as_the_bracket():
+    # 200/200 memorized at K = 32, 0/200 at 128: the grid says "between 32 and 128", nothing finer
+    row = stats.transition_summary(fractions=_fractions([2, 8, 32, 128, 512], [1, 1, 1, 0, 0],
+                                                        [0, 0, 0, 0.02, 0]), n_boot=50).iloc[0]
+    assert not row["k_cross_resolved"]
+    s = stats.describe(row)
+    assert s.startswith("memorized crosses 1/2 between K = 32 and 128 (no grid K in between; "), s
+    assert "spurious peaks at grid K = 128 (0.02" in s
+    assert not PLACEHOLDERS.search(s), s
+
+
+def test_sentence_names_the_end_of_the_grid_instead_of_placeholders():
+    # 0.92 memorized at the largest K: the crossing lies beyond K = 8; EMM's fit too, its interval
+    # reaching past the grid; the spurious peak's span is open at both ends
+    row = stats.transition_summary(fractions=_fractions([2, 4, 8], [1, 0.98, 0.92], [0, 0.01, 0.02]),
+                                   n_boot=50).iloc[0]
+    s = stats.describe(row)
+    assert "memorized crosses 1/2 beyond K = 8 (still above at the largest K)" in s, s
+    assert re.search(r"EMM \(ratio test >= 90% memorized\) ends beyond K = 8 \(95% interval from K = [\d.]+ to "
+                     r"beyond K = 8, logistic fit in log K; the grid puts it above K = 4\)", s), s
+    assert "the grid cannot tell where the peak lies" in s
+    assert not PLACEHOLDERS.search(s), s
+
+
+@pytest.fixture(scope="module")
+def with_null(tmp_path_factory):
+    """A one-seed study with a null_fractions table, and its report page."""
+    from raystudy import tables
+
+    d = synthetic.write_study(tmp_path_factory.mktemp("hl") / "hl", ks=(2, 8, 32, 128), seeds=(0,), n=20,
+                              k_half=30, train_log=False, stages=False)
+    null = {"K": [2, 8, 32, 128], "seed": [0] * 4, "metric": ["l2"] * 4, "n": [50] * 4,
+            "memorized": [0.0, 0.02, 0.06, 0.04], "spurious": [0.1, 0.12, 0.2, 0.1], "generalized": [0.9, 0.86, 0.74, 0.86],
+            "ratio_memorized": [0.0] * 4}
+    tables.write_part(d, "null_fractions", "all", tables.to_table("null_fractions", null))
+    page = report.write_report([d], d / "report", n_boot=50, echo=lambda *a: None)
+    return d, page.read_text()
+
+
+def _headline_cells(page: str) -> dict[str, str]:
+    """The headline box's cells as text, keyed by their column heading."""
+    box = re.search(r"<section id='headline'.*?</section>", page, re.S).group(0)
+    heads = re.findall(r"<th>(.*?)</th>", box)
+    cells = [re.sub(r"<[^>]+>", " ", c).split() for c in re.findall(r"<td>(.*?)</td>", box, re.S)]
+    return {html.unescape(h): html.unescape(" ".join(c)) for h, c in zip(heads, cells)}
+
+
+def test_headline_leads_the_page_with_the_summary_tables_numbers(with_null):
+    d, page = with_null
+    # the answer first: the headline box, then the transition figure, then the details
+    assert page.index("id='headline'") < page.index("id='transition'") < page.index("id='summary'")
+    assert page.index("id='transition'") < page.index("Per-K intervals")
+    cells = _headline_cells(page)
+    fr = pd.read_parquet(d / "tables" / "fractions")
+    row = stats.transition_summary(fractions=fr, n_boot=50).iloc[0]
+    ks = (row["K_min"], row["K_max"])
+    where, _ = stats.crossing_words(row)
+    assert cells["memorized crosses 1/2"].startswith(where), cells
+    if where.startswith("K = "):
+        assert f"95% interval {stats.k_range(row['k_cross_lo'], row['k_cross_hi'], ks)}" in cells["memorized crosses 1/2"]
+    emm = [v for h, v in cells.items() if h.startswith("EMM")][0]
+    assert emm.startswith(stats.crossing_words(row, "emm")[0]), cells
+    # the spurious peak, read off the fractions table directly: the K with the largest fraction
+    per_k = fr.groupby("K")["spurious"].mean()
+    assert cells["spurious peak"].startswith(f"{per_k.max():.2f} at K = {per_k.idxmax()} "), cells
+    # the null: the largest memorized fraction of the held-out images (0.06, at K = 32)
+    assert cells["null: held-out images, same rule"].startswith("≤ 0.06 memorized held-out images pass for copies "
+                                                                 "up to 0.06 (at K = 32; spurious at most 0.20)"), cells
+
+
+def test_summary_table_has_human_names_and_the_csv_the_numbers(with_null):
+    d, page = with_null
+    table = re.search(r'<table class="dataframe summary-table">.*?</table>', page, re.S).group(0)
+    heads = re.findall(r"<th>(.*?)</th>", table)
+    assert heads[:5] == ["study", "metric", "crossing K", "95% interval", "grid bracket"], heads
+    assert not [h for h in heads if "_" in h], heads
+    cells = dict(zip(heads, [c.strip() for c in re.findall(r"<td>(.*?)</td>", table, re.S)]))
+    per_k = pd.read_parquet(d / "tables" / "fractions").groupby("K")["spurious"].mean()
+    assert cells["spurious peak"] == f"{per_k.max():.3f}" and cells["spurious peak at grid K"] == str(per_k.idxmax())
+    csv = pd.read_csv(d / "report" / "summary.csv")
+    assert {"k_cross", "k_cross_bracket_lo", "k_cross_seed_min", "spurious_peak_k_hi"} <= set(csv.columns)
+    assert not PLACEHOLDERS.search(re.sub(r"<[^>]+>", " ", table))
+
+
+def test_training_notes_name_a_table_only_where_it_is_really_absent(tmp_path):
+    import yaml
+
+    from raystudy import tables
+    from raystudy.analysis import load
+    from raystudy.analysis.figures import training_figure
+
+    unet = synthetic.write_study(tmp_path / "unet", ks=(2, 16), seeds=(0,), n=8, train_log=False, stages=False)
+    assert report._training_notes(load(unet)) == ["train_log table absent: no loss curves (runs table only)"]
+    # parts written, no rows: empty, not absent
+    cols = {c: [] for c in tables.SCHEMAS["train_log"].names if c not in ("variant", "twin")}
+    tables.write_part(unet, "train_log", "K2-s0", tables.to_table("train_log", cols))
+    assert report._training_notes(load(unet)) == ["train_log table empty: no loss curves"]
+    # the exact memorizer trains nothing: no word about loss curves, and no training figure
+    emp = synthetic.write_study(tmp_path / "emp", ks=(2, 16), seeds=(0,), n=8, train_log=False, stages=False)
+    cfg = yaml.safe_load((emp / "config.yaml").read_text())
+    cfg["model"] = {"type": "empirical"}
+    (emp / "config.yaml").write_text(yaml.safe_dump(cfg))
+    tables.write_part(emp, "train_log", "K2-s0", tables.to_table("train_log", cols))
+    st = load(emp)
+    assert report._training_notes(st) == []
+    assert training_figure(st) is None
+    # with two studies each note says whose it is
+    assert report._training_notes(load(unet, emp)) == ["unet: train_log table empty: no loss curves"]
