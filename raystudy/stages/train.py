@@ -142,7 +142,7 @@ def run_sweep(stage, cfg, study_dir, todo) -> None:
         run_config=tune.RunConfig(
             name=name, storage_path=str(storage), verbose=progress.tune_verbosity(),
             failure_config=tune.FailureConfig(max_failures=cfg.train.max_failures),
-            callbacks=callbacks(cfg, study_dir, name),
+            callbacks=[*callbacks(cfg, study_dir, name), _runs_done(len(runs))],
         ),
     )
     results = tuner.fit()
@@ -151,6 +151,20 @@ def run_sweep(stage, cfg, study_dir, todo) -> None:
     if still:
         first = f": {type(errors[0]).__name__}: {one_line(errors[0], last=True)}" if errors else ""
         raise TrainingFailed(f"training did not finish for (K, seed) {still}{first}; logs under {storage / name}")
+
+
+def _runs_done(total: int):
+    """A Tune callback with the stage's own line at each finished run: ``[train] 2/6 runs, ...``."""
+    from ray import tune
+
+    class RunsDone(tune.Callback):
+        def __init__(self):
+            self.shown = progress.Progress("train", total, "runs", every_s=0)
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            self.shown.update()
+
+    return RunsDone()
 
 
 def trial_runs(todo) -> list[dict]:
