@@ -64,7 +64,7 @@ def width(row, prefix: str = "k_cross") -> float:
 
 
 def _fmt(k) -> str:
-    return "K_min" if k == 0 else ("K_max" if not math.isfinite(k) else f"{k:.3g}")
+    return "below the smallest K" if k == 0 else ("beyond the largest K" if not math.isfinite(k) else f"{k:.3g}")
 
 
 def _inside(lo: float, hi: float, m: int, taken: set, k_min: int, k_max: int) -> list[int]:

@@ -228,13 +228,14 @@ def write_text(path, text: str) -> Path:
     return Path(path)
 
 
-def write_figure(fig, path) -> Path:
-    """Save a matplotlib figure atomically (format from the suffix) and close it."""
+def write_figure(fig, path, dpi: int = 150) -> Path:
+    """Save a matplotlib figure atomically (format from the suffix) and close it; 150 dpi is
+    the report's resolution (``analysis.figures.DPI``), readable on a laptop screen."""
     import matplotlib.pyplot as plt
 
     path = Path(path)
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, bbox_inches="tight", format=path.suffix.lstrip(".") or "png")
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=path.suffix.lstrip(".") or "png")
     plt.close(fig)
     return path
 

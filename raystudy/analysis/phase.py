@@ -42,14 +42,15 @@ Intervals (all reuse :mod:`raystudy.analysis.transition`):
 from __future__ import annotations
 
 import html
-import math
 
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from .figures import COLORS as LABEL_COLORS
+from .figures import STUDY_COLORS as COLORS
 from .load import LABELS
-from .stats import _crossing, format_k, interval_curves, transition_summary
+from .stats import _crossing, format_k, interval_curves, k_range, transition_summary
 from .transition import _profile, fraction_intervals, lr_interval, overdispersion
 
 BASE = "base"
@@ -550,9 +551,6 @@ def size_figure(pt: pd.DataFrame):
     return fig
 
 
-COLORS = ("tab:blue", "tab:red", "tab:green", "tab:purple", "tab:brown", "tab:olive")
-
-
 def tau_figure(tau: pd.DataFrame, expo: pd.DataFrame | None = None):
     """tau_mem vs K on log-log axes, one panel per (study, metric), one colour per variant:
     points and error bars (the interval), triangles for censored K (the bound: above the last
@@ -682,8 +680,8 @@ def twins_figure(rep: pd.DataFrame, pt: pd.DataFrame | None = None):
                 sel &= (fin[k_] == v).to_numpy()
             m = fin[sel].sort_values("K")
             if len(m):
-                ax.plot(m["K"], m["memorized"], "s--", color="tab:red", label="memorized")
-                ax.fill_between(m["K"], m["memorized_lo"], m["memorized_hi"], color="tab:red", alpha=0.12, lw=0)
+                ax.plot(m["K"], m["memorized"], "s--", color=LABEL_COLORS["memorized"], label="memorized")
+                ax.fill_between(m["K"], m["memorized_lo"], m["memorized_hi"], color=LABEL_COLORS["memorized"], alpha=0.12, lw=0)
         ax.set_xscale("log")
         ax.set_ylim(-0.03, 1.03)
         ax.set_xlabel("training-set size K")
@@ -794,8 +792,7 @@ def section_html(tau, expo, cb, rep, level: float = 0.95) -> str:
         show["crossing K"] = [
             f"{format_k(r.k_cross, (r.K_min, r.K_max))} [{format_k(r.k_cross_lo, (r.K_min, r.K_max))}, "
             f"{format_k(r.k_cross_hi, (r.K_min, r.K_max))}]" for r in cb.itertuples()]
-        show["bracket"] = [f"{format_k(r.k_cross_bracket_lo) if r.k_cross_bracket_lo > 0 else 'K_min'} to "
-                           f"{format_k(r.k_cross_bracket_hi) if math.isfinite(r.k_cross_bracket_hi) else 'K_max'}"
+        show["bracket"] = [k_range(r.k_cross_bracket_lo, r.k_cross_bracket_hi, (r.K_min, r.K_max))
                            for r in cb.itertuples()]
         parts += ["<h3>Crossing K per snapshot and variant</h3>", _table(show)]
     if len(rep):

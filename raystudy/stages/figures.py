@@ -20,7 +20,7 @@ def draw_study(stage, cfg, study_dir) -> None:
 
     fig_dir = Path(study_dir) / "figures"
     st = load(study_dir, tables=("fractions", "labels", "null_fractions")).main()
-    _save(figures.transition_figure(st, n_boot=200), fig_dir / "transition.png", figures.DPI)
+    tables.write_figure(figures.transition_figure(st, n_boot=200), fig_dir / "transition.png", figures.DPI)
     if cfg.data.name == "circle":
         circle_report(cfg, study_dir)
     else:  # the grid at the K whose memorized fraction is nearest 1/2: all three labels likely
@@ -30,15 +30,6 @@ def draw_study(stage, cfg, study_dir) -> None:
         tables.write_figure(images.nn_grid(study_dir, K=k, label=None, metric=metric, config=cfg.to_dict()),
                             fig_dir / "nn_grid.png")
     tables.write_text(fig_dir / "made-with.json", json.dumps(stage.meta(cfg, ("all",))))
-
-
-def _save(fig, path: Path, dpi: int) -> None:
-    """Save a figure atomically at ``dpi`` (the report's resolution) and close it."""
-    import matplotlib.pyplot as plt
-
-    with tables.atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
-    plt.close(fig)
 
 
 def _train_points(cfg, dataset, k: int) -> np.ndarray:
