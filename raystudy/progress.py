@@ -1,6 +1,7 @@
 """What a person sees while a study runs: one line per stage now and then with done/total and
-an ETA, and Ray's own output (Tune's status tables, Ray Data's progress) at the level the
-command line asks for: ``-q`` quiets both, the default keeps Tune's tables, ``-v`` shows all."""
+an ETA, and Ray's own output at the level the command line asks for: ``-q`` quiets Tune's
+status tables and Ray Data's progress, the default keeps Tune's tables, ``-v`` shows all
+(``stages.shards.ray_data_output``: Ray stays in the stage layer)."""
 
 from __future__ import annotations
 
@@ -18,18 +19,6 @@ def tune_verbosity() -> int:
     """Tune's ``verbose``: 0 under -q (warnings only), 2 under -v (every trial's results), else
     1 (its status table with each run's label and the metrics ``stages.train.FOLLOWED``)."""
     return 0 if level() > logging.INFO else 2 if level() < logging.INFO else 1
-
-
-def ray_data_output() -> None:
-    """Ray Data's progress and execution logs only under -v: the stage's own ``Progress`` line
-    says how far it is in the study's units, where Ray Data can only count blocks."""
-    import ray.data
-
-    verbose = level() < logging.INFO
-    ray.data.DataContext.get_current().enable_progress_bars = verbose
-    logging.getLogger("ray.data").setLevel(logging.DEBUG if verbose else logging.WARNING)
-    # Its one message is the notice that the bars are off, which is what was asked.
-    logging.getLogger("ray.data._internal.progress").setLevel(logging.DEBUG if verbose else logging.ERROR)
 
 
 def clock(seconds: float) -> str:

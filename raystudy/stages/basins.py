@@ -9,7 +9,7 @@ import numpy as np
 from .. import axes, items, progress, tables
 from ..cluster import pool
 from .generate import ModelActor
-from .shards import axis_task, task_axis
+from .shards import axis_task, ray_data_output, task_axis
 
 BASINS_SALT = 0xBA5
 
@@ -72,7 +72,7 @@ def run_units(stage, cfg, study_dir, todo, actor, workers: int) -> None:
     for u in todo:
         m, a, k, s = axes.split_unit(u)
         rows.append({"metric": m, "K": k, "seed": s, "base": stage.part(u), **axis_task(a)})
-    progress.ray_data_output()
+    ray_data_output()
     ds = ray.data.from_items(rows, override_num_blocks=len(todo))
     ds = ds.map_batches(actor, fn_constructor_kwargs={"cfg_dict": cfg.to_dict(), "study_dir": str(study_dir)},
                         fn_kwargs={"metas": metas}, batch_size=1, batch_format="numpy",

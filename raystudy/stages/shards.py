@@ -11,6 +11,7 @@ leaves finished ones untouched.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from pathlib import Path
@@ -18,6 +19,18 @@ from typing import Callable
 
 from .. import axes, progress, tables
 from . import part_name
+
+
+def ray_data_output() -> None:
+    """Ray Data's progress and execution logs only under -v: the stage's own ``Progress`` line
+    says how far it is in the study's units, where Ray Data can only count blocks."""
+    import ray.data
+
+    verbose = progress.level() < logging.INFO
+    ray.data.DataContext.get_current().enable_progress_bars = verbose
+    logging.getLogger("ray.data").setLevel(logging.DEBUG if verbose else logging.WARNING)
+    # Its one message is the notice that the bars are off, which is what was asked.
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.DEBUG if verbose else logging.ERROR)
 
 
 def axis_task(axis) -> dict:
@@ -119,7 +132,7 @@ def stream(stage, cfg, study_dir, todo, table: str, sets, actor, ctor_kwargs: di
     if not tasks:
         return
     shown = progress.Progress(stage.name, len(tasks), "shards", sum(t["hi"] - t["lo"] for t in tasks), "samples")
-    progress.ray_data_output()
+    ray_data_output()
     # One block per shard, so the pool hands shards out one by one and grows with the queue.
     ds = ray.data.from_items(tasks, override_num_blocks=len(tasks)).map_batches(
         actor, fn_constructor_kwargs={**ctor_kwargs, "study_dir": study_dir},

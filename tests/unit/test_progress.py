@@ -32,13 +32,14 @@ def test_quiet_and_verbose_reach_tune_and_ray_data(level, tune, bars):
     import ray.data
 
     from raystudy import progress
+    from raystudy.stages.shards import ray_data_output
 
     log = logging.getLogger("raystudy")
     old, ctx = log.level, ray.data.DataContext.get_current()
     log.setLevel(level)
     try:
         assert progress.tune_verbosity() == tune
-        progress.ray_data_output()
+        ray_data_output()
         assert ctx.enable_progress_bars is bars
         assert logging.getLogger("ray.data").isEnabledFor(logging.INFO) is bars
     finally:
