@@ -2,7 +2,10 @@
 stages, appended (a resumed study keeps the record of every run that wrote into it).
 
 A record holds the raystudy version and, when the package is imported from a git checkout,
-its commit and whether tracked files differed from it; the versions of the libraries the
+its commit and whether tracked files differed from it (code that came without its .git, as a
+Ray job's upload or an image does, takes them from ``RAYSTUDY_GIT_COMMIT`` and
+``RAYSTUDY_GIT_DIRTY``, which ``raystudy submit`` and the Dockerfile set; ``git.source`` says
+which); the versions of the libraries the
 results depend on; Python; the hardware (CPU model, GPUs this process sees, and the Ray
 cluster's nodes, CPUs, GPUs and accelerator types when Ray is connected); the command line.
 
@@ -16,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import shlex
 import socket
 import subprocess
@@ -29,6 +33,10 @@ FILE = "provenance.json"
 PACKAGES = {"raystudy": ("raystudy",), "torch": ("torch",), "torchvision": ("torchvision",),
             "diffusers": ("diffusers",), "ray": ("ray",), "faiss": ("faiss-cpu", "faiss-gpu", "faiss"),
             "lpips": ("lpips",), "numpy": ("numpy",), "pyarrow": ("pyarrow",), "pandas": ("pandas",)}
+# Where the code came without .git (a Ray job's upload, an image): its commit and whether tracked
+# files differed from it ("true"/"false"), set by `raystudy submit` and the Dockerfile's build args.
+ENV_COMMIT = "RAYSTUDY_GIT_COMMIT"
+ENV_DIRTY = "RAYSTUDY_GIT_DIRTY"
 # Keys of a record that say when or where it was written, not what made the results:
 # never reported as a difference between studies.
 CIRCUMSTANCE = ("written", "host", "command")
@@ -47,25 +55,44 @@ def package_versions() -> dict[str, str | None]:
     return out
 
 
-def git_state(timeout_s: float = 5.0) -> dict | None:
-    """The checkout this package is imported from: {"commit", "dirty"}; None for an installed
-    copy (even one inside some other repository, e.g. a venv in a checkout) or without git."""
-    here = Path(__file__).resolve().parent
+def checkout_state(package, timeout_s: float = 5.0) -> dict | None:
+    """{"commit", "dirty"} of the git checkout whose top-level ``raystudy/`` is the package folder
+    ``package``; None for a copy that is not (an installed one, even inside some other repository,
+    e.g. a venv in a checkout), or without git. Dirty: tracked files differ from the commit."""
+    package = Path(package).resolve()
 
     def git(*args) -> str:
-        return subprocess.run(["git", "-C", str(here), *args], capture_output=True, text=True, check=True,
+        return subprocess.run(["git", "-C", str(package), *args], capture_output=True, text=True, check=True,
                               timeout=timeout_s).stdout.strip()
 
     try:
         top = Path(git("rev-parse", "--show-toplevel"))
         if not (top / "raystudy" / "__init__.py").exists() or \
-                not (top / "raystudy" / "__init__.py").samefile(here / "__init__.py"):
+                not (top / "raystudy" / "__init__.py").samefile(package / "__init__.py"):
             return None
         commit = git("rev-parse", "HEAD")
         dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
     except (OSError, subprocess.SubprocessError):
         return None
     return {"commit": commit, "dirty": dirty}
+
+
+def env_state(environ=None) -> dict | None:
+    """The commit handed in through ``RAYSTUDY_GIT_COMMIT`` (a hex commit id; anything else, or
+    empty, is no commit) and ``RAYSTUDY_GIT_DIRTY`` (true/false; unset or other: None, unknown)."""
+    environ = os.environ if environ is None else environ
+    commit = environ.get(ENV_COMMIT, "").strip().lower()
+    if not re.fullmatch(r"[0-9a-f]{7,64}", commit):
+        return None
+    dirty = {"true": True, "1": True, "false": False, "0": False}.get(environ.get(ENV_DIRTY, "").strip().lower())
+    return {"commit": commit, "dirty": dirty, "source": ENV_COMMIT}
+
+
+def git_state(timeout_s: float = 5.0) -> dict | None:
+    """The commit this package's code is: {"commit", "dirty", "source"}, from the checkout it is
+    imported from (source "checkout"), else from the environment (``env_state``); None if neither."""
+    found = checkout_state(Path(__file__).resolve().parent, timeout_s)
+    return {**found, "source": "checkout"} if found else env_state()
 
 
 def cpu_model() -> str:

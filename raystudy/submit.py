@@ -9,6 +9,10 @@ results) is uploaded, so the cluster runs this code; the config is checked here 
 so a typo is one line before anything is submitted. Then the job's log is followed until
 it ends, and its exit status is returned (0 when the study finished).
 
+The upload leaves ``.git`` out, so the checkout's commit and whether its tracked files
+differ from it travel in the job's environment (``RAYSTUDY_GIT_COMMIT``,
+``RAYSTUDY_GIT_DIRTY``), where the study's provenance.json finds them.
+
 Token authentication (Ray >= 2.5x): when ``RAY_AUTH_MODE`` is unset and a token is at
 hand (``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH`` or ``~/.ray/auth_token``, where
 ``ray start`` and ``ray get-auth-token --generate`` put it), it is sent, as ``ray start``
@@ -106,6 +110,25 @@ def entrypoint(args, python: str, config_rel: str, study: str) -> str:
     return shlex.join(cmd)
 
 
+def commit_env(working_dir: Path) -> dict[str, str]:
+    """The job's ``RAYSTUDY_GIT_COMMIT`` / ``RAYSTUDY_GIT_DIRTY`` for an upload of ``working_dir``.
+
+    Only an upload that holds the raystudy package says what code runs (the job imports it
+    ahead of any installed copy); a checkout of it gives its commit, any other copy empty
+    values, which override what the cluster's image says of its own, different, code. An
+    upload without the package (configs only) sets nothing: the image's raystudy runs, and
+    the image's values describe it."""
+    from .provenance import ENV_COMMIT, ENV_DIRTY, checkout_state
+
+    package = Path(working_dir) / "raystudy"
+    if not (package / "__init__.py").is_file():
+        return {}
+    state = checkout_state(package)
+    if state is None:
+        return {ENV_COMMIT: "", ENV_DIRTY: ""}
+    return {ENV_COMMIT: state["commit"], ENV_DIRTY: "true" if state["dirty"] else "false"}
+
+
 def prepare(args) -> tuple[str, str, dict]:
     """Check everything that can be checked here; returns (address, entrypoint, runtime_env)."""
     from .config import PACKAGED, load, packaged_configs, resolve
@@ -139,6 +162,8 @@ def prepare(args) -> tuple[str, str, dict]:
         study = study.resolve()
     python = args.python or (sys.executable if local else "python")
     runtime_env = {"working_dir": str(wd), "excludes": EXCLUDES + list(args.exclude)}
+    if env_vars := commit_env(wd):
+        runtime_env["env_vars"] = env_vars
     return address, entrypoint(args, python, config_rel, str(study)), runtime_env
 
 

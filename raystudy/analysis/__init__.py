@@ -8,6 +8,14 @@ matplotlib, duckdb).
     A.connect("studies/demo").sql(A.EXAMPLE_QUERY).df()   # DuckDB: a view per table
     A.write_report(["studies/demo"])            # PNGs + one self-contained report.html
 
+A transition curve is one model's: on a study with snapshots, variants or twins, ``summary``,
+``curves`` and the figures show each study's main model (``st.main()``: the config's first
+variant at its final snapshot, twin 0), as ``raystudy show`` and the report do;
+``checkpoints="all"`` pools every checkpoint into one curve. The DataFrame functions
+(``transition_summary``, ``interval_curves``, ``seed_curves``, ``bootstrap_curves``) refuse a frame
+of several models unless given ``checkpoints="all"`` (the frame has no config to say which model
+is the main one: give them ``st.main()``'s tables). The ``phase`` module reads every checkpoint.
+
 Modules: ``load`` (tables, configs, DuckDB), ``stats`` (seed curves, per-K intervals, the
 summary: crossing K, EMM, spurious peak), ``transition`` (exact per-K intervals, the logistic fit
 in log K with its profile-likelihood interval, the grid's bracket), ``thresholds`` (relabel from

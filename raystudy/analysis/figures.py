@@ -3,6 +3,13 @@
 Every function returns a matplotlib Figure (or None when its table is absent) and leaves
 saving to the caller (:mod:`raystudy.analysis.report` saves PNG/PDF); in a notebook the
 figure shows inline. What is drawn is written on the figure itself.
+
+The functions given a loaded study (:func:`curves`, :func:`summary`, :func:`transition_figure`,
+:func:`compare_figure`, and the distances, training, basins and energy figures) show each
+study's main model, as ``raystudy show`` and the report do (``Studies.main``: the config's first
+variant at its final snapshot, twin 0); ``checkpoints="all"`` pools every snapshot, variant and
+twin into one curve instead. The phase diagram (:mod:`raystudy.analysis.phase`) is where the
+checkpoints are told apart.
 """
 
 from __future__ import annotations
@@ -11,7 +18,16 @@ import numpy as np
 import pandas as pd
 
 from .load import LABELS, Studies
-from .stats import format_k, interval_curves, k_at, k_range, per_seed_fractions, seed_curves, transition_summary
+from .stats import (
+    CHECKPOINTS,
+    format_k,
+    interval_curves,
+    k_at,
+    k_range,
+    per_seed_fractions,
+    seed_curves,
+    transition_summary,
+)
 
 # The one palette of the labels (and of the basins' image kinds): every figure, the sample
 # gallery and the report's captions take their colours and colour words from here.
@@ -26,6 +42,19 @@ def _plt():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def _view(st: Studies, checkpoints: str, tables: tuple[str, ...]) -> Studies:
+    """``st`` at each study's main model (``checkpoints="main"``), or as it is (``"all"``);
+    only ``tables`` are restricted, the ones the caller reads."""
+    from ..errors import AnalysisError
+
+    if checkpoints not in CHECKPOINTS:
+        raise AnalysisError(f"checkpoints must be 'main' or 'all', not {checkpoints!r}")
+    return st.main(tables) if checkpoints == "main" else st
+
+
+CURVE_TABLES = ("labels", "fractions", "null_fractions")
 
 
 def _fractions_of(st: Studies) -> pd.DataFrame:
@@ -47,23 +76,32 @@ def _in_order(df: pd.DataFrame, names: list[str]) -> pd.DataFrame:
         .reset_index(drop=True)
 
 
-def curves(st: Studies, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> pd.DataFrame:
+def curves(st: Studies, n_boot: int = 1000, level: float = 0.95, seed: int = 0,
+           checkpoints: str = "main") -> pd.DataFrame:
     """Per (study, metric, K): seed mean and s.d. of each fraction and its ``level`` interval
     (``<col>_lo`` / ``<col>_hi``: exact over samples with one seed, hierarchical bootstrap over
-    seeds and samples with several; :func:`raystudy.analysis.stats.interval_curves`)."""
+    seeds and samples with several; :func:`raystudy.analysis.stats.interval_curves`), of each
+    study's main model (``Studies.main``); ``checkpoints="all"``: every checkpoint's samples
+    pooled into one curve."""
+    st = _view(st, checkpoints, CURVE_TABLES)
     fr = _fractions_of(st)
-    sc = seed_curves(fr)
+    sc = seed_curves(fr, checkpoints)
     if len(fr):
-        ic = interval_curves(fr, level, n_boot, seed)
+        ic = interval_curves(fr, level, n_boot, seed, checkpoints)
         ic = ic[[c for c in ic.columns if c.endswith(("_lo", "_hi")) or c in ("study", "metric", "K")]]
         sc = sc.merge(ic, on=["study", "metric", "K"], how="left")
     return _in_order(sc, st.names)
 
 
-def summary(st: Studies, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> pd.DataFrame:
-    """:func:`raystudy.analysis.stats.transition_summary` of loaded studies."""
+def summary(st: Studies, n_boot: int = 1000, level: float = 0.95, seed: int = 0,
+            checkpoints: str = "main") -> pd.DataFrame:
+    """:func:`raystudy.analysis.stats.transition_summary` of loaded studies: of each study's main
+    model (``Studies.main``: the config's first variant at its final snapshot, twin 0), the
+    numbers ``raystudy show`` and the report give; ``checkpoints="all"`` pools every snapshot,
+    variant and twin into one curve (:func:`raystudy.analysis.stats.pool_checkpoints`)."""
+    st = _view(st, checkpoints, CURVE_TABLES)
     return _in_order(transition_summary(st.labels if st.has("labels") else None, _fractions_of(st), n_boot, level,
-                                        seed), st.names)
+                                        seed, checkpoints=checkpoints), st.names)
 
 
 def _span(ax, lo, hi, ks, color, alpha=0.10, **kw):
@@ -206,17 +244,19 @@ def _legend_handles(axes) -> tuple[list, list[str]]:
 
 
 def transition_figure(st: Studies, cv: pd.DataFrame | None = None, sm: pd.DataFrame | None = None,
-                      n_boot: int = 1000, level: float = 0.95):
+                      n_boot: int = 1000, level: float = 0.95, checkpoints: str = "main"):
     """Memorized / spurious / generalized fraction vs K (log axis); one panel per metric and
     study; the ratio test (dashed) beside the paper's rule; the crossing K and its interval;
     the spurious peak. Each panel's numbers are written under it and the legend and notes under
     all of them, so nothing covers a curve. ``cv`` / ``sm``: precomputed :func:`curves` /
-    :func:`summary`."""
+    :func:`summary`. Each study's main model, with its null; ``checkpoints="all"``: every
+    checkpoint pooled (:func:`summary`)."""
     import textwrap
 
     plt = _plt()
-    cv = curves(st, n_boot, level) if cv is None else cv
-    sm = summary(st, n_boot, level) if sm is None else sm
+    st = _view(st, checkpoints, CURVE_TABLES)
+    cv = curves(st, n_boot, level, checkpoints=checkpoints) if cv is None else cv
+    sm = summary(st, n_boot, level, checkpoints=checkpoints) if sm is None else sm
     studies, metrics = list(cv["study"].unique()), sorted(cv["metric"].unique())
     nrow, ncol = len(studies), len(metrics)
     width = 6.4 * ncol
@@ -246,12 +286,14 @@ def transition_figure(st: Studies, cv: pd.DataFrame | None = None, sm: pd.DataFr
 
 
 def compare_figure(st: Studies, cv: pd.DataFrame | None = None, sm: pd.DataFrame | None = None,
-                   n_boot: int = 1000, level: float = 0.95):
+                   n_boot: int = 1000, level: float = 0.95, checkpoints: str = "main"):
     """Several studies on one axis per metric: memorized (top) and spurious (bottom) vs K,
-    each with its band and its crossing K; the title gives how far the crossing moved."""
+    each with its band and its crossing K; the title gives how far the crossing moved. Each
+    study's main model; ``checkpoints="all"``: every checkpoint pooled (:func:`summary`)."""
     plt = _plt()
-    cv = curves(st, n_boot, level) if cv is None else cv
-    sm = summary(st, n_boot, level) if sm is None else sm
+    st = _view(st, checkpoints, CURVE_TABLES)
+    cv = curves(st, n_boot, level, checkpoints=checkpoints) if cv is None else cv
+    sm = summary(st, n_boot, level, checkpoints=checkpoints) if sm is None else sm
     studies, metrics = list(cv["study"].unique()), sorted(cv["metric"].unique())
     fig, axes = plt.subplots(2, len(metrics), figsize=(max(5.4 * len(metrics), 8), 7), squeeze=False)
     for j, m in enumerate(metrics):
@@ -297,10 +339,12 @@ def compare_figure(st: Studies, cv: pd.DataFrame | None = None, sm: pd.DataFrame
     return fig
 
 
-def distances_figure(st: Studies, study: str, metric: str):
+def distances_figure(st: Studies, study: str, metric: str, checkpoints: str = "main"):
     """Histograms of d_train and d_synth per K (rows), stacked by label, on log-spaced bins,
-    with the study's thresholds delta_m / delta_s drawn: the bimodality a threshold cuts."""
+    with the study's thresholds delta_m / delta_s drawn: the bimodality a threshold cuts. The
+    main model's samples; ``checkpoints="all"``: every checkpoint's."""
     plt = _plt()
+    st = _view(st, checkpoints, ("labels",))
     lab = st.labels[(st.labels["study"] == study) & (st.labels["metric"] == metric)]
     if lab.empty:
         return None
@@ -399,11 +443,13 @@ def closed_form(st: Studies, study: str) -> bool:
     return ((st.configs.get(study) or {}).get("model") or {}).get("type") in CLOSED_FORM
 
 
-def training_figure(st: Studies):
+def training_figure(st: Studies, checkpoints: str = "main"):
     """Loss vs images seen per run (colour: K, log scale), from ``train_log``; beside it the
     final loss and wall time per run from ``runs``, one row per study whose model was trained.
-    None if neither table has rows or no study trained a model (closed-form models only)."""
+    None if neither table has rows or no study trained a model (closed-form models only). The
+    main model's runs; ``checkpoints="all"``: every variant's, twin's and snapshot's rows."""
     plt = _plt()
+    st = _view(st, checkpoints, ("train_log", "runs"))
     from matplotlib import cm
     from matplotlib.colors import LogNorm
 
@@ -492,10 +538,12 @@ def _boxes(ax, df: pd.DataFrame, value: str, ylabel: str):
     ax.legend(fontsize=7)
 
 
-def basins_figure(st: Studies):
+def basins_figure(st: Studies, checkpoints: str = "main"):
     """Critical time t_crit per K and label (samples) or kind (training / held-out images),
-    and the basin radius vs t_crit. None when the ``basins`` table is absent."""
+    and the basin radius vs t_crit. None when the ``basins`` table is absent. The main model's
+    rows; ``checkpoints="all"``: every checkpoint's."""
     plt = _plt()
+    st = _view(st, checkpoints, ("basins",))
     if not st.has("basins"):
         return None
     studies = [s for s in st.names if (st.basins["study"] == s).any()]
@@ -529,11 +577,13 @@ ENERGY_VALUES = (("energy", "energy = E(ref) - E(item), E = -log p_t (ours)"),
                  ("drift_potential", "drift_potential: integral of the reverse drift (the paper's number)"))
 
 
-def energy_figure(st: Studies):
+def energy_figure(st: Studies, checkpoints: str = "main"):
     """Per K and label (or item kind), one panel per reference kind and value: ``energy``
     (E(reference) - E(item), E = -log p_t) and ``drift_potential`` (what the paper's code reports
-    and plots; beta_t (energy - (|r|^2 - |x|^2) / 4)). None when the ``energy`` table is absent."""
+    and plots; beta_t (energy - (|r|^2 - |x|^2) / 4)). None when the ``energy`` table is absent.
+    The main model's rows; ``checkpoints="all"``: every checkpoint's."""
     plt = _plt()
+    st = _view(st, checkpoints, ("energy",))
     if not st.has("energy"):
         return None
     studies = [s for s in st.names if (st.energy["study"] == s).any()]

@@ -156,13 +156,17 @@ class Studies:
     def thresholds(self, study: str, metric: str) -> tuple[float, float]:
         return thresholds(self.configs.get(study, {}), metric)
 
-    def main(self) -> "Studies":
-        """The same tables at each study's main checkpoint (``raystudy.axes.main_checkpoint``: the
-        first variant's final model, twin 0): what the one-axis views (transition curve, grids) show."""
+    def main(self, tables: Iterable[str] | None = None) -> "Studies":
+        """The same tables (or only ``tables``) at each study's main checkpoint
+        (``raystudy.axes.main_checkpoint``: the config's first variant, ``base`` without
+        ``variants``, its final model, twin 0): what ``raystudy show``, the report and the
+        notebook's one-curve functions (``summary``, ``curves``, ``transition_figure``, ...)
+        show. Every snapshot, variant and twin is in ``st`` itself, for the phase diagram."""
         from ..axes import main_rows
 
-        frames = {t: pd.concat([main_rows(df[df["study"] == s], self.configs[s]) for s in self.names])
-                  if len(df) else df for t, df in self.frames.items()}
+        names = list(self.frames) if tables is None else [t for t in tables if t in self.frames]
+        frames = {t: pd.concat([main_rows(df[df["study"] == s], self.configs.get(s)) for s in self.names])
+                  if len(df) else df for t, df in ((t, self.frames[t]) for t in names)}
         return Studies(self.dirs, self.configs, frames, self.stages)
 
     def one(self, study: str) -> "Studies":

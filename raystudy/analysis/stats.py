@@ -19,6 +19,15 @@ between the two grid K around the crossing, is kept as ``k_cross_interp`` (and i
 threshold grid uses): it is a point, with no honest interval of its own. By convention
 :func:`crossing_k` returns 0 when the fraction is already below 1/2 at the smallest K and
 ``inf`` when it never falls below it.
+
+A transition curve is one model's. The tables of a study with snapshots, variants or twins hold
+a row per checkpoint (columns ``variant``, ``twin``, ``images_seen``); the functions here that
+read one curve (:func:`seed_curves`, :func:`interval_curves`, :func:`bootstrap_curves`,
+:func:`transition_summary`) take ``checkpoints``: ``"main"`` (the default) wants the rows of
+one model and refuses a frame with several (a plain frame has no config to say which is the
+main one: pass ``Studies.main()``'s tables, or ``raystudy.axes.main_rows``), ``"all"`` pools
+the samples of every checkpoint at each (K, seed) into one curve. A frame with one checkpoint,
+or without the axis columns, is read as it is either way.
 """
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from ..errors import AnalysisError
 from .load import LABELS
 from .transition import Crossing, fit_crossing_along, fit_peak, fraction_intervals, overdispersion, peak_bracket
 
@@ -39,6 +49,63 @@ CURVE_COLS: tuple[str, ...] = (*LABELS, "ratio_memorized")
 def group_keys(df: pd.DataFrame) -> list[str]:
     """The grouping columns a table has besides K: ``study`` and ``metric``."""
     return [c for c in ("study", "metric") if c in df.columns]
+
+
+# -- one model per curve -----------------------------------------------------------------------
+
+AXIS_COLUMNS: tuple[str, ...] = ("variant", "twin", "images_seen")  # raystudy.tables.AXIS_COLUMNS
+CHECKPOINTS: tuple[str, ...] = ("main", "all")
+_AXIS_WORDS = {"variant": "variants", "twin": "twin models", "images_seen": "snapshots"}
+
+
+def several_checkpoints(df: pd.DataFrame | None) -> list[str]:
+    """Per study whose rows are of more than one checkpoint (variant, twin, snapshot), what they
+    are in words ('demo: 2 variants, 3 snapshots'); [] when every study's rows are one model's.
+    A null ``images_seen`` (a part written without it) is the final model, not a snapshot."""
+    axes = [c for c in AXIS_COLUMNS if df is not None and c in df.columns]
+    if not axes or not len(df):
+        return []
+    out = []
+    for s, g in df.groupby("study", sort=False) if "study" in df.columns else [(None, df)]:
+        many = [f"{n} {_AXIS_WORDS[c]}" for c in axes if (n := g[c].nunique(dropna=True)) > 1]
+        if many:
+            out.append((f"{s}: " if s is not None else "") + ", ".join(many))
+    return out
+
+
+def pool_checkpoints(fractions: pd.DataFrame) -> pd.DataFrame:
+    """Per-seed fractions with every checkpoint's samples at (study, metric, K, seed) counted as
+    one: n summed, each fraction weighted by its n (what :func:`per_seed_fractions` gives on the
+    labels of all checkpoints together). The axis columns are dropped."""
+    axes = [c for c in AXIS_COLUMNS if c in fractions.columns]
+    if not axes or not len(fractions):
+        return fractions.drop(columns=axes)
+    keys = group_keys(fractions) + ["K", "seed"]
+    cols = [c for c in CURVE_COLS if c in fractions.columns]
+    n = fractions["n"].astype(float)
+    counts = fractions[cols].astype(float).mul(n, axis=0)
+    counts[keys], counts["n"] = fractions[keys], n
+    g = counts.groupby(keys, sort=True)[[*cols, "n"]].sum()
+    out = g[cols].div(g["n"], axis=0)
+    out.insert(0, "n", g["n"].round().astype(int))
+    return out.reset_index()
+
+
+def one_curve(fractions: pd.DataFrame | None, checkpoints: str = "main", what: str = "the rows") -> pd.DataFrame | None:
+    """The per-seed fractions a one-curve function reads. ``checkpoints="main"``: ``fractions``
+    as it is when each study's rows are one model's, else an :class:`AnalysisError` (which
+    model is the main one is in the study's config, not in the frame); ``"all"``: every
+    checkpoint pooled (:func:`pool_checkpoints`)."""
+    if checkpoints not in CHECKPOINTS:
+        raise AnalysisError(f"checkpoints must be 'main' or 'all', not {checkpoints!r}")
+    many = several_checkpoints(fractions)
+    if not many:
+        return fractions
+    if checkpoints == "all":
+        return pool_checkpoints(fractions)
+    raise AnalysisError(f"{what} hold several models ({'; '.join(many)}) and a transition curve is one model's: "
+                        "pass the main model's rows (Studies.main(), raystudy.axes.main_rows), or "
+                        "checkpoints='all' to pool every checkpoint into one curve")
 
 
 # -- crossing K and spurious peak --------------------------------------------------------------
@@ -100,21 +167,25 @@ def format_k(k: float, ks=None) -> str:
 # -- per-seed fractions and seed statistics ----------------------------------------------------
 
 def per_seed_fractions(labels: pd.DataFrame) -> pd.DataFrame:
-    """The ``fractions`` table recomputed from ``labels`` (one row per study, metric, K, seed)."""
-    keys = group_keys(labels) + ["K", "seed"]
+    """The ``fractions`` table recomputed from ``labels``: one row per study, metric, K, seed
+    and, where ``labels`` has them, checkpoint (``variant``, ``twin``, ``images_seen``)."""
+    keys = group_keys(labels) + ["K", "seed"] + [c for c in AXIS_COLUMNS if c in labels.columns]
     df = labels[keys].copy()
     for lab in LABELS:
         df[lab] = (labels["label"] == lab).astype(float)
     df["ratio_memorized"] = labels["ratio_memorized"].fillna(False).astype(float)
-    g = df.groupby(keys, sort=True)
+    # dropna=False: a null images_seen is the final model of a part written without it
+    g = df.groupby(keys, sort=True, dropna=False)
     out = g[list(CURVE_COLS)].mean()
     out.insert(0, "n", g.size())
     return out.reset_index()
 
 
-def seed_curves(fractions: pd.DataFrame) -> pd.DataFrame:
+def seed_curves(fractions: pd.DataFrame, checkpoints: str = "main") -> pd.DataFrame:
     """Per (study, metric, K): mean over seeds of each fraction, its s.d. over seeds
-    (``<col>_sd``, NaN with one seed), ``n_seeds`` and ``n`` (samples summed over seeds)."""
+    (``<col>_sd``, NaN with one seed), ``n_seeds`` and ``n`` (samples summed over seeds).
+    ``checkpoints``: :func:`one_curve` (a frame of several models is refused unless ``"all"``)."""
+    fractions = one_curve(fractions, checkpoints, "the fractions")
     keys = group_keys(fractions) + ["K"]
     cols = [c for c in CURVE_COLS if c in fractions.columns]
     g = fractions.groupby(keys, sort=True)
@@ -182,10 +253,12 @@ def _per_k_counts(fr: pd.DataFrame, col: str, axis: str = "K") -> tuple[np.ndarr
 
 
 def interval_curves(fractions: pd.DataFrame, level: float = 0.95, n_boot: int = 1000,
-                    seed: int = 0) -> pd.DataFrame:
+                    seed: int = 0, checkpoints: str = "main") -> pd.DataFrame:
     """Per (study, metric, K): each curve's point value (mean over seeds) and its ``level``
     interval (``<col>_lo``, ``<col>_hi``): Clopper-Pearson with one seed, hierarchical
-    bootstrap with several (:func:`raystudy.analysis.transition.fraction_intervals`)."""
+    bootstrap with several (:func:`raystudy.analysis.transition.fraction_intervals`).
+    ``checkpoints``: :func:`one_curve` (a frame of several models is refused unless ``"all"``)."""
+    fractions = one_curve(fractions, checkpoints, "the fractions")
     rows = []
     keys = group_keys(fractions)
     for gkey, fr in fractions.groupby(keys, sort=True) if keys else [((), fractions)]:
@@ -203,10 +276,9 @@ def interval_curves(fractions: pd.DataFrame, level: float = 0.95, n_boot: int = 
 
 
 def bootstrap_curves(labels: pd.DataFrame, n_boot: int = 1000, level: float = 0.95,
-                     seed: int = 0) -> pd.DataFrame:
-    """:func:`interval_curves` of the fractions recomputed from ``labels`` (the name is kept
-    from when this was a bootstrap over samples within each seed)."""
-    return interval_curves(per_seed_fractions(labels), level, n_boot, seed)
+                     seed: int = 0, checkpoints: str = "main") -> pd.DataFrame:
+    """:func:`interval_curves` of the fractions recomputed from ``labels``."""
+    return interval_curves(per_seed_fractions(labels), level, n_boot, seed, checkpoints)
 
 
 # -- the summary: crossing K, EMM and spurious peak per study and metric -------------------------
@@ -246,7 +318,7 @@ def _crossing(fr: pd.DataFrame, col: str, q: float, level: float, n_boot: int, s
 
 def transition_summary(labels: pd.DataFrame | None = None, fractions: pd.DataFrame | None = None,
                        n_boot: int = 1000, level: float = 0.95, seed: int = 0,
-                       half: float = 0.5, peak_fit: bool = True) -> pd.DataFrame:
+                       half: float = 0.5, peak_fit: bool = True, checkpoints: str = "main") -> pd.DataFrame:
     """One row per (study, metric).
 
     ``k_cross``: where the memorized fraction crosses ``half``, from a logistic fit in log K;
@@ -265,9 +337,14 @@ def transition_summary(labels: pd.DataFrame | None = None, fractions: pd.DataFra
     curve's maximum, which can lie between grid K (:func:`raystudy.analysis.transition.fit_peak`).
     ``overdispersion``: the seeds' phi (1: binomial). ``peak_fit=False`` leaves out the bump fit
     (``spurious_fit*``), most of the call's cost, where no one reads it.
-    Uses ``labels`` when given, else ``fractions`` (the same numbers: counts are n x fraction)."""
+    Uses ``labels`` when given, else ``fractions`` (the same numbers: counts are n x fraction).
+    ``checkpoints``: ``"main"`` wants one model's rows per study and refuses a frame of several
+    snapshots, variants or twins (give ``Studies.main()``'s tables, or use
+    :func:`raystudy.analysis.figures.summary`, which restricts a loaded study to its main model);
+    ``"all"`` pools every checkpoint's samples into one curve (:func:`one_curve`)."""
     use_labels = labels is not None and len(labels) > 0
     src = per_seed_fractions(labels) if use_labels else fractions
+    src = one_curve(src, checkpoints, "the labels" if use_labels else "the fractions")
     if src is None or len(src) == 0:
         return pd.DataFrame()
     keys = group_keys(src)

@@ -60,7 +60,7 @@ def test_a_study_records_what_made_it(study):
     # The checkout the package runs from (the tests always run from one).
     assert rec["git"]["commit"] == _git("rev-parse", "HEAD")
     dirty = subprocess.run(["git", "-C", str(ROOT), "diff", "HEAD", "--quiet"]).returncode != 0
-    assert rec["git"]["dirty"] is dirty
+    assert rec["git"]["dirty"] is dirty and rec["git"]["source"] == "checkout"
     hw = rec["hardware"]
     lscpu = shutil.which("lscpu")
     if lscpu:
@@ -81,10 +81,18 @@ def test_an_installed_copy_inside_another_repository_claims_no_commit(tmp_path):
     (tmp_path / "repo" / "README").write_text("another project\n")
     subprocess.run([*repo, "add", "README"], check=True)
     subprocess.run([*repo, "commit", "-qm", "another project"], check=True)
-    p = subprocess.run([sys.executable, "-c", "from raystudy.provenance import git_state; print(git_state())"],
-                       env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"}, cwd=tmp_path, capture_output=True,
-                       text=True)
-    assert p.returncode == 0 and p.stdout.strip() == "None", p.stderr
+    def state(**env):
+        p = subprocess.run([sys.executable, "-c", "from raystudy.provenance import git_state; print(git_state())"],
+                           env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin", **env}, cwd=tmp_path,
+                           capture_output=True, text=True)
+        assert p.returncode == 0, p.stderr
+        return p.stdout.strip()
+
+    assert state() == "None"
+    # An image's installed copy: the commit its build arguments put in the environment, not the other repository's.
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    assert state(RAYSTUDY_GIT_COMMIT=commit, RAYSTUDY_GIT_DIRTY="false") == \
+        str({"commit": commit, "dirty": False, "source": "RAYSTUDY_GIT_COMMIT"})
 
 
 def test_report_shows_provenance_and_where_two_studies_differ(study, tmp_path):

@@ -111,6 +111,37 @@ def _pyproject() -> dict:
     return tomllib.loads((ROOT / "pyproject.toml").read_text())
 
 
+def _requirement(name: str):
+    from packaging.requirements import Requirement
+
+    (req,) = [r for r in map(Requirement, _pyproject()["project"]["dependencies"]) if r.name == name]
+    return req
+
+
+def _pip_installs(path: Path) -> list[tuple[list[str], str | None]]:
+    """Every `pip install` in a Makefile or Dockerfile: (what it installs, its -c file)."""
+    text = re.sub(r"\\\n", " ", path.read_text())
+    out = []
+    for line in text.splitlines():
+        if line.lstrip().startswith("#"):
+            continue
+        for cmd in line.split("&&"):
+            argv = shlex.split(cmd)
+            if "pip" not in argv or "install" not in argv[argv.index("pip"):]:
+                continue
+            args = iter(argv[argv.index("install") + 1:])
+            targets, constraints = [], None
+            for a in args:
+                if a == "-c":
+                    constraints = next(args)
+                elif a == "-e":
+                    targets.append(next(args))
+                elif not a.startswith("-"):
+                    targets.append(a)
+            out.append((targets, constraints))
+    return out
+
+
 def _dockerfile() -> tuple[dict, list[tuple[str, str]]]:
     """(ARG defaults, [(instruction, argument)]) with line continuations joined."""
     text = re.sub(r"\\\n", " ", (ROOT / "Dockerfile").read_text())
@@ -153,14 +184,11 @@ def test_image_ray_python_and_torch_agree_with_constraints_and_pyproject(job):
     py = re.fullmatch(r">=(\d+)\.(\d+)", project["project"]["requires-python"]).groups()
     assert base == f"rayproject/ray:{pins['ray']}-py{''.join(py)}-gpu"
     assert job["spec"]["rayClusterSpec"]["rayVersion"] == pins["ray"]
-    # torch: the pair of constraints.txt, installed first, and the same pins the package states.
+    # torch: the pair of constraints.txt, installed first (test_installs_... checks every install).
     runs = [a for op, a in steps if op == "RUN"]
     torch_step = next(r for r in runs if "torch==" in r)
     for name in ("torch", "torchvision"):
         assert f"{name}=={pins[name]}" in shlex.split(torch_step)
-        assert f"{name}=={pins[name]}" in project["project"]["dependencies"]
-    install = next(shlex.split(r) for r in runs if re.search(r"pip install .* \.( |$)", r))
-    assert install[install.index("-c") + 1] == "constraints.txt"
     # Every image is this package's, tagged with its version.
     images = {c["image"] for _, g in _pods(job) for c in g["template"]["spec"]["containers"]}
     assert len(images) == 1 and images.pop().endswith(f"/raystudy:{project['project']['version']}")
@@ -213,3 +241,90 @@ def test_entrypoint_study_on_the_claim_and_workers_that_fit_one_of_each_stage(jo
         if gpus:  # GPU pools are tainted and labelled: the pods must tolerate and select them
             spec = g["template"]["spec"]
             assert any(t["key"] == "nvidia.com/gpu" for t in spec.get("tolerations", [])) and spec.get("nodeSelector")
+
+
+def test_the_package_asks_for_torch_ranges_that_hold_the_tested_pair():
+    """pyproject's torch/torchvision are ranges (an exact pin would make `pip install raystudy` replace a
+    cluster image's CUDA-matched torch); constraints.txt pins the tested pair inside them."""
+    from packaging.version import Version
+
+    pins = _pins()
+    floors = {}
+    for name in ("torch", "torchvision"):
+        spec = _requirement(name).specifier
+        assert {s.operator for s in spec} == {">=", "<"}, (name, str(spec))
+        assert spec.contains(pins[name]), (name, str(spec), pins[name])
+        floors[name] = Version(next(s.version for s in spec if s.operator == ">="))
+        # pip takes an installed torch whose version is in the range, pre-releases included: NGC's
+        # builds are versioned as pre-releases of their release (2.9.0a0+<commit>.nv25.10).
+        ngc = f"{floors[name].major}.{floors[name].minor}.0a0+4d1a3e2.nv25.10"
+        assert spec.contains(ngc, prereleases=True), (name, str(spec), ngc)
+    # torchvision 0.(m + 15) is the one built for torch 2.m: the pinned pair and the floors are such pairs.
+    for torch, vision in ((Version(pins["torch"]), Version(pins["torchvision"])), (floors["torch"], floors["torchvision"])):
+        assert (torch.major, vision.major, vision.minor) == (2, 0, torch.minor + 15), (torch, vision)
+    # The floor holds the newest torch API the code relies on: the fp32_precision switches (torch 2.9).
+    assert "fp32_precision" in (ROOT / "raystudy" / "metrics" / "search.py").read_text()
+    assert floors["torch"] >= Version("2.9.0a0")
+
+
+def test_make_and_the_image_install_the_pinned_torch_pair_through_constraints():
+    pins = _pins()
+    for path in (ROOT / "Makefile", ROOT / "Dockerfile"):
+        installs = [(t, c) for t, c in _pip_installs(path) if t != ["pip"]]  # `pip install --upgrade pip` aside
+        assert installs and all(c == "constraints.txt" for _, c in installs), (path.name, installs)
+        targets = [x for t, _ in installs for x in t]
+        assert {"torch", "torchvision"} <= {x.split("==")[0] for x in targets}, (path.name, targets)
+        for x in targets:  # an explicit version is the pinned one
+            if "==" in x:
+                name, version = x.split("==")
+                assert pins[name] == version, (path.name, x)
+        assert any(x == "." or x.startswith(".[") for x in targets), (path.name, targets)  # the package itself
+
+
+def test_the_image_records_the_commit_it_was_built_from():
+    """.dockerignore leaves .git out, so the commit comes in as build arguments that become the
+    environment provenance.json reads; every documented `docker build` passes both."""
+    from raystudy.provenance import ENV_COMMIT, ENV_DIRTY
+
+    _, steps = _dockerfile()
+    stage = steps[[op for op, _ in steps].index("FROM") + 1:]  # an ARG before FROM is not seen after it
+    args = {a.split("=", 1)[0] for op, a in stage if op == "ARG"}
+    env = dict(x.split("=", 1) for op, a in stage if op == "ENV" for x in shlex.split(a))
+    for name in (ENV_COMMIT, ENV_DIRTY):
+        assert name in args and env.get(name) == f"${{{name}}}", name
+    assert ".git" in (ROOT / ".dockerignore").read_text().split()
+    for doc in (ROOT / "Dockerfile", ROOT / "jobs" / "kuberay-rayjob.yaml", ROOT / "docs" / "guides" / "cluster.md"):
+        text = re.sub(r"\\\n\s*#?", " ", doc.read_text())
+        builds = [x for x in text.splitlines() if re.search(r"docker build\s+-", x)]
+        assert builds, doc
+        for b in builds:
+            assert f"--build-arg {ENV_COMMIT}=$(git rev-parse HEAD)" in b and f"--build-arg {ENV_DIRTY}=" in b, (doc, b)
+
+
+def test_the_gpu_study_searches_on_the_gpus_it_books(job):
+    """configs/cifar10.yaml, as shipped and as the RayJob runs it: each knn actor books a GPU and
+    searches with the torch backend on it (FAISS on the CPU would leave the booked GPU idle)."""
+    from raystudy.cli import build_parser
+    from raystudy.config import load
+
+    args = build_parser().parse_args(["run", *shlex.split(job["spec"]["entrypoint"])[2:]])
+    for cfg in (load(ROOT / "configs" / "cifar10.yaml"), load(ROOT / args.config, args.overrides)):
+        assert cfg.knn.gpus_per_worker > 0 and cfg.knn.backend == "torch"
+        assert cfg.generate.gpus_per_worker > 0 and cfg.train.gpus_per_trial > 0
+    gpus = [float(g["template"]["spec"]["containers"][0]["resources"]["limits"].get("nvidia.com/gpu", 0))
+            for g in job["spec"]["rayClusterSpec"]["workerGroupSpecs"]]
+    assert any(n >= cfg.knn.gpus_per_worker for n in gpus)
+
+
+def test_cifar10_states_its_sample_count_and_training_length_as_configured():
+    import math
+
+    from raystudy.config import load
+
+    cfg = load(ROOT / "configs" / "cifar10.yaml")
+    text = (ROOT / "configs" / "cifar10.yaml").read_text()
+    steps = math.ceil(cfg.train.images / cfg.train.batch_size)
+    assert f"{cfg.generate.n_samples:,} per set, two sets (eval, ref), so {2 * cfg.generate.n_samples:,} drawn" in text
+    assert f"{cfg.train.images:,} images at batch {cfg.train.batch_size}, {steps:,} optimizer steps" in text
+    # The paper's: 100 files of 512 samples per model; 500,000 iterations of its global batch of 128.
+    assert f"{100 * 512:,} per model" in text and f"{500_000:,} iterations at a global batch of 128, {500_000 * 128:,}" in text

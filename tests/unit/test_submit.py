@@ -3,6 +3,8 @@
 
 import os
 import shlex
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -111,3 +113,44 @@ def test_runtime_env_example_excludes_studies_venv_and_data():
     assert cmd[:2] == [".venv/bin/raystudy", "submit"], cmd
     args = _submit_args(*cmd[2:])
     assert args.only == "knn" and args.overrides == ["knn.metrics=[l2, lpips-alex]"] and Path(args.study).is_absolute()
+
+
+def _git(repo, *args) -> str:
+    return subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", *args],
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_submit_hands_the_job_the_commit_of_the_checkout_it_uploads(tmp_path):
+    """The upload leaves .git out, so the commit travels in the job's environment, where the job's
+    provenance.json reads it (tests/unit/test_provenance_env.py)."""
+    from raystudy.submit import prepare
+
+    def env_vars(wd):
+        _, _, env = prepare(_submit_args("demo", "--study", "/s", "--address", "http://head.example:8265",
+                                         "--working-dir", str(wd)))
+        assert ".git" in "".join(env["excludes"])  # why it has to travel this way
+        return env.get("env_vars")
+
+    # This checkout: its HEAD, and whether its tracked files differ from it.
+    dirty = subprocess.run(["git", "-C", str(ROOT), "diff", "HEAD", "--quiet"]).returncode != 0
+    assert env_vars(ROOT) == {"RAYSTUDY_GIT_COMMIT": _git(ROOT, "rev-parse", "HEAD"),
+                              "RAYSTUDY_GIT_DIRTY": "true" if dirty else "false"}
+    # Another checkout of the package: clean, then with a tracked file changed (an untracked one does not count).
+    repo = tmp_path / "repo"
+    (repo / "raystudy").mkdir(parents=True)
+    (repo / "raystudy" / "__init__.py").write_text("")
+    _git(tmp_path, "init", "-q", str(repo))
+    _git(repo, "add", "raystudy/__init__.py")
+    _git(repo, "commit", "-qm", "a commit")
+    head = _git(repo, "rev-parse", "HEAD")
+    (repo / "notes.txt").write_text("untracked\n")
+    assert env_vars(repo) == {"RAYSTUDY_GIT_COMMIT": head, "RAYSTUDY_GIT_DIRTY": "false"}
+    (repo / "raystudy" / "__init__.py").write_text("x = 1\n")
+    assert env_vars(repo) == {"RAYSTUDY_GIT_COMMIT": head, "RAYSTUDY_GIT_DIRTY": "true"}
+    # The package's files without git: empty values, so the cluster image's own commit is not claimed for them.
+    plain = tmp_path / "plain"
+    shutil.copytree(repo / "raystudy", plain / "raystudy")
+    assert env_vars(plain) == {"RAYSTUDY_GIT_COMMIT": "", "RAYSTUDY_GIT_DIRTY": ""}
+    # No package in the upload (configs only): the image's raystudy runs and its image says its commit.
+    (tmp_path / "configs").mkdir()
+    assert env_vars(tmp_path / "configs") is None

@@ -31,3 +31,18 @@ def test_load_several_studies_and_duckdb_views(study, study2):
 
     with pytest.raises(A.AnalysisError, match="not a study folder"):
         A.load(study.parent / "nowhere")
+
+
+def test_main_keeps_the_main_model_of_the_tables_asked_for(axes_study):
+    d, main_labels, main_fractions = axes_study
+    st = A.load(d)
+    assert len(st.labels) == 4 * len(main_labels) and len(st.fractions) == 4 * len(main_fractions)
+    one = st.main(["labels", "fractions", "no-such-table"])
+    assert list(one.frames) == ["labels", "fractions"]
+    # the rows are the main model's, as written: its labels' distances, its fractions
+    got = one.labels.sort_values(["K", "seed", "metric", "sample_id"])["d_train"].to_numpy()
+    want = main_labels.sort_values(["K", "seed", "metric", "sample_id"])["d_train"].to_numpy()
+    np.testing.assert_array_equal(got, want)
+    got = one.fractions.sort_values(["K", "seed"])["memorized"].to_numpy()
+    np.testing.assert_array_equal(got, main_fractions.sort_values(["K", "seed"])["memorized"].to_numpy())
+    assert set(st.main().frames) == set(st.frames)

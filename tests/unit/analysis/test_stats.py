@@ -124,3 +124,92 @@ def test_fractions_recomputed_from_labels_match_the_classify_stage(study):
                                     lab.label.to_numpy(), lab.ratio_memorized.to_numpy()))
     for c in ("n", "memorized", "spurious", "generalized", "ratio_memorized"):
         np.testing.assert_allclose(ours[c].to_numpy(float), theirs[c].to_numpy(float), err_msg=c)
+
+
+AXES = ["variant", "twin", "images_seen"]
+SUMMARY_COLS = ("k_cross", "k_cross_lo", "k_cross_hi", "emm", "ratio_k_cross", "spurious_peak", "spurious_peak_k")
+
+
+def _memorized_by_hand(labels):
+    """Per K: the mean over seeds of each seed's memorized fraction, every row of ``labels`` one sample."""
+    per_seed = labels.groupby(["K", "seed"])["label"].apply(lambda s: (s == "memorized").mean())
+    return per_seed.groupby("K").mean()
+
+
+def test_a_study_with_checkpoints_is_summarised_at_its_main_model(axes_study):
+    d, main_labels, main_fractions = axes_study
+    st = A.load(d)
+    # the main model's numbers, and every checkpoint's samples as one curve, from frames
+    # without the axis columns (so nothing here depends on how a function picks the model)
+    want = A.transition_summary(main_labels.drop(columns=AXES), n_boot=50).iloc[0]
+    pooled = A.transition_summary(st.labels.drop(columns=AXES), n_boot=50).iloc[0]
+    assert 30 < want["k_cross"] < 60 and pooled["k_cross"] < want["k_cross"] / 4
+    got = A.summary(st, n_boot=50).iloc[0]
+    got_all = A.summary(st, n_boot=50, checkpoints="all").iloc[0]
+    for c in SUMMARY_COLS:
+        assert got[c] == pytest.approx(want[c]), c
+        assert got_all[c] == pytest.approx(pooled[c]), c
+    # the same from the fractions table alone (the path a study without labels takes)
+    alone = A.summary(A.load(d, tables=["fractions"]), n_boot=50).iloc[0]
+    assert alone["k_cross"] == pytest.approx(want["k_cross"])
+    # the curves: the main model's fractions; pooled, every checkpoint's samples at each (K, seed)
+    cv = A.curves(st, n_boot=50)
+    np.testing.assert_allclose(cv["memorized"], main_fractions.groupby("K")["memorized"].mean().to_numpy())
+    np.testing.assert_allclose(cv["n"], main_fractions.groupby("K")["n"].sum().to_numpy())
+    cv_all = A.curves(st, n_boot=50, checkpoints="all")
+    np.testing.assert_allclose(cv_all["memorized"], _memorized_by_hand(st.labels).to_numpy())
+    assert (cv_all["n_seeds"] == 2).all()
+
+
+def test_the_transition_figures_show_the_main_model(axes_study):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from raystudy.analysis import figures as F
+
+    d, main_labels, _ = axes_study
+    st = A.load(d)
+    want = A.transition_summary(main_labels.drop(columns=AXES), n_boot=50).iloc[0]
+    pooled = A.transition_summary(st.labels.drop(columns=AXES), n_boot=50).iloc[0]
+
+    def texts(fig):
+        return " ".join(t.get_text() for ax in fig.axes for t in ax.texts)
+
+    for draw in (A.transition_figure, A.compare_figure):
+        fig = draw(st, n_boot=50)
+        # the crossing drawn is the main model's (a dashed line at its K)
+        xs = [ln.get_xdata()[0] for ax in fig.axes for ln in ax.lines if ln.get_linestyle() == "--"
+              and len(ln.get_xdata()) == 2 and ln.get_xdata()[0] == ln.get_xdata()[1]]
+        assert xs and all(x == pytest.approx(want["k_cross"]) for x in xs), (draw.__name__, xs)
+        plt.close(fig)
+    fig = A.transition_figure(st, n_boot=50)
+    assert F.crossing_text(want) in texts(fig)
+    plt.close(fig)
+    fig = A.transition_figure(st, n_boot=50, checkpoints="all")
+    assert F.crossing_text(pooled) in texts(fig) and F.crossing_text(want) not in texts(fig)
+    plt.close(fig)
+
+
+def test_a_frame_of_several_models_is_refused_unless_pooled(axes_study):
+    d, main_labels, main_fractions = axes_study
+    st = A.load(d)
+    for call in (lambda: A.transition_summary(st.labels, n_boot=50), lambda: A.transition_summary(fractions=st.fractions),
+                 lambda: A.interval_curves(st.fractions, n_boot=50), lambda: A.seed_curves(st.fractions),
+                 lambda: A.bootstrap_curves(st.labels, n_boot=50)):
+        with pytest.raises(A.AnalysisError, match=r"several models \(phase-unet: 2 variants, 2 twin models, "
+                                                  r"2 snapshots\).*checkpoints='all'"):
+            call()
+    # one model's rows, axis columns and all, are read as they are; pooling is asked for by name
+    assert A.transition_summary(fractions=main_fractions, n_boot=50)["k_cross"].iloc[0] == pytest.approx(
+        A.transition_summary(fractions=main_fractions.drop(columns=AXES), n_boot=50)["k_cross"].iloc[0])
+    assert A.transition_summary(fractions=st.main().fractions, n_boot=50)["k_cross"].iloc[0] == pytest.approx(
+        A.transition_summary(fractions=main_fractions, n_boot=50)["k_cross"].iloc[0])
+    pooled = A.seed_curves(st.fractions, checkpoints="all")
+    np.testing.assert_allclose(pooled["memorized"], _memorized_by_hand(st.labels).to_numpy())
+    with pytest.raises(A.AnalysisError, match="checkpoints must be 'main' or 'all'"):
+        A.summary(st, checkpoints="pooled")
+    # per-seed fractions recomputed from labels keep one row per checkpoint, like the fractions table
+    psf = A.per_seed_fractions(st.labels)
+    assert len(psf) == len(st.fractions)
