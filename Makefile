@@ -5,7 +5,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 STUDY ?= studies/demo
 
-LINT := $(PY) -m ruff check raystudy tests benchmarks jobs analysis
+# ruff, then the layering contracts of .importlinter (Ray only in the stage layer, analysis
+# without torch or Ray, no import cycles).
+LINT := $(PY) -m ruff check raystudy tests benchmarks jobs analysis && $(VENV)/bin/lint-imports --no-logo
 PYTEST := $(PY) -m pytest -q
 
 .PHONY: install demo test test-fast test-unit test-stages test-worlds test-system lint bench docs clean

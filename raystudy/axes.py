@@ -127,7 +127,7 @@ def kset_indices(n: int, k: int, study_seed: int, held_out: int, twin: int = 0) 
     K for twin 0 (the nested sets of every study), its K items just before the held-out tail
     (``held_out`` items; 0 where the dataset has its own test split) for twin 1, read from the
     tail backwards, so the twins' sets are nested too and never meet while 2K <= n - held_out."""
-    from .datasets import permutation, subset_indices
+    from .datasets.base import permutation, subset_indices
 
     if not twin:
         return subset_indices(n, k, study_seed)
@@ -158,7 +158,7 @@ def unit_kset(cfg, dataset, unit_or_axis, k: Optional[int] = None) -> np.ndarray
 def training_images(cfg, dataset, axis: Axis, k: int):
     """The K-set a model of ``axis`` trains on: an array, or ``LazyImages`` where the dataset
     renders on demand, so memory stays flat as K grows."""
-    from .datasets import LazyImages
+    from .datasets.base import LazyImages
 
     idx = unit_kset(cfg, dataset, axis, k)
     return LazyImages(dataset, idx) if dataset.lazy else dataset.get(idx)

@@ -146,11 +146,3 @@ def array(path: str | None) -> np.ndarray:
         obj = obj[key]
     channels_last = obj.ndim == 4 and obj.shape[-1] in (1, 3) and obj.shape[1] not in (1, 3)
     return to_unit(obj, channels_last=channels_last)
-
-
-def resize(x: np.ndarray, size: int) -> np.ndarray:
-    import torch
-    import torch.nn.functional as F
-
-    t = F.interpolate(torch.from_numpy(x), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-    return t.clamp(-1, 1).numpy()

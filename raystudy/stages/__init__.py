@@ -143,6 +143,23 @@ def part_name(unit: Unit) -> str:
     return "-".join([*([metric] if metric else []), *([axis.tag()] if axis.tag() else []), f"K{k}", f"s{seed}"])
 
 
+# Made by train.py and read back by the trackers (tracking.py, which train.py imports): here, so
+# that tracking.py need not import train.py back.
+def run_label(run: dict) -> str:
+    """A run as Tune's trial table shows it and names its trial: ``K=64 seed=0``, then
+    ``variant=wide`` and ``twin=1`` where the run has them."""
+    label = f"K={run['K']} seed={run['seed']}"
+    if run.get("variant", axes.BASE) != axes.BASE:
+        label += f" variant={run['variant']}"
+    return label + (f" twin={run['twin']}" if run.get("twin") else "")
+
+
+def label_fields(label: str) -> dict[str, str]:
+    """``run_label``'s text back as its fields (variant names are identifiers, so no value
+    holds a space or an equals sign)."""
+    return dict(kv.split("=", 1) for kv in label.split())
+
+
 def ks_seeds(cfg) -> list[Unit]:
     """Every model checkpoint: the default axis first (as it always was), then the others."""
     return [axes.make_unit(None, a, k, s) for a in axes.model_axes(cfg) for k in cfg.ks for s in cfg.seeds]

@@ -75,7 +75,7 @@ class RunTags(MLflowLoggerCallback):
         super().setup(*args, **kwargs)
 
     def log_trial_start(self, trial):
-        from .train import label_fields
+        from . import label_fields
 
         self.tags = {**self.study_tags, **label_fields(trial.config["run"])}
         super().log_trial_start(trial)

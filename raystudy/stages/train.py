@@ -22,22 +22,7 @@ import numpy as np
 from .. import axes, progress, tables
 from ..errors import StudyError, TrainingFailed, one_line
 from ..train import LOG_FILE, model_dir, read_run
-from . import changed, part_name
-
-
-def run_label(run: dict) -> str:
-    """A run as Tune's trial table shows it and names its trial: ``K=64 seed=0``, then
-    ``variant=wide`` and ``twin=1`` where the run has them."""
-    label = f"K={run['K']} seed={run['seed']}"
-    if run.get("variant", axes.BASE) != axes.BASE:
-        label += f" variant={run['variant']}"
-    return label + (f" twin={run['twin']}" if run.get("twin") else "")
-
-
-def label_fields(label: str) -> dict[str, str]:
-    """``run_label``'s text back as its fields (variant names are identifiers, so no value
-    holds a space or an equals sign)."""
-    return dict(kv.split("=", 1) for kv in label.split())
+from . import changed, label_fields, part_name, run_label
 
 
 def run_dirname(label: str) -> str:

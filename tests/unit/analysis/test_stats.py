@@ -143,11 +143,12 @@ def test_a_study_with_checkpoints_is_summarised_at_its_main_model(axes_study):
     # without the axis columns (so nothing here depends on how a function picks the model)
     want = A.transition_summary(main_labels.drop(columns=AXES), n_boot=50).iloc[0]
     pooled = A.transition_summary(st.labels.drop(columns=AXES), n_boot=50).iloc[0]
-    assert 30 < want["k_cross"] < 60 and pooled["k_cross"] < want["k_cross"] / 4
+    assert 30 < want["k_cross"] < 60 and pooled["k_cross"] < want["k_cross"] / 3
     got = A.summary(st, n_boot=50).iloc[0]
-    got_all = A.summary(st, n_boot=50, checkpoints="all").iloc[0]
     for c in SUMMARY_COLS:
         assert got[c] == pytest.approx(want[c]), c
+    got_all = A.summary(st, n_boot=50, checkpoints="all").iloc[0]
+    for c in SUMMARY_COLS:
         assert got_all[c] == pytest.approx(pooled[c]), c
     # the same from the fractions table alone (the path a study without labels takes)
     alone = A.summary(A.load(d, tables=["fractions"]), n_boot=50).iloc[0]
