@@ -18,8 +18,8 @@ from .seeds import item_seed
 
 
 def held_out(dataset, n: int, cfg) -> np.ndarray:
-    """The first n of the held-out split, from its end backwards (the same images for every K;
-    the items an earlier version took for K <= N - n)."""
+    """The first n of the held-out split, from its end backwards (the same images for every K,
+    and for K <= N - n the images no K-set holds)."""
     from .datasets import study_held_out
 
     return study_held_out(dataset, cfg.data.held_out, cfg.study.seed)[::-1][:n].copy()

@@ -161,7 +161,8 @@ def label_fields(label: str) -> dict[str, str]:
 
 
 def ks_seeds(cfg) -> list[Unit]:
-    """Every model checkpoint: the default axis first (as it always was), then the others."""
+    """Every model checkpoint: the default axis first (a study without axes has only it), then
+    the others."""
     return [axes.make_unit(None, a, k, s) for a in axes.model_axes(cfg) for k in cfg.ks for s in cfg.seeds]
 
 
