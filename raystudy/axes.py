@@ -8,10 +8,10 @@ A study's model checkpoints are the grid variant x twin x snapshot x K x seed:
 - snapshot: the EMA weights after ``images_seen`` training images (``train.snapshots``); the
   final model (``train.images``) is always there.
 
-An ``Axis`` names one (variant, twin, snapshot). A unit of a stage is a tuple as before,
-``(K, seed)`` or ``(metric, K, seed)``, with the Axis inserted before K when it is not the
-default one (base, twin 0, final): so a study without the new axes has today's units, part
-names and fingerprints, and its parts stay valid. Plain Python, no Ray, no torch.
+An ``Axis`` names one (variant, twin, snapshot). A unit of a stage is a tuple, ``(K, seed)`` or
+``(metric, K, seed)``, with the Axis inserted before K when it is not the default one (base,
+twin 0, final): so a study without variants, twins or snapshots has the plain units, part names
+and fingerprints of a one-axis study, and its parts stay valid. Plain Python, no Ray, no torch.
 """
 
 from __future__ import annotations
