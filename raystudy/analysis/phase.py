@@ -14,7 +14,7 @@ Every function returns a DataFrame, so a notebook reads the same numbers the rep
 The axes are columns: ``variant`` (a model configuration; absent = one variant ``"base"``),
 ``images_seen`` (the snapshot; absent = one snapshot, 0 standing for the final model) and
 ``twin`` (the second model trained on a disjoint set; only ``twin == 0`` rows are the study's
-transition). A table without them is today's study: one variant, one snapshot, no twins.
+transition). A table without them is a one-axis study: one variant, one snapshot, no twins.
 
 Intervals (all reuse :mod:`raystudy.analysis.transition`):
 
@@ -115,22 +115,42 @@ def final_snapshots(fr: pd.DataFrame) -> pd.DataFrame:
 SNAPSHOT_TABLES = ("labels", "fractions", "null_fractions", "basins", "basin_trials", "basin_rates", "energy")
 
 
-def one_model(df: pd.DataFrame) -> pd.DataFrame:
-    """The rows of one model of a per-snapshot table (``fractions``, ``labels``, ...): per study,
-    the ``base`` variant (else the first named) at its final snapshot, first model of twins; the
-    axis columns dropped. What ``transition_summary`` should see: pooling snapshots or variants
-    would sum counts of different models into one curve. A table without the axes comes back
-    as it is."""
+def one_model(df: pd.DataFrame, configs: dict | None = None) -> pd.DataFrame:
+    """The rows of one model of a per-snapshot table (``fractions``, ``labels``, ...), the axis
+    columns dropped: what ``transition_summary`` should see (pooling snapshots or variants would
+    sum counts of different models into one curve). A table without the axes comes back as it is.
+
+    With ``configs`` (``Studies.configs``: a config dict per study name; for a frame without a
+    ``study`` column, that study's config dict), each study's main model, the rows
+    ``Studies.main()`` keeps (``raystudy.axes.main_rows``): the config's first variant at
+    ``train.images``, twin 0. Without them (or for a study they lack), a guess from the frame
+    alone: the ``base`` variant (else the first in the frame) at its final model (rows with a
+    null ``images_seen``, else its largest), twin 0; it differs from the main model where the
+    config lists another variant first."""
     if df is None or df.empty or not any(c in df for c in ("variant", "images_seen", "twin")):
         return df
-    out = with_axes(df)
-    keep = np.zeros(len(out), bool)
-    for _, g in out.groupby("study", sort=False) if "study" in out else [(None, out)]:
-        names = list(dict.fromkeys(g["variant"]))
-        v = BASE if BASE in names else names[0]
-        t = g.loc[g["variant"] == v, "images_seen"].max()
-        keep[out.index.get_indexer(g.index[(g["variant"] == v) & (g["images_seen"] == t)])] = True
-    return out[keep].drop(columns=["variant", "images_seen"]).reset_index(drop=True)
+    from ..axes import main_rows
+
+    df = df.reset_index(drop=True)  # unique labels: each study's rows go back in the frame's order
+    axes = [c for c in ("variant", "images_seen", "twin") if c in df]
+    parts = []
+    for s, g in df.groupby("study", sort=False) if "study" in df else [(None, df)]:
+        cfg = configs if s is None else (configs or {}).get(s)
+        parts.append(main_rows(g, cfg) if cfg is not None else _guess_main(g))
+    return pd.concat(parts).sort_index().drop(columns=axes).reset_index(drop=True)
+
+
+def _guess_main(g: pd.DataFrame) -> pd.DataFrame:
+    """One study's rows of ``one_model``'s guess at the main model, without its config."""
+    out = with_axes(g)
+    names = list(dict.fromkeys(out["variant"]))
+    if not names:  # only twins' rows
+        return g.iloc[:0]
+    v = out["variant"] == (BASE if BASE in names else names[0])
+    # a null images_seen is the final model, written without the column's value
+    seen = out["images_seen"]
+    final = seen.isna() if (v & seen.isna()).any() else seen == seen[v].max()
+    return g.loc[out.index[v & final]]
 
 
 def main_view(st):

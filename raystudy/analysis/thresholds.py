@@ -5,6 +5,12 @@ memorized and ``d_synth <= delta_s``; generalized otherwise. Because ``labels`` 
 ``d_train`` and ``d_synth``, any (delta_m, delta_s) gives new labels in microseconds. The
 memorized fraction, hence the crossing K, depends on ``delta_m`` only; the spurious
 fraction depends on both.
+
+:func:`threshold_grid` reads one transition curve per grid cell, so it follows the rule of
+:mod:`raystudy.analysis.stats`'s one-curve functions: ``checkpoints="main"`` (the default) wants
+one model's rows (``Studies.main().labels``) and refuses labels of several checkpoints;
+``"all"`` pools every checkpoint's samples at each (K, seed). :func:`relabel_table` keeps a row
+per sample, checkpoints included, so it needs no such choice.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ..labels import label_samples as relabel
-from .stats import crossings, group_keys, peak
+from .stats import crossings, group_keys, one_curve, peak
 
 
 def relabel_table(labels: pd.DataFrame, delta_m: float, delta_s: float) -> pd.DataFrame:
@@ -28,7 +34,7 @@ def default_grid(delta: float, n: int = 9, span: float = 4.0) -> np.ndarray:
     return float(delta) * np.geomspace(1.0 / span, span, n)
 
 
-def threshold_grid(labels: pd.DataFrame, delta_m, delta_s, half: float = 0.5) -> pd.DataFrame:
+def threshold_grid(labels: pd.DataFrame, delta_m, delta_s, half: float = 0.5, checkpoints: str = "main") -> pd.DataFrame:
     """Relabel on every (delta_m, delta_s) of the grid and summarise each labelling.
 
     One row per (study, metric, delta_m, delta_s): ``k_cross`` (memorized crosses ``half``,
@@ -36,7 +42,13 @@ def threshold_grid(labels: pd.DataFrame, delta_m, delta_s, half: float = 0.5) ->
     ``spurious_peak_k`` and ``spurious_peak`` (K and height of the largest spurious
     fraction), ``memorized_kmin`` and ``generalized_kmax`` (the ends of the curves). Curves
     are means over seeds of per-seed fractions, like the ``fractions`` table. Give
-    ``labels`` of one metric, or thresholds meaningful for every metric it holds."""
+    ``labels`` of one metric, or thresholds meaningful for every metric it holds.
+    ``checkpoints``: :func:`raystudy.analysis.stats.one_curve` (labels of several models are
+    refused unless ``"all"``, which counts every checkpoint's samples at (K, seed) as one)."""
+    if checkpoints != "all":
+        # the keyword check and the refusal are one_curve's; "all" is what the loop below does,
+        # since it groups samples by (K, seed) whatever their checkpoint
+        one_curve(labels, checkpoints, "the labels")
     dm = np.asarray(delta_m, float).ravel()
     ds = np.asarray(delta_s, float).ravel()
     keys = group_keys(labels)

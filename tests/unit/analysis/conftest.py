@@ -49,3 +49,35 @@ def axes_study(tmp_path_factory):
             cols.update(variant=[variant] * len(df), twin=[twin] * len(df), images_seen=[seen] * len(df))
             tables.write_part(d, t, f"checkpoint{i}", tables.to_table(t, cols))
     return d, main["labels"], main["fractions"]
+
+
+@pytest.fixture(scope="module")
+def variant_first_study(tmp_path_factory):
+    """A study whose config lists the variant ``small`` before ``base``: the main model is small
+    at its final model (images_seen = train.images, twin 0), a synthetic study crossing 1/2 at
+    K = 40 with 40 samples per (K, seed). The other checkpoints cross at K = 3 with 20: base's
+    final model (what a guess by the name ``base`` picks), small's snapshot at 1024 images and
+    its twin. Returns (folder, the main model's labels, its fractions), read from a folder of
+    their own: the main model selected by construction."""
+    import yaml
+
+    from raystudy import tables
+
+    root = tmp_path_factory.mktemp("variant-first")
+    main_dir = synthetic.write_study(root / "main", ks=KS, seeds=(0, 1), n=40, k_half=40, train_log=False,
+                                     stages=False)
+    d = synthetic.write_study(root / "phase-unet", ks=KS, seeds=(0, 1), n=20, k_half=3, seed=1, train_log=False,
+                              stages=False)
+    cfg = yaml.safe_load((d / "config.yaml").read_text())
+    (d / "config.yaml").write_text(yaml.safe_dump({**cfg, "variants": {"small": {}, "base": {}}}, sort_keys=False))
+    final = cfg["train"]["images"]
+    main = {t: tables.read_pandas(main_dir, t) for t in ("labels", "fractions")}
+    for t in ("labels", "fractions"):
+        # the folder's own parts are base's final model (variant base, images_seen null)
+        other = tables.read_pandas(d, t)
+        for part, df, (twin, seen) in (("small", main[t], (0, final)), ("small.i1024", other, (0, 1024)),
+                                       ("small.twin", other, (1, final))):
+            cols = {c: df[c].to_numpy() for c in tables.SCHEMAS[t].names if c not in ("variant", "twin", "images_seen")}
+            cols.update(variant=["small"] * len(df), twin=[twin] * len(df), images_seen=[seen] * len(df))
+            tables.write_part(d, t, part, tables.to_table(t, cols))
+    return d, main["labels"], main["fractions"]
