@@ -20,11 +20,23 @@ WORKDIR /home/ray/raystudy
 COPY --chown=ray:users constraints.txt ./
 RUN pip install --no-cache-dir -c constraints.txt torch==2.14.1 torchvision==0.29.1
 
+# The LPIPS-alex backbone (alexnet-owt-7be5be79.pth), baked into torch's cache, where
+# raystudy/metrics/lpips.py looks for it: the cluster's pods may have no internet. Fetched by a
+# RUN rather than COPYed from beside the Dockerfile: the builder already reaches the internet for
+# the pip installs, the user has no file to fetch first, and torchvision checks the download
+# against the hash in its name. TORCH_HOME is fixed so that a pod run with another HOME
+# (securityContext.runAsUser) finds the same file. Other backbones (VGG): knn.weights_dir on the
+# shared volume (jobs/kuberay-rayjob.yaml). On its own layer, before the code: it never changes.
+ENV TORCH_HOME=/home/ray/.cache/torch
+RUN python -c "import torchvision; torchvision.models.alexnet(weights='IMAGENET1K_V1')" \
+    && test -s "$TORCH_HOME/hub/checkpoints/alexnet-owt-7be5be79.pth"
+
 # The repository stays at /home/ray/raystudy: the RayJob's runtime_env uploads it as the job's
 # working directory, and its configs/ are what the entrypoint names.
 COPY --chown=ray:users . ./
 RUN pip install --no-cache-dir -c constraints.txt . \
-    && python -c "import raystudy, torch, ray; print(raystudy.__version__, torch.__version__, ray.__version__)"
+    && python -c "import raystudy, torch, ray; print(raystudy.__version__, torch.__version__, ray.__version__)" \
+    && python -c "from raystudy.metrics.lpips import load_backbone_state as f; print(f('alex', download=False)[1])"
 
 # The commit the image is built from, for each study's provenance.json: .dockerignore keeps
 # .git out of the image, so the build arguments carry it (empty: unknown). Last, so that a

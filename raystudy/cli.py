@@ -88,6 +88,16 @@ def _dry_run(p: argparse.ArgumentParser) -> None:
                         "output, a study folder it cannot write), else 0; -v adds the resolved config")
 
 
+# raystudy.datasets.archives.CIFAR10_MD5, spelled out for the same reason as STAGE_NAMES
+# (tests/unit/datasets/test_archives.py checks they agree).
+CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
+UNPACK_HELP = ("Check a dataset's official archive against its MD5 and unpack it into DIR, in the layout "
+               "data.path expects (cifar10: DIR/cifar-10-batches-py/data_batch_1..5 and test_batch; an existing "
+               "one is replaced). Nothing is downloaded: fetch the archive where there is internet and copy it "
+               "here (on a cluster, onto the shared volume). The batches appear in DIR all at once, when "
+               "complete.")
+
+
 REPORT_HELP = ("Draw a study's figures from its tables and write one self-contained HTML page (figures "
                "embedded, crossing K with its interval, spurious peak, fractions table, stage run times, provenance, "
                "config). With several DIRs the studies are compared side by side.")
@@ -172,6 +182,18 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--sql", default=None, help="the query (default: the example query)")
     q.set_defaults(func=_query)
 
+    up = sub.add_parser("unpack", parents=[common], help="a dataset's official archive into the folder data.path names",
+                        description=UNPACK_HELP)
+    up.add_argument("dataset", metavar="DATASET", choices=["cifar10"], help="the dataset the archive holds: cifar10")
+    up.add_argument("archive", metavar="ARCHIVE",
+                    help="the archive, downloaded beforehand (cifar10: cifar-10-python.tar.gz from "
+                         "https://www.cs.toronto.edu/~kriz/cifar.html)")
+    up.add_argument("--to", required=True, metavar="DIR",
+                    help="the folder to unpack into, then the study's data.path (created if absent)")
+    up.add_argument("--md5", default=None, metavar="HEX",
+                    help=f"the MD5 ARCHIVE must have (default: the official one, {CIFAR10_MD5})")
+    up.set_defaults(func=_unpack)
+
     sm = sub.add_parser("submit", parents=[common, overrides, only], help="run a study as a Ray job on a cluster",
                         description=submit.DESCRIPTION, epilog=submit.EPILOG,
                         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -237,6 +259,13 @@ def _import(args) -> None:
     got = import_samples(cfg, args.study, args.k, args.seed, args.source, args.ref)
     print(f"imported K={args.k} seed={args.seed}: " + ", ".join(f"{n} {s}" for s, n in got.items())
           + f" samples into {args.study}; `raystudy run` labels them")
+
+
+def _unpack(args) -> None:
+    from .datasets.archives import unpack_cifar10
+
+    dest = unpack_cifar10(args.archive, args.to, args.md5)
+    print(f"unpacked {args.archive} (MD5 checked) into {dest}: use --set data.path={args.to}")
 
 
 def _show(args) -> None:

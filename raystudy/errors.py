@@ -14,6 +14,10 @@ class DataError(UserError, ValueError):
     """A dataset that cannot be read, phrased as one line that says what is expected."""
 
 
+class ArchiveError(DataError):
+    """A dataset archive that is absent, not the expected one, unreadable, or unsafe to extract."""
+
+
 class StudyError(UserError):
     """The study folder and the config do not fit together."""
 

@@ -54,7 +54,8 @@ def _need(path: str | None, name: str, layout: str) -> Path:
 
 
 def cifar10(path: str | None) -> np.ndarray:
-    layout = "the CIFAR-10 python folder (cifar-10-batches-py/ with data_batch_1..5)"
+    layout = ("the CIFAR-10 python folder (DIR/cifar-10-batches-py/ with data_batch_1..5, test_batch), which "
+              "`raystudy unpack cifar10 cifar-10-python.tar.gz --to DIR` makes")
     root = _need(path, "cifar10", layout)
     if (root / "cifar-10-batches-py").is_dir():
         root = root / "cifar-10-batches-py"

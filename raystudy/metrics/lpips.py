@@ -94,12 +94,15 @@ def load_backbone_state(net: str, weights_dir: str | os.PathLike | None = None,
                                                     weights_only=True)
             return sd, url
         except Exception as e:  # noqa: BLE001 -- no network, bad hash, ...: all end the same way
-            why = f"fetching {url} failed ({type(e).__name__}: {one_line(e, 80)})"
+            why = f"fetching it failed ({type(e).__name__}: {one_line(e, 80)})"
     else:
         why = "downloads disabled"
-    where = str(weights_dir) if weights_dir is not None else str(hub_dir)
-    raise WeightsMissing(f"LPIPS-{net} backbone weights {fname} not found: put {fname} in "
-                         f"{where} (download it from {url}); {why}")
+    # The two ways a cluster gets the file: in the image (the Dockerfile bakes AlexNet's into
+    # torch's cache) or on the shared volume, named by knn.weights_dir.
+    where = (f"{weights_dir}" if weights_dir is not None else
+             f"{hub_dir} or in a folder set as knn.weights_dir (on a cluster: on the shared volume)")
+    image = ", or use the image of the repository's Dockerfile, which has it" if net == "alex" else ""
+    raise WeightsMissing(f"LPIPS-{net} backbone weights {fname} not found: put it ({url}) in {where}{image}; {why}")
 
 
 def _map_torchvision_keys(backbone: torch.nn.Module, sd: dict, net: str) -> dict:

@@ -69,6 +69,14 @@ PVC = obj(["apiVersion", "kind", "metadata", "spec"], apiVersion=enum("v1"), kin
           spec=obj(accessModes=listof(enum("ReadWriteOnce", "ReadOnlyMany", "ReadWriteMany", "ReadWriteOncePod")),
                    storageClassName=S, volumeMode=enum("Filesystem", "Block"), resources=RESOURCES))
 
+# Kubernetes batch/v1 Job, the fields used: the pod template of above, with the restart policy a Job requires.
+JOB = obj(["apiVersion", "kind", "metadata", "spec"], apiVersion=enum("batch/v1"), kind=enum("Job"),
+          metadata=obj(["name"], name=S, namespace=S, labels=mapof(S)),
+          spec=obj(["template"], backoffLimit=INT, activeDeadlineSeconds=INT, ttlSecondsAfterFinished=INT,
+                   template=obj(["spec"], metadata=POD_TEMPLATE["fields"]["metadata"],
+                                spec=obj(["containers", "restartPolicy"], **POD_TEMPLATE["fields"]["spec"]["fields"],
+                                         restartPolicy=enum("Never", "OnFailure")))))
+
 
 def violations(doc, schema, path="") -> list[str]:
     """Every place where ``doc`` leaves the schema: unknown field, wrong type, missing required."""
@@ -328,3 +336,81 @@ def test_cifar10_states_its_sample_count_and_training_length_as_configured():
     assert f"{cfg.train.images:,} images at batch {cfg.train.batch_size}, {steps:,} optimizer steps" in text
     # The paper's: 100 files of 512 samples per model; 500,000 iterations of its global batch of 128.
     assert f"{100 * 512:,} per model" in text and f"{500_000:,} iterations at a global batch of 128, {500_000 * 128:,}" in text
+
+
+def _mounts(pod_spec: dict) -> list[tuple[str, str | None]]:
+    """(mount path, claim name) of every volume mount of a pod."""
+    claims = {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in pod_spec["volumes"] if "persistentVolumeClaim" in v}
+    return [(m["mountPath"], claims.get(m["name"])) for c in pod_spec["containers"] for m in c.get("volumeMounts", [])]
+
+
+def test_the_cifar10_data_job_unpacks_onto_the_claim_where_the_study_reads(job, pvc):
+    """jobs/cifar10-data-job.yaml runs `raystudy unpack cifar10` (as the CLI parses it) with the
+    archive and the target on the claim, the target being the RayJob's data.path, in its image."""
+    from raystudy.cli import build_parser
+    from raystudy.config import load
+
+    data_job = yaml.safe_load((ROOT / "jobs" / "cifar10-data-job.yaml").read_text())
+    assert violations(data_job, JOB) == []
+    spec = data_job["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    mounts = [p for p, claim in _mounts(spec) if claim == pvc["metadata"]["name"]]
+    assert mounts, "the Job does not mount the claim"
+    # The shell script: wait for the archive, then the command; its variables are the container's env.
+    env = {e["name"]: e["value"] for e in container.get("env", [])}
+    assert container["command"][:2] == ["sh", "-c"]
+    script = re.sub(r'"?\$(\w+)"?', lambda m: env[m.group(1)], container["command"][2])
+    (line,) = [x for x in script.splitlines() if "raystudy unpack" in x]
+    argv = shlex.split(line)
+    argv = argv[argv.index("raystudy") + 1:]
+    args = build_parser().parse_args(argv)
+    assert (args.command, args.dataset, args.md5) == ("unpack", "cifar10", None)  # the official MD5
+    assert f"until [ -f {args.archive} ]" in script  # it waits for the same archive
+    assert any(Path(args.archive).is_relative_to(p) and Path(args.to).is_relative_to(p) for p in mounts)
+    # Where the study reads it: the RayJob's data.path, on the same claim.
+    ray_args = build_parser().parse_args(["run", *shlex.split(job["spec"]["entrypoint"])[2:]])
+    assert load(ROOT / ray_args.config, ray_args.overrides).data.path == args.to
+    assert {container["image"]} == {c["image"] for _, g in _pods(job) for c in g["template"]["spec"]["containers"]}
+
+
+def test_lpips_weights_are_in_the_image_where_lpips_looks_or_on_the_claim(job, monkeypatch):
+    """A pod has no internet: the RayJob's lpips-alex finds its backbone in the image (the
+    Dockerfile fetches it into torch's cache, at a TORCH_HOME it fixes), or knn.weights_dir names
+    a folder on the claim."""
+    import torchvision
+
+    from raystudy.cli import build_parser
+    from raystudy.config import load
+    from raystudy.metrics.lpips import BACKBONE_FILES, hub_checkpoint_dir
+
+    fname = BACKBONE_FILES["alex"]
+    assert fname == "alexnet-owt-7be5be79.pth" == torchvision.models.AlexNet_Weights.IMAGENET1K_V1.url.rsplit("/", 1)[1]
+    _, steps = _dockerfile()
+    env = {}
+    baked = None
+    for op, a in steps:
+        if op == "ENV":
+            env.update(x.split("=", 1) for x in shlex.split(a))
+        elif op == "RUN" and "alexnet(weights='IMAGENET1K_V1')" in a.replace('"', "'"):
+            baked = dict(env), a
+    assert baked is not None, "no RUN fetches torchvision's alexnet(weights='IMAGENET1K_V1')"
+    env, run = baked
+    # The fetch lands in $TORCH_HOME/hub/checkpoints, which is where lpips.py looks under that TORCH_HOME;
+    # the RUN checks the file is there.
+    monkeypatch.setenv("TORCH_HOME", env["TORCH_HOME"])
+    assert f'test -s "$TORCH_HOME/hub/checkpoints/{fname}"' in run
+    assert hub_checkpoint_dir() == Path(env["TORCH_HOME"]) / "hub" / "checkpoints"
+    # And the image's own check: raystudy finds it there without downloading.
+    assert any("load_backbone_state" in a and "download=False" in a for op, a in steps if op == "RUN")
+
+    args = build_parser().parse_args(["run", *shlex.split(job["spec"]["entrypoint"])[2:]])
+    cfg = load(ROOT / args.config, args.overrides)
+    assert "lpips-alex" in cfg.knn.metrics
+    if cfg.knn.weights_dir is not None:  # on the claim, mounted in every pod
+        for name, g in _pods(job):
+            assert any(Path(cfg.knn.weights_dir).is_relative_to(p) for p, _ in _mounts(g["template"]["spec"])), name
+    else:  # the image of this Dockerfile (test_image_... checks the tag), which has the file
+        assert all(c["image"].endswith("/raystudy:" + _pyproject()["project"]["version"])
+                   for _, g in _pods(job) for c in g["template"]["spec"]["containers"])
+    # The alternative is documented where the entrypoint is.
+    assert "--set knn.weights_dir=/shared/" in (ROOT / "jobs" / "kuberay-rayjob.yaml").read_text()
