@@ -88,9 +88,6 @@ def _dry_run(p: argparse.ArgumentParser) -> None:
                         "output, a study folder it cannot write), else 0; -v adds the resolved config")
 
 
-# raystudy.datasets.archives.CIFAR10_MD5, spelled out for the same reason as STAGE_NAMES
-# (tests/unit/datasets/test_archives.py checks they agree).
-CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
 UNPACK_HELP = ("Check a dataset's official archive against its MD5 and unpack it into DIR, in the layout "
                "data.path expects (cifar10: DIR/cifar-10-batches-py/data_batch_1..5 and test_batch; an existing "
                "one is replaced). Nothing is downloaded: fetch the archive where there is internet and copy it "
@@ -191,7 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--to", required=True, metavar="DIR",
                     help="the folder to unpack into, then the study's data.path (created if absent)")
     up.add_argument("--md5", default=None, metavar="HEX",
-                    help=f"the MD5 ARCHIVE must have (default: the official one, {CIFAR10_MD5})")
+                    help="the MD5 ARCHIVE must have (default: the official archive's, "
+                         "raystudy.datasets.archives.CIFAR10_MD5)")
     up.set_defaults(func=_unpack)
 
     sm = sub.add_parser("submit", parents=[common, overrides, only], help="run a study as a Ray job on a cluster",
