@@ -31,7 +31,7 @@ import yaml
 
 from .figures import COLOR_NAMES, DPI
 from .load import LABELS, AnalysisError, Studies, _flatten_dirs, load
-from .stats import crossing_words, format_k, k_at, k_range
+from .stats import crossing_words, format_k, k_at, k_range, span_words
 
 # What each figure shows, written beside it on the page and in the report's listing.
 _C = COLOR_NAMES
@@ -312,11 +312,7 @@ def _bare(words: str) -> str:
 
 def _grid_bracket(lo: float, hi: float) -> str:
     """A bracket of grid K for a table cell ('8 to 128', 'below 128', 'above 8'; 'none': open both ways)."""
-    if lo > 0 and np.isfinite(hi):
-        return f"{format_k(lo)} to {format_k(hi)}"
-    if lo > 0:
-        return f"above {format_k(lo)}"
-    return f"below {format_k(hi)}" if np.isfinite(hi) else "none"
+    return span_words(lo, hi, "{lo} to {hi}", "above {lo}", "below {hi}", "none")
 
 
 def summary_table(sm: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:

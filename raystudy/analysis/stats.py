@@ -402,15 +402,20 @@ def k_range(lo: float, hi: float, ks) -> str:
     return f"from {a} to {b}"
 
 
+def span_words(lo: float, hi: float, between: str, above: str, below: str, neither: str) -> str:
+    """A span of K whose ends may be open (``lo`` 0: no end below, ``hi`` inf: none above) in
+    words: the template for its case, ``{lo}`` and ``{hi}`` filled with :func:`format_k`."""
+    if lo > 0 and np.isfinite(hi):
+        return between.format(lo=format_k(lo), hi=format_k(hi))
+    if lo > 0:
+        return above.format(lo=format_k(lo))
+    return below.format(hi=format_k(hi)) if np.isfinite(hi) else neither
+
+
 def _bracket(b_lo: float, b_hi: float) -> str:
     """What the grid alone says about a crossing: the grid K significantly above / below it."""
-    if b_lo > 0 and np.isfinite(b_hi):
-        return f"the grid brackets it between K = {format_k(b_lo)} and {format_k(b_hi)}"
-    if b_lo > 0:
-        return f"the grid puts it above K = {format_k(b_lo)}"
-    if np.isfinite(b_hi):
-        return f"the grid puts it below K = {format_k(b_hi)}"
-    return "no grid K is significantly above or below the level"
+    return span_words(b_lo, b_hi, "the grid brackets it between K = {lo} and {hi}", "the grid puts it above K = {lo}",
+                      "the grid puts it below K = {hi}", "no grid K is significantly above or below the level")
 
 
 def crossing_words(row, prefix: str = "k_cross", level: float = 0.95) -> tuple[str, str]:
@@ -447,13 +452,8 @@ def _where(row, prefix: str, what: str, level: float) -> str:
 
 def _peak_span(lo: float, hi: float) -> str:
     """Where a unimodal peak can lie (:func:`raystudy.analysis.transition.peak_bracket`) in words."""
-    if lo > 0 and np.isfinite(hi):
-        return f"the peak lies between K = {format_k(lo)} and {format_k(hi)}"
-    if lo > 0:
-        return f"the peak lies above K = {format_k(lo)}"
-    if np.isfinite(hi):
-        return f"the peak lies below K = {format_k(hi)}"
-    return "the grid cannot tell where the peak lies"
+    return span_words(lo, hi, "the peak lies between K = {lo} and {hi}", "the peak lies above K = {lo}",
+                      "the peak lies below K = {hi}", "the grid cannot tell where the peak lies")
 
 
 def describe(row, level: float = 0.95) -> str:
