@@ -131,16 +131,14 @@ def stream(stage, cfg, study_dir, todo, table: str, sets, actor, ctor_kwargs: di
                           **axis_task(axis)})
     if not tasks:
         return
-    shown = progress.Progress(stage.name, len(tasks), "shards", sum(t["hi"] - t["lo"] for t in tasks), "samples")
+    expected = sum(t["hi"] - t["lo"] for t in tasks)
+    shown = progress.Progress(stage.name, len(tasks), "shards", expected, "samples")
     ray_data_output()
     # One block per shard, so the pool hands shards out one by one and grows with the queue.
     ds = ray.data.from_items(tasks, override_num_blocks=len(tasks)).map_batches(
         actor, fn_constructor_kwargs={**ctor_kwargs, "study_dir": study_dir},
         fn_kwargs={"study_dir": study_dir, "metas": metas}, batch_size=1, batch_format="numpy", **resources)
-    written = 0
     for b in ds.iter_batches(batch_size=None, batch_format="numpy"):
-        written += int(b["rows"].sum())
         shown.update(len(b["rows"]), int(b["rows"].sum()))
-    expected = sum(t["hi"] - t["lo"] for t in tasks)
-    if written != expected:
-        raise RuntimeError(f"{stage.name} wrote {written} rows of {expected}")
+    if shown.rows != expected:
+        raise RuntimeError(f"{stage.name} wrote {shown.rows} rows of {expected}")
