@@ -44,6 +44,8 @@ from typing import Callable, Mapping
 import numpy as np
 import torch
 
+from .closed_form import alpha_bar
+
 
 @dataclass
 class ScoreFunction:
@@ -85,11 +87,13 @@ def _score_setup(model, t, alphas_cumprod, betas, reference_scale: bool):
     if alphas_cumprod is None or betas is None:
         raise ValueError("an epsilon model needs alphas_cumprod and betas")
     t = int(t)
+    # Looked up first for its range check, which then holds for betas (the same schedule) too.
+    ab = alpha_bar(torch.as_tensor(alphas_cumprod, dtype=torch.float64), t, 1)
     betas64 = torch.as_tensor(betas, dtype=torch.float64)
     if reference_scale:
         sigma = float(torch.sqrt(1.0 - torch.cumprod(betas64, 0))[t])
     else:
-        sigma = float(torch.sqrt(1.0 - torch.as_tensor(alphas_cumprod, dtype=torch.float64)[t]))
+        sigma = float(torch.sqrt(1.0 - ab))
 
     def score(y):
         ts = torch.full((y.shape[0],), t, dtype=torch.long, device=y.device)

@@ -7,21 +7,21 @@ the best linear denoiser of the data (Wiener filter). Its probability-flow ODE m
 to mu + S^{1/2} z. Two disjoint K-sets of one distribution estimate mu and S nearly alike for
 large K, so twin Gaussian models sampled from the same noise agree, more closely as K grows:
 the world where twins must agree, as the exact memorizer is the one where they never do.
-Callable like ``UNet2DModel`` (``model(x_t, t).sample`` is epsilon), as ``memorizer.EmpiricalEpsilon``.
+Callable like ``UNet2DModel`` (``model(x_t, t).sample`` is epsilon) through ``closed_form.ClosedFormEpsilon``.
 """
 
 from __future__ import annotations
 
 import torch
 
-from .memorizer import EmpiricalOutput, _Config
+from .closed_form import ClosedFormEpsilon
 
 
-class GaussianEpsilon(torch.nn.Module):
+class GaussianEpsilon(ClosedFormEpsilon):
     def __init__(self, train_images, alphas_cumprod):
-        super().__init__()
         x = torch.as_tensor(train_images, dtype=torch.float64)
         K, C, H, W = x.shape
+        super().__init__(alphas_cumprod, (C, H, W), K)
         flat = x.reshape(K, -1)
         mu = flat.mean(0)
         cov = (flat - mu).T @ (flat - mu) / K  # the K-set's own (maximum likelihood) covariance
@@ -29,30 +29,10 @@ class GaussianEpsilon(torch.nn.Module):
         self.register_buffer("mu", mu, persistent=False)
         self.register_buffer("lam", lam.clamp_min(0), persistent=False)
         self.register_buffer("U", U, persistent=False)
-        self.register_buffer("alphas_cumprod", torch.as_tensor(alphas_cumprod, dtype=torch.float64), persistent=False)
-        self.config = _Config(sample_size=H if H == W else (H, W), in_channels=C, out_channels=C,
-                              num_train_timesteps=len(self.alphas_cumprod), num_images=K)
-        self.shape = (C, H, W)
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return torch.float32
-
-    @property
-    def device(self) -> torch.device:
-        return self.mu.device
 
     def denoise(self, x_t: torch.Tensor, timesteps) -> torch.Tensor:
-        t = torch.as_tensor(timesteps, device=self.alphas_cumprod.device).reshape(-1).long()
-        ab = self.alphas_cumprod[t.expand(x_t.shape[0]) if t.numel() == 1 else t].reshape(-1, 1)
+        ab = self.alpha_bar(timesteps, x_t.shape[0]).reshape(-1, 1)
         a, s2 = ab.sqrt(), 1 - ab
         y = (x_t.reshape(len(x_t), -1).to(torch.float64) - a * self.mu) @ self.U
         gain = a * self.lam / (ab * self.lam + s2)
         return (self.mu + (gain * y) @ self.U.T).reshape(x_t.shape)
-
-    def forward(self, sample: torch.Tensor, timestep, return_dict: bool = True, **_):
-        t = torch.as_tensor(timestep, device=self.alphas_cumprod.device).reshape(-1).long()
-        ab = self.alphas_cumprod[t.expand(sample.shape[0]) if t.numel() == 1 else t].reshape(-1, 1, 1, 1)
-        x0 = self.denoise(sample, timestep)
-        eps = ((sample.to(torch.float64) - ab.sqrt() * x0) / (1 - ab).sqrt()).to(sample.dtype)
-        return EmpiricalOutput(eps) if return_dict else (eps,)

@@ -18,9 +18,10 @@ exploding SDE of the 2-D circle study (a_t = 1, s_t = sigma).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
+
+from .closed_form import ClosedFormEpsilon
 
 
 def posterior_mean(x: torch.Tensor, train: torch.Tensor, scale, var, chunk: int = 4096,
@@ -74,75 +75,29 @@ def ve_log_density(x: torch.Tensor, sigma: float, train: torch.Tensor) -> torch.
     return (torch.logsumexp(-d2 / (2 * float(sigma) ** 2), 1) - const).to(x.dtype)
 
 
-class _Config(dict):
-    """Reads like diffusers' FrozenDict: ``cfg.sample_size`` and ``cfg["sample_size"]``."""
-
-    def __getattr__(self, name):
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(name) from None
-
-
-@dataclass
-class EmpiricalOutput:
-    sample: torch.Tensor
-
-
-class EmpiricalEpsilon(torch.nn.Module):
+class EmpiricalEpsilon(ClosedFormEpsilon):
     """Epsilon prediction of the exact memorizer, callable like ``UNet2DModel``.
 
-    ``model(x_t, timesteps).sample`` with x_t (B, C, H, W) and timesteps an int or a
-    0-d / 1-d tensor of DDPM indices; ``alphas_cumprod`` is the scheduler's
-    (e.g. ``DDPMScheduler(num_train_timesteps=1000).alphas_cumprod``).
-    eps = (x_t - sqrt(ab) E[x_0 | x_t]) / sqrt(1 - ab), the optimum of the
-    epsilon-matching loss on the training set.
+    eps = (x_t - sqrt(ab) E[x_0 | x_t]) / sqrt(1 - ab), the optimum of the epsilon-matching
+    loss on the training set; the interface (timesteps, config, dtype, device) is
+    ``closed_form.ClosedFormEpsilon``'s.
     """
 
     def __init__(self, train_images: torch.Tensor, alphas_cumprod: torch.Tensor, chunk: int = 4096,
                  compute_dtype: torch.dtype = torch.float64):
-        super().__init__()
         train_images = torch.as_tensor(train_images, dtype=torch.float32)
         if train_images.dim() != 4:
             raise ValueError(f"train_images must be (K, C, H, W), got shape {tuple(train_images.shape)}")
         K, C, H, W = train_images.shape
+        super().__init__(alphas_cumprod, (C, H, W), K)
         # Buffers, so .to(device) moves the training set and the schedule together.
         self.register_buffer("train_flat", train_images.reshape(K, -1).contiguous(), persistent=False)
         self.register_buffer("train_sq", (self.train_flat.double() ** 2).sum(1), persistent=False)
-        self.register_buffer("alphas_cumprod", torch.as_tensor(alphas_cumprod, dtype=torch.float64),
-                             persistent=False)
         self.chunk, self.compute_dtype = chunk, compute_dtype
-        self.config = _Config(sample_size=H if H == W else (H, W), in_channels=C, out_channels=C,
-                              num_train_timesteps=len(self.alphas_cumprod), num_images=K)
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.train_flat.dtype
-
-    @property
-    def device(self) -> torch.device:
-        return self.train_flat.device
-
-    def _alpha_bar(self, timesteps, batch: int) -> torch.Tensor:
-        t = torch.as_tensor(timesteps, device=self.alphas_cumprod.device).reshape(-1).long()
-        if t.numel() == 1:
-            t = t.expand(batch)
-        if t.numel() != batch:
-            raise ValueError(f"{t.numel()} timesteps for a batch of {batch}")
-        last = len(self.alphas_cumprod) - 1
-        if t.numel() and (t.min() < 0 or t.max() > last):  # clamping would silently shift the noise level
-            raise ValueError(f"timesteps must lie in [0, {last}], got {t.min().item()}..{t.max().item()}")
-        return self.alphas_cumprod[t]
 
     def denoise(self, x_t: torch.Tensor, timesteps) -> torch.Tensor:
         """E[x_0 | x_t], the memorizer's clean-image prediction."""
-        ab = self._alpha_bar(timesteps, x_t.shape[0])
+        ab = self.alpha_bar(timesteps, x_t.shape[0])
         x = x_t.reshape(x_t.shape[0], -1)
         x0 = posterior_mean(x, self.train_flat, ab.sqrt(), 1 - ab, self.chunk, self.train_sq, self.compute_dtype)
         return x0.reshape(x_t.shape)
-
-    def forward(self, sample: torch.Tensor, timestep, return_dict: bool = True, **_):
-        ab = self._alpha_bar(timestep, sample.shape[0]).to(torch.float64).reshape(-1, 1, 1, 1)
-        x0 = self.denoise(sample, timestep).to(torch.float64)
-        eps = ((sample.to(torch.float64) - ab.sqrt() * x0) / (1 - ab).sqrt()).to(sample.dtype)
-        return EmpiricalOutput(eps) if return_dict else (eps,)

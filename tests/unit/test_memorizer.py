@@ -1,9 +1,11 @@
-"""The exact memorizer reproduces its training set: the K -> small end of the transition."""
+"""The closed-form denoisers: the exact memorizer reproduces its training set (the K -> small end
+of the transition); the Gaussian denoiser is the Wiener filter of its K-set's mean and covariance."""
 
 import numpy as np
 import pytest
 import torch
 
+from raystudy.gaussian import GaussianEpsilon
 from raystudy.memorizer import EmpiricalEpsilon, posterior_mean, ve_log_density, ve_score
 
 
@@ -115,12 +117,45 @@ def test_epsilon_matches_the_mixture_posterior_in_closed_form(t):
     np.testing.assert_allclose(got32, expect32, rtol=1e-4, atol=1e-4 / np.sqrt(v))
 
 
-def test_out_of_range_timesteps_raise():
+@pytest.mark.parametrize("denoiser", [EmpiricalEpsilon, GaussianEpsilon])
+def test_out_of_range_timesteps_raise(denoiser):
     from diffusers import DDPMScheduler
 
-    model = EmpiricalEpsilon(_digits()[:3], DDPMScheduler(num_train_timesteps=1000).alphas_cumprod)
+    model = denoiser(_digits()[:3], DDPMScheduler(num_train_timesteps=1000).alphas_cumprod)
     x = torch.zeros(2, 1, 8, 8)
-    for bad in (1000, -1, torch.tensor([5, 1000])):
-        with pytest.raises(ValueError, match="timesteps"):
+    # A negative index would wrap to the end of the schedule and a clamp would shift the noise
+    # level: both denoisers refuse, in the same one line.
+    for bad, got in ((1000, "1000..1000"), (-1, "-1..-1"), (torch.tensor([5, 1000]), "5..1000")):
+        with pytest.raises(ValueError) as err:
             model(x, bad)
+        assert str(err.value) == f"timesteps must lie in [0, 999], got {got}"
     assert model(x, torch.tensor([0, 999])).sample.shape == x.shape
+
+
+def _gaussian_eps(x, train, ab):
+    """eps of the Gaussian posterior, float64 numpy with a linear solve, independent of raystudy:
+    E[x_0 | x] = mu + a S (a^2 S + s^2 I)^{-1} (x - a mu) with mu, S the set's mean and covariance."""
+    x, train = x.reshape(len(x), -1), train.reshape(len(train), -1)
+    a, v = np.sqrt(ab), 1.0 - ab
+    mu, S = train.mean(0), np.cov(train.T, bias=True)
+    x0 = mu + a * np.linalg.solve(ab * S + v * np.eye(len(S)), (x - a * mu).T).T @ S
+    return (x - a * x0) / np.sqrt(v)
+
+
+@pytest.mark.parametrize("t", [0, 50, 500, 999])
+def test_gaussian_epsilon_is_the_wiener_filter_in_closed_form(t):
+    from diffusers import DDPMScheduler
+
+    ac = DDPMScheduler(num_train_timesteps=1000).alphas_cumprod
+    train = _digits()[:300]
+    tr = train.double().numpy().reshape(300, -1)
+    ab = float(ac[t])
+    rng = np.random.default_rng(t)
+    x = np.sqrt(ab) * tr[:6] + np.sqrt(1 - ab) * rng.standard_normal((6, 64))
+    model = GaussianEpsilon(train, ac)
+    got = model(torch.from_numpy(x).reshape(-1, 1, 8, 8), torch.full((6,), t)).sample.reshape(6, -1).numpy()
+    # S of 300 digits is rank deficient (constant border pixels): S @ solve(...) keeps it exact.
+    np.testing.assert_allclose(got, _gaussian_eps(x, tr, ab), rtol=1e-7, atol=1e-7)
+    assert torch.equal(model(torch.from_numpy(x).reshape(-1, 1, 8, 8), t).sample.reshape(6, -1),
+                       torch.from_numpy(got))
+    assert model.dtype == torch.float32 and model.config.sample_size == 8 and model.config.num_images == 300
