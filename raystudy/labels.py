@@ -48,6 +48,20 @@ def ratio_test(nn1, nn2, threshold: float = RATIO_THRESHOLD) -> tuple[np.ndarray
     return ratio, ratio < threshold  # NaN < threshold is False
 
 
+def label_distances(train, synth, l2, delta_m: float, delta_s: float) -> dict[str, np.ndarray]:
+    """One set of samples labelled from its distances: the ``labels`` columns d_train, d_synth, label,
+    ratio and ratio_memorized.
+
+    ``train`` and ``synth`` (n, >= 1): each sample's nearest distances, nearest first, in the metric's
+    units, to the K-set and to the reference set; ``l2`` (n, >= 2): its per-pixel L2 distances to the
+    two nearest of the K-set, the ratio test's whatever the metric (inf where K = 1)."""
+    d_train, d_synth = np.asarray(train, float)[:, 0], np.asarray(synth, float)[:, 0]
+    l2 = np.asarray(l2, float)
+    ratio, ratio_memorized = ratio_test(l2[:, 0], l2[:, 1])
+    return {"d_train": d_train, "d_synth": d_synth, "label": label_samples(d_train, d_synth, delta_m, delta_s),
+            "ratio": ratio, "ratio_memorized": ratio_memorized}
+
+
 def fractions(K, seed, metric, labels, ratio_memorized=None) -> dict[str, list]:
     """One row per (K, seed, metric): n, the fraction of each label, and of ratio-test copies."""
     import pandas as pd

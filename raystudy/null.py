@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .labels import fractions, label_samples, ratio_test
+from .labels import fractions, label_distances
 
 PIXEL_METRICS = ("l2", "euclidean")
 
@@ -30,43 +30,30 @@ def split(dataset, reserve: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return held[: len(held) // 2], held[len(held) // 2:]
 
 
-def nearest_two(queries: np.ndarray, dataset, idx: np.ndarray, embed, chunk: int = 4096) -> np.ndarray:
-    """Squared distances (m, 2) from each embedded query to its two nearest of ``dataset[idx]``
-    (inf where fewer than two), reading the references ``chunk`` at a time."""
-    best = np.full((len(queries), 2), np.inf)
-    q = queries.astype(np.float64)
-    qq = (q ** 2).sum(1)[:, None]
-    for s in range(0, len(idx), chunk):
-        r = embed(dataset.get(idx[s:s + chunk])).astype(np.float64)
-        d = np.maximum(qq - 2 * q @ r.T + (r ** 2).sum(1)[None], 0.0)
-        best = np.sort(np.concatenate([best, d], 1), 1)[:, :2]
-    return best
-
-
 def null_labels(cfg, dataset, metric: str, k: int, twin: int = 0) -> dict | None:
     """d_train, d_synth, label, ratio, ratio_memorized of the held-out queries at K (None: not computed),
     against the K-set of the study (twin 0) or of the twins (raystudy.axes)."""
     from .axes import dataset_kset
     from .metrics import get_metric
+    from .metrics.search import nearest_two
 
     if metric not in PIXEL_METRICS or cfg.data.held_out < 2:
         return None
     queries, refs = split(dataset, cfg.data.held_out, cfg.study.seed)
     train = dataset_kset(cfg, dataset, k, twin)
-    emb = get_metric(metric).embed
+    m = get_metric(metric)
     qx = dataset.get(queries)
-    q = emb(qx)
-    from_sq = get_metric(metric).from_sq
-    d_train = from_sq(nearest_two(q, dataset, train, emb)[:, 0])
-    d_synth = from_sq(nearest_two(q, dataset, refs, emb)[:, 0])
+    q = m.embed(qx)
+    # The two nearest, as the neighbors table's train_dist and synth_dist columns.
+    train_dist = m.from_sq(nearest_two(q, dataset, train, m.embed))
+    synth_dist = m.from_sq(nearest_two(q, dataset, refs, m.embed))
+    # The ratio test is on per-pixel L2 whatever the metric: for l2, train_dist itself.
     if metric == "l2":
-        l2 = from_sq(nearest_two(q, dataset, train, emb))
+        l2 = train_dist
     else:
         pix = get_metric("l2")
         l2 = pix.from_sq(nearest_two(pix.embed(qx), dataset, train, pix.embed))
-    ratio, ratio_mem = ratio_test(l2[:, 0], l2[:, 1])
-    label = label_samples(d_train, d_synth, cfg.classify.delta_m[metric], cfg.classify.delta_s[metric])
-    return {"d_train": d_train, "d_synth": d_synth, "label": label, "ratio": ratio, "ratio_memorized": ratio_mem}
+    return label_distances(train_dist, synth_dist, l2, cfg.classify.delta_m[metric], cfg.classify.delta_s[metric])
 
 
 def null_fractions(cfg, dataset, metric: str, k: int, seed: int, twin: int = 0) -> dict:

@@ -17,7 +17,7 @@ import numpy as np
 
 from . import tables
 from .axes import Axis, split_unit, unit_kset
-from .null import nearest_two
+from .metrics.search import nearest_two
 
 
 def twin_of(axis: Axis) -> Axis:

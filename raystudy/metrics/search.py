@@ -26,8 +26,8 @@ in float64:
 * crowds: when more references than candidates lie within 2E (samples of a memorizer at
   small K: thousands of copies of one training image, ~1e-17 apart, where E is ~1e-4),
   growing the list would recompute thousands of float64 differences per query and re-run
-  the whole search with ever larger k (what this module did before: 25+ CPU-minutes per
-  batch of queries at 50,000 references). Those queries are grouped around a leader
+  the whole search with ever larger k (25+ CPU-minutes per batch of queries at 50,000
+  references). Those queries are grouped around a leader
   c (one of them); ||x - y||^2 = ||(x - c) - (y - c)||^2 is then formed in float64 from the
   centred vectors by one matrix product per group, whose error is proportional to
   ||x - c||^2 + ||y - c||^2 (tiny inside a crowd) instead of ||x||^2 + ||y||^2. References
@@ -39,6 +39,12 @@ Two backends propose the float32 candidates: FAISS (CPU) and blockwise matrix pr
 in torch (``backend="torch"``, on ``device``: CPU or CUDA, TF32 off for the call). Both are
 cut with the same bound and ranked by the same float64 code, so they return the same
 indices and bitwise the same distances.
+
+``nearest_two`` is the brute force beside it, for query sets small enough to meet every
+reference (the chance level's held-out queries, the twins' samples): references read from
+the dataset and embedded ``chunk`` at a time, never held whole, and distances by float64
+matrix products, whose ||x||^2 + ||y||^2 - 2 x.y form loses about 1e-16 of the norms, far
+below any threshold.
 """
 
 from __future__ import annotations
@@ -119,10 +125,11 @@ def _faiss_candidates(q: np.ndarray, refs, kk: int, shard_size: int):
     for start in range(0, m, shard_size):
         shard = _rows_f32(refs[start:start + shard_size])
         rmax = max(rmax, float(np.einsum("ij,ij->i", shard, shard).max()) if len(shard) else 0.0)
-        index = faiss.IndexFlatL2(shard.shape[1])
-        index.add(shard)
-        dist, idx = index.search(q, min(kk, index.ntotal))
-        del index, shard
+        # faiss.knn searches the array where it lies: an IndexFlatL2 would copy the shard into the
+        # index at every query batch (a second copy of every reference set), for the same
+        # knn_L2sqr and so the same float32 distances and order.
+        dist, idx = faiss.knn(q, shard, min(kk, len(shard)))
+        del shard
         dist = np.where(idx >= 0, dist, np.float32(np.inf))
         idx = np.where(idx >= 0, idx + start, -1)
         best_d = np.concatenate([best_d, dist], axis=1)
@@ -436,3 +443,16 @@ def knn_search(queries, refs, k: int, shard_size: int | None = None, threads: in
         stats.update(st)
     out_i = np.where(np.isfinite(out_d), out_i, -1)
     return out_d, out_i
+
+
+def nearest_two(queries: np.ndarray, dataset, idx: np.ndarray, embed, chunk: int = 4096) -> np.ndarray:
+    """Squared distances (m, 2) from each embedded query to its two nearest of ``dataset[idx]``
+    (inf where fewer than two), reading the references ``chunk`` at a time."""
+    best = np.full((len(queries), 2), np.inf)
+    q = queries.astype(np.float64)
+    qq = (q ** 2).sum(1)[:, None]
+    for s in range(0, len(idx), chunk):
+        r = embed(dataset.get(idx[s:s + chunk])).astype(np.float64)
+        d = np.maximum(qq - 2 * q @ r.T + (r ** 2).sum(1)[None], 0.0)
+        best = np.sort(np.concatenate([best, d], 1), 1)[:, :2]
+    return best

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import axes, tables
-from ..labels import fractions, label_samples, ratio_test
+from ..labels import fractions, label_distances
 
 
 def run_classify(stage, cfg, study_dir, todo) -> None:
@@ -23,14 +23,13 @@ def run_classify(stage, cfg, study_dir, todo) -> None:
         t = tables.read_unit(study_dir, "neighbors", k, seed, metric=metric,
                              columns=["sample_id", "train_dist", "synth_dist"], **at)
         train = tables.list_to_numpy(t["train_dist"])
-        d_train, d_synth = train[:, 0], tables.list_to_numpy(t["synth_dist"])[:, 0]
-        labels = label_samples(d_train, d_synth, cfg.classify.delta_m[metric], cfg.classify.delta_s[metric])
         # The ratio test is defined on per-pixel L2 to the training set, whatever metric labels the row;
         # a missing second neighbour (K = 1) is stored as inf, which ratio_test turns into "undefined".
         l2 = train if metric == "l2" else tables.list_to_numpy(
             tables.read_unit(study_dir, "neighbors", k, seed, metric="l2", columns=["sample_id", "train_dist"],
                              **at)["train_dist"])
-        ratio, ratio_mem = ratio_test(l2[:, 0], l2[:, 1])
+        lab = label_distances(train, tables.list_to_numpy(t["synth_dist"]), l2,
+                              cfg.classify.delta_m[metric], cfg.classify.delta_s[metric])
         n = len(t)
         manifold = [None] * n
         if cfg.data.name == "manifold":
@@ -40,14 +39,13 @@ def run_classify(stage, cfg, study_dir, todo) -> None:
         meta, part = stage.meta(cfg, unit), stage.part(unit)
         tables.write_part(study_dir, "labels", part, tables.to_table("labels", {
             "K": np.full(n, k), "seed": np.full(n, seed), **axes.columns(cfg, axis, n),
-            "sample_id": t["sample_id"].to_numpy(),
-            "metric": np.full(n, metric), "d_train": d_train, "d_synth": d_synth, "label": labels,
-            "ratio": ratio, "ratio_memorized": ratio_mem, "manifold_error": manifold,
+            "sample_id": t["sample_id"].to_numpy(), "metric": np.full(n, metric), **lab,
+            "manifold_error": manifold,
         }, meta))
         if (metric, k, axis.twin) not in nulls:
             nulls[metric, k, axis.twin] = null_fractions(cfg, dataset, metric, k, seed, axis.twin)
         tables.write_part(study_dir, "null_fractions", part, tables.to_table(
             "null_fractions", {**nulls[metric, k, axis.twin], "seed": [seed], **axes.columns(cfg, axis, 1)}, meta))
         tables.write_part(study_dir, "fractions", part, tables.to_table("fractions", {
-            **fractions(np.full(n, k), np.full(n, seed), np.full(n, metric), labels, ratio_mem),
+            **fractions(np.full(n, k), np.full(n, seed), np.full(n, metric), lab["label"], lab["ratio_memorized"]),
             **axes.columns(cfg, axis, 1)}, meta))

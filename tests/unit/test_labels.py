@@ -1,7 +1,7 @@
 import numpy as np
 
 from raystudy.datasets import subset_indices, training_set
-from raystudy.labels import fractions, label_samples, ratio_test
+from raystudy.labels import fractions, label_distances, label_samples, ratio_test
 from raystudy.metrics import PixelL2
 from raystudy.neighbors import References
 
@@ -102,3 +102,27 @@ def test_ratio_test_without_a_second_neighbour_is_undefined():
     # Exact duplicates (two identical training images) stay a copy; nn2 = 0 < nn1 is no copy.
     ratio, mem = ratio_test([0.0, 0.3], [0.0, 0.0])
     assert ratio[0] == 0.0 and mem[0] and ratio[1] == np.inf and not mem[1]
+
+
+def test_label_distances_reads_the_nearest_and_tests_the_ratio_on_l2():
+    """One set of distances labelled (the classify stage's and the chance level's rule): the label from
+    the nearest distance to the K-set and to the reference set, the ratio from the L2 pair, which
+    need not be the metric's; K = 1 (no second L2 neighbour) has no ratio."""
+    rng = np.random.default_rng(2)
+    n = 200
+    train = np.sort(rng.uniform(0, 0.2, size=(n, 3)), 1)
+    synth = np.sort(rng.uniform(0, 0.2, size=(n, 3)), 1)
+    l2 = np.sort(rng.uniform(0, 1, size=(n, 2)), 1)
+    l2[:5, 1] = np.inf
+    delta_m, delta_s = 0.04, 0.1
+    out = label_distances(train, synth, l2, delta_m, delta_s)
+    expect = ["memorized" if t[0] <= delta_m else "spurious" if s[0] <= delta_s else "generalized"
+              for t, s in zip(train, synth)]
+    assert list(out["label"]) == expect and set(expect) == {"memorized", "spurious", "generalized"}
+    np.testing.assert_array_equal(out["d_train"], train[:, 0])
+    np.testing.assert_array_equal(out["d_synth"], synth[:, 0])
+    ratio = l2[:, 0] / l2[:, 1]
+    np.testing.assert_allclose(out["ratio"][5:], ratio[5:], rtol=1e-15)
+    assert np.isnan(out["ratio"][:5]).all() and not out["ratio_memorized"][:5].any()
+    np.testing.assert_array_equal(out["ratio_memorized"][5:], ratio[5:] < 1 / 3)
+    assert 0 < out["ratio_memorized"].sum() < n - 5

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from raystudy.metrics.search import exact_sq_dist, knn_search
+from raystudy.metrics.search import exact_sq_dist, knn_search, nearest_two
 
 
 def brute(q, r, k, exclude_self=False):
@@ -181,3 +181,29 @@ def test_float32_error_bound_covers_faiss():
     s = (x.astype(np.float64) ** 2).sum(1)[:, None] + (y.astype(np.float64) ** 2).sum(1)[idx]
     worst = (np.abs(d32 - exact) / s).max()
     assert 0 < worst < float32_error_coeff(x.shape[1]) / 10
+
+
+def test_brute_force_nearest_two_equals_every_distance_sorted():
+    """nearest_two (the chance level's and the twins' search) against all pairwise distances of
+    the embedded images, sorted: references at scattered dataset indices, read in chunks smaller
+    and larger than the set, and sets of fewer than two (inf where no neighbour is left)."""
+    from raystudy.datasets import from_array
+    from raystudy.metrics import PixelL2
+
+    rng = np.random.default_rng(5)
+    dataset = from_array("toy", rng.normal(size=(90, 1, 3, 4)))
+    embed = PixelL2().embed
+    # Queries: fresh images, and a copy of a reference (distance 0).
+    q = embed(np.concatenate([rng.normal(size=(9, 1, 3, 4)), dataset.get([70])]))
+    q64 = q.astype(np.float64)
+    scattered = np.concatenate([[70], rng.permutation(np.setdiff1d(np.arange(90), [70]))])
+    for n_refs in (0, 1, 2, 7, 40):
+        idx = scattered[:n_refs]
+        r64 = embed(dataset.get(idx)).astype(np.float64) if n_refs else np.zeros((0, q.shape[1]))
+        want = np.sort(((q64[:, None, :] - r64[None]) ** 2).sum(-1), 1)[:, :2]
+        want = np.concatenate([want, np.full((len(q), 2 - want.shape[1]), np.inf)], 1)
+        for chunk in (1, 3, 4096):
+            got = nearest_two(q, dataset, idx, embed, chunk)
+            assert got.shape == (len(q), 2) and got.dtype == np.float64
+            np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
+            assert (np.isinf(got).sum(1) == max(0, 2 - n_refs)).all()
