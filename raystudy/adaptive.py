@@ -36,8 +36,6 @@ from pathlib import Path
 
 import numpy as np
 
-SWEEP_JSON = "sweep.json"
-
 
 def initial_ks(k_min: int, k_max: int, n: int) -> list[int]:
     """``n`` distinct integers log-spaced from k_min to k_max (both included); where rounding
@@ -174,7 +172,7 @@ def run_sweep(cfg, study_dir, dry_run: bool = False, echo=None, only: str | None
         rounds.append({"round": r, "ks": list(ks), "trainings": len(ks) * len(cfg.seeds),
                        "width": _json(width(row)), **{k: _json(row[k]) for k in _ROW_KEYS},
                        "next": new, "stop": stop, "wall_s": round(time.time() - t0, 2)})
-        tables.write_text(study_dir / SWEEP_JSON, json.dumps(
+        tables.write_text(study_dir / tables.SWEEP_JSON, json.dumps(
             {"sweep": sw.model_dump(mode="json"), "metric": sw.metric, "rounds": rounds}, indent=1))
         for p in new:
             say(f"[sweep] next: K = {p['K']} ({p['reason']})")
@@ -183,14 +181,3 @@ def run_sweep(cfg, study_dir, dry_run: bool = False, echo=None, only: str | None
             break
         ks = sorted(set(ks) | {p["K"] for p in new})
     return study_dir
-
-
-def read_sweep(study_dir) -> dict | None:
-    """``sweep.json`` of a study, or None when it has none."""
-    p = Path(study_dir) / SWEEP_JSON
-    if not p.exists():
-        return None
-    try:
-        return json.loads(p.read_text())
-    except json.JSONDecodeError:
-        return None

@@ -28,7 +28,6 @@ from . import config as config_mod
 from . import provenance, tables
 from .errors import ConfigError, DataError, StudyError, one_line
 from .stages import Stage, json_stored, ks_seeds, metric_ks_seeds, metric_units
-from .stages.basins import check as check_landscape
 from .stages.basins import run_basins
 from .stages.classify import run_classify
 from .stages.energy import run_energy
@@ -71,13 +70,13 @@ BASINS = Stage("basins", reads=("labels", "samples"), writes=("basins", "basin_t
                depends=tuple(f"basins.{k}" for k in ("metric", "per_label", "rank", "train", "held_out", "trials", "p",
                                                      "delta", "stride", "ddim_steps")),
                after=(CLASSIFY,), units=_basin_units, run=lambda *a: run_basins(BASINS, *a),
-               enabled=lambda cfg: cfg.basins.enabled, check=lambda *a: check_landscape(BASINS, *a))
+               enabled=lambda cfg: cfg.basins.enabled)
 ENERGY = Stage("energy", reads=("labels", "samples"), writes=("energy",),
                depends=("basins.metric", "basins.rank",
                         *(f"energy.{k}" for k in ("t", "per_label", "train", "held_out", "train_refs",
                                                   "held_out_refs", "points", "rule"))),
                after=(CLASSIFY,), units=_basin_units, run=lambda *a: run_energy(ENERGY, *a),
-               enabled=lambda cfg: cfg.energy.enabled, check=lambda *a: check_landscape(ENERGY, *a))
+               enabled=lambda cfg: cfg.energy.enabled)
 
 
 def _figures(cfg, study_dir, todo) -> None:
@@ -297,6 +296,7 @@ def run(cfg, study_dir, dry_run: bool = False, echo=None, only: str | None = Non
     for st, t in todo:
         if t and st.check is not None:
             st.check(cfg, study_dir, [x.unit for x in t], dataset)
+    del dataset  # each stage loads what it reads: the driver holds no images between stages
     ray_stages = [st for st, t in todo if t and st.uses_ray(cfg)]
     if ray_stages:
         from .cluster import check_fits, check_shared_storage, cluster_resources, ensure_ray

@@ -173,12 +173,20 @@ def _axis_defaults(name: str, columns: Mapping[str, Iterable], meta: Mapping[str
             and (c not in columns or (n and not len(columns[c])) or _all_none(columns[c]))]
     if not lack:
         return {}
+    values = {**pre_axis_values(meta), "params": None}  # params: unknown
+    return {c: [values[c]] * n for c in lack}
+
+
+def pre_axis_values(meta: Mapping[str, str] | None) -> dict:
+    """The axis columns' values for rows written without them. A study made before snapshots,
+    variants and twins has one model per (K, seed): the base variant's final model, twin 0,
+    which saw ``train.images`` (read from ``meta``'s recorded dependencies; None where they do
+    not record it)."""
     try:
         images = json.loads((meta or {}).get("depends", "{}")).get("train.images")
     except (json.JSONDecodeError, AttributeError):
         images = None
-    values = {"variant": "base", "twin": 0, "images_seen": images, "params": None}  # params: unknown
-    return {c: [values[c]] * n for c in lack}
+    return {"variant": "base", "twin": 0, "images_seen": images}
 
 
 def _column(values, typ: pa.DataType) -> pa.Array:
@@ -226,6 +234,20 @@ def write_text(path, text: str) -> Path:
     with atomic_path(path) as tmp:
         Path(tmp).write_text(text)
     return Path(path)
+
+
+# The adaptive sweep's record, beside the tables: raystudy.adaptive writes it after each round,
+# the report shows it.
+SWEEP_JSON = "sweep.json"
+
+
+def read_sweep(study_dir) -> dict | None:
+    """The study's ``sweep.json``, or None when it has none (or an unreadable one)."""
+    p = Path(study_dir) / SWEEP_JSON
+    try:
+        return json.loads(p.read_text()) if p.exists() else None
+    except json.JSONDecodeError:
+        return None
 
 
 def write_figure(fig, path, dpi: int = 150) -> Path:
@@ -301,18 +323,13 @@ def read(study_dir, name: str, columns: list[str] | None = None, filters=None,
 
 
 def _legacy_fill(path: str, name: str) -> dict | None:
-    """For a part written before the axis columns existed: the values they take (variant "base",
-    twin 0, images_seen = the study's train.images, from the part's own recorded dependencies)."""
+    """For a part written before the axis columns existed: the values they take
+    (:func:`pre_axis_values` of the part's own metadata)."""
     schema = pq.read_schema(path)
     lack = [c for c in AXIS_COLUMNS if c in SCHEMAS[name].names and c not in schema.names]
     if not lack:
         return None
-    md = {k.decode(): v.decode() for k, v in (schema.metadata or {}).items()}
-    try:
-        images = json.loads(md.get("depends", "{}")).get("train.images")
-    except json.JSONDecodeError:
-        images = None
-    values = {"variant": "base", "twin": 0, "images_seen": images}
+    values = pre_axis_values({k.decode(): v.decode() for k, v in (schema.metadata or {}).items()})
     return {c: values[c] for c in lack}
 
 

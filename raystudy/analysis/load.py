@@ -87,11 +87,17 @@ def read_stages(study_dir) -> pd.DataFrame | None:
     return pd.DataFrame(rows) if rows else None
 
 
-def thresholds(config: dict, metric: str) -> tuple[float, float]:
-    """(delta_m, delta_s) of ``metric`` from a config dict, falling back to the package defaults."""
+def study_thresholds(config: dict | None) -> tuple[dict[str, float], dict[str, float]]:
+    """(delta_m, delta_s), each per metric, of a config dict: its ``classify`` section over the
+    package defaults (raystudy.labels) metric by metric, as raystudy.config reads a config file
+    that sets one threshold."""
     c = (config or {}).get("classify") or {}
-    dm = {**DELTA_M, **(c.get("delta_m") or {})}
-    ds = {**DELTA_S, **(c.get("delta_s") or {})}
+    return {**DELTA_M, **(c.get("delta_m") or {})}, {**DELTA_S, **(c.get("delta_s") or {})}
+
+
+def thresholds(config: dict, metric: str) -> tuple[float, float]:
+    """(delta_m, delta_s) of ``metric`` from a config dict (:func:`study_thresholds`)."""
+    dm, ds = study_thresholds(config)
     if metric not in dm or metric not in ds:
         raise AnalysisError(f"no classify thresholds for metric {metric!r} in config.yaml")
     return float(dm[metric]), float(ds[metric])

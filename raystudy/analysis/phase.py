@@ -49,12 +49,10 @@ from scipy import stats as sps
 
 from .figures import COLORS as LABEL_COLORS
 from .figures import STUDY_COLORS as COLORS
-from .load import LABELS
+from .load import LABELS, study_thresholds
 from .stats import _crossing, format_k, interval_curves, k_range, transition_summary
 from .transition import _profile, fraction_intervals, lr_interval, overdispersion
 
-BASE = "base"
-AXES = ("variant", "images_seen")
 # The exponent's grids: b from B_MIN to B_MAX (an interval reaching an end is open: -inf / inf);
 # each K's tau profile reaches T_PAD (in ln t) beyond the snapshots, where a step's likelihood
 # is flat (a censored K's bound), and is held constant past that.
@@ -66,18 +64,24 @@ N_T = 301
 # -- the axes ---------------------------------------------------------------------------------
 
 def with_axes(df: pd.DataFrame | None) -> pd.DataFrame:
-    """``df`` with ``variant`` ("base" where absent) and ``images_seen`` (0 where absent: the
-    final model of a study without snapshots), and only the first model of twins (``twin == 0``)."""
+    """``df`` with ``variant`` and ``twin`` where absent or null taking the values of a row written
+    without them (``raystudy.tables.pre_axis_values``: "base", 0), only the first model of twins
+    kept (``twin == 0``), and ``images_seen``. A study's tables always have ``images_seen`` (a part
+    written before snapshots reads as its study's train.images); a frame without the column
+    records no train.images, so its one checkpoint per variant is keyed 0."""
+    from ..tables import pre_axis_values
+
     if df is None:
         return pd.DataFrame()
+    fill = pre_axis_values(None)
     df = df.copy()
     if "variant" not in df:
-        df["variant"] = BASE
-    df["variant"] = df["variant"].fillna(BASE).astype(str)
+        df["variant"] = fill["variant"]
+    df["variant"] = df["variant"].fillna(fill["variant"]).astype(str)
     if "images_seen" not in df:
         df["images_seen"] = 0
     if "twin" in df:
-        df = df[df["twin"].fillna(0).astype(int) == 0].drop(columns="twin")
+        df = df[df["twin"].fillna(fill["twin"]).astype(int) == 0].drop(columns="twin")
     return df
 
 
@@ -109,48 +113,6 @@ def final_snapshots(fr: pd.DataFrame) -> pd.DataFrame:
     keys = [c for c in ("study",) if c in fr] + ["variant"]
     last = fr.groupby(keys)["images_seen"].transform("max")
     return fr[fr["images_seen"] == last]
-
-
-# Tables whose rows are per snapshot (train_log's images_seen is the logged step, runs' the final one).
-SNAPSHOT_TABLES = ("labels", "fractions", "null_fractions", "basins", "basin_trials", "basin_rates", "energy")
-
-
-def one_model(df: pd.DataFrame, configs: dict | None = None) -> pd.DataFrame:
-    """The rows of one model of a per-snapshot table (``fractions``, ``labels``, ...), the axis
-    columns dropped: what ``transition_summary`` should see (pooling snapshots or variants would
-    sum counts of different models into one curve). A table without the axes comes back as it is.
-
-    With ``configs`` (``Studies.configs``: a config dict per study name; for a frame without a
-    ``study`` column, that study's config dict), each study's main model, the rows
-    ``Studies.main()`` keeps (``raystudy.axes.main_rows``): the config's first variant at
-    ``train.images``, twin 0. Without them (or for a study they lack), a guess from the frame
-    alone: the ``base`` variant (else the first in the frame) at its final model (rows with a
-    null ``images_seen``, else its largest), twin 0; it differs from the main model where the
-    config lists another variant first."""
-    if df is None or df.empty or not any(c in df for c in ("variant", "images_seen", "twin")):
-        return df
-    from ..axes import main_rows
-
-    df = df.reset_index(drop=True)  # unique labels: each study's rows go back in the frame's order
-    axes = [c for c in ("variant", "images_seen", "twin") if c in df]
-    parts = []
-    for s, g in df.groupby("study", sort=False) if "study" in df else [(None, df)]:
-        cfg = configs if s is None else (configs or {}).get(s)
-        parts.append(main_rows(g, cfg) if cfg is not None else _guess_main(g))
-    return pd.concat(parts).sort_index().drop(columns=axes).reset_index(drop=True)
-
-
-def _guess_main(g: pd.DataFrame) -> pd.DataFrame:
-    """One study's rows of ``one_model``'s guess at the main model, without its config."""
-    out = with_axes(g)
-    names = list(dict.fromkeys(out["variant"]))
-    if not names:  # only twins' rows
-        return g.iloc[:0]
-    v = out["variant"] == (BASE if BASE in names else names[0])
-    # a null images_seen is the final model, written without the column's value
-    seen = out["images_seen"]
-    final = seen.isna() if (v & seen.isna()).any() else seen == seen[v].max()
-    return g.loc[out.index[v & final]]
 
 
 def main_view(st):
@@ -411,9 +373,7 @@ def reproducibility(twins: pd.DataFrame, delta_m: dict | None = None, level: flo
     and the medians of each twin's distance to its own training set (``median_d_own``) and to
     the other's (``median_d_other``), pooled over both twins. ``delta_m``: per metric (default
     :data:`raystudy.labels.DELTA_M`)."""
-    from ..labels import DELTA_M
-
-    dm = {**DELTA_M, **(delta_m or {})}
+    dm, _ = study_thresholds({"classify": {"delta_m": delta_m}})
     tw = with_axes(twins)
     if tw.empty:
         return pd.DataFrame()
@@ -436,13 +396,6 @@ def reproducibility(twins: pd.DataFrame, delta_m: dict | None = None, level: flo
                    median_d_other=float(np.median(np.concatenate([g["d_other_a"], g["d_other_b"]]))))
         rows.append(row)
     return pd.DataFrame(rows)
-
-
-def delta_m_of(configs: dict) -> dict:
-    """Per study name: its ``classify.delta_m`` over the package defaults."""
-    from ..labels import DELTA_M
-
-    return {s: {**DELTA_M, **(((c or {}).get("classify") or {}).get("delta_m") or {})} for s, c in configs.items()}
 
 
 # -- figures ----------------------------------------------------------------------------------
@@ -761,8 +714,8 @@ def section(st, figs, out, level: float = 0.95, n_boot: int = 1000) -> str:
     cb = crossings_by_axis(fr, runs, level, n_boot)
     rep = pd.DataFrame()
     if twins is not None and len(twins):
-        dms = delta_m_of(st.configs)
-        parts = [reproducibility(g, dms.get(s), level, n_boot).assign(study=s) if "study" in g else
+        parts = [reproducibility(g, study_thresholds(st.configs.get(s))[0], level, n_boot).assign(study=s)
+                 if "study" in g else
                  reproducibility(g, None, level, n_boot) for s, g in
                  (twins.groupby("study") if "study" in twins else [(None, twins)])]
         rep = pd.concat(parts, ignore_index=True)
@@ -826,5 +779,5 @@ def section_html(tau, expo, cb, rep, level: float = 0.95) -> str:
 
 
 __all__ = ["with_axes", "has_axes", "params_of", "phase_table", "tau_mem", "tau_exponent", "exponent_fit",
-           "crossings_by_axis", "reproducibility", "delta_m_of", "phase_figure", "size_figure", "tau_figure",
-           "crossing_figure", "twins_figure", "section", "section_html", "one_model", "main_view"]
+           "crossings_by_axis", "reproducibility", "phase_figure", "size_figure", "tau_figure",
+           "crossing_figure", "twins_figure", "section", "section_html", "main_view"]

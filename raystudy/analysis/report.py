@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 import logging
 import re
 import time
@@ -401,15 +400,6 @@ def _headline_html(st: Studies, sm: pd.DataFrame, level: float) -> str:
             f"<tbody>{''.join(body)}</tbody></table></section>")
 
 
-def _read_sweep(study_dir) -> dict | None:
-    """The study's ``sweep.json`` (raystudy.adaptive), or None."""
-    p = Path(study_dir) / "sweep.json"
-    try:
-        return json.loads(p.read_text()) if p.exists() else None
-    except json.JSONDecodeError:
-        return None
-
-
 def _k(v) -> str:
     return "open" if v is None else (f"{v:.3g}" if v < 100 else f"{v:.0f}")
 
@@ -417,7 +407,9 @@ def _k(v) -> str:
 def sweep_html(study_dir) -> str:
     """The adaptive sweep's rounds: the K measured, the crossing's interval and bracket after
     the round, the K chosen next and why, and why it stopped. '' when the study has no sweep."""
-    sw = _read_sweep(study_dir)
+    from ..tables import read_sweep
+
+    sw = read_sweep(study_dir)
     if not sw or not sw.get("rounds"):
         return ""
     rows = []

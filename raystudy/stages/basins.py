@@ -21,7 +21,6 @@ class UnitActor(ModelActor):
         from ..model import build_train_scheduler
 
         super().__init__(cfg_dict, study_dir)
-        self.train_scheduler = build_train_scheduler(self.cfg.model)
         self._schedules = {v: build_train_scheduler(axes.for_axis(self.cfg, axes.Axis(v)).model)
                            for v in axes.variants(self.cfg)}
 
@@ -92,11 +91,3 @@ def run_basins(stage, cfg, study_dir, todo) -> None:
 def is_ve(cfg) -> bool:
     """A VE score model sampled by Euler-Maruyama (the 2-D circle), not a DDPM epsilon model."""
     return cfg.generate.sampler == "em"
-
-
-def check(stage, cfg, study_dir, todo, dataset) -> None:
-    if is_ve(cfg) and stage.name == "basins" and cfg.basins.metric not in cfg.knn.metrics:
-        from ..errors import ConfigError
-
-        raise ConfigError(f"config: basins.metric {cfg.basins.metric!r} is not one of knn.metrics "
-                          f"{list(cfg.knn.metrics)} (the circle's distance is 'euclidean')")

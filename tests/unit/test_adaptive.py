@@ -189,3 +189,17 @@ def test_demo_adaptive_config_loads():
     assert cfg.sweep.initial + cfg.sweep.rounds * cfg.sweep.per_round <= len(demo.ks) * len(demo.seeds)
 
 
+
+
+def test_the_report_reads_the_sweep_the_loop_wrote(tmp_path):
+    from raystudy.analysis.report import sweep_html
+
+    _, rec, d = _sweep(tmp_path, 60.0, 0.15)
+    assert tables.read_sweep(d) == rec
+    page = sweep_html(d)
+    at = [page.find(f"<td>{', '.join(map(str, r['ks']))}</td>") for r in rec["rounds"]]
+    assert len(at) > 1 and 0 < at[0] and at == sorted(at)  # a row per round, in order
+    # a study without a sweep, and a sweep.json cut short: no record, no section
+    assert tables.read_sweep(tmp_path / "none") is None and sweep_html(tmp_path / "none") == ""
+    (d / "sweep.json").write_text(json.dumps(rec)[:100])
+    assert tables.read_sweep(d) is None and sweep_html(d) == ""

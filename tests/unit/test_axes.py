@@ -123,3 +123,14 @@ def test_parts_without_axis_columns_read_as_the_base_final_model(tmp_path):
     assert tables.read_unit(tmp_path, "fractions", 2, 0, images_seen=128).num_rows == 0
     assert tables.read_unit(tmp_path, "fractions", 16, 0, axis=axes.Axis("wide", 1, 128), images_seen=128).num_rows == 1
     assert tables.read_unit(tmp_path, "fractions", 16, 0, images_seen=128).num_rows == 0  # base, twin 0 only
+    # rows written today without the axis columns take the same values; without a recorded
+    # train.images, images_seen is null, read or written
+    bare = tables.table_dir(tmp_path / "bare", "fractions")
+    bare.mkdir(parents=True)
+    pq.write_table(t, bare / "part-l2-K2-s0.parquet")
+    assert tables.read(tmp_path / "bare", "fractions").select(list(tables.AXIS_COLUMNS)).to_pylist() == \
+        [{"variant": "base", "twin": 0, "images_seen": None}]
+    plain = {c: t[c].to_pylist() for c in old.names}
+    for meta, seen in (({"depends": json.dumps({"train.images": 384})}, 384), (None, None)):
+        got = tables.to_table("fractions", plain, meta).select(list(tables.AXIS_COLUMNS)).to_pylist()
+        assert got == [{"variant": "base", "twin": 0, "images_seen": seen}]

@@ -1,6 +1,6 @@
 """raystudy.analysis.load: several studies loaded into one set of tables with a ``study``
 column, absent tables, the DuckDB views (and the example query against pandas), and the error
-for a folder that is not a study.
+for a folder that is not a study, and the main model each study's config names.
 """
 
 import numpy as np
@@ -47,3 +47,35 @@ def test_main_keeps_the_main_model_of_the_tables_asked_for(axes_study):
     got = one.fractions.sort_values(["K", "seed"])["memorized"].to_numpy()
     np.testing.assert_array_equal(got, main_fractions.sort_values(["K", "seed"])["memorized"].to_numpy())
     assert set(st.main().frames) == set(st.frames)
+
+
+def _axes_dropped(df):
+    keys = [c for c in ("metric", "K", "seed", "sample_id") if c in df]
+    return df.drop(columns=[c for c in ("study", "variant", "twin", "images_seen") if c in df]) \
+        .sort_values(keys).reset_index(drop=True)
+
+
+def test_main_is_the_configs_first_variant_not_base(variant_first_study):
+    import pandas as pd
+
+    from raystudy.axes import main_rows
+
+    # the config lists small before base: small's final model is the main one, not base's
+    d, main_labels, main_fractions = variant_first_study
+    st = A.load(d, tables=["labels", "fractions"])
+    for t, want in (("labels", main_labels), ("fractions", main_fractions)):
+        pd.testing.assert_frame_equal(_axes_dropped(st.main().frames[t]), _axes_dropped(want), check_dtype=False)
+    # a frame without the study column, with its study's config
+    one = main_rows(st.fractions.drop(columns="study"), st.configs[st.names[0]])
+    pd.testing.assert_frame_equal(_axes_dropped(one), _axes_dropped(main_fractions), check_dtype=False)
+
+
+def test_a_studys_thresholds_are_its_config_over_the_defaults():
+    from raystudy.analysis.load import study_thresholds, thresholds
+    from raystudy.config import from_dict
+
+    for raw in ({}, {"classify": {"delta_m": {"l2": 0.2}}}, {"classify": {"delta_s": {"lpips-alex": 0.05}}},
+                {"classify": {"delta_m": {"l2": 0.3, "lpips-vgg": 0.04}, "delta_s": {"l2": 0.07}}}):
+        cfg = from_dict(raw).classify  # what a study run with this config file labels by
+        assert study_thresholds(raw) == (cfg.delta_m, cfg.delta_s), raw
+        assert thresholds(raw, "l2") == (cfg.delta_m["l2"], cfg.delta_s["l2"])

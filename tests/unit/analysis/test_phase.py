@@ -152,21 +152,6 @@ def test_tables_without_axes_are_todays_study():
     for col in sm.columns:
         assert cb[col].iloc[0] == sm[col].iloc[0] or (pd.isna(cb[col].iloc[0]) and pd.isna(sm[col].iloc[0])), col
     assert P.tau_mem(fr).empty and P.tau_exponent(fr).empty  # one snapshot: no training-time axis
-    assert P.one_model(fr) is fr
-
-
-def test_one_model_is_the_base_variant_at_its_final_snapshot():
-    rng = np.random.default_rng(6)
-    fr = pd.concat([world(rng, 1.0, 100.0, 0.4, variant=v) for v in ("wide", "base")], ignore_index=True)
-    fr["twin"] = 0
-    fr = pd.concat([fr, fr.assign(twin=1)], ignore_index=True)
-    one = P.one_model(fr)
-    want = fr[(fr.variant == "base") & (fr.images_seen == SNAPS6.max()) & (fr.twin == 0)]
-    assert len(one) == len(KS) and list(one["memorized"]) == list(want["memorized"])
-    assert "variant" not in one and "images_seen" not in one
-    # no base: the first variant named
-    assert list(P.one_model(fr[fr.variant == "wide"])["memorized"]) == \
-        list(fr[(fr.variant == "wide") & (fr.images_seen == SNAPS6.max()) & (fr.twin == 0)]["memorized"])
 
 
 def test_crossing_per_snapshot_and_variant_is_the_transition_summary_of_each():
@@ -371,35 +356,3 @@ def test_report_of_a_study_without_axes_has_no_phase_section(tmp_path):
     study = write_study(tmp_path / "plain", ks=(2, 8, 32, 128), seeds=(0,), n=20)
     page = write_report(study, n_boot=50, echo=lambda *a: None)
     assert "id='phase'" not in page.read_text() and not (page.parent / "tau_mem.csv").exists()
-
-
-def _axes_dropped(df):
-    keys = [c for c in ("metric", "K", "seed", "sample_id") if c in df]
-    return df.drop(columns=[c for c in ("study", "variant", "twin", "images_seen") if c in df]) \
-        .sort_values(keys).reset_index(drop=True)
-
-
-def test_one_model_is_the_configs_main_model(variant_first_study, axes_study):
-    from raystudy.analysis import load
-
-    # the config lists small before base: its final model is the main one, not base's
-    d, main_labels, main_fractions = variant_first_study
-    st = load(d, tables=["labels", "fractions"])
-    for t, want in (("labels", main_labels), ("fractions", main_fractions)):
-        got = P.one_model(st.frames[t], st.configs)
-        pd.testing.assert_frame_equal(_axes_dropped(got), _axes_dropped(want), check_dtype=False)
-        pd.testing.assert_frame_equal(_axes_dropped(got), _axes_dropped(st.main().frames[t]))
-    # a frame without the study column takes its study's config
-    one = P.one_model(st.fractions.drop(columns="study"), st.configs[st.names[0]])
-    pd.testing.assert_frame_equal(_axes_dropped(one), _axes_dropped(main_fractions), check_dtype=False)
-    # without the config, the documented guess: base's final model
-    fr = st.fractions
-    pd.testing.assert_frame_equal(_axes_dropped(P.one_model(fr)),
-                                  _axes_dropped(fr[(fr.variant == "base") & fr.images_seen.isna()]))
-    # the final model written with a null images_seen beside a snapshot at 1024: the final one,
-    # with the config and without it
-    d, _, main_fractions = axes_study
-    st = load(d, tables=["fractions"])
-    for configs in (st.configs, None):
-        pd.testing.assert_frame_equal(_axes_dropped(P.one_model(st.fractions, configs)),
-                                      _axes_dropped(main_fractions), check_dtype=False)
