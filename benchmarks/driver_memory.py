@@ -32,11 +32,78 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 
-def status_mb(key: str = "VmRSS") -> float:
-    for line in open("/proc/self/status"):
-        if line.startswith(key + ":"):
-            return int(line.split()[1]) / 1024
+def status_mb(key: str = "VmRSS", pid: str = "self") -> float:
+    try:
+        for line in open(f"/proc/{pid}/status"):
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024
+    except OSError:  # the process ended
+        pass
     return float("nan")
+
+
+def ray_workers() -> dict[str, float]:
+    """VmRSS (MB) of every Ray worker process now, by its process title (``ray::KnnActor`` ...,
+    ``ray::IDLE``). RSS counts the pages of Ray's object store a worker has mapped."""
+    out = {}
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            title = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+        except OSError:
+            continue
+        if title.startswith("ray::"):
+            name = title.split()[0]
+            out[f"{name} {pid}"] = status_mb(pid=pid)
+    return out
+
+
+class StageMemory:
+    """The driver's peak resident memory per stage, from a study's ``[stage] ... to do`` and
+    ``done in`` lines (pass ``echo`` to ``study.run``), and with ``workers`` the largest Ray worker
+    per stage. A stage that raised the kernel's VmHWM peaked exactly at its value; any other at
+    the largest VmRSS sample (every ``every_s`` s)."""
+
+    def __init__(self, every_s: float = 0.05, workers: bool = False):
+        self.peaks, self.hwm, self.hwm0, self.worker_peak = {}, {}, {}, {}
+        self.current, self.every_s, self.workers = None, every_s, workers
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    def _sample(self):
+        n = 0
+        while not self._stop.is_set():
+            name = self.current
+            if name:
+                self.peaks[name] = max(self.peaks.get(name, 0.0), status_mb())
+                # /proc scans cost more than one status read: workers every 10th sample.
+                if self.workers and n % 10 == 0:
+                    for w, mb in ray_workers().items():
+                        if mb == mb and mb > self.worker_peak.get(name, ("", 0.0))[1]:
+                            self.worker_peak[name] = (w.split()[0], mb)
+            n += 1
+            self._stop.wait(self.every_s)
+
+    def echo(self, line: str) -> None:
+        if line.startswith("[") and "]" in line:
+            name = line[1:line.index("]")]
+            if " to do " in line:
+                self.current = name
+                self.peaks[name], self.hwm0[name] = status_mb(), status_mb("VmHWM")
+            elif " done in " in line:
+                self.hwm[name] = status_mb("VmHWM")
+                self.peaks[name] = (self.hwm[name] if self.hwm[name] > self.hwm0[name]
+                                    else max(self.peaks.get(name, 0.0), status_mb()))
+                self.current = None
 
 
 def one(n: int, steps: int) -> dict:
@@ -45,26 +112,6 @@ def one(n: int, steps: int) -> dict:
     from raystudy import study
     from raystudy.config import load
 
-    peaks, hwm, hwm0, current, stop = {}, {}, {}, [None], threading.Event()
-
-    def sample():
-        while not stop.is_set():
-            if current[0]:
-                peaks[current[0]] = max(peaks.get(current[0], 0.0), status_mb())
-            stop.wait(0.05)
-
-    def echo(line: str) -> None:
-        if line.startswith("[") and "]" in line:
-            name = line[1:line.index("]")]
-            if " to do " in line:
-                current[0] = name
-                peaks[name], hwm0[name] = status_mb(), status_mb("VmHWM")
-            elif " done in " in line:
-                hwm[name] = status_mb("VmHWM")
-                # A stage that raised the high-water mark peaked exactly there, between samples or not.
-                peaks[name] = hwm[name] if hwm[name] > hwm0[name] else max(peaks.get(name, 0.0), status_mb())
-                current[0] = None
-
     with tempfile.TemporaryDirectory(prefix="drvmem-") as d:
         rng = np.random.default_rng(0)
         np.save(os.path.join(d, "images.npy"), rng.integers(0, 256, size=(1000, 3, 32, 32), dtype=np.uint8))
@@ -72,15 +119,13 @@ def one(n: int, steps: int) -> dict:
                    ["data.name=array", f"data.path={d}/images.npy", "model.type=empirical", "ks=[2]",
                     f"generate.n_samples={n}", f"generate.steps={steps}", "generate.batch_size=500",
                     "knn.batch_size=1024", "knn.k=5", "ray.num_cpus=2"])
-        t = threading.Thread(target=sample, daemon=True)
-        t.start()
         t0 = time.time()
-        study.run(cfg, os.path.join(d, "study"), echo=echo)
+        with StageMemory() as mem:
+            study.run(cfg, os.path.join(d, "study"), echo=mem.echo)
         wall = time.time() - t0
-        stop.set()
         times = json.loads(Path(d, "study", "stages.json").read_text())
-    return {"n_samples": n, "peak_mb": {k: round(v) for k, v in peaks.items()},
-            "hwm_mb": {k: round(v) for k, v in hwm.items()},
+    return {"n_samples": n, "peak_mb": {k: round(v) for k, v in mem.peaks.items()},
+            "hwm_mb": {k: round(v) for k, v in mem.hwm.items()},
             "stage_s": {k: v["wall_s"] for k, v in times.items()},
             "hwm_run_mb": round(status_mb("VmHWM")), "wall_s": round(wall, 1)}
 

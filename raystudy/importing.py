@@ -31,10 +31,34 @@ def _to_unit_range(x: np.ndarray, where: str) -> np.ndarray:
     return np.clip(x, -1.0, 1.0)
 
 
+def _npz_header(path: Path) -> tuple[int, ...]:
+    """The shape of ``samples`` in a .npz, read from its .npy header without loading the array."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            if "samples.npy" not in z.namelist():
+                keys = [n[:-4] for n in z.namelist() if n.endswith(".npy")]
+                raise DataError(f"{path}: no 'samples' array (keys: {', '.join(keys) or 'none'})")
+            with z.open("samples.npy") as f:
+                version = np.lib.format.read_magic(f)
+                read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                        else np.lib.format.read_array_header_2_0)
+                return tuple(read(f)[0])
+    except (zipfile.BadZipFile, ValueError, OSError) as e:
+        raise DataError(f"{path}: not a readable .npz file ({type(e).__name__}: {e})") from None
+
+
+def _png_header(path: Path, channels: int) -> tuple[int, ...]:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        w, h = im.size
+    return (1, channels, h, w)
+
+
 def _npz(path: Path) -> np.ndarray:
     with np.load(path) as f:
-        if "samples" not in f:
-            raise DataError(f"{path}: no 'samples' array (keys: {', '.join(f.files) or 'none'})")
         return _to_unit_range(f["samples"], str(path))
 
 
@@ -47,39 +71,84 @@ def _png(path: Path, channels: int) -> np.ndarray:
     return _to_unit_range(a.astype(np.uint8), str(path))[None]
 
 
+class ImageSource:
+    """The images of a .npz file, or of a folder of .npz files or of PNGs (files in name order),
+    checked against the dataset's ``shape`` (C, H, W) from the files' headers alone: ``len`` is
+    known and every shape error raised before a pixel is read, and ``batches`` reads one file
+    at a time, so an import holds one file, not the paper's 100 files of 512 images."""
+
+    def __init__(self, source, shape: tuple[int, int, int]):
+        source = Path(source)
+        if source.is_file() and source.suffix == ".npz":
+            files, kind = [source], "npz"
+        elif source.is_dir():
+            npz, png = sorted(source.glob("*.npz")), sorted(source.glob("*.png"))
+            files, kind = (npz, "npz") if npz else (png, "png")
+        else:
+            raise DataError(f"{source}: not a .npz file or a folder of .npz / .png files")
+        if not files:
+            raise DataError(f"{source}: holds no .npz or .png files")
+        self.files, self.kind, self.shape = files, kind, tuple(shape)
+        heads = [_npz_header(f) if kind == "npz" else _png_header(f, shape[0]) for f in files]
+        heads = [h if len(h) == 4 else (1, *h) for h in heads]
+        for f, h in zip(files, heads):
+            if h[1:] != heads[0][1:]:
+                raise DataError(f"{f}: images of {h[1:]} beside {files[0].name}'s {heads[0][1:]}: "
+                                f"every file of {source} must hold images of one size")
+        # (n, H, W, C) files, as image libraries write them.
+        self.channels_last = heads[0][-1] == shape[0] and heads[0][1] != shape[0]
+        got = (heads[0][3], heads[0][1], heads[0][2]) if self.channels_last else heads[0][1:]
+        if tuple(got) != self.shape:
+            raise DataError(f"{source}: images are {tuple(got)}, the study's dataset is {self.shape} (C, H, W)")
+        self.counts = [h[0] for h in heads]
+
+    def __len__(self) -> int:
+        return sum(self.counts)
+
+    def batches(self, limit: int | None = None):
+        """float32 (n, C, H, W) in [-1, 1], file by file, ``limit`` images in all."""
+        left = len(self) if limit is None else limit
+        for f in self.files:
+            if left <= 0:
+                return
+            x = _npz(f) if self.kind == "npz" else _png(f, self.shape[0])
+            x = x if x.ndim == 4 else x[None]
+            if self.channels_last:
+                x = x.transpose(0, 3, 1, 2)
+            yield np.ascontiguousarray(x[:left], dtype=np.float32)
+            left -= len(x)
+
+
 def read_images(source, shape: tuple[int, int, int]) -> np.ndarray:
-    """Images (n, C, H, W) float32 in [-1, 1] from a ``.npz`` file, or a folder of ``.npz`` files or
-    of PNGs (files in name order), checked against the dataset's ``shape``."""
-    source = Path(source)
-    if source.is_file() and source.suffix == ".npz":
-        files, kind = [source], "npz"
-    elif source.is_dir():
-        npz, png = sorted(source.glob("*.npz")), sorted(source.glob("*.png"))
-        files, kind = (npz, "npz") if npz else (png, "png")
-    else:
-        raise DataError(f"{source}: not a .npz file or a folder of .npz / .png files")
-    if not files:
-        raise DataError(f"{source}: holds no .npz or .png files")
-    parts = [_npz(f) if kind == "npz" else _png(f, shape[0]) for f in files]
-    parts = [p if p.ndim == 4 else p[None] for p in parts]
-    for f, p in zip(files, parts):
-        if p.shape[1:] != parts[0].shape[1:]:
-            raise DataError(f"{f}: images of {p.shape[1:]} beside {files[0].name}'s {parts[0].shape[1:]}: "
-                            f"every file of {source} must hold images of one size")
-    x = np.concatenate(parts)
-    if x.ndim == 4 and x.shape[-1] == shape[0] and x.shape[1] != shape[0]:  # (n, H, W, C)
-        x = x.transpose(0, 3, 1, 2)
-    if tuple(x.shape[1:]) != tuple(shape):
-        raise DataError(f"{source}: images are {tuple(x.shape[1:])}, the study's dataset is {tuple(shape)} (C, H, W)")
-    return np.ascontiguousarray(x, dtype=np.float32)
+    """All images (n, C, H, W) float32 in [-1, 1] of ``source`` (see ``ImageSource``) in memory."""
+    return np.concatenate(list(ImageSource(source, shape).batches()))
 
 
-def import_samples(cfg, study_dir, k: int, seed: int, source, ref=None) -> dict[str, int]:
+def _chunks(batches, sizes):
+    """Arrays of exactly ``sizes`` rows, in order, cut from the arrays ``batches`` yields."""
+    it, buf, have = iter(batches), [], 0
+    for size in sizes:
+        while have < size:
+            x = next(it)
+            buf.append(x)
+            have += len(x)
+        whole = np.concatenate(buf) if len(buf) > 1 else buf[0]
+        yield whole[:size]
+        rest = whole[size:]
+        buf, have = ([rest] if len(rest) else []), len(rest)
+
+
+def import_samples(cfg, study_dir, k: int, seed: int, source, ref=None, echo=None) -> dict[str, int]:
     """Write ``source`` (and ``ref``) as the samples of unit (K, seed). Without ``ref`` the source's
     first ``generate.n_samples`` images are the eval set and the next ones the ref set. Returns
-    the rows written per set."""
+    the rows written per set. Streams file by file and shard by shard (``generate.part_size``
+    rows): what the driver holds is one file and one shard, whatever the sample count. The
+    unit's ``runs`` row, which marks its train stage complete, is written last."""
+    import itertools
+
     from . import config as config_mod
     from .datasets import load_dataset
+    from .progress import Progress
     from .stages.shards import shard_meta, shard_name, shards, shards_to_write
     from .study import GENERATE, TRAIN, study_folder, validate_against_data
 
@@ -89,38 +158,44 @@ def import_samples(cfg, study_dir, k: int, seed: int, source, ref=None) -> dict[
     dataset = load_dataset(cfg.data)
     validate_against_data(cfg, dataset)
     n = cfg.generate.n_samples
-    x = read_images(source, dataset.shape)
-    sets = {"eval": x[:n], "ref": read_images(ref, dataset.shape)[:n] if ref is not None else x[n:2 * n]}
-    for name, imgs in sets.items():
-        if len(imgs) < n:
-            have = len(x) if ref is None else len(imgs)
-            raise DataError(f"import-samples: {have} images for the {name} set; generate.n_samples={n} per set "
-                            f"({'eval + ref = ' + str(2 * n) if ref is None else n} needed): pass --ref, or "
+    src = ImageSource(source, dataset.shape)
+    ref_src = ImageSource(ref, dataset.shape) if ref is not None else None
+    have = {"eval": len(src), "ref": len(ref_src) if ref_src is not None else len(src) - n}
+    for name in ("eval", "ref"):
+        if have[name] < n:
+            shown = len(src) if ref_src is None else have[name]
+            raise DataError(f"import-samples: {shown} images for the {name} set; generate.n_samples={n} per set "
+                            f"({'eval + ref = ' + str(2 * n) if ref_src is None else n} needed): pass --ref, or "
                             "--set generate.n_samples=...")
     study_dir = study_folder(study_dir)
     config_mod.save(cfg, study_dir)
     unit = (k, seed)
     part = TRAIN.part(unit)
     meta = TRAIN.meta(cfg, unit)
+    rows = cfg.generate.part_size
+    cut = shards(n, rows)
+    base = GENERATE.part(unit)
+    wanted = [shard_name(base, i, name) for name in ("eval", "ref") for i, _, _ in cut]
+    smeta = shard_meta(GENERATE.meta(cfg, unit), len(wanted), rows)
     tables.write_part(study_dir, "train_log", part, tables.to_table("train_log", {
         c: [] for c in tables.SCHEMAS["train_log"].names}, meta))
+    tables.table_dir(study_dir, "runs").joinpath(f"part-{part}.parquet").unlink(missing_ok=True)
+    shards_to_write(study_dir, "samples", base, wanted, smeta)  # clears what a previous import left
+    shown = Progress("import", len(wanted), "shards", 2 * n, "samples", echo=echo)
+    sizes = [hi - lo for _, lo, hi in cut]
+    chunks = (_chunks(src.batches(2 * n), sizes + sizes) if ref_src is None else
+              itertools.chain(_chunks(src.batches(n), sizes), _chunks(ref_src.batches(n), sizes)))
+    c, h, w = dataset.shape
+    for (name, (i, lo, hi)), imgs in zip([(s, piece) for s in ("eval", "ref") for piece in cut], chunks):
+        m = hi - lo
+        tables.write_part(study_dir, "samples", shard_name(base, i, name), tables.to_table("samples", {
+            "K": np.full(m, k), "seed": np.full(m, seed), **axes.columns(cfg, axes.DEFAULT, m),
+            "set": np.full(m, name),
+            "sample_id": np.arange(lo, hi), "sample_seed": np.full(m, -1), "channels": np.full(m, c),
+            "height": np.full(m, h), "width": np.full(m, w), "image": imgs.reshape(m, -1)}, smeta))
+        shown.update(1, m)
     tables.write_part(study_dir, "runs", part, tables.to_table("runs", {
         "K": [k], "seed": [seed], "variant": ["base"], "twin": [0], "model": [IMPORTED], "steps": [0],
         "images_seen": [0], "final_loss": [np.nan], "checkpoint": [str(Path(source).resolve())], "wall_s": [0.0],
         "params": [0]}, meta))
-    rows = cfg.generate.part_size
-    cut = shards(n, rows)
-    base = GENERATE.part(unit)
-    wanted = [shard_name(base, i, name) for name in sets for i, _, _ in cut]
-    smeta = shard_meta(GENERATE.meta(cfg, unit), len(wanted), rows)
-    shards_to_write(study_dir, "samples", base, wanted, smeta)  # clears what a previous import left
-    c, h, w = dataset.shape
-    for name, imgs in sets.items():
-        for i, lo, hi in cut:
-            m = hi - lo
-            tables.write_part(study_dir, "samples", shard_name(base, i, name), tables.to_table("samples", {
-                "K": np.full(m, k), "seed": np.full(m, seed), **axes.columns(cfg, axes.DEFAULT, m),
-                "set": np.full(m, name),
-                "sample_id": np.arange(lo, hi), "sample_seed": np.full(m, -1), "channels": np.full(m, c),
-                "height": np.full(m, h), "width": np.full(m, w), "image": imgs[lo:hi].reshape(m, -1)}, smeta))
-    return {name: len(imgs) for name, imgs in sets.items()}
+    return {"eval": n, "ref": n}

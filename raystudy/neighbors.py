@@ -2,19 +2,17 @@
 independent ref set of the same model (``d_synth``), in one metric.
 
 ``References`` embeds a (K, seed)'s training set and ref set once and then answers query
-batch after batch with ``metrics.search.knn_search``; plain code, no Ray (the knn stage,
-``stages/knn.py``, holds one per unit in each actor).
+batch after batch with ``metrics.search.knn_search``; plain code, no Ray and no table reads
+(the knn stage, ``stages/knn.py``, reads both sets and holds one per unit in each actor).
 """
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 
 from .metrics.search import knn_search
-from .tables import read_samples
 
 
 def embed_all(metric, images, chunk: int = 1024, max_ram_bytes: float = 4e9, spill_dir=None) -> np.ndarray:
@@ -75,21 +73,3 @@ def search_device(knn_cfg) -> tuple[str, str]:
     device = "cuda" if knn_cfg.gpus_per_worker > 0 and torch.cuda.is_available() else "cpu"
     backend = knn_cfg.backend if knn_cfg.backend != "auto" else ("torch" if device == "cuda" else "faiss")
     return backend, device
-
-
-def build_references(cfg, study_dir, metric, k: int, seed: int, dataset, axis=None) -> References:
-    """The references of model (K, seed) at checkpoint ``axis`` (raystudy.axes): its own K-set
-    (a twin's is another) and its own ref samples."""
-    from .axes import DEFAULT, unit_kset
-    from .datasets import LazyImages
-
-    axis = axis or DEFAULT
-    # The K-set is read chunk by chunk (rendered on demand for lazy datasets), never whole.
-    train_idx = unit_kset(cfg, dataset, axis, k)
-    ref_ids, ref_images = read_samples(study_dir, k, seed, "ref", axis, axis.seen(cfg))
-    spill = Path(study_dir) / ".knn-spill"
-    spill.mkdir(exist_ok=True)
-    backend, device = search_device(cfg.knn)
-    return References(metric, LazyImages(dataset, train_idx), train_idx, ref_images, ref_ids,
-                      cfg.knn.shard_size, cfg.knn.faiss_threads, cfg.knn.max_ram_gb * 1e9, spill,
-                      backend=backend, device=device)

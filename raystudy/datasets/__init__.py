@@ -36,6 +36,10 @@ def _files(name: str):
 
 
 def _shape(x: np.ndarray, c) -> np.ndarray:
+    from .files import unit_range
+
+    if (c.grayscale and x.shape[1] == 3) or (c.image_size and x.shape[-1] != c.image_size):
+        x = unit_range(x)
     if c.grayscale and x.shape[1] == 3:
         x = (x * np.array([0.299, 0.587, 0.114], np.float32)[None, :, None, None]).sum(1, keepdims=True)
     if c.image_size and x.shape[-1] != c.image_size:

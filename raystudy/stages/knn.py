@@ -4,12 +4,56 @@ a (K, seed)'s ``neighbors.References`` once and writes each shard's neighbours a
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from .. import axes, tables
 from ..cluster import pool
-from ..neighbors import References, build_references, search_device
+from ..neighbors import References, search_device
 from .shards import stream, task_axis
+
+
+class StoredSamples:
+    """A unit's stored sample set, indexable by positions like an array and read from its Parquet
+    parts range by range (``embed_all`` asks for consecutive chunks): the set is never whole in
+    memory, only each chunk and its embedding."""
+
+    def __init__(self, study_dir, k: int, seed: int, set_name: str, axis, images_seen, shape):
+        self.where = dict(K=k, seed=seed, set=set_name, axis=axis, images_seen=images_seen)
+        self.study_dir, self.item = study_dir, tuple(shape)
+        self.ids = tables.read_unit(study_dir, "samples", **self.where, columns=["sample_id"])["sample_id"].to_numpy()
+        if not len(self.ids):
+            raise FileNotFoundError(f"no {set_name} samples for K={k} seed={seed} in {study_dir}: run the generate stage")
+        self.shape = (len(self.ids), *self.item)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, pos) -> np.ndarray:
+        ids = self.ids[np.asarray(pos)]
+        t = tables.read_unit(self.study_dir, "samples", **self.where, ids=(int(ids.min()), int(ids.max()) + 1),
+                             columns=["sample_id", "image"])
+        got = t["sample_id"].to_numpy()
+        x = tables.list_to_numpy(t["image"]).reshape(-1, *self.item)
+        return x[np.searchsorted(got, ids)]
+
+
+def build_references(cfg, study_dir, metric, k: int, seed: int, dataset, axis=None) -> References:
+    """The references of model (K, seed) at checkpoint ``axis`` (raystudy.axes): its own K-set
+    (a twin's is another) and its own ref samples, both read chunk by chunk (the K-set rendered
+    on demand for lazy datasets), never whole."""
+    from ..datasets import LazyImages
+
+    axis = axis or axes.DEFAULT
+    train_idx = axes.unit_kset(cfg, dataset, axis, k)
+    refs = StoredSamples(study_dir, k, seed, "ref", axis, axis.seen(cfg), dataset.shape)
+    spill = Path(study_dir) / ".knn-spill"
+    spill.mkdir(exist_ok=True)
+    backend, device = search_device(cfg.knn)
+    return References(metric, LazyImages(dataset, train_idx), train_idx, refs, refs.ids,
+                      cfg.knn.shard_size, cfg.knn.faiss_threads, cfg.knn.max_ram_gb * 1e9, spill,
+                      backend=backend, device=device)
 
 
 class KnnActor:
@@ -62,10 +106,10 @@ class KnnActor:
 
 def check_weights(stage, cfg, study_dir, todo, dataset) -> None:
     """An absent or corrupt LPIPS backbone is a one-line error before any work."""
-    for metric in dict.fromkeys(u[0] for u in todo if u[0].startswith("lpips-")):
-        from ..metrics.lpips import load_backbone_state
+    from ..metrics import check_backbones
 
-        load_backbone_state(metric.split("-", 1)[1], cfg.knn.weights_dir)
+    check_backbones([m.split("-", 1)[1] for m in dict.fromkeys(u[0] for u in todo) if m.startswith("lpips-")],
+                    cfg.knn.weights_dir)
 
 
 def run_knn(stage, cfg, study_dir, todo) -> None:

@@ -79,6 +79,18 @@ def test_wheel_takes_the_tested_torch_pair_and_the_python_the_stack_needs(wheel)
     assert meta.get_payload().startswith("# raystudy")  # the README is the long description
 
 
+def test_pip_keeps_the_torch_a_site_already_has(wheel, tmp_path):
+    """A cluster image's CUDA-matched torch stays: resolving the wheel against this environment
+    (torch 2.14.1+cu130 here), with no index to fetch anything from, installs raystudy alone."""
+    import json
+
+    report = tmp_path / "report.json"
+    p = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--no-index", "--quiet", "--report",
+                        str(report), wheel.filename], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert [i["metadata"]["name"] for i in json.loads(report.read_text())["install"]] == ["raystudy"]
+
+
 def test_wheel_ships_every_example_config(wheel):
     shipped = {Path(n).name: wheel.read(n) for n in wheel.namelist() if re.fullmatch(r"raystudy/configs/[^/]+\.yaml", n)}
     top = {p.name: p.read_bytes() for p in (ROOT / "configs").glob("*.yaml")}

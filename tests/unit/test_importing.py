@@ -39,3 +39,47 @@ def test_pngs_of_two_sizes_are_one_line(tmp_path):
     with pytest.raises(DataError, match=r"b.png: images of \(1, 16, 16\) beside a.png's \(1, 8, 8\)") as e:
         read_images(folder, (1, 8, 8))
     assert "\n" not in str(e.value)
+
+
+def _stored(study, name):
+    import pandas as pd
+
+    s = pd.read_parquet(study / "tables" / "samples")
+    s = s[s.set == name].sort_values("sample_id")
+    return np.stack(s.image.to_numpy()).reshape(-1, 1, 8, 8), s.sample_id.to_numpy()
+
+
+def test_files_and_shards_that_do_not_line_up_keep_every_image_in_order(tmp_path):
+    # 6 per set in shards of 4 (4 + 2), from files of 5, 1 and 7 images in (n, H, W, C) order:
+    # shards cut files and files cut shards, both ways.
+    cfg = load(TINY, OVERRIDES)
+    x = np.random.default_rng(0).uniform(-1, 1, (13, 1, 8, 8)).astype(np.float32)
+    folder = tmp_path / "npz"
+    folder.mkdir()
+    for name, lo, hi in (("a", 0, 5), ("b", 5, 6), ("c", 6, 13)):
+        np.savez(folder / f"{name}.npz", samples=x[lo:hi].transpose(0, 2, 3, 1))
+    said = []
+    assert import_samples(cfg, tmp_path / "s", 8, 0, folder, echo=said.append) == {"eval": 6, "ref": 6}
+    for name, want in (("eval", x[:6]), ("ref", x[6:12])):
+        got, ids = _stored(tmp_path / "s", name)
+        assert np.array_equal(got, want) and ids.tolist() == list(range(6))
+    assert said[-1].startswith("[import] 4/4 shards (12/12 samples)")
+
+
+def test_a_bad_file_late_in_the_folder_marks_nothing_complete(tmp_path):
+    import pandas as pd
+
+    cfg = load(TINY, OVERRIDES)
+    folder = tmp_path / "npz"
+    folder.mkdir()
+    np.savez(folder / "a.npz", samples=np.zeros((8, 1, 8, 8), np.float32))
+    np.savez(folder / "b.npz", samples=np.full((4, 1, 8, 8), 2.0, np.float32))
+    with pytest.raises(DataError, match=r"b.npz: values span \[2, 2\]"):
+        import_samples(cfg, tmp_path / "s", 8, 0, folder)
+    # The train stage is complete only with the unit's runs row: an interrupted import leaves none.
+    assert not (tmp_path / "s" / "tables" / "runs").exists() or pd.read_parquet(tmp_path / "s" / "tables" / "runs").empty
+    # Too few images is known from the headers, before anything is written.
+    np.savez(folder / "b.npz", samples=np.zeros((3, 1, 8, 8), np.float32))
+    with pytest.raises(DataError, match="11 images for the ref set"):
+        import_samples(cfg, tmp_path / "t", 8, 0, folder)
+    assert not (tmp_path / "t").exists()

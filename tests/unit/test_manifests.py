@@ -316,7 +316,8 @@ def test_the_gpu_study_searches_on_the_gpus_it_books(job):
     from raystudy.config import load
 
     args = build_parser().parse_args(["run", *shlex.split(job["spec"]["entrypoint"])[2:]])
-    for cfg in (load(ROOT / "configs" / "cifar10.yaml"), load(ROOT / args.config, args.overrides)):
+    for cfg in (load(ROOT / "configs" / "cifar10.yaml"), load(ROOT / "configs" / "cifar10-paper.yaml"),
+                load(ROOT / args.config, args.overrides)):
         assert cfg.knn.gpus_per_worker > 0 and cfg.knn.backend == "torch"
         assert cfg.generate.gpus_per_worker > 0 and cfg.train.gpus_per_trial > 0
     gpus = [float(g["template"]["spec"]["containers"][0]["resources"]["limits"].get("nvidia.com/gpu", 0))
@@ -336,6 +337,27 @@ def test_cifar10_states_its_sample_count_and_training_length_as_configured():
     assert f"{cfg.train.images:,} images at batch {cfg.train.batch_size}, {steps:,} optimizer steps" in text
     # The paper's: 100 files of 512 samples per model; 500,000 iterations of its global batch of 128.
     assert f"{100 * 512:,} per model" in text and f"{500_000:,} iterations at a global batch of 128, {500_000 * 128:,}" in text
+
+
+def test_the_paper_recipe_is_the_papers_settings():
+    """configs/cifar10-paper.yaml against the reference's configs/cifar10.yaml, train_unet.py and
+    run_generate.py (transcribed here by hand): 500,000 iterations at 128, lr 2e-4, EMA 0.9999,
+    clipping at 1, dim 128 x (1, 2, 2, 2) with attention at 16 px, 2 res blocks, 100 x 512 samples."""
+    from raystudy.config import load
+
+    cfg = load(ROOT / "configs" / "cifar10-paper.yaml")
+    assert (cfg.train.images, cfg.train.batch_size) == (500_000 * 128, 128)
+    assert (cfg.train.lr, cfg.train.ema_decay, cfg.train.grad_clip) == (2e-4, 0.9999, 1.0)
+    assert tuple(cfg.model.block_out_channels) == tuple(128 * m for m in (1, 2, 2, 2))
+    # Attention where the feature map is 16 x 16: the level after one halving of 32.
+    assert [32 // 2 ** i == 16 for i in range(4)] == list(cfg.model.attention)
+    assert cfg.model.layers_per_block == 2 and cfg.model.num_train_timesteps == 1000
+    assert cfg.generate.n_samples == 100 * 512 and cfg.generate.sampler == "ddpm"
+    assert cfg.train.checkpoint_every == 2_500 * 128
+    assert set(cfg.knn.metrics) == {"l2", "lpips-alex"} and cfg.knn.k == 5
+    assert max(cfg.ks) == 50_000
+    assert (ROOT / "raystudy" / "configs" / "cifar10-paper.yaml").read_bytes() == (
+        ROOT / "configs" / "cifar10-paper.yaml").read_bytes()
 
 
 def _mounts(pod_spec: dict) -> list[tuple[str, str | None]]:

@@ -56,6 +56,14 @@ def pixels(x: np.ndarray) -> np.ndarray:
     return np.rint((x.astype(np.float64) + 1) * 127.5).astype(np.uint8)
 
 
+def cifar_pixels(to, idx) -> np.ndarray:
+    """Images ``idx`` of the CIFAR-10 dataset at ``to``, as a study reads them, back to bytes."""
+    from raystudy.config import DataSection
+    from raystudy.datasets import load_dataset
+
+    return pixels(load_dataset(DataSection(name="cifar10", path=str(to))).get(idx))
+
+
 def unpack(capsys, *argv) -> tuple[int, str, str]:
     rc = cli.main(["unpack", "cifar10", *map(str, argv)])
     out, err = capsys.readouterr()
@@ -79,9 +87,10 @@ def test_unpacked_archive_loads_to_the_same_pixels(tmp_path, capsys):
     assert sorted(p.name for p in (to / FOLDER).iterdir()) == sorted(
         ["batches.meta", "test_batch", *(f"data_batch_{i}" for i in range(1, 6))])
     x = files.cifar10(str(to))
-    # The loader maps uint8 v to v / 127.5 - 1: back to bytes, exactly the archive's pixels (CHW rows).
-    np.testing.assert_array_equal(pixels(x), train.reshape(-1, 3, 32, 32))
-    np.testing.assert_array_equal(pixels(files.test_split(str(to), "cifar10")), test.reshape(-1, 3, 32, 32))
+    # The loader maps uint8 v to v / 127.5 - 1: back to bytes, exactly the archive's pixels (CHW rows),
+    # the test batch after the training batches.
+    both = np.concatenate([train, test]).reshape(-1, 3, 32, 32)
+    np.testing.assert_array_equal(cifar_pixels(to, np.arange(len(both))), both)
     # Again (a re-run Job): the folder is replaced by the archive's, whatever was in it.
     (to / FOLDER / "data_batch_1").write_bytes(b"stale")
     assert unpack(capsys, arc, "--to", to, "--md5", md5.upper())[0] == 0

@@ -242,3 +242,30 @@ def test_corrupt_weights_one_line(tmp_path, empty_hub):
         with pytest.raises(WeightsCorrupt) as err:
             LpipsEmbedding("alex", weights_dir=tmp_path, device="cpu")
         assert_one_line(err, "alex")
+
+
+def test_a_driver_without_torch_checks_the_backbone_in_a_child(tmp_path, empty_hub):
+    # A study's driver never imports torch (alone it takes a process past 600 MB): the check runs
+    # the same loading in a child and raises its one line here.
+    write_backbone(tmp_path / "good")
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / BACKBONE_FILES["alex"]).write_bytes(b"not a checkpoint")
+    code = f"""
+import sys
+from raystudy.metrics import check_backbones
+check_backbones(["alex"], {str(tmp_path / 'good')!r})
+try:
+    check_backbones(["alex"], {str(bad)!r})
+except Exception as e:
+    print(type(e).__name__, "|", e)
+print("torch imported:", "torch" in sys.modules)
+"""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    lines = out.stdout.strip().splitlines()
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert lines[0].startswith("WeightsCorrupt | ") and str(bad) in lines[0]
+    assert lines[1] == "torch imported: False"
