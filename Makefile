@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 STUDY ?= studies/demo
 
 # ruff, then the layering contracts of .importlinter (Ray only in the stage layer, analysis
-# without torch or Ray, no import cycles).
+# without torch or Ray, compute/ without the tables, the stages or Ray, no import cycles).
 LINT := $(PY) -m ruff check raystudy tests benchmarks jobs analysis && $(VENV)/bin/lint-imports --no-logo
 PYTEST := $(PY) -m pytest -q
 

@@ -12,13 +12,13 @@ Ray is not needed: every part calls the package's functions directly.
 
 Parts (each timed; a part that fails writes its error into the file and the rest go on):
 
-* train: images/s of ``raystudy.train.train_one`` on the UNet of configs/cifar10.yaml (random
+* train: images/s of ``raystudy.compute.train.train_one`` on the UNet of configs/cifar10.yaml (random
   images), fp32 vs bf16 (``train.mixed_precision``) vs bf16 + channels-last
   (``train.channels_last``), the rate taken between two runs of
   different lengths (so start-up and the first steps' autotuning cancel), and the model
   FLOP utilisation against the device's dense bf16 peak (FLOPs of one training step by
   ``torch.utils.flop_counter``, peaks from benchmarks/throughput.py's table);
-* sample: DDIM-50 samples/s of ``raystudy.sampling.sample_images`` with that UNet, fp32 and
+* sample: DDIM-50 samples/s of ``raystudy.compute.generate.sample_images`` with that UNet, fp32 and
   bf16 autocast;
 * lpips: LPIPS-alex exact top-5 (``raystudy.metrics.lpips`` on the device, then
   ``raystudy.metrics.search.knn_search(backend="torch")`` on the device): embed and search time of
@@ -28,7 +28,7 @@ Parts (each timed; a part that fails writes its error into the file and the rest
   backbone's convolutions round differently on the two devices), with the CPU's times;
 * precision: bf16 sampling's label changes, as benchmarks/precision_check.py (demo UNet
   trained by ``train_one`` on K = 32 digits, eval samples in fp32 and bf16 from the same
-  seeds, labelled by ``raystudy.labels.label_samples`` against the K-set and an fp32 ref
+  seeds, labelled by ``raystudy.compute.classify.label_samples`` against the K-set and an fp32 ref
   set; ``precision_check.paired_labels`` itself).
 
 LPIPS weights: with ``--weights-dir`` holding torchvision's alexnet-owt-7be5be79.pth (or it
@@ -127,8 +127,8 @@ def part_train(dev, args, log) -> dict:
     from accelerate.state import AcceleratorState
     from torch.utils.flop_counter import FlopCounterMode
 
-    from raystudy import model as models
-    from raystudy.train import train_one
+    from raystudy.compute.train import train_one
+    from raystudy.models import unet
 
     cfg, batch, shape = cifar_cfg(args.small, args.train_batch)
     images = np.random.default_rng(0).uniform(-1, 1, size=(256, *shape)).astype(np.float32)
@@ -148,13 +148,13 @@ def part_train(dev, args, log) -> dict:
         rate = (s2 - s1) * batch / max(walls[1] - walls[0], 1e-9)
         out["variants"][name] = {"images_per_s": rate, "walls": walls}
         log(f"[train] {name}: {rate:.1f} images/s ({s1} and {s2} steps: {walls[0]:.2f} s, {walls[1]:.2f} s)")
-    net = models.build(cfg.model, shape, seed=0).to(dev)
+    net = unet.build(cfg.model, shape, seed=0).to(dev)
     out["params"] = sum(p.numel() for p in net.parameters())
-    alphas = models.build_train_scheduler(cfg.model).alphas_cumprod.to(dev)
+    alphas = unet.build_train_scheduler(cfg.model).alphas_cumprod.to(dev)
     x0 = torch.from_numpy(images[:batch]).to(dev)
     fc = FlopCounterMode(display=False)
     with fc:
-        models.loss(cfg.model, net, x0, torch.Generator().manual_seed(0), alphas, contextlib.nullcontext).backward()
+        unet.loss(cfg.model, net, x0, torch.Generator().manual_seed(0), alphas, contextlib.nullcontext).backward()
     out["flops_per_image"] = fc.get_total_flops() / batch
     return out
 
@@ -162,13 +162,13 @@ def part_train(dev, args, log) -> dict:
 def part_sample(dev, args, log) -> dict:
     import torch
 
-    from raystudy import model as models
-    from raystudy.sampling import make_scheduler, sample_images
+    from raystudy.compute.generate import make_scheduler, sample_images
+    from raystudy.models import unet
 
     cfg, _, shape = cifar_cfg(args.small, None)
     gen_cfg = cfg.generate.model_copy(update={"sampler": "ddim", "steps": 3 if args.small else 50})
     sched = make_scheduler(gen_cfg, cfg.model)
-    net = models.build(cfg.model, shape, seed=0).to(dev).eval()
+    net = unet.build(cfg.model, shape, seed=0).to(dev).eval()
     n = 2 if args.small else args.sample_batch
     out = {"n": n, "steps": len(sched.timesteps)}
     for name, dtype in (("fp32", None), ("bf16", torch.bfloat16)):
@@ -274,7 +274,7 @@ def report(res: dict, m: dict, args, cmd: str, wall: float, installed: list[str]
             L += [f"## {part}: FAILED", "", "```", r["error"].strip()[-2000:], "```", ""]
     t = res.get("train", {})
     if "variants" in t:
-        L += ["## Training (raystudy.train.train_one, UNet of configs/cifar10.yaml)", "",
+        L += ["## Training (raystudy.compute.train.train_one, UNet of configs/cifar10.yaml)", "",
               f"{t['params']:,} parameters, images {t['shape']}, batch {t['batch']}; rate between runs of "
               f"{t['steps'][0]} and {t['steps'][1]} steps; {t['flops_per_image'] / 1e9:.2f} GFLOP per image "
               "(forward + backward). MFU against the dense bf16 peak"
@@ -288,7 +288,7 @@ def report(res: dict, m: dict, args, cmd: str, wall: float, installed: list[str]
         L.append("")
     s = res.get("sample", {})
     if "fp32" in s:
-        L += ["## Sampling (raystudy.sampling.sample_images, same UNet)", "",
+        L += ["## Sampling (raystudy.compute.generate.sample_images, same UNet)", "",
               f"DDIM-{s['steps']}, {s['n']} samples per call: fp32 **{s['fp32']:.2f}** samples/s, bf16 autocast "
               f"**{s['bf16']:.2f}** samples/s" + (" (autocast on a CPU: bf16's numerics, not a GPU's speed)"
                                                  if m.get("device") == "cpu" else "") + ".", ""]

@@ -1,4 +1,4 @@
-"""Peak memory of the driver, stage by stage, as a new user's study at CIFAR scale (issues 12, 21).
+"""Peak memory of the driver, stage by stage, as a new user's study at CIFAR scale.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/driver_memory.py 5000 20000 50000
 

@@ -5,8 +5,8 @@
     python benchmarks/precision_check.py --help
 
 A fixed model: the demo UNet (configs/demo.yaml) trained by the real
-``raystudy.train.train_one`` for ``--steps`` steps on the K-set of ``--k`` digits (its EMA
-weights, loaded back with ``raystudy.model.load``). Then, with the same per-sample seeds
+``raystudy.compute.train.train_one`` for ``--steps`` steps on the K-set of ``--k`` digits (its EMA
+weights, loaded back with ``raystudy.models.unet.load``). Then, with the same per-sample seeds
 (``raystudy.seeds.sample_seed``) and the demo's sampler (DDIM, 50 steps):
 
 * fp32: the eval set and an independent ref set, sampled in fp32;
@@ -16,7 +16,7 @@ weights, loaded back with ``raystudy.model.load``). Then, with the same per-samp
 Each eval sample gets its per-pixel RMS distance (``raystudy.metrics.PixelL2``: ||x-y||/sqrt(D)
 on [-1, 1]) to the nearest training image (d_train) and to the nearest sample of the fp32 ref set
 (d_synth), the same reference for both precisions, by brute force, and is labelled with
-``raystudy.labels.label_samples`` at the demo's thresholds (delta_m = delta_s = 0.1).
+``raystudy.compute.classify.label_samples`` at the demo's thresholds (delta_m = delta_s = 0.1).
 
 Because the seeds are shared, the two precisions' samples are paired. The check reports,
 per label, the two fractions, the number of samples whose label changed (and between which
@@ -53,12 +53,12 @@ LABELS = ("memorized", "spurious", "generalized")
 
 
 def sample(model, scheduler, seeds, shape, device, bf16: bool, batch: int):
-    """The study's own sampler (``raystudy.sampling.sample_images``) batch by batch, with bf16
+    """The study's own sampler (``raystudy.compute.generate.sample_images``) batch by batch, with bf16
     autocast asked for explicitly (on any device)."""
     import numpy as np
     import torch
 
-    from raystudy.sampling import sample_images
+    from raystudy.compute.generate import sample_images
 
     dtype = torch.bfloat16 if bf16 else None
     return np.concatenate([sample_images(model, scheduler, seeds[j:j + batch], shape, device, dtype)
@@ -93,11 +93,11 @@ def paired_labels(cfg, k: int, n: int, dev, batch: int, log=print) -> dict:
     import numpy as np
 
     from raystudy import axes
+    from raystudy.compute.classify import label_samples
+    from raystudy.compute.generate import make_scheduler, sample_seed
+    from raystudy.compute.train import train_one
     from raystudy.datasets import load_dataset
-    from raystudy.labels import label_samples
-    from raystudy.model import load as load_model
-    from raystudy.sampling import make_scheduler, sample_seed
-    from raystudy.train import train_one
+    from raystudy.models.unet import load as load_model
 
     seed = 0
     train = np.ascontiguousarray(axes.training_images(cfg, load_dataset(cfg.data), axes.Axis(), k), dtype=np.float32)
@@ -157,7 +157,7 @@ def main(argv=None) -> None:
     import numpy as np
     import torch
 
-    from raystudy.labels import label_samples
+    from raystudy.compute.classify import label_samples
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -213,14 +213,14 @@ def main(argv=None) -> None:
          f"device {dev} ({m['gpu']})", "",
          f"- Command: `{cmd.strip()}`", f"- Date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC}; wall "
          f"{wall / 60:.1f} min; load average before / after: {load0} ; {load1}",
-         f"- Model: demo UNet (configs/demo.yaml), trained by `raystudy.train.train_one` (fp32) on K={k} digits for "
+         f"- Model: demo UNet (configs/demo.yaml), trained by `raystudy.compute.train.train_one` (fp32) on K={k} digits for "
          f"{rec['steps']} steps of 128 (final loss {rec['final_loss']:.4f}); its EMA weights.",
          f"- Sampling: {args.sampler.upper()} {len(sched.timesteps)} steps; {n} eval samples in fp32 and the same {n} "
          f"seeds in bf16, plus {n} independent fp32 ref samples; "
          f"per-sample seeds `raystudy.seeds.sample_seed` shared by both precisions (so samples are paired); bf16 = "
          f"`torch.autocast('{dev}', dtype=torch.bfloat16)` around the network, scheduler arithmetic in fp32. "
          f"Sampling time for {n}: fp32 {times['fp32', 'eval']:.0f} s, bf16 {times['bf16', 'eval']:.0f} s.",
-         f"- Labels: `raystudy.labels.label_samples`, per-pixel RMS distance (brute force, float64) to the K-set "
+         f"- Labels: `raystudy.compute.classify.label_samples`, per-pixel RMS distance (brute force, float64) to the K-set "
          f"(d_train) and to the fp32 ref set (d_synth), delta_m = {dm}, delta_s = {ds}.", "",
          f"## Verdict: **{'equal within sampling error' if ok else 'NOT equal within sampling error'}**", "",
          f"{len(changed)} of {n} samples ({100 * len(changed) / n:.1f}%) changed label between fp32 and bf16"

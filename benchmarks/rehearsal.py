@@ -183,7 +183,7 @@ def check(work: Path, truth: np.ndarray) -> dict:
     """Labels against the known answer, per metric; the null's l2 fractions against a brute force."""
     import pandas as pd
 
-    from raystudy import null
+    from raystudy.compute import null
     from raystudy.config import load
     from raystudy.datasets import load_dataset
 

@@ -1,4 +1,4 @@
-"""Where the knn stage's time goes, and the torch search beside FAISS's (issue 21).
+"""Where the knn stage's time goes, and the torch search beside FAISS's.
 
     .venv/bin/python benchmarks/search.py                       # ~15 min on 2 shared cores
     .venv/bin/python benchmarks/search.py --crowd-refs 2000 --uniform-refs 5000 --quick
@@ -8,7 +8,7 @@ Both parts search one knn batch (``--queries``, default 1,024 = knn.batch_size) 
 32x32x3 images (embedding = pixels / sqrt(3,072)), top-5:
 
 * crowd: the issue's slow case. The exact memorizer of K = 2 random uniform images
-  (raystudy.memorizer.EmpiricalEpsilon, DDIM-50, sampling.sample_images) gives samples that
+  (raystudy.models.memorizer.EmpiricalEpsilon, DDIM-50, sampling.sample_images) gives samples that
   are copies of the two images up to float32 rounding (~1e-17 apart); the d_synth search of
   eval samples against the ref set then has ~M/2 references inside the float32 error band
   of every query. "before" is raystudy/search.py as of ``--before`` (git), loaded from git;
@@ -59,10 +59,10 @@ def memorizer_samples(n: int, seed0: int, train: np.ndarray, steps: int, cache: 
     """n DDIM samples of the exact memorizer of ``train`` (cached: they take ~7 ms each)."""
     import torch
 
+    from raystudy.compute.generate import make_scheduler, sample_images
     from raystudy.config import from_dict
-    from raystudy.memorizer import EmpiricalEpsilon
-    from raystudy.model import build_train_scheduler
-    from raystudy.sampling import make_scheduler, sample_images
+    from raystudy.models.memorizer import EmpiricalEpsilon
+    from raystudy.models.unet import build_train_scheduler
 
     f = cache / f"memorizer-K{len(train)}-s{seed0}-n{n}-steps{steps}.npy"
     if f.exists():

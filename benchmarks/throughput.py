@@ -7,13 +7,13 @@ For the paper's CIFAR-10 UNet (block_out_channels 128,256,256,256, 2 res blocks 
 attention at 16x16, 35.7M parameters, 32x32x3) and the demo's UNet (configs/demo.yaml:
 32,64, 8x8x1), and for each variant (a set of ``train`` config options):
 
-* training images/s of ``raystudy.train.Trainer.step`` (``train_step``: loss, backward,
+* training images/s of ``raystudy.compute.train.Trainer.step`` (``train_step``: loss, backward,
   grad-norm clip, AdamW, EMA) built by ``train.build_trainer`` from the config, timed with
   ``torch.utils.benchmark.Timer.blocked_autorange`` after warm-up steps (so compile time is
   excluded and reported separately as the first step's time);
 * the step's FLOPs (``torch.utils.flop_counter.FlopCounterMode``, one forward+backward), the
   achieved FLOP/s and, on a known GPU, the fraction of its dense peak (MFU);
-* DDIM sampling samples/s through ``raystudy.sampling.sample_images`` with the variant's
+* DDIM sampling samples/s through ``raystudy.compute.generate.sample_images`` with the variant's
   autocast; ``--sample-steps`` steps are timed and the per-step time gives DDIM-50 and
   DDPM-1000 rates (both are one UNet call per step).
 
@@ -76,14 +76,14 @@ def train_rate(cfg, shape, device: str, batch: int, min_time: float) -> dict:
     from torch.utils import benchmark
     from torch.utils.flop_counter import FlopCounterMode
 
-    from raystudy import model as models
-    from raystudy.train import build_trainer
+    from raystudy.compute.train import build_trainer
+    from raystudy.models import unet
 
     tr = build_trainer(cfg, shape, 2, 0, total_steps=10 ** 6)
     tr.prepare()
     x0 = torch.randn((batch, *shape), device=tr.acc.device)
     with FlopCounterMode(display=False) as fc:
-        models.loss(cfg.model, tr.net, x0, tr.gen, tr.alphas, tr.acc.autocast).backward()
+        unet.loss(cfg.model, tr.net, x0, tr.gen, tr.alphas, tr.acc.autocast).backward()
     tr.opt.zero_grad(set_to_none=True)
     t0 = time.perf_counter()
     tr.step(x0)  # the first step pays for compilation, cuDNN autotuning, allocations
@@ -99,14 +99,14 @@ def sample_rate(cfg, shape, device: str, batch: int, steps: int) -> float:
     import torch
     from diffusers import DDIMScheduler
 
-    from raystudy import model as models
-    from raystudy.sampling import sample_images
-    from raystudy.train import mixed_precision
+    from raystudy.compute.generate import sample_images
+    from raystudy.compute.train import mixed_precision
+    from raystudy.models import unet
 
-    net = models.build_unet(cfg.model, shape).to(device).eval()
+    net = unet.build_unet(cfg.model, shape).to(device).eval()
     if cfg.train.channels_last:
         net = net.to(memory_format=torch.channels_last)
-    sched = DDIMScheduler.from_config(models.build_train_scheduler(cfg.model).config)
+    sched = DDIMScheduler.from_config(unet.build_train_scheduler(cfg.model).config)
     sched.set_timesteps(steps)
     dtype = torch.bfloat16 if mixed_precision(cfg.train.mixed_precision, device == "cuda") == "bf16" else None
     seeds = list(range(batch))
@@ -146,8 +146,8 @@ def main(argv=None) -> None:
     lines = [f"# Training and sampling throughput: {m['cpu']}, {m['cores']} cores, torch {m['torch']}, {m['gpu']}",
              "", f"- Command: `python benchmarks/throughput.py {' '.join(argv or sys.argv[1:])}`",
              f"- Date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; device {dev}",
-             f"- Training: `raystudy.train.Trainer.step` built by `train.build_trainer` (the study's code), batch "
-             f"{batch}, `torch.utils.benchmark` blocked_autorange (median); sampling: `raystudy.sampling.sample_images`"
+             f"- Training: `raystudy.compute.train.Trainer.step` built by `train.build_trainer` (the study's code), batch "
+             f"{batch}, `torch.utils.benchmark` blocked_autorange (median); sampling: `raystudy.compute.generate.sample_images`"
              f" (DDIM), batch {sbatch}, {ssteps} steps timed, per-step time x 50 / x 1000.", ""]
     for name in models:
         title, make, shape = model_cfgs()[name]

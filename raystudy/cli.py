@@ -244,7 +244,7 @@ def _run(args) -> None:
 
 
 def _toy(args) -> None:
-    from .toy import CIRCLE_CONFIG
+    from .datasets.toy import CIRCLE_CONFIG
 
     run_command(str(CIRCLE_CONFIG), args.study, (TOY_QUICK if args.quick else []) + args.overrides,
                 args.dry_run, args.only)

@@ -14,8 +14,8 @@ from typing import Any, Literal, Optional
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .compute.classify import DELTA_M, DELTA_S
 from .errors import ConfigError, one_line
-from .labels import DELTA_M, DELTA_S
 
 __all__ = ["ConfigError", "StudyConfig", "from_dict", "load", "packaged_configs", "resolve", "save"]
 
@@ -57,7 +57,7 @@ class ModelSection(_Section):
     of them but ``type``."""
     # unet: diffusers UNet2DModel (DDPM); empirical: the exact memorizer of the K-set (no training);
     # circle-mlp: the 2-D circle's score MLP (VE SDE, sigma(t) = sigma_max sqrt(t)); gaussian: the optimal
-    # denoiser of the Gaussian fitted to the K-set (raystudy.gaussian; no training; images only).
+    # denoiser of the Gaussian fitted to the K-set (raystudy.models.gaussian; no training; images only).
     type: Literal["unet", "empirical", "circle-mlp", "gaussian"] = Field(
         "unet", description="unet: a UNet trained on DDPM epsilon matching (images); empirical: the exact memorizer, "
         "the optimal denoiser of the K-set itself (no training); circle-mlp: the circle's score MLP (VE SDE); "

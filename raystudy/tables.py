@@ -67,7 +67,7 @@ SCHEMAS: dict[str, pa.Schema] = {
         # The ratio test's memorized fraction, beside the paper's rule.
         ("ratio_memorized", _F64),
     ]),
-    # The chance level (raystudy.null): held-out real images labelled by the same rule against the K-set
+    # The chance level (raystudy.compute.null): held-out real images labelled by the same rule against the K-set
     # (d_synth against the held-out split's other half); n = 0 and NaN where not computed (LPIPS metrics).
     # The same for every seed of a K (stored per unit); a sample fraction at or below it is chance.
     "null_fractions": pa.schema([
@@ -115,7 +115,7 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("reference_kind", _STR), ("reference_id", _I64), ("t", _I64),
         ("energy", _F64), ("drift_potential", _F64), ("quad_error", _F64),
     ]),
-    # Twin models (raystudy.twins): model A (twin 0) and B (twin 1) of the same (K, seed, variant, snapshot)
+    # Twin models (raystudy.compute.twins): model A (twin 0) and B (twin 1) of the same (K, seed, variant, snapshot)
     # trained on disjoint K-sets and sampled from the same sample_seed (eval set). Distances in the metric's
     # units as in neighbors/labels (l2: per-pixel RMS). d_twin: A's sample to B's sample of that seed;
     # d_own_a / d_other_a: A's sample to its nearest image of A's K-set / of B's K-set; d_own_b / d_other_b:

@@ -38,7 +38,10 @@ def sample_gallery(study_dir, metric: str = "l2", seed: int | None = None, n: in
     labels = labels[labels["seed"] == seed]
     ks = sorted(int(k) for k in labels["K"].unique())
     picked = {k: pick_random(labels[labels["K"] == k], n, draw_seed) for k in ks}
-    sm = read_table(study_dir, "samples", filters=(pc.field("set") == "eval") & (pc.field("seed") == seed) & at)
+    # Only the drawn rows are read, row group by row group (a unit holds up to 51,200 samples).
+    ids = sorted({int(i) for v in picked.values() for i in v})
+    sm = read_table(study_dir, "samples", by_row_group=True, filters=(pc.field("set") == "eval")
+                    & (pc.field("seed") == seed) & at & pc.field("K").isin(ks) & pc.field("sample_id").isin(ids))
     pix = {(int(r.K), int(r.sample_id)): np.asarray(r.image, np.float32).reshape(r.channels, r.height, r.width)
            for r in sm.itertuples()}
     info = labels.set_index(["K", "sample_id"])

@@ -28,8 +28,8 @@ import pandas as pd
 import yaml
 
 from .. import tables as _tables
+from ..compute.classify import DELTA_M, DELTA_S
 from ..errors import AnalysisError
-from ..labels import DELTA_M, DELTA_S
 
 TABLES: tuple[str, ...] = tuple(_tables.SCHEMAS)
 LABELS: tuple[str, ...] = tuple(_tables.LABELS)
@@ -89,7 +89,7 @@ def read_stages(study_dir) -> pd.DataFrame | None:
 
 def study_thresholds(config: dict | None) -> tuple[dict[str, float], dict[str, float]]:
     """(delta_m, delta_s), each per metric, of a config dict: its ``classify`` section over the
-    package defaults (raystudy.labels) metric by metric, as raystudy.config reads a config file
+    package defaults (raystudy.compute.classify) metric by metric, as raystudy.config reads a config file
     that sets one threshold."""
     c = (config or {}).get("classify") or {}
     return {**DELTA_M, **(c.get("delta_m") or {})}, {**DELTA_S, **(c.get("delta_s") or {})}

@@ -372,7 +372,7 @@ def reproducibility(twins: pd.DataFrame, delta_m: dict | None = None, level: flo
     (exact with one seed, hierarchical bootstrap with several), ``n`` pairs, ``median_d_twin``
     and the medians of each twin's distance to its own training set (``median_d_own``) and to
     the other's (``median_d_other``), pooled over both twins. ``delta_m``: per metric (default
-    :data:`raystudy.labels.DELTA_M`)."""
+    :data:`raystudy.compute.classify.DELTA_M`)."""
     dm, _ = study_thresholds({"classify": {"delta_m": delta_m}})
     tw = with_axes(twins)
     if tw.empty:

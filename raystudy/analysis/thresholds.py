@@ -1,6 +1,6 @@
 """Threshold sensitivity: relabel from the stored raw distances, never touching the study.
 
-The paper's rule (``raystudy.labels.label_samples``): memorized if ``d_train <= delta_m``; spurious if not
+The paper's rule (``raystudy.compute.classify.label_samples``): memorized if ``d_train <= delta_m``; spurious if not
 memorized and ``d_synth <= delta_s``; generalized otherwise. Because ``labels`` stores
 ``d_train`` and ``d_synth``, any (delta_m, delta_s) gives new labels in microseconds. The
 memorized fraction, hence the crossing K, depends on ``delta_m`` only; the spurious
@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..labels import label_samples as relabel
+from ..compute.classify import label_samples as relabel
 from .stats import crossings, group_keys, one_curve, peak
 
 

@@ -445,7 +445,7 @@ def knn_search(queries, refs, k: int, shard_size: int | None = None, threads: in
     return out_d, out_i
 
 
-def nearest_two(queries: np.ndarray, dataset, idx: np.ndarray, embed, chunk: int = 4096) -> np.ndarray:
+def nearest_two(queries: np.ndarray, dataset, idx: np.ndarray, embed, chunk: int = 1024) -> np.ndarray:
     """Squared distances (m, 2) from each embedded query to its two nearest of ``dataset[idx]``
     (inf where fewer than two), reading the references ``chunk`` at a time."""
     best = np.full((len(queries), 2), np.inf)

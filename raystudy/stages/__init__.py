@@ -13,8 +13,8 @@ its own list of harmless keys.
 This package is the Ray layer: ``shards.py`` (sharded parts and the one streaming loop) and
 one module per stage (``train``, ``generate``, ``knn``, ``classify``, ``twins``, ``basins``,
 ``energy``, ``figures``: ``raystudy.study.STAGES``, in order), each running its stage over the
-plain module of the same idea (``raystudy.train``, ``sampling``, ``neighbors``, ``labels``,
-``twins``, ``basins``, ``energy``, ``analysis``). The rule itself (this file) imports no Ray.
+plain module of the same name in ``raystudy.compute`` (``figures`` over ``raystudy.analysis`` and
+``raystudy.datasets.toy``). The rule itself (this file) imports no Ray.
 """
 
 from __future__ import annotations

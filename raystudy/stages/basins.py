@@ -1,4 +1,4 @@
-"""The basins stage: critical times of each (metric, K, seed)'s items (``raystudy.items``),
+"""The basins stage: critical times of each (metric, K, seed)'s items (``raystudy.compute.items``),
 one Ray Data actor call per unit, which measures them with ``basins.basins_group`` and writes
 the unit's ``basins``, ``basin_trials`` and ``basin_rates`` parts itself."""
 
@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import axes, items, progress, tables
+from .. import axes, progress, tables
 from ..cluster import pool
+from ..compute import items
 from .generate import ModelActor
 from .shards import axis_task, ray_data_output, task_axis
 
@@ -18,7 +19,7 @@ class UnitActor(ModelActor):
     """A model actor with the training schedule, fed one row per (metric, K, seed) unit."""
 
     def __init__(self, cfg_dict: dict, study_dir: str):
-        from ..model import build_train_scheduler
+        from ..models.unet import build_train_scheduler
 
         super().__init__(cfg_dict, study_dir)
         self._schedules = {v: build_train_scheduler(axes.for_axis(self.cfg, axes.Axis(v)).model)
@@ -44,7 +45,7 @@ class UnitActor(ModelActor):
 
 class BasinActor(UnitActor):
     def unit(self, unit, meta, part) -> int:
-        from .. import basins  # torch: imported in the actor, not by every `raystudy` command
+        from ..compute import basins  # torch: imported in the actor, not by every `raystudy` command
         from ..metrics import get_metric
 
         c = self.cfg.basins

@@ -1,18 +1,18 @@
 """The classify stage: stored neighbours -> ``labels`` and ``fractions``, one part each per
-(metric, K, seed), by ``raystudy.labels``, and the chance level ``null_fractions``
-(``raystudy.null``: held-out images against the K-set, brute force). Runs in the driver (no Ray)."""
+(metric, K, seed), by ``raystudy.compute.classify``, and the chance level ``null_fractions``
+(``raystudy.compute.null``: held-out images against the K-set, brute force). Runs in the driver (no Ray)."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from .. import axes, tables
-from ..labels import fractions, label_distances
+from ..compute.classify import fractions, label_distances
 
 
 def run_classify(stage, cfg, study_dir, todo) -> None:
+    from ..compute.null import null_fractions
     from ..datasets import load_dataset
-    from ..null import null_fractions
 
     dataset = load_dataset(cfg.data)
     nulls: dict = {}  # (metric, K, twin) -> row: one computation for every seed, variant and snapshot

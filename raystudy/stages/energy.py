@@ -1,11 +1,12 @@
 """The energy stage: relative energies of each (metric, K, seed)'s items (samples, training and
 held-out images) against the
-K's references (``raystudy.items``), one Ray Data actor call per unit, which computes them
+K's references (``raystudy.compute.items``), one Ray Data actor call per unit, which computes them
 with ``energy.energy_group`` and writes the unit's ``energy`` part itself."""
 
 from __future__ import annotations
 
-from .. import axes, items
+from .. import axes
+from ..compute import items
 from .basins import UnitActor, is_ve, run_units
 
 ENERGY_SALT = 0xE6
@@ -13,7 +14,7 @@ ENERGY_SALT = 0xE6
 
 class EnergyActor(UnitActor):
     def unit(self, unit, meta, part) -> int:
-        from .. import energy  # torch: imported in the actor, not by every `raystudy` command
+        from ..compute import energy  # torch: imported in the actor, not by every `raystudy` command
 
         c = self.cfg.energy
         metric, axis, k, s = axes.split_unit(unit)

@@ -1,6 +1,6 @@
 """The figures stage: the transition curve and a nearest-neighbour grid, drawn by
 ``raystudy.analysis`` (the same drawings as ``raystudy report``), and for the circle its own
-attractors, landscapes and energies (``raystudy.toy``). Runs in the driver, no Ray."""
+attractors, landscapes and energies (``raystudy.datasets.toy``). Runs in the driver, no Ray."""
 
 from __future__ import annotations
 
@@ -41,10 +41,10 @@ def _train_points(cfg, dataset, k: int) -> np.ndarray:
 def circle_report(cfg, study_dir, echo=print) -> dict:
     """Attractors, landscapes, DenseAM comparison and chance levels of the circle study:
     figures and ``attractors.json``."""
+    from ..compute.generate import load_model
     from ..datasets import load_dataset
-    from ..sampling import load_model
-    from ..toy import attractors as A
-    from ..toy import figures
+    from ..datasets.toy import attractors as A
+    from ..datasets.toy import figures
 
     study_dir = Path(study_dir)
     dataset = load_dataset(cfg.data)

@@ -1,5 +1,5 @@
 """The generate stage: two independent sample sets per (K, seed), streamed shard by shard
-through an elastic pool of Ray Data actors that sample with ``raystudy.sampling`` and write
+through an elastic pool of Ray Data actors that sample with ``raystudy.compute.generate`` and write
 their own parts (so samples never gather in the driver)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import numpy as np
 
 from .. import axes, tables
 from ..cluster import pool
-from ..sampling import SETS, load_model, make_scheduler, sample_circle, sample_images, sample_seed
+from ..compute.generate import SETS, load_model, make_scheduler, sample_circle, sample_images, sample_seed
 from .shards import stream, task_axis
 
 
@@ -42,7 +42,7 @@ class SampleActor(ModelActor):
     def __init__(self, cfg_dict: dict, study_dir: str):
         import torch
 
-        from ..train import mixed_precision
+        from ..compute.train import mixed_precision
 
         super().__init__(cfg_dict, study_dir)
         mp = mixed_precision(self.cfg.train.mixed_precision, self.device == "cuda")
@@ -86,8 +86,8 @@ def check_models(stage, cfg, study_dir, todo, dataset) -> None:
     """A corrupt saved model is a one-line error here, not a remote traceback in an actor."""
     if cfg.model.type in ("empirical", "gaussian"):
         return
-    from ..model import check_checkpoint
-    from ..train import model_dir, read_run
+    from ..compute.train import model_dir, read_run
+    from ..models.unet import check_checkpoint
 
     for u in todo:
         _, axis, k, s = axes.split_unit(u)

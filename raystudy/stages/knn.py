@@ -1,6 +1,6 @@
 """The knn stage: every eval sample's nearest training images and other-set samples, per
 metric, streamed shard by shard through an elastic pool of Ray Data actors. An actor builds
-a (K, seed)'s ``neighbors.References`` once and writes each shard's neighbours as its own part."""
+a (K, seed)'s ``compute.knn.References`` once and writes each shard's neighbours as its own part."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 
 from .. import axes, tables
 from ..cluster import pool
-from ..neighbors import References, search_device
+from ..compute.knn import References, search_device
 from .shards import stream, task_axis
 
 

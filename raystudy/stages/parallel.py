@@ -6,7 +6,7 @@ so the workers are Ray actors in a placement group Ray Train reserves (``Scaling
 node, with the process group (gloo on CPU, NCCL on GPU) set up by Ray; Accelerate, which the
 one-process path already uses, then finds that process group and wraps the network in DDP
 (``Accelerator.prepare``). ``accelerate launch`` would start its own processes outside Ray's
-scheduling, on one node. The training itself is ``train.train_one`` on every worker: it resumes
+scheduling, on one node. The training itself is ``compute.train.train_one`` on every worker: it resumes
 from the same state file, draws the same global batches (each worker keeps its share) and rank 0
 saves the same model folder (so a run could resume with another number of workers; untested).
 
@@ -84,9 +84,9 @@ def _worker(config: dict) -> None:
     import ray.train
 
     from .. import axes
+    from ..compute.train import train_one
     from ..config import from_dict
     from ..datasets import load_dataset
-    from ..train import train_one
 
     cfg, axis, k = from_dict(config["cfg"]), config["axis"], config["k"]
     images = axes.training_images(cfg, load_dataset(cfg.data), axis, k)

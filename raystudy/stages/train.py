@@ -1,7 +1,7 @@
 """The train stage: Ray Tune over K x seed (x variant x twin), one trial per training run.
 
 Tune decides where runs go and retries a failed trial (``FailureConfig``); the training is
-``train.train_one``, which resumes from its own state file in the study folder. So a
+``compute.train.train_one``, which resumes from its own state file in the study folder. So a
 retried trial, or a re-run after the driver died, continues where the run stopped, and
 the experiment's name depends only on what shapes the runs (the train stage's
 fingerprint), never on resources or on which K are still missing.
@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from .. import axes, progress, tables
+from ..compute.train import LOG_FILE, model_dir, read_run
 from ..errors import StudyError, TrainingFailed, one_line
-from ..train import LOG_FILE, model_dir, read_run
 from . import changed, label_fields, part_name, run_label
 
 
@@ -40,9 +40,9 @@ def _trial(params, cfg_dict: dict, study_dir: str, metas: dict, runs: dict):
     status table and the trackers show)."""
     from ray import tune
 
+    from ..compute.train import state_file, train_one
     from ..config import from_dict
     from ..datasets import load_dataset
-    from ..train import state_file, train_one
 
     cfg = from_dict(cfg_dict)
     run = runs[params["run"]]
@@ -220,7 +220,7 @@ def record_finished(study_dir, unit, meta: dict) -> bool:
         raise StudyError(f"{d} was trained with other settings ({changed(rec, json.loads(meta['depends']))}); "
                          f"use a new --study directory")
     if rec.get("params") is None:  # a model saved before runs had the column
-        from ..model import load
+        from ..models.unet import load
 
         rec["params"] = int(sum(p.numel() for p in load(d).parameters()))
     log = json.loads((d / LOG_FILE).read_text()) if (d / LOG_FILE).exists() else []

@@ -1,11 +1,11 @@
 """The twins stage: per (metric, K, seed, variant, snapshot), model A's and its twin's eval
-samples compared (``raystudy.twins``), one ``twins`` part per unit. Runs in the driver (no Ray):
+samples compared (``raystudy.compute.twins``), one ``twins`` part per unit. Runs in the driver (no Ray):
 the work is a few brute-force distance matrices per unit."""
 
 from __future__ import annotations
 
 from .. import axes, tables
-from ..twins import twin_columns
+from ..compute.twins import twin_columns
 
 
 def twin_units(cfg) -> list:

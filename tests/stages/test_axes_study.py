@@ -130,7 +130,7 @@ def test_new_axes_compute_only_what_is_new_and_unchanged_weights_give_identical_
 
 
 def test_gaussian_twins_agree_more_as_k_grows(tmp_path, ray_local, digits):
-    """The optimal Gaussian denoiser of a K-set (raystudy.gaussian) samples mu + S^(1/2) z: twins on
+    """The optimal Gaussian denoiser of a K-set (raystudy.models.gaussian) samples mu + S^(1/2) z: twins on
     disjoint K-sets of one distribution estimate mu and S alike for large K, so from the same noise
     they give nearly the same image, ever closer as K grows (while samples of different noise stay
     far apart); the twin distance follows the closed form."""

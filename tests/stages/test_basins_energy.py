@@ -50,8 +50,8 @@ def test_training_images_have_basins_and_held_out_images_none(study):
 
 
 def test_classify_stores_the_null_beside_the_samples(study):
+    from raystudy.compute.null import null_fractions
     from raystudy.datasets import load_dataset
-    from raystudy.null import null_fractions
 
     cfg, out = study
     nf = pd.read_parquet(out / "tables" / "null_fractions")
@@ -67,11 +67,11 @@ def test_classify_stores_the_null_beside_the_samples(study):
 def test_energy_table_equals_a_direct_call(study):
     import torch
 
+    from raystudy.compute.energy import relative_energy
+    from raystudy.compute.items import references
     from raystudy.datasets import load_dataset, training_set
-    from raystudy.energy import relative_energy
-    from raystudy.items import references
-    from raystudy.memorizer import EmpiricalEpsilon
-    from raystudy.model import build_train_scheduler
+    from raystudy.models.memorizer import EmpiricalEpsilon
+    from raystudy.models.unet import build_train_scheduler
     from raystudy.tables import read_samples
 
     cfg, out = study
@@ -80,7 +80,7 @@ def test_energy_table_equals_a_direct_call(study):
     assert len(e) == 4 * 2 and set(e.reference_kind) == {"train", "held-out"}
     assert sorted(e.kind.unique()) == ["held-out", "sample", "train"]
     # Each sample's pick is its place in the paper's ranking (basins.select_items on its labels).
-    from raystudy.basins import select_items
+    from raystudy.compute.basins import select_items
 
     labels = tables.read_unit(out, "labels", 8, 0, metric="l2").to_pandas()
     chosen = select_items(labels, cfg.energy.per_label, rank=cfg.basins.rank).set_index("sample_id")["pick"]

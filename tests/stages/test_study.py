@@ -137,7 +137,7 @@ def test_missing_backbone_fails_before_any_work(study, tmp_path, monkeypatch, of
 
 
 def test_corrupt_model_is_one_line_before_any_work(study, tmp_path):
-    from raystudy.model import CheckpointError
+    from raystudy.models.unet import CheckpointError
 
     cfg, out = study
     copy = copy_study(out, tmp_path)

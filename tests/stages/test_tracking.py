@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from raystudy.compute.train import model_dir
 from raystudy.config import load
 from raystudy.study import TRAIN
-from raystudy.train import model_dir
 from tests.conftest import TINY
 
 # 4 steps of 32 images, one log interval each; one checkpoint, at the end: reports made only at

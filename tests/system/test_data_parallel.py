@@ -27,10 +27,10 @@ import pytest
 import torch
 
 from raystudy import tables
+from raystudy.compute.train import train_one
 from raystudy.config import from_dict, load
 from raystudy.datasets import load_dataset
-from raystudy.model import load as load_model
-from raystudy.train import train_one
+from raystudy.models.unet import load as load_model
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 

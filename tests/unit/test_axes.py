@@ -13,7 +13,7 @@ from tests.conftest import TINY
 
 
 def _weights(folder):
-    from raystudy.model import load as load_model
+    from raystudy.models.unet import load as load_model
 
     return {k: v.detach().clone() for k, v in load_model(folder).state_dict().items()}
 
@@ -21,7 +21,7 @@ def _weights(folder):
 def test_snapshots_are_the_runs_own_ema_weights_and_change_nothing(tmp_path, digits):
     """A snapshot at s images is the EMA model of the same run stopped at s (an independent run
     with train.images = s), and the final model is the one of a run without snapshots."""
-    from raystudy.train import read_run, train_one
+    from raystudy.compute.train import read_run, train_one
 
     cfg = load(TINY, ["train.images=256"])
     images = axes.training_images(cfg, digits, axes.Axis(), 4)

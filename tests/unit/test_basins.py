@@ -13,7 +13,7 @@ import pytest
 import torch
 from scipy.stats import norm
 
-from raystudy.basins import (
+from raystudy.compute.basins import (
     basins_group,
     critical_times,
     ddim_denoise,
@@ -23,7 +23,7 @@ from raystudy.basins import (
     scan_times,
     select_items,
 )
-from raystudy.memorizer import EmpiricalEpsilon
+from raystudy.models.memorizer import EmpiricalEpsilon
 from tests.conftest import digits_tensor
 
 
@@ -144,7 +144,7 @@ def test_item_result_does_not_depend_on_batch(sched):
 def test_basins_group_with_a_unet_writes_the_tables(sched):
     from raystudy import tables
     from raystudy.config import BasinsSection, ModelSection
-    from raystudy.model import build_unet
+    from raystudy.models.unet import build_unet
 
     torch.manual_seed(0)
     unet = build_unet(ModelSection(), (1, 8, 8)).eval()

@@ -57,7 +57,7 @@ def test_missing_config_file(tmp_path):
 
 
 def test_circle_config_file_is_the_toy_shortcut():
-    from raystudy.toy import CIRCLE_CONFIG
+    from raystudy.datasets.toy import CIRCLE_CONFIG
 
     assert load(ROOT / "configs" / "circle.yaml") == load(CIRCLE_CONFIG)
     assert (ROOT / "configs" / "circle.yaml").resolve() == CIRCLE_CONFIG.resolve()

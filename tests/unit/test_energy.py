@@ -1,6 +1,6 @@
 """Relative energy: closed-form checks against the exact memorizer's Gaussian mixture.
 
-The exact memorizer (raystudy.memorizer.EmpiricalEpsilon) of K points x_k has, at step t,
+The exact memorizer (raystudy.models.memorizer.EmpiricalEpsilon) of K points x_k has, at step t,
 p_t(y) = (1/K) sum_k N(y; sqrt(abar_t) x_k, (1 - abar_t) I), so E(r) - E(x) = -log p_t(r) + log p_t(x)
 is known in closed form (logsumexp below, written independently of the package), and so is
 the reference code's drift potential beta_t (E(r) - E(x) - (||r||^2 - ||x||^2) / 4).
@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from raystudy.energy import ScoreFunction, energy_group, gauss_legendre, relative_energy
-from raystudy.memorizer import EmpiricalEpsilon
+from raystudy.compute.energy import ScoreFunction, energy_group, gauss_legendre, relative_energy
+from raystudy.models.memorizer import EmpiricalEpsilon
 from tests.conftest import digits_tensor
 
 
@@ -125,8 +125,8 @@ def test_reference_scale_reproduces_reference_code(sched):
 
 def test_score_function_adapter_ve(sched):
     """A plain VE score (the circle's) through the adapter: energy = -log p + log p, drift = g^2 energy."""
-    from raystudy.memorizer import ve_log_density
-    from raystudy.toy.circle import empirical_score, sigma
+    from raystudy.datasets.toy.circle import empirical_score, sigma
+    from raystudy.models.memorizer import ve_log_density
 
     g = torch.Generator().manual_seed(5)
     ang = torch.rand(6, generator=g) * 2 * math.pi
@@ -200,7 +200,7 @@ def test_paper_rule_equals_a_transcription_of_the_reference_code(sched, t):
     assert np.allclose(res["drift_potential"], want, rtol=1e-10, atol=1e-12), (res["drift_potential"], want)
     assert np.isnan(res["quad_error"]).all()
     # The paper's sum is not the converged integral: on a constant integrand it is 20/19 of it.
-    from raystudy.energy import paper_nodes
+    from raystudy.compute.energy import paper_nodes
 
     a, w = paper_nodes()
     assert w.sum() == pytest.approx(math.pi / 2 * 20 / 19, rel=1e-12)

@@ -1,9 +1,9 @@
 import numpy as np
 
+from raystudy.compute.classify import fractions, label_distances, label_samples, ratio_test
+from raystudy.compute.knn import References
 from raystudy.datasets import subset_indices, training_set
-from raystudy.labels import fractions, label_distances, label_samples, ratio_test
 from raystudy.metrics import PixelL2
-from raystudy.neighbors import References
 
 
 def _brute(queries, refs):

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from raystudy.gaussian import GaussianEpsilon
-from raystudy.memorizer import EmpiricalEpsilon, posterior_mean, ve_log_density, ve_score
+from raystudy.models.gaussian import GaussianEpsilon
+from raystudy.models.memorizer import EmpiricalEpsilon, posterior_mean, ve_log_density, ve_score
 
 
 def _digits():

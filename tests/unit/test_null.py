@@ -1,16 +1,16 @@
-"""The held-out split and the chance level (raystudy.null): no K-set holds the split, the null's
+"""The held-out split and the chance level (raystudy.compute.null): no K-set holds the split, the null's
 distances equal a brute force written here, and on the circle its memorized fraction is the
-closed-form chance level (raystudy.toy.attractors.chance_memorized)."""
+closed-form chance level (raystudy.datasets.toy.attractors.chance_memorized)."""
 
 import math
 
 import numpy as np
 import pytest
 
+from raystudy.compute.null import null_fractions, null_labels, split
 from raystudy.config import StudyConfig, from_dict
 from raystudy.datasets import held_out_indices, load_dataset, subset_indices
 from raystudy.errors import DataError
-from raystudy.null import null_fractions, null_labels, split
 from raystudy.study import validate_against_data
 
 
@@ -21,7 +21,7 @@ def test_held_out_split_is_outside_every_k_set_and_keeps_the_k_sets(digits):
     assert not set(held) & set(subset_indices(n, n - 200, 0))
     # Reserving changes no K-set: still the permutation's prefixes.
     assert np.array_equal(subset_indices(n, 1597, 0)[:512], subset_indices(n, 512, 0))
-    from raystudy.items import held_out
+    from raystudy.compute.items import held_out
 
     cfg = StudyConfig()
     assert np.array_equal(held_out(digits, 4, cfg), held[::-1][:4])
@@ -65,7 +65,7 @@ def test_null_distances_equal_a_brute_force(digits):
 
 
 def test_null_on_the_circle_is_the_closed_form_chance_level():
-    from raystudy.toy.attractors import chance_memorized
+    from raystudy.datasets.toy.attractors import chance_memorized
 
     cfg = from_dict({"data": {"name": "circle", "size": 100000, "held_out": 4000}, "model": {"type": "circle-mlp"},
                      "generate": {"sampler": "em"}, "knn": {"metrics": ["euclidean"]}})

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
+from raystudy.compute.train import train_one
 from raystudy.config import from_dict
 from raystudy.errors import CheckpointError
-from raystudy.model import build_train_scheduler, check_checkpoint, load
-from raystudy.train import train_one
+from raystudy.models.unet import build_train_scheduler, check_checkpoint, load
 
 # num_train_timesteps is not diffusers' default (1000): a pipeline saved with a default
 # scheduler instead of the study's would sample differently.
@@ -44,7 +44,7 @@ def trained(tmp_path_factory, digits):
 
 
 def test_ddpm_pipeline_samples_the_saved_model_without_raystudy(trained, tmp_path):
-    from raystudy.sampling import sample_images
+    from raystudy.compute.generate import sample_images
 
     cfg, d = trained
     assert sorted(p.name for p in d.iterdir()) == ["log.json", "model_index.json", "run.json", "scheduler", "unet"]
@@ -65,7 +65,7 @@ def test_ddpm_pipeline_samples_the_saved_model_without_raystudy(trained, tmp_pat
 
 
 def test_old_layout_folder_still_loads(trained, tmp_path):
-    from raystudy.sampling import load_model
+    from raystudy.compute.generate import load_model
 
     cfg, d = trained
     # A UNet folder as raystudy wrote it before pipeline folders: save_pretrained at the top.

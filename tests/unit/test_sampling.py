@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
+from raystudy.compute.generate import make_scheduler, sample_images, sample_seed
 from raystudy.config import from_dict
-from raystudy.model import build_unet
-from raystudy.sampling import make_scheduler, sample_images, sample_seed
+from raystudy.models.unet import build_unet
 
 
 @pytest.fixture(scope="module")

@@ -3,9 +3,9 @@ import shutil
 import numpy as np
 import torch
 
+from raystudy.compute.train import read_run, train_one
 from raystudy.config import from_dict
-from raystudy.model import load
-from raystudy.train import read_run, train_one
+from raystudy.models.unet import load
 
 
 def _cfg(**train):

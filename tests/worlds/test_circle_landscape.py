@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from raystudy import tables
-from raystudy.basins import VERecovery, critical_times, log_ball_volume
-from raystudy.toy import CIRCLE_CONFIG
-from raystudy.toy.circle import empirical_score
+from raystudy.compute.basins import VERecovery, critical_times, log_ball_volume
+from raystudy.datasets.toy import CIRCLE_CONFIG
+from raystudy.datasets.toy.circle import empirical_score
 
 ANGLES = np.array([0.0, 0.6, 2.5])
 

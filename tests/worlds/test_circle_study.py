@@ -10,9 +10,9 @@ import pytest
 
 from raystudy import tables
 from raystudy.config import load
+from raystudy.datasets.toy import CIRCLE_CONFIG
+from raystudy.datasets.toy.attractors import attractors, energy_vs_dense_am
 from raystudy.study import run
-from raystudy.toy import CIRCLE_CONFIG
-from raystudy.toy.attractors import attractors, energy_vs_dense_am
 
 
 def _cfg(*overrides):
@@ -32,7 +32,7 @@ def test_circle_study_writes_the_image_study_tables(toy):
         df = pd.read_parquet(out / "tables" / name)
         assert list(df.columns) == tables.SCHEMAS[name].names and len(df) == count, name
     # The same classify code as an image study: labels follow the paper's rule on the stored distances.
-    from raystudy.labels import label_samples
+    from raystudy.compute.classify import label_samples
 
     lab = pd.read_parquet(out / "tables" / "labels")
     eu = lab[lab.metric == "euclidean"]
@@ -110,8 +110,8 @@ def test_k9_has_spurious_attractors_and_the_labels_say_so(toy):
 
 
 def test_k1000_learned_energy_matches_dense_am_by_value(toy):
+    from raystudy.compute.generate import load_model
     from raystudy.datasets import load_dataset, training_set
-    from raystudy.sampling import load_model
 
     cfg, out = toy
     ds = load_dataset(cfg.data)

@@ -71,7 +71,7 @@ def test_exact_memorizer_samples_sit_on_the_manifold_and_its_blends_do_not():
     from diffusers import DDPMScheduler
 
     from raystudy.datasets.manifold import latents, manifold_error, render
-    from raystudy.memorizer import EmpiricalEpsilon
+    from raystudy.models.memorizer import EmpiricalEpsilon
 
     size, K = 16, 16
     train = render(latents(np.arange(K)), size)

@@ -19,7 +19,7 @@ from scipy import stats as sps
 
 from raystudy.analysis import stats
 from raystudy.analysis import transition as T
-from raystudy.labels import label_samples, ratio_test
+from raystudy.compute.classify import label_samples, ratio_test
 
 DEMO = np.array([2, 8, 32, 128, 512, 1797])
 REFINED = np.unique(np.rint(np.geomspace(2, 1797, 12))).astype(int)
@@ -223,7 +223,7 @@ def test_emm_interval_covers_the_truth(grid, w):
 
 def test_crossing_from_real_labels_through_the_labelling_rule():
     """Distances simulated per sample (a copy within delta_m of a training image with
-    probability f(K), else far from every one), labelled by raystudy.labels' rule and
+    probability f(K), else far from every one), labelled by raystudy.compute.classify' rule and
     ratio test, summarised from the labels table: the crossing's interval covers K*."""
     rng = np.random.default_rng(7)
     hits, runs = 0, 40

@@ -116,7 +116,7 @@ def test_summary_of_a_synthetic_study(study):
 
 
 def test_fractions_recomputed_from_labels_match_the_classify_stage(study):
-    from raystudy.labels import fractions
+    from raystudy.compute.classify import fractions
 
     lab = A.load(study, tables=["labels"]).labels
     ours = A.per_seed_fractions(lab).sort_values(["K", "seed"]).reset_index(drop=True)

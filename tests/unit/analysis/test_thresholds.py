@@ -12,7 +12,7 @@ from tests.unit.analysis.test_stats import _crossing_loop
 
 
 def test_relabel_grid_equals_classify_on_every_cell(study):
-    from raystudy.labels import fractions, label_samples
+    from raystudy.compute.classify import fractions, label_samples
 
     lab = A.load(study, tables=["labels"]).labels
     dm, ds = A.default_grid(0.1, 5), A.default_grid(0.1, 4, span=3)

@@ -6,9 +6,9 @@ from contextlib import nullcontext as nullctx
 import pytest
 import torch
 
-from raystudy import model as models
 from raystudy.config import from_dict
 from raystudy.errors import ConfigError
+from raystudy.models import unet
 
 
 @pytest.mark.parametrize("kind", ["unet", "circle-mlp"])
@@ -19,14 +19,14 @@ def test_the_shares_of_a_batch_make_the_one_process_loss(kind):
     else:
         cfg = from_dict({"data": {"name": "circle"}, "model": {"type": "circle-mlp"}, "generate": {"sampler": "em"}})
         shape = (2,)
-    net = models.build(cfg.model, shape, seed=0)
-    alphas = models.build_train_scheduler(cfg.model).alphas_cumprod if kind == "unet" else None
+    net = unet.build(cfg.model, shape, seed=0)
+    alphas = unet.build_train_scheduler(cfg.model).alphas_cumprod if kind == "unet" else None
     x0 = torch.rand((12, *shape), generator=torch.Generator().manual_seed(1)) * 2 - 1
 
     def run(part, rows):
         gen = torch.Generator().manual_seed(7)
         net.zero_grad()
-        loss = models.loss(cfg.model, net, x0[rows], gen, alphas, nullctx, part=part)
+        loss = unet.loss(cfg.model, net, x0[rows], gen, alphas, nullctx, part=part)
         loss.backward()
         return loss.item(), [p.grad.clone() for p in net.parameters()], gen.get_state()
 

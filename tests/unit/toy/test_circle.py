@@ -7,7 +7,7 @@ import pytest
 import torch
 from scipy.special import logsumexp
 
-from raystudy.toy import circle, dense_am
+from raystudy.datasets.toy import circle, dense_am
 
 
 def _ring(k, offset=0.3):

@@ -4,8 +4,8 @@
 import numpy as np
 import pytest
 
-from raystudy.toy import dense_am
-from raystudy.toy.attractors import chance_memorized
+from raystudy.datasets.toy import dense_am
+from raystudy.datasets.toy.attractors import chance_memorized
 
 
 @pytest.mark.parametrize("beta", [0.5, 5.0, 50.0, 1e4])

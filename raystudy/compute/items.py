@@ -13,21 +13,21 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import tables
-from .seeds import item_seed
+from .. import tables
+from ..seeds import item_seed
 
 
 def held_out(dataset, n: int, cfg) -> np.ndarray:
     """The first n of the held-out split, from its end backwards (the same images for every K,
     and for K <= N - n the images no K-set holds)."""
-    from .datasets import study_held_out
+    from ..datasets import study_held_out
 
     return study_held_out(dataset, cfg.data.held_out, cfg.study.seed)[::-1][:n].copy()
 
 
 def select(cfg, study_dir, dataset, unit, per_label: int, n_train: int, n_held: int, salt: int) -> dict:
     """The unit's items: kind, item_id, label, pick, d_train, d_synth, images (n, C, H, W) and seeds."""
-    from .axes import split_unit, unit_kset
+    from ..axes import split_unit, unit_kset
     from .basins import select_items
 
     metric, axis, k, seed = split_unit(unit)
@@ -55,7 +55,7 @@ def select(cfg, study_dir, dataset, unit, per_label: int, n_train: int, n_held: 
 def references(cfg, dataset, k: int, axis=None) -> dict:
     """Energy references of a K: its first training images (of the twin's K-set for a twin) and
     held-out images."""
-    from .axes import DEFAULT, unit_kset
+    from ..axes import DEFAULT, unit_kset
 
     train_idx = unit_kset(cfg, dataset, axis or DEFAULT, k)[:cfg.energy.train_refs]
     held = held_out(dataset, cfg.energy.held_out_refs, cfg)

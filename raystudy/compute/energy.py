@@ -44,7 +44,7 @@ from typing import Callable, Mapping
 import numpy as np
 import torch
 
-from .closed_form import alpha_bar
+from ..models.closed_form import alpha_bar
 
 
 @dataclass
@@ -108,7 +108,7 @@ def relative_energy(model, x, r, t, alphas_cumprod=None, betas=None, *, points: 
     """Relative energy from x[i] to r[i] (both (n, ...)) along the quarter circle, at step t.
 
     ``model``: an epsilon model called as ``model(y, t_tensor).sample`` (UNet2DModel,
-    raystudy.memorizer.EmpiricalEpsilon; t a 0-based scheduler index, with ``alphas_cumprod`` and
+    raystudy.models.memorizer.EmpiricalEpsilon; t a 0-based scheduler index, with ``alphas_cumprod`` and
     ``betas`` the training scheduler's), or a ``ScoreFunction``. ``dtype``: what the model is
     fed (float32 for a UNet; the exact memorizer also runs in float64). ``batch_size``: rows per
     model call (nodes x pairs are flattened). ``rule="paper"``: the reference code's scale, 20

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .seeds import SETS, sample_seed
+from ..seeds import SETS, sample_seed
 
 __all__ = ["SETS", "load_model", "make_scheduler", "sample_circle", "sample_images", "sample_seed"]
 
@@ -22,7 +22,7 @@ def make_scheduler(gen_cfg, model_cfg):
         return None
     from diffusers import DDIMScheduler
 
-    from .model import build_train_scheduler
+    from ..models.unet import build_train_scheduler
 
     train = build_train_scheduler(model_cfg)
     if gen_cfg.sampler == "ddpm":
@@ -58,7 +58,7 @@ def sample_circle(score, seeds, train_points: np.ndarray, model_cfg, steps: int)
 
     Each sample's start (a training point blurred by N(0, sigma_max^2), the exact t = 1
     marginal of the K-set) and its step noise come from its own seed alone."""
-    from .toy import circle
+    from ..datasets.toy import circle
 
     seeds = np.asarray(seeds, dtype=np.int64)
     noise = circle.sample_noise(seeds, steps)
@@ -70,30 +70,30 @@ def sample_circle(score, seeds, train_points: np.ndarray, model_cfg, steps: int)
 def load_model(cfg, study_dir, k: int, seed: int, dataset=None, axis=None):
     """The model to sample (K, seed) from: the trained EMA network (of checkpoint ``axis``,
     raystudy.axes; default: the base model's final one), or the exact memorizer of its K-set."""
-    from .axes import DEFAULT, for_axis, unit_kset
+    from ..axes import DEFAULT, for_axis, unit_kset
 
     axis = axis or DEFAULT
     if cfg.model.type in ("empirical", "gaussian"):
-        from .datasets import load_dataset
+        from ..datasets import load_dataset
 
         dataset = dataset or load_dataset(cfg.data)
         images = dataset.get(unit_kset(cfg, dataset, axis, k))
         if cfg.generate.sampler == "em":
-            from .toy.circle import empirical_score
+            from ..datasets.toy.circle import empirical_score
 
             return empirical_score(images.reshape(-1, 2), cfg.model.sigma_max)
         import torch
 
-        from .memorizer import EmpiricalEpsilon
-        from .model import build_train_scheduler
+        from ..models.memorizer import EmpiricalEpsilon
+        from ..models.unet import build_train_scheduler
 
         if cfg.model.type == "gaussian":
-            from .gaussian import GaussianEpsilon
+            from ..models.gaussian import GaussianEpsilon
 
             return GaussianEpsilon(images, build_train_scheduler(for_axis(cfg, axis).model).alphas_cumprod)
         return EmpiricalEpsilon(torch.from_numpy(images), build_train_scheduler(
             for_axis(cfg, axis).model).alphas_cumprod)
-    from .model import load
+    from ..models.unet import load
     from .train import model_dir
 
     return load(model_dir(study_dir, k, seed, axis))

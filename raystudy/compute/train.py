@@ -21,8 +21,8 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from . import tables
-from .seeds import run_seed
+from .. import tables
+from ..seeds import run_seed
 
 RUN_FILE = "run.json"
 LOG_FILE = "log.json"
@@ -37,14 +37,14 @@ def mixed_precision(setting: str, cuda: bool) -> str:
 
 def model_dir(study_dir, k: int, seed: int, axis=None) -> Path:
     """The model folder of checkpoint ``axis`` (raystudy.axes; default: the base model's final one)."""
-    from .axes import DEFAULT, checkpoint_name
+    from ..axes import DEFAULT, checkpoint_name
 
     return Path(study_dir).resolve() / "models" / checkpoint_name(axis or DEFAULT, k, seed)
 
 
 def state_file(study_dir, k: int, seed: int, axis=None) -> Path:
     """The unfinished run's state; removed once the model is saved."""
-    from .axes import DEFAULT, checkpoint_name
+    from ..axes import DEFAULT, checkpoint_name
 
     return Path(study_dir).resolve() / "models" / f".state-{checkpoint_name((axis or DEFAULT).run(), k, seed)}.pt"
 
@@ -187,13 +187,13 @@ def save_ema(acc, net, ema, model_cfg, folder, record: dict, log) -> None:
 
     import torch
 
-    from . import model as models
+    from ..models import unet
 
     snap = copy.deepcopy(acc.unwrap_model(net))
     ema.copy_to(snap.parameters())
     snap = snap.to(memory_format=torch.contiguous_format)
     with tables.atomic_path(folder) as tmp:
-        models.save(snap, tmp, model_cfg)
+        unet.save(snap, tmp, model_cfg)
         (tmp / LOG_FILE).write_text(json.dumps(log))
         (tmp / RUN_FILE).write_text(json.dumps(record, indent=1))
 
@@ -237,7 +237,7 @@ def build_trainer(cfg, shape: tuple, k: int, seed: int, total_steps: int, twin: 
     from accelerate import Accelerator
     from diffusers.training_utils import EMAModel
 
-    from . import model as models
+    from ..models import unet
 
     tc, mc = cfg.train, cfg.model
     # Ray hides GPUs from a trial that asked for none, so this follows the trial's resources.
@@ -248,10 +248,10 @@ def build_trainer(cfg, shape: tuple, k: int, seed: int, total_steps: int, twin: 
     rs = run_seed(cfg.study.seed, k, seed, twin)
     torch.manual_seed(rs)
     gen = torch.Generator().manual_seed(rs + 1)
-    net = models.build(mc, tuple(shape), seed=rs % 2**31)
+    net = unet.build(mc, tuple(shape), seed=rs % 2**31)
     if tc.channels_last and mc.type == "unet":
         net = net.to(memory_format=torch.channels_last)
-    alphas = models.build_train_scheduler(mc).alphas_cumprod.to(acc.device)
+    alphas = unet.build_train_scheduler(mc).alphas_cumprod.to(acc.device)
     opt = torch.optim.AdamW(net.parameters(), lr=tc.lr, weight_decay=tc.weight_decay,
                             **({"fused": True} if tc.fused_adam and cuda else {}))
     sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, total_steps, eta_min=tc.lr * 0.05)
@@ -263,14 +263,14 @@ def build_trainer(cfg, shape: tuple, k: int, seed: int, total_steps: int, twin: 
 
 def train_step(acc, net, opt, ema, model_cfg, x0, gen, alphas_cumprod, grad_clip=None, lr_sched=None,
                forward=None, part=None) -> float:
-    """One optimisation step on the batch ``x0``: loss (``model.loss``, calling ``forward``,
+    """One optimisation step on the batch ``x0``: loss (``unet.loss``, calling ``forward``,
     default ``net``), backward, clipping, AdamW, the learning-rate schedule and the EMA update;
     returns the batch's loss. What ``train_one``'s loop runs, and what the benchmarks time.
-    ``part``: this worker's share of a data-parallel batch (``model.loss``); the loss returned
+    ``part``: this worker's share of a data-parallel batch (``unet.loss``); the loss returned
     is then the mean over the workers, the global batch's loss."""
-    from . import model as models
+    from ..models import unet
 
-    loss = models.loss(model_cfg, forward or net, x0, gen, alphas_cumprod, acc.autocast, part=part)
+    loss = unet.loss(model_cfg, forward or net, x0, gen, alphas_cumprod, acc.autocast, part=part)
     opt.zero_grad(set_to_none=True)
     acc.backward(loss)
     if grad_clip is not None:

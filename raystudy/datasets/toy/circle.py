@@ -5,7 +5,7 @@ and the memorizing answer (the K training points) are both known. The process is
 the variance-exploding SDE dx = g dW with sigma(t) = sigma_max sqrt(t), i.e.
 g^2 = d sigma^2 / dt = sigma_max^2, as in Song et al.'s score-SDE tutorial.
 Score functions here have the signature ``score(x (B, 2), t (B,)) -> (B, 2)``:
-the trained MLP and the exact memorizer (raystudy.memorizer) are interchangeable.
+the trained MLP and the exact memorizer (raystudy.models.memorizer) are interchangeable.
 At t = 1 the process is the K training points blurred by N(0, sigma_max^2), known
 exactly: the sampler starts there (``marginal_start``) and the energy's ODE ends
 there (``ve_log_prior``); N(0, sigma_max^2) is assumed nowhere.
@@ -63,7 +63,7 @@ class ScoreMLP(ModelMixin, ConfigMixin):
 
 def empirical_score(train: torch.Tensor, sigma_max: float = 1.0) -> ScoreFn:
     """The exact memorizer of ``train`` (K, 2) as a score function of (x, t)."""
-    from ..memorizer import ve_score
+    from ...models.memorizer import ve_score
 
     train = torch.as_tensor(train, dtype=torch.float32).reshape(-1, 2)
     return lambda x, t: ve_score(x, sigma(t, sigma_max), train)
@@ -101,7 +101,7 @@ def ve_log_prior(train_points, sigma_max: float = 1.0, chunk: int = 1 << 22) -> 
     ``neg_log_density`` ends its ODE here and
     ``marginal_start`` draws the sampler's x_T from the same density.
     """
-    from ..memorizer import ve_log_density
+    from ...models.memorizer import ve_log_density
 
     train = torch.as_tensor(np.asarray(train_points, np.float64).reshape(-1, 2))
     if len(train) == 0:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..tables import write_figure
+from ...tables import write_figure
 
 
 def _plt():

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .tables import LABELS
+from ..tables import LABELS
 
 RATIO_THRESHOLD = 1.0 / 3.0
 

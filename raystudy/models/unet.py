@@ -1,14 +1,14 @@
 """The networks a study trains, by ``model.type``: diffusers' UNet2DModel (DDPM epsilon
 prediction) for images, the circle's score MLP (VE SDE) for the 2-D toy. Each type says
 how it is built, what its training loss is, and how it is saved and loaded; the
-training loop (``train.py``) is the same for both."""
+training loop (``compute/train.py``) is the same for both."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from .errors import CheckpointError, one_line
+from ..errors import CheckpointError, one_line
 
 
 def build_unet(model_cfg, shape: tuple[int, int, int]):
@@ -34,7 +34,7 @@ def build_unet(model_cfg, shape: tuple[int, int, int]):
 
 def build(model_cfg, shape: tuple[int, int, int], seed: int = 0):
     if model_cfg.type == "circle-mlp":
-        from .toy.circle import ScoreMLP
+        from ..datasets.toy.circle import ScoreMLP
 
         return ScoreMLP(model_cfg.width, model_cfg.depth, sigma_max=model_cfg.sigma_max, seed=seed)
     return build_unet(model_cfg, shape)
@@ -60,7 +60,7 @@ def loss(model_cfg, model, x0, gen, alphas_cumprod, autocast, part=None):
     n = len(x0) if part is None else part[1]
     rows = slice(None) if part is None else slice(part[0], part[0] + len(x0))
     if model_cfg.type == "circle-mlp":
-        from .toy.circle import sample_t, sigma
+        from ..datasets.toy.circle import sample_t, sigma
 
         x0 = x0.reshape(len(x0), -1)
         t = sample_t(n, model_cfg.t_min, gen)[rows].to(device)
@@ -134,7 +134,7 @@ def load(path):
     a plain model folder; a corrupt or missing checkpoint is a one-line error."""
     from diffusers import UNet2DModel
 
-    from .toy.circle import ScoreMLP
+    from ..datasets.toy.circle import ScoreMLP
 
     p = Path(path)
     if not (p / PIPELINE_INDEX).exists() and not (p / "config.json").exists():

@@ -12,7 +12,7 @@ import os
 
 import numpy as np
 
-from .metrics.search import knn_search
+from ..metrics.search import knn_search
 
 
 def embed_all(metric, images, chunk: int = 1024, max_ram_bytes: float = 4e9, spill_dir=None) -> np.ndarray:

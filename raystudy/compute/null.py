@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from .labels import fractions, label_distances
+from .classify import fractions, label_distances
 
 PIXEL_METRICS = ("l2", "euclidean")
 
 
 def split(dataset, reserve: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(queries, references): the held-out split's first half and the rest, as dataset indices."""
-    from .datasets import study_held_out
+    from ..datasets import study_held_out
 
     held = study_held_out(dataset, reserve, seed)
     return held[: len(held) // 2], held[len(held) // 2:]
@@ -33,9 +33,9 @@ def split(dataset, reserve: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 def null_labels(cfg, dataset, metric: str, k: int, twin: int = 0) -> dict | None:
     """d_train, d_synth, label, ratio, ratio_memorized of the held-out queries at K (None: not computed),
     against the K-set of the study (twin 0) or of the twins (raystudy.axes)."""
-    from .axes import dataset_kset
-    from .metrics import get_metric
-    from .metrics.search import nearest_two
+    from ..axes import dataset_kset
+    from ..metrics import get_metric
+    from ..metrics.search import nearest_two
 
     if metric not in PIXEL_METRICS or cfg.data.held_out < 2:
         return None

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import tables
-from .axes import Axis, split_unit, unit_kset
-from .metrics.search import nearest_two
+from .. import tables
+from ..axes import Axis, split_unit, unit_kset
+from ..metrics.search import nearest_two
 
 
 def twin_of(axis: Axis) -> Axis:
@@ -26,7 +26,7 @@ def twin_of(axis: Axis) -> Axis:
 
 def twin_columns(cfg, study_dir, dataset, unit, metric=None) -> dict:
     """The ``twins`` rows of unit (metric, axis of model A, K, seed)."""
-    from .metrics import get_metric
+    from ..metrics import get_metric
 
     name, a, k, seed = split_unit(unit)
     b = twin_of(a)
