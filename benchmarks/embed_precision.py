@@ -140,7 +140,7 @@ def main(argv=None) -> None:
         log(f"{name}: {cases[-1]}; embed fp32 {times[name, 'fp32']:.1f} s, bf16 {times[name, 'bf16']:.1f} s")
 
     if args.demo is not None:
-        from raystudy import axes
+        from raystudy import axes, splits
         from raystudy.config import load
         from raystudy.datasets import load_dataset
         from raystudy.tables import read_samples
@@ -153,7 +153,7 @@ def main(argv=None) -> None:
                 _, rf = read_samples(args.demo, k, 0, "ref")
             except FileNotFoundError:
                 continue
-            train = np.asarray(axes.training_images(cfg, data, axes.Axis(), k), dtype=np.float32)
+            train = np.asarray(data.images(splits.kset(cfg, data, axes.Axis(), k)), dtype=np.float32)
             run(f"demo K={k}: eval vs K-set", ev, train)
             run(f"demo K={k}: eval vs ref", ev, rf)
     rng = np.random.default_rng(0)

@@ -7,7 +7,7 @@
 A fixed model: the demo UNet (configs/demo.yaml) trained by the real
 ``raystudy.compute.train.train_one`` for ``--steps`` steps on the K-set of ``--k`` digits (its EMA
 weights, loaded back with ``raystudy.models.unet.load``). Then, with the same per-sample seeds
-(``raystudy.seeds.sample_seed``) and the demo's sampler (DDIM, 50 steps):
+(``raystudy.splits.sample_seed``) and the demo's sampler (DDIM, 50 steps):
 
 * fp32: the eval set and an independent ref set, sampled in fp32;
 * bf16: the eval set again (same seeds) under ``torch.autocast(device, bfloat16)``, which
@@ -92,7 +92,7 @@ def paired_labels(cfg, k: int, n: int, dev, batch: int, log=print) -> dict:
     samples, and each precision's d_train, d_synth and labels at the config's l2 thresholds."""
     import numpy as np
 
-    from raystudy import axes
+    from raystudy import axes, splits
     from raystudy.compute.classify import label_samples
     from raystudy.compute.generate import make_scheduler, sample_seed
     from raystudy.compute.train import train_one
@@ -100,7 +100,8 @@ def paired_labels(cfg, k: int, n: int, dev, batch: int, log=print) -> dict:
     from raystudy.models.unet import load as load_model
 
     seed = 0
-    train = np.ascontiguousarray(axes.training_images(cfg, load_dataset(cfg.data), axes.Axis(), k), dtype=np.float32)
+    dataset = load_dataset(cfg.data)
+    train = np.ascontiguousarray(dataset.images(splits.kset(cfg, dataset, axes.Axis(), k)), dtype=np.float32)
     with tempfile.TemporaryDirectory() as d:
         rec = train_one(cfg, train, k, seed, Path(d) / "model")
         model = load_model(Path(d) / "model").to(dev).eval()
@@ -217,7 +218,7 @@ def main(argv=None) -> None:
          f"{rec['steps']} steps of 128 (final loss {rec['final_loss']:.4f}); its EMA weights.",
          f"- Sampling: {args.sampler.upper()} {len(sched.timesteps)} steps; {n} eval samples in fp32 and the same {n} "
          f"seeds in bf16, plus {n} independent fp32 ref samples; "
-         f"per-sample seeds `raystudy.seeds.sample_seed` shared by both precisions (so samples are paired); bf16 = "
+         f"per-sample seeds `raystudy.splits.sample_seed` shared by both precisions (so samples are paired); bf16 = "
          f"`torch.autocast('{dev}', dtype=torch.bfloat16)` around the network, scheduler arithmetic in fp32. "
          f"Sampling time for {n}: fp32 {times['fp32', 'eval']:.0f} s, bf16 {times['bf16', 'eval']:.0f} s.",
          f"- Labels: `raystudy.compute.classify.label_samples`, per-pixel RMS distance (brute force, float64) to the K-set "

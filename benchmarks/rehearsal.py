@@ -89,7 +89,7 @@ def make_world(work: Path, k: int, n: int, files: int, memorized: float = 0.3, s
     import torch
     import torchvision
 
-    from raystudy import axes
+    from raystudy import axes, splits
     from raystudy.config import load
     from raystudy.datasets import load_dataset
     from raystudy.datasets.manifold import latents, render
@@ -109,7 +109,7 @@ def make_world(work: Path, k: int, n: int, files: int, memorized: float = 0.3, s
     torch.save(torchvision.models.alexnet().state_dict(), work / "weights" / BACKBONE_FILES["alex"])
     cfg = load(work / "rehearsal.yaml")
     dataset = load_dataset(cfg.data)
-    kset = axes.dataset_kset(cfg, dataset, k)
+    kset = splits.kset(cfg, dataset, axes.DEFAULT, k)
     rng = np.random.default_rng(seed)
     n_m, n_s = round(memorized * n), round(spurious * n)
     truth = np.array(["memorized"] * n_m + ["spurious"] * n_s + ["generalized"] * (n - n_m - n_s), object)
@@ -202,9 +202,9 @@ def check(work: Path, truth: np.ndarray) -> dict:
     out["truth"] = {name: int((truth == name).sum()) for name in LABELS}
     cfg = load(work / "rehearsal.yaml")
     dataset = load_dataset(cfg.data)
-    from raystudy import axes
+    from raystudy import axes, splits
 
-    q_idx, r_idx = null.split(dataset, cfg.data.held_out, cfg.study.seed)
+    q_idx, r_idx = null.split(cfg, dataset)
     q = dataset.get(q_idx).reshape(len(q_idx), -1).astype(np.float64)
 
     def nearest(idx):
@@ -215,7 +215,7 @@ def check(work: Path, truth: np.ndarray) -> dict:
             best = np.minimum(best, d.min(1))
         return best
 
-    d_train = nearest(axes.dataset_kset(cfg, dataset, cfg.ks[0]))
+    d_train = nearest(splits.kset(cfg, dataset, axes.DEFAULT, cfg.ks[0]))
     d_synth = nearest(r_idx)
     mem = d_train <= cfg.classify.delta_m["l2"]
     spur = ~mem & (d_synth <= cfg.classify.delta_s["l2"])
@@ -232,7 +232,7 @@ def paper_slice(work: Path, n_refs: int, k: int, n: int) -> dict:
     import torch
     from knn import BLOCK, ours_topk, paper_rows
 
-    from raystudy import axes
+    from raystudy import axes, splits
     from raystudy.config import load
     from raystudy.datasets import load_dataset
     from raystudy.importing import ImageSource
@@ -241,7 +241,7 @@ def paper_slice(work: Path, n_refs: int, k: int, n: int) -> dict:
     cfg = load(work / "rehearsal.yaml")
     dataset = load_dataset(cfg.data)
     queries = next(ImageSource(work / "eval", dataset.shape).batches(BLOCK))
-    refs = dataset.get(axes.dataset_kset(cfg, dataset, k)[:n_refs]).astype(np.float32)
+    refs = dataset.get(splits.kset(cfg, dataset, axes.DEFAULT, k)[:n_refs]).astype(np.float32)
     emb = LpipsEmbedding("alex", weights_dir=work / "weights", device="cpu", download=False)
     _, idx_ours, t_ours = ours_topk(emb, queries, refs, 5)
     _, idx_paper, times = paper_rows(emb.model, torch.from_numpy(queries), torch.from_numpy(refs), 5, [0])

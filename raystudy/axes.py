@@ -4,7 +4,7 @@ A study's model checkpoints are the grid variant x twin x snapshot x K x seed:
 - variant: a named model configuration (``variants``: overrides of the ``model`` section); the
   ``model`` section itself is the variant ``base``, the only one when ``variants`` is empty;
 - twin: 0 is the model trained on the K-set of the study's permutation, 1 (with ``twins: true``)
-  a second model trained on a disjoint K-set (``twin_indices``), sampled with the same seeds;
+  a second model trained on a disjoint K-set (``splits.kset``), sampled with the same seeds;
 - snapshot: the EMA weights after ``images_seen`` training images (``train.snapshots``); the
   final model (``train.images``) is always there.
 
@@ -120,48 +120,6 @@ def for_axis(cfg, axis: Axis):
     if axis.variant == BASE:
         return cfg
     return cfg.for_variant(axis.variant)
-
-
-def kset_indices(n: int, k: int, study_seed: int, held_out: int, twin: int = 0) -> np.ndarray:
-    """The K-set of a model (dataset indices) among ``n`` training images: the permutation's first
-    K for twin 0 (the nested sets of every study), its K items just before the held-out tail
-    (``held_out`` items; 0 where the dataset has its own test split) for twin 1, read from the
-    tail backwards, so the twins' sets are nested too and never meet while 2K <= n - held_out."""
-    from .datasets.base import permutation, subset_indices
-
-    if not twin:
-        return subset_indices(n, k, study_seed)
-    from .errors import DataError
-
-    if 2 * k > n - held_out:
-        raise DataError(f"twins: K={k} needs 2K = {2 * k} images beside the held-out split, the dataset "
-                        f"leaves {n - held_out} ({n} - data.held_out {held_out})")
-    return permutation(n, study_seed)[n - held_out - k:n - held_out][::-1].copy()
-
-
-def dataset_kset(cfg, dataset, k: int, twin: int = 0) -> np.ndarray:
-    """The K-set of twin 0 or 1 in ``dataset``: its training images (``n_train``), less the
-    held-out tail of the permutation where the dataset has no test split of its own."""
-    reserved = 0 if getattr(dataset, "n_test", 0) else cfg.data.held_out
-    return kset_indices(getattr(dataset, "n_train", len(dataset)), k, cfg.study.seed, reserved, twin)
-
-
-def unit_kset(cfg, dataset, unit_or_axis, k: Optional[int] = None) -> np.ndarray:
-    """The K-set of a unit's model (or of an axis at K)."""
-    if isinstance(unit_or_axis, Axis):
-        axis = unit_or_axis
-    else:
-        _, axis, k, _ = split_unit(unit_or_axis)
-    return dataset_kset(cfg, dataset, k, axis.twin)
-
-
-def training_images(cfg, dataset, axis: Axis, k: int):
-    """The K-set a model of ``axis`` trains on: an array, or ``LazyImages`` where the dataset
-    renders on demand, so memory stays flat as K grows."""
-    from .datasets.base import LazyImages
-
-    idx = unit_kset(cfg, dataset, axis, k)
-    return LazyImages(dataset, idx) if dataset.lazy else dataset.get(idx)
 
 
 def columns(cfg, axis: Axis, n: int) -> dict:

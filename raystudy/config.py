@@ -25,7 +25,7 @@ class _Section(BaseModel):
 
 
 class StudySection(_Section):
-    """The study's name and the one seed everything random is derived from (raystudy.seeds)."""
+    """The study's name and the one seed everything random is derived from (raystudy.splits)."""
     name: str = Field("study", description="the study's name: stored in every table part's metadata (the `study` "
                       "column when several studies are read together) and used as the MLflow experiment / W&B project")
     seed: int = Field(0, ge=0, description="seeds the dataset permutation whose prefixes are the K-sets, every "

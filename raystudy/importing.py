@@ -7,6 +7,10 @@ the source) and the ``eval`` and ``ref`` sample sets, with the train and generat
 fingerprints, so ``raystudy run`` finds both stages complete for that unit and runs knn,
 classify and the figures on them. The basins and energy stages need a model: not for imports.
 ``sample_seed`` is -1 (we cannot reproduce an imported sample).
+
+Pixels: uint8 images (PNGs) become v / 127.5 - 1; float images must already be in [-1, 1] (the
+paper's convention; no range is guessed, as it is for a dataset's files) and are refused when
+they leave it by more than 1e-3 (``datasets.files.unit_range(..., "strict")``).
 """
 
 from __future__ import annotations
@@ -16,19 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from . import axes, tables
+from .datasets.files import unit_range
 from .errors import DataError
 
 IMPORTED = "imported"
-
-
-def _to_unit_range(x: np.ndarray, where: str) -> np.ndarray:
-    if x.dtype == np.uint8:
-        return x.astype(np.float32) / 127.5 - 1.0
-    x = x.astype(np.float32)
-    if x.size and (x.min() < -1.001 or x.max() > 1.001):
-        raise DataError(f"{where}: values span [{x.min():.3g}, {x.max():.3g}]; expected images in [-1, 1] "
-                        "(the paper's samples) or uint8")
-    return np.clip(x, -1.0, 1.0)
 
 
 def _npz_header(path: Path) -> tuple[int, ...]:
@@ -59,7 +54,7 @@ def _png_header(path: Path, channels: int) -> tuple[int, ...]:
 
 def _npz(path: Path) -> np.ndarray:
     with np.load(path) as f:
-        return _to_unit_range(f["samples"], str(path))
+        return unit_range(f["samples"], "strict", str(path))
 
 
 def _png(path: Path, channels: int) -> np.ndarray:
@@ -68,7 +63,7 @@ def _png(path: Path, channels: int) -> np.ndarray:
     with Image.open(path) as im:
         a = np.asarray(im.convert("L" if channels == 1 else "RGB"))
     a = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
-    return _to_unit_range(a.astype(np.uint8), str(path))[None]
+    return unit_range(a.astype(np.uint8), "strict", str(path))[None]
 
 
 class ImageSource:
@@ -188,14 +183,11 @@ def import_samples(cfg, study_dir, k: int, seed: int, source, ref=None, echo=Non
     c, h, w = dataset.shape
     for (name, (i, lo, hi)), imgs in zip([(s, piece) for s in ("eval", "ref") for piece in cut], chunks):
         m = hi - lo
-        tables.write_part(study_dir, "samples", shard_name(base, i, name), tables.to_table("samples", {
-            "K": np.full(m, k), "seed": np.full(m, seed), **axes.columns(cfg, axes.DEFAULT, m),
-            "set": np.full(m, name),
-            "sample_id": np.arange(lo, hi), "sample_seed": np.full(m, -1), "channels": np.full(m, c),
-            "height": np.full(m, h), "width": np.full(m, w), "image": imgs.reshape(m, -1)}, smeta))
+        tables.write_part(study_dir, "samples", shard_name(base, i, name), tables.to_table("samples", tables.samples_rows(
+            k, seed, name, np.arange(lo, hi), np.full(m, -1), imgs.reshape(m, c, h, w), axes.columns(cfg, axes.DEFAULT, m)),
+            smeta))
         shown.update(1, m)
-    tables.write_part(study_dir, "runs", part, tables.to_table("runs", {
-        "K": [k], "seed": [seed], "variant": ["base"], "twin": [0], "model": [IMPORTED], "steps": [0],
-        "images_seen": [0], "final_loss": [np.nan], "checkpoint": [str(Path(source).resolve())], "wall_s": [0.0],
-        "params": [0]}, meta))
+    tables.write_part(study_dir, "runs", part, tables.to_table("runs", tables.runs_rows([
+        {"K": k, "seed": seed, "variant": axes.BASE, "twin": 0, "model": IMPORTED,
+         "checkpoint": str(Path(source).resolve())}]), meta))
     return {"eval": n, "ref": n}

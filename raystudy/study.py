@@ -6,7 +6,7 @@
     knn       samples                      neighbors             knn.k  (one unit per metric)
     classify  neighbors (+ samples)        labels, fractions,    classify.delta_m/delta_s of the metric,
                                            null_fractions        data.held_out
-    twins     samples                      twins                 data.held_out (if twins: true)
+    twins     neighbors, samples           twins                 data.held_out (if twins: true)
     basins    labels, samples              basins, basin_trials, basin_rates   basins.* (if enabled)
     energy    labels, samples              energy                energy.* (if enabled)
     figures   fractions, neighbors, ...    figures/*.png         ks, seeds, knn.metrics
@@ -27,6 +27,7 @@ from pathlib import Path
 from . import config as config_mod
 from . import provenance, tables
 from .errors import ConfigError, DataError, StudyError, one_line
+from .models import family
 from .stages import Stage, json_stored, ks_seeds, metric_ks_seeds, metric_units
 from .stages.basins import run_basins
 from .stages.classify import run_classify
@@ -43,7 +44,7 @@ _TRAIN_KEYS = ("study.seed", "data.name", "data.image_size", "data.grayscale", "
 
 TRAIN = Stage("train", reads=(), writes=("runs", "train_log"), depends=_TRAIN_KEYS, after=(),
               units=ks_seeds, run=lambda *a: run_train(TRAIN, *a),
-              on_stale="refuse", uses_ray=lambda cfg: cfg.model.type not in ("empirical", "gaussian"),
+              on_stale="refuse", uses_ray=lambda cfg: family(cfg).trains,
               stored=train_stored)
 GENERATE = Stage("generate", reads=("runs",), writes=("samples",),
                  depends=("generate.n_samples", "generate.sampler", "generate.steps"), after=(TRAIN,),
@@ -56,8 +57,9 @@ CLASSIFY = Stage("classify", reads=("neighbors", "samples"), writes=("labels", "
                  depends=("classify.delta_m.{metric}", "classify.delta_s.{metric}", "data.held_out"), after=(KNN,),
                  units=metric_ks_seeds, run=lambda *a: run_classify(CLASSIFY, *a), uses_ray=lambda cfg: False)
 
-# The twin model's K-set is cut before the held-out tail: data.held_out shapes it.
-TWINS = Stage("twins", reads=("samples",), writes=("twins",), depends=("data.held_out",), after=(GENERATE,),
+# The twin model's K-set is cut before the held-out tail: data.held_out shapes it. After generate, not
+# knn: the nearest train_dist it reads from the neighbors table is the same for every knn.k.
+TWINS = Stage("twins", reads=("neighbors", "samples"), writes=("twins",), depends=("data.held_out",), after=(GENERATE,),
               units=twin_units, run=lambda *a: run_twins(TWINS, *a), enabled=lambda cfg: cfg.twins,
               uses_ray=lambda cfg: False, check=lambda *a: check_weights(TWINS, *a))
 
@@ -85,8 +87,13 @@ def _figures(cfg, study_dir, todo) -> None:
     draw_study(FIGURES, cfg, study_dir)
 
 
-FIGURES = Stage("figures", reads=("fractions", "neighbors", "samples"), writes=(),
-                depends=("ks", "seeds", "knn.metrics"), after=(CLASSIFY,), units=lambda cfg: [("all",)],
+# Every figure the study has (raystudy.analysis.plots.draw_all): the phase diagram over its
+# checkpoints, the twins, basins and energy where enabled, so their settings are the figures' too.
+FIGURES = Stage("figures", reads=("runs", "train_log", "labels", "fractions", "null_fractions", "neighbors", "samples",
+                                  "twins", "basins", "energy"), writes=(),
+                depends=("ks", "seeds", "knn.metrics", "variants", "train.snapshots", "twins", "basins.enabled",
+                         "energy.enabled"),
+                after=(CLASSIFY, TWINS, BASINS, ENERGY), units=lambda cfg: [("all",)],
                 run=_figures, uses_ray=lambda cfg: False, stored=json_stored("figures/made-with.json"))
 
 STAGES = {s.name: s for s in (TRAIN, GENERATE, KNN, CLASSIFY, TWINS, BASINS, ENERGY, FIGURES)}

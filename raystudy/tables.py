@@ -160,6 +160,36 @@ def to_table(name: str, columns: Mapping[str, Iterable], meta: Mapping[str, str]
     return table
 
 
+# A checkpoint that trained nothing (the closed-form models, samples made elsewhere): the values of
+# the ``runs`` columns its record leaves out.
+UNTRAINED = {"steps": 0, "images_seen": 0, "final_loss": float("nan"), "checkpoint": "", "wall_s": 0.0, "params": 0}
+
+
+def runs_rows(records: Iterable[Mapping]) -> dict[str, list]:
+    """The ``runs`` table's columns, one row per checkpoint record (a dict with K, seed and model at
+    least, as a model folder's run record holds it; other keys are ignored). What a record leaves
+    out takes ``UNTRAINED``'s value; variant and twin left out (or None) are the main model's, and
+    params None is unknown (``to_table``)."""
+    rows = [{**UNTRAINED, **r} for r in records]
+    for r in rows:
+        if any(c not in r for c in ("K", "seed", "model")):
+            raise ValueError(f"runs_rows: a record needs K, seed and model, got {sorted(r)}")
+    return {c: [r.get(c) for r in rows] for c in SCHEMAS["runs"].names}
+
+
+def samples_rows(k: int, seed: int, set_name: str, sample_id, sample_seed, images, axis_columns: Mapping | None = None) -> dict:
+    """The ``samples`` table's columns of one sample set's rows: ``images`` (n, C, H, W) float32 in
+    [-1, 1], stored flat beside their shape; ``sample_seed`` (n,) each sample's seed (-1: none,
+    samples made elsewhere); ``axis_columns``: their checkpoint's (``raystudy.axes.columns``; left
+    out: the main model's, ``to_table``)."""
+    import numpy as np
+
+    n, (c, h, w) = len(images), images.shape[1:]
+    return {"K": np.full(n, k), "seed": np.full(n, seed), **(axis_columns or {}), "set": np.full(n, set_name),
+            "sample_id": np.asarray(sample_id), "sample_seed": np.asarray(sample_seed), "channels": np.full(n, c),
+            "height": np.full(n, h), "width": np.full(n, w), "image": images.reshape(n, -1)}
+
+
 def _all_none(values) -> bool:
     return isinstance(values, list) and len(values) > 0 and all(v is None for v in values)
 

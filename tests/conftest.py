@@ -56,12 +56,12 @@ def sched():
 
 
 def digits_tensor():
-    """scikit-learn's digits as a float32 tensor (N, 1, 8, 8) in [-1, 1], as the digits dataset."""
-    import numpy as np
+    """The digits dataset's images as a float32 tensor (N, 1, 8, 8) in [-1, 1]."""
     import torch
-    from sklearn.datasets import load_digits
 
-    return torch.from_numpy((load_digits().images.astype(np.float32) / 8.0 - 1.0)[:, None])
+    from raystudy.datasets.files import digits
+
+    return torch.from_numpy(digits())
 
 
 @pytest.fixture(scope="session")

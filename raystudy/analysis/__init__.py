@@ -6,7 +6,8 @@ matplotlib, duckdb).
     A.summary(st)                               # crossing K, EMM (+ intervals, grid bracket), spurious peak
     A.transition_figure(st)                     # the paper's transition curves, with error bars
     A.connect("studies/demo").sql(A.EXAMPLE_QUERY).df()   # DuckDB: a view per table
-    A.write_report(["studies/demo"])            # PNGs + one self-contained report.html
+    A.draw_all("studies/demo")                  # every figure the study has, into studies/demo/figures
+    A.write_report(["studies/demo"])            # the same figures + one self-contained report.html
 
 A transition curve is one model's: on a study with snapshots, variants or twins, ``summary``,
 ``curves`` and the figures show each study's main model (``st.main()``: the config's first
@@ -16,19 +17,22 @@ variant at its final snapshot, twin 0), as ``raystudy show`` and the report do;
 of several models unless given ``checkpoints="all"`` (the frame has no config to say which model
 is the main one: give them ``st.main()``'s tables). The ``phase`` module reads every checkpoint.
 
-Modules: ``load`` (tables, configs, DuckDB), ``stats`` (seed curves, per-K intervals, the
-summary: crossing K, EMM, spurious peak), ``transition`` (exact per-K intervals, the logistic fit
-in log K with its profile-likelihood interval, the grid's bracket), ``thresholds`` (relabel from
-stored distances, sensitivity grid),
-``figures`` (curves, distances, thresholds, training, basins, energy), ``images``
-(nearest-neighbour grids; the one place that may import ``raystudy.datasets`` lazily for
-non-digits training pixels), ``report`` (``raystudy report``), ``synthetic`` (a study
-with a known transition, written as tables, for tests and trying things out), ``phase`` (the
-phase diagram: fractions over K x training time x model size, tau_mem(K) and its exponent,
-the crossing K per snapshot and variant, twin reproducibility).
-Matplotlib is imported only when a figure is drawn.
+Estimators, each returning a DataFrame: ``load`` (tables, configs, DuckDB), ``stats`` (seed
+curves, per-K intervals, the summary: crossing K, EMM, spurious peak; ``curves`` and ``summary``
+of a loaded study), ``transition`` (exact per-K intervals, the logistic fit in log K with its
+profile-likelihood interval, the grid's bracket), ``thresholds`` (relabel from stored distances,
+sensitivity grid), ``phase`` (the phase diagram: fractions over K x training time x model size,
+tau_mem(K) and its exponent, the crossing K per snapshot and variant, twin reproducibility).
+Drawings: ``plots`` (every figure, one palette, and ``draw_all``, which decides which figures a
+study has), ``images`` (nearest-neighbour grids; the one place that may import
+``raystudy.datasets`` lazily for non-digits training pixels). Then ``report`` (``raystudy
+report``: the page), ``export`` (the fractions as CSV and LaTeX) and ``synthetic`` (a study with a
+known transition, written as tables, for tests and trying things out). Matplotlib is imported
+only when a figure is drawn.
 """
 
+from . import export, images, phase, plots, report, stats, synthetic, transition
+from .images import nn_grid, train_images
 from .load import (
     EXAMPLE_QUERY,
     LABELS,
@@ -43,40 +47,42 @@ from .load import (
     study_names,
     thresholds,
 )
+from .plots import (
+    basins_figure,
+    compare_figure,
+    distances_figure,
+    draw_all,
+    energy_figure,
+    sample_gallery,
+    thresholds_figure,
+    training_figure,
+    transition_figure,
+)
+from .report import write_report
 from .stats import (
     bootstrap_curves,
     crossing_k,
     crossings,
+    curves,
     describe,
     format_k,
     interval_curves,
+    null_curve,
     per_seed_fractions,
     seed_curves,
+    summary,
     transition_summary,
 )
 from .thresholds import default_grid, relabel, relabel_table, threshold_grid
 from .transition import bracket, clopper_pearson, fit_crossing, fraction_intervals
 
-
-def __getattr__(name):
-    # Figure functions import matplotlib: keep them out of `import raystudy.analysis`.
-    import importlib
-
-    if name in ("figures", "images", "report", "synthetic", "phase"):
-        return importlib.import_module(f".{name}", __name__)
-    for mod in (importlib.import_module(f".{m}", __name__) for m in ("figures", "images", "report")):
-        if hasattr(mod, name):
-            return getattr(mod, name)
-    raise AttributeError(f"module 'raystudy.analysis' has no attribute {name!r}")
-
-
 __all__ = [
     "EXAMPLE_QUERY", "LABELS", "TABLES", "AnalysisError", "Studies", "connect", "load", "read_config",
     "read_stages", "read_table", "study_names", "thresholds", "bootstrap_curves", "crossing_k", "crossings",
-    "describe", "format_k", "interval_curves", "bracket", "clopper_pearson", "fit_crossing",
-    "fraction_intervals", "per_seed_fractions", "seed_curves", "transition_summary", "default_grid", "relabel",
-    "relabel_table", "threshold_grid",
-    # lazily: figures.*, images.nn_grid / train_images, report.write_report / main
-    "curves", "summary", "transition_figure", "compare_figure", "distances_figure", "thresholds_figure",
-    "training_figure", "basins_figure", "energy_figure", "nn_grid", "train_images", "write_report",
+    "curves", "describe", "format_k", "interval_curves", "null_curve", "per_seed_fractions", "seed_curves",
+    "summary", "transition_summary", "default_grid", "relabel", "relabel_table", "threshold_grid", "bracket",
+    "clopper_pearson", "fit_crossing", "fraction_intervals", "transition_figure", "compare_figure",
+    "distances_figure", "thresholds_figure", "training_figure", "basins_figure", "energy_figure", "sample_gallery",
+    "draw_all", "nn_grid", "train_images", "write_report",
+    "export", "images", "phase", "plots", "report", "stats", "synthetic", "transition",
 ]

@@ -1,7 +1,8 @@
 """The phase diagram: the transition over training time (snapshots), model size (variants) and
-twin models, from the tables alone (numpy, scipy, pandas; matplotlib only when drawing).
+twin models, from the tables alone (numpy, scipy, pandas). Its figures are
+:mod:`raystudy.analysis.plots.phase`.
 
-Every function returns a DataFrame, so a notebook reads the same numbers the report draws::
+Every function returns a DataFrame, so a notebook reads the same numbers the figures draw::
 
     from raystudy.analysis import load, phase
     st = load("studies/digits-phase")
@@ -10,6 +11,7 @@ Every function returns a DataFrame, so a notebook reads the same numbers the rep
     phase.tau_exponent(st.fractions)                              # tau_mem = c K^b: b and its interval
     phase.crossings_by_axis(st.fractions, st.runs)                # crossing K per snapshot and variant
     phase.reproducibility(st.twins, {"l2": 0.1})                  # twin agreement per K
+    phase.phase_tables(st)                                        # all of them, as the report writes them
 
 The axes are columns: ``variant`` (a model configuration; absent = one variant ``"base"``),
 ``images_seen`` (the snapshot; absent = one snapshot, 0 standing for the final model) and
@@ -26,8 +28,8 @@ Intervals (all reuse :mod:`raystudy.analysis.transition`):
 * **the exponent b** of tau_mem = c K^b: a joint binomial likelihood over every (K, snapshot)
   count, the memorized fraction at K a logistic in ln t centred at ln c + b ln K with its own
   width per K (free, down to a step). Each K's profile over its width is the one the per-K fit
-  uses (``transition._profile``); the profile of b maximises their sum over c, and the interval
-  is ``2 (l_max - l(b)) <= phi chi2_1``; with several seeds it is widened to hold the t
+  uses (``transition.profile_loglik``); the profile of b maximises their sum over c, and the
+  interval is ``2 (l_max - l(b)) <= phi chi2_1``; with several seeds it is widened to hold the t
   interval of the per-seed fitted b (seed spread that differs per K is not in phi: measured,
   the pooled interval alone covered 0.67 of runs in such a world). A K whose memorized fraction never exceeds 1/2 by the
   last snapshot (or already does at the first) is *censored*; by default it stays in the
@@ -41,17 +43,13 @@ Intervals (all reuse :mod:`raystudy.analysis.transition`):
 
 from __future__ import annotations
 
-import html
-
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from .figures import COLORS as LABEL_COLORS
-from .figures import STUDY_COLORS as COLORS
 from .load import LABELS, study_thresholds
-from .stats import _crossing, format_k, interval_curves, k_range, transition_summary
-from .transition import _profile, fraction_intervals, lr_interval, overdispersion
+from .stats import fractions_crossing, group_keys, interval_curves, transition_summary
+from .transition import fraction_intervals, lr_interval, overdispersion, profile_loglik
 
 # The exponent's grids: b from B_MIN to B_MAX (an interval reaching an end is open: -inf / inf);
 # each K's tau profile reaches T_PAD (in ln t) beyond the snapshots, where a step's likelihood
@@ -85,10 +83,6 @@ def with_axes(df: pd.DataFrame | None) -> pd.DataFrame:
     return df
 
 
-def _keys(df: pd.DataFrame) -> list[str]:
-    return [c for c in ("study", "metric") if c in df.columns]
-
-
 def has_axes(fractions: pd.DataFrame | None, twins: pd.DataFrame | None = None) -> bool:
     """Whether a study has more than one snapshot or variant, or a twins table: the report's
     phase-diagram section is drawn only then."""
@@ -118,8 +112,9 @@ def final_snapshots(fr: pd.DataFrame) -> pd.DataFrame:
 def main_view(st):
     """(the studies restricted to one model, ``Studies.main``: each study's first variant at its
     final snapshot, first model of twins (``raystudy.axes.main_checkpoint``); a sentence
-    saying so, or '' when there was nothing to restrict). The report's transition figures and
-    summary are of this view, so snapshots and variants are never pooled into one curve."""
+    saying so, or '' when there was nothing to restrict). The one-curve figures
+    (:func:`raystudy.analysis.plots.draw_all`) and the report's summary are of this view, so
+    snapshots and variants are never pooled into one curve."""
     fr = st.frames.get("fractions")
     if fr is None or fr.empty:
         fr = st.frames.get("labels")
@@ -159,7 +154,7 @@ def phase_table(fractions: pd.DataFrame, null_fractions: pd.DataFrame | None = N
         ic.insert(1, "images_seen", int(t))
         rows.append(ic)
     out = pd.concat(rows, ignore_index=True)
-    keys = _keys(out)
+    keys = group_keys(out)
     nf = with_axes(null_fractions)
     if len(nf):
         nf = nf[nf["n"] > 0]
@@ -202,12 +197,12 @@ def tau_mem(fractions: pd.DataFrame, q: float = 0.5, level: float = 0.95, n_boot
     bracket), ``tau_width`` (in ln t), ``censored`` ('before' / 'after' / '') and the snapshot
     range ``t_min`` / ``t_max``. Only K measured at two or more snapshots."""
     fr = with_axes(fractions)
-    keys = _keys(fr)
+    keys = group_keys(fr)
     rows = []
     for gkey, g in fr.groupby([*keys, "variant", "K"], sort=True):
         if g["images_seen"].nunique() < 2:
             continue
-        c = _crossing(g, "memorized", q, level, n_boot, seed, axis="images_seen", increasing=True)
+        c = fractions_crossing(g, "memorized", q, level, n_boot, seed, axis="images_seen", increasing=True)
         row = dict(zip([*keys, "variant", "K"], gkey))
         row.update(c.columns("tau"))
         row.update(t_min=int(g["images_seen"].min()), t_max=int(g["images_seen"].max()),
@@ -239,13 +234,13 @@ def exponent_fit(ks, cells, lnt, level: float = 0.95, phi: float = 1.0, q: float
     where the interval reaches B_MIN / B_MAX), ``c`` (tau at K = 1) and the profile of b.
 
     The joint log-likelihood at (a, b) is the sum over K of that K's profile over its own width
-    at ln tau_K = a + b d_K (``transition._profile``). Its maximum over a is found on ``lnt`` with
+    at ln tau_K = a + b d_K (``transition.profile_loglik``). Its maximum over a is found on ``lnt`` with
     the profiles interpolated, then refined by a parabola through the exact profiles
     (a linear interpolation between grid points loses ~0.02 per K at n = 200 x 6 snapshots, which
     adds up over K to a visible error in the likelihood ratio)."""
     lk = np.log(np.asarray(ks, float))
     d = lk - lk.mean()
-    profiles = [_profile(-lnt, x, m, n, q)[0] for x, m, n in cells]
+    profiles = [profile_loglik(-lnt, x, m, n, q)[0] for x, m, n in cells]
     # a (ln tau at the mean ln K) on the profiles' grid: a line whose middle K has its tau beyond
     # T_PAD outside the snapshots is one the data cannot tell from a step anyway
     a_grid = lnt
@@ -259,7 +254,7 @@ def exponent_fit(ks, cells, lnt, level: float = 0.95, phi: float = 1.0, q: float
         return out.max(1), a_grid[out.argmax(1)]
 
     def exact(a, b):
-        return sum(_profile(-(a + b * di), x, m, n, q)[0] for di, (x, m, n) in zip(d, cells))
+        return sum(profile_loglik(-(a + b * di), x, m, n, q)[0] for di, (x, m, n) in zip(d, cells))
 
     def refined(b):  # a parabola through the exact profile at the grid's best a and its neighbours
         _, a0 = on_grid(b)
@@ -304,7 +299,7 @@ def tau_exponent(fractions: pd.DataFrame, q: float = 0.5, level: float = 0.95,
     if censored not in ("bounds", "exclude"):
         raise ValueError(f"censored must be 'bounds' or 'exclude', not {censored!r}")
     fr = with_axes(fractions)
-    keys = _keys(fr)
+    keys = group_keys(fr)
     rows = []
     for gkey, g in fr.groupby([*keys, "variant"], sort=True):
         nt = g.groupby("K")["images_seen"].nunique()
@@ -381,7 +376,7 @@ def reproducibility(twins: pd.DataFrame, delta_m: dict | None = None, level: flo
     if missing:
         raise ValueError(f"no delta_m for metric(s) {missing}")
     tw["close"] = tw["d_twin"].to_numpy(float) < tw["metric"].map(dm).to_numpy(float)
-    keys = _keys(tw)
+    keys = group_keys(tw)
     rows = []
     for gkey, g in tw.groupby([*keys, "variant", "images_seen", "K"], sort=True):
         per_seed = g.groupby("seed")["close"].agg(["sum", "size"])
@@ -398,320 +393,19 @@ def reproducibility(twins: pd.DataFrame, delta_m: dict | None = None, level: flo
     return pd.DataFrame(rows)
 
 
-# -- figures ----------------------------------------------------------------------------------
+# -- every table of the phase diagram ---------------------------------------------------------
 
-def _plt():
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _grid(ax, piv: pd.DataFrame, title: str, ylabel: str, fmt_y=lambda v: f"{v:.3g}"):
-    """One heatmap cell per (row value, K): the fraction, written in the cell; white: not measured."""
-    z = piv.to_numpy(float)
-    im = ax.imshow(z, origin="lower", aspect="auto", cmap="magma", vmin=0, vmax=1)
-    for i in range(z.shape[0]):
-        for j in range(z.shape[1]):
-            if np.isfinite(z[i, j]):
-                ax.text(j, i, f"{z[i, j]:.2f}", ha="center", va="center", fontsize=6,
-                        color="w" if z[i, j] < 0.6 else "k")
-    ax.set_xticks(range(z.shape[1]), [str(int(k)) for k in piv.columns], fontsize=7)
-    ax.set_yticks(range(z.shape[0]), [fmt_y(v) for v in piv.index], fontsize=7)
-    ax.set_xlabel("training-set size K", fontsize=8)
-    ax.set_ylabel(ylabel, fontsize=8)
-    ax.set_title(title, fontsize=8)
-    return im
-
-
-PANELS = (("memorized", "memorized"), ("spurious", "spurious"), ("generalized", "generalized"),
-          ("null_memorized", "null: held-out memorized (chance)"))
-
-
-def phase_figure(pt: pd.DataFrame, tau: pd.DataFrame | None = None):
-    """Heatmaps of each fraction over K (columns) x images seen (rows), one row of panels per
-    (study, metric, variant); on the memorized panel, tau_mem per K (cyan: the crossing placed
-    between the snapshot rows in ln t; triangles: censored K at the edge they pass). None without
-    two snapshots anywhere."""
-    plt = _plt()
-    if pt.empty or pt["images_seen"].nunique() < 2:
-        return None
-    keys = [*_keys(pt), "variant"]
-    groups = list(pt.groupby(keys, sort=True))
-    fig, axes = plt.subplots(len(groups), len(PANELS), figsize=(3.7 * len(PANELS), 3.0 * len(groups) + 0.6),
-                             squeeze=False, layout="constrained")
-    im = None
-    for r, (gkey, g) in enumerate(groups):
-        gk = gkey if isinstance(gkey, tuple) else (gkey,)
-        name = " · ".join(map(str, gk))
-        for c, (col, what) in enumerate(PANELS):
-            piv = g.pivot_table(index="images_seen", columns="K", values=col, aggfunc="mean")
-            if piv.isna().all().all():
-                axes[r][c].text(0.5, 0.5, f"{what}: not computed", ha="center", va="center",
-                                transform=axes[r][c].transAxes, fontsize=8)
-                axes[r][c].set_axis_off()
-                continue
-            im = _grid(axes[r][c], piv, f"{name}: {what}", "images seen (snapshot)" if c == 0 else "")
-            if c == 0 and tau is not None and len(tau):
-                sel = np.ones(len(tau), bool)
-                for k_, v in zip(keys, gk):
-                    sel &= (tau[k_] == v).to_numpy()
-                _tau_on_grid(axes[r][c], tau[sel], list(piv.columns), np.log(piv.index.to_numpy(float)))
-    if im is not None:
-        fig.colorbar(im, ax=axes, shrink=0.6, label="fraction of samples")
-    fig.suptitle("Phase diagram: fraction of samples over K x training time (per variant and metric); "
-                 "cyan: tau_mem, where memorized first exceeds 1/2", fontsize=10)
-    return fig
-
-
-def _tau_on_grid(ax, tau: pd.DataFrame, ks: list, lnt: np.ndarray) -> None:
-    rows = np.arange(len(lnt))
-    xs, ys = [], []
-    for t in tau.itertuples():
-        if t.K not in ks:
-            continue
-        j = ks.index(t.K)
-        if t.censored == "after":
-            ax.plot([j], [rows[-1] + 0.4], marker="^", color="cyan", mec="k", ms=7, ls="none")
-        elif t.censored == "before":
-            ax.plot([j], [-0.4], marker="v", color="cyan", mec="k", ms=7, ls="none")
-        elif np.isfinite(t.tau) and t.tau > 0:
-            xs.append(j)
-            ys.append(float(np.interp(np.log(t.tau), lnt, rows)))
-    if xs:
-        ax.plot(xs, ys, "o-", color="cyan", mec="k", ms=5, lw=1.2)
-
-
-def _tau_text(t) -> str:
-    if t.censored == "after":
-        return f"> {t.t_max} (not memorized by the last snapshot)"
-    if t.censored == "before":
-        return f"< {t.t_min} (memorized at the first snapshot)"
-    if not t.tau_resolved and t.tau_bracket_lo > 0 and np.isfinite(t.tau_bracket_hi):
-        return f"between {t.tau_bracket_lo:.3g} and {t.tau_bracket_hi:.3g}"
-    return f"{t.tau:.3g} [{t.tau_lo:.3g}, {t.tau_hi:.3g}]"
-
-
-def size_figure(pt: pd.DataFrame):
-    """Heatmaps of each fraction over K x model size (parameters) at each variant's final
-    snapshot, one row of panels per (study, metric). None with one variant."""
-    plt = _plt()
-    if pt.empty or pt["variant"].nunique() < 2:
-        return None
-    fin = final_snapshots(pt).copy()
-    fin["size"] = [f"{v} ({p / 1e3:.0f}k)" if np.isfinite(p) else str(v)
-                   for v, p in zip(fin["variant"], fin["params"].astype(float))]
-    fin["order"] = fin["params"].astype(float).fillna(0)
-    keys = _keys(fin)
-    groups = list(fin.groupby(keys, sort=True)) if keys else [((), fin)]
-    fig, axes = plt.subplots(len(groups), len(PANELS), figsize=(3.7 * len(PANELS), 2.6 * len(groups) + 0.6),
-                             squeeze=False, layout="constrained", sharey="row")
-    im = None
-    for r, (gkey, g) in enumerate(groups):
-        name = " · ".join(map(str, gkey if isinstance(gkey, tuple) else (gkey,)))
-        rank = g.groupby("size")["order"].first().sort_values()
-        for c, (col, what) in enumerate(PANELS):
-            piv = g.pivot_table(index="size", columns="K", values=col, aggfunc="mean").reindex(rank.index)
-            if piv.isna().all().all():
-                axes[r][c].set_axis_off()
-                continue
-            # The variants label the row once: repeated tick labels ran into the panel on their left.
-            im = _grid(axes[r][c], piv, f"{name}: {what}", "variant (parameters)" if c == 0 else "", fmt_y=str)
-            if c:
-                axes[r][c].tick_params(labelleft=False)
-    if im is not None:
-        fig.colorbar(im, ax=axes, shrink=0.6, label="fraction of samples")
-    fig.suptitle("Phase diagram: fraction of samples over K x model size (final snapshot)", fontsize=10)
-    return fig
-
-
-def tau_figure(tau: pd.DataFrame, expo: pd.DataFrame | None = None):
-    """tau_mem vs K on log-log axes, one panel per (study, metric), one colour per variant:
-    points and error bars (the interval), triangles for censored K (the bound: above the last
-    snapshot / below the first), the fitted c K^b with b and its interval, and slope 1 (dotted,
-    Bonnaire et al.). None without tau."""
-    plt = _plt()
-    if tau is None or tau.empty:
-        return None
-    keys = _keys(tau)
-    groups = list(tau.groupby(keys, sort=True)) if keys else [((), tau)]
-    fig, axes = plt.subplots(1, len(groups), figsize=(5.2 * len(groups), 4.2), squeeze=False)
-    for j, (gkey, g) in enumerate(groups):
-        ax = axes[0][j]
-        gk = gkey if isinstance(gkey, tuple) else (gkey,)
-        for i, (variant, h) in enumerate(g.groupby("variant", sort=True)):
-            col = COLORS[i % len(COLORS)]
-            ok = h[h["censored"] == ""]
-            lo = np.clip(ok["tau_lo"].to_numpy(float), ok["t_min"].to_numpy(float) / 3, None)
-            hi = np.clip(ok["tau_hi"].to_numpy(float), None, ok["t_max"].to_numpy(float) * 3)
-            y = ok["tau"].to_numpy(float)
-            ax.errorbar(ok["K"], y, yerr=[np.maximum(y - lo, 0), np.maximum(hi - y, 0)], fmt="o", color=col,
-                        capsize=3, ms=5, label=f"{variant}: tau_mem")
-            for t in h[h["censored"] == "after"].itertuples():
-                ax.plot([t.K], [t.t_max], marker="^", color=col, ms=8, ls="none")
-            for t in h[h["censored"] == "before"].itertuples():
-                ax.plot([t.K], [t.t_min], marker="v", color=col, ms=8, ls="none")
-            if expo is not None and len(expo):
-                sel = np.ones(len(expo), bool)
-                for k_, v in zip([*keys, "variant"], [*gk, variant]):
-                    sel &= (expo[k_] == v).to_numpy()
-                for e in expo[sel].itertuples():
-                    kk = np.geomspace(h["K"].min(), h["K"].max(), 50)
-                    ax.plot(kk, e.c * kk ** e.b, "-", color=col, lw=1.2,
-                            label=f"{variant}: fit b = {e.b:.2f} [{e.b_lo:.2f}, {e.b_hi:.2f}]")
-        kk = np.geomspace(g["K"].min(), g["K"].max(), 50)
-        ref = g.loc[g["censored"] == "", "tau"]
-        if len(ref):
-            k0 = g.loc[ref.index, "K"].astype(float)
-            c1 = np.exp(np.mean(np.log(ref.to_numpy(float)) - np.log(k0.to_numpy())))
-            ax.plot(kk, c1 * kk, ":", color="0.4", lw=1, label="slope 1 (Bonnaire et al.)")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("training-set size K")
-        ax.set_ylabel("tau_mem: images seen when memorized > 1/2")
-        ax.set_title(" · ".join(map(str, gk)) or "tau_mem", fontsize=9)
-        ax.grid(alpha=0.3, which="both", lw=0.4)
-        ax.legend(fontsize=7)
-    fig.text(0.5, -0.02, "bars: 95% interval (logistic in ln t, profile likelihood clipped to the snapshots' bracket);"
-             " ▲ not memorized by the last snapshot (tau above it), ▼ memorized at the first (tau below it)",
-             ha="center", fontsize=7)
-    fig.tight_layout()
-    return fig
-
-
-def crossing_figure(cb: pd.DataFrame):
-    """The crossing K (memorized = 1/2) with its interval: vs images seen per variant (left) and
-    vs parameter count at the final snapshot (right), one row per (study, metric)."""
-    plt = _plt()
-    if cb.empty or (cb["images_seen"].nunique() < 2 and cb["variant"].nunique() < 2):
-        return None
-    keys = _keys(cb)
-    groups = list(cb.groupby(keys, sort=True)) if keys else [((), cb)]
-    fig, axes = plt.subplots(len(groups), 2, figsize=(11, 3.8 * len(groups)), squeeze=False)
-    for r, (gkey, g) in enumerate(groups):
-        name = " · ".join(map(str, gkey if isinstance(gkey, tuple) else (gkey,)))
-        kmin, kmax = g["K_min"].min(), g["K_max"].max()
-
-        def draw(ax, x, h, col, label, kmin=kmin, kmax=kmax):
-            y = np.clip(h["k_cross"].to_numpy(float), kmin / 2, kmax * 2)
-            lo = np.clip(h["k_cross_lo"].to_numpy(float), kmin / 2, kmax * 2)
-            hi = np.clip(h["k_cross_hi"].to_numpy(float), kmin / 2, kmax * 2)
-            ax.errorbar(x, y, yerr=[np.maximum(y - lo, 0), np.maximum(hi - y, 0)], fmt="o-", color=col, capsize=3,
-                        label=label)
-
-        ax = axes[r][0]
-        for i, (variant, h) in enumerate(g.groupby("variant", sort=True)):
-            h = h.sort_values("images_seen")
-            draw(ax, h["images_seen"].to_numpy(float), h, COLORS[i % len(COLORS)], str(variant))
-        ax.set_xscale("log")
-        ax.set_xlabel("images seen (snapshot)")
-        ax.set_title(f"{name}: crossing K per snapshot", fontsize=9)
-        ax = axes[r][1]
-        fin = g[g["final"]].sort_values("params")
-        if fin["params"].notna().sum() >= 2:
-            draw(ax, fin["params"].to_numpy(float), fin, "tab:blue", "final snapshot")
-            for t in fin.itertuples():
-                ax.annotate(str(t.variant), (t.params, np.clip(t.k_cross, kmin / 2, kmax * 2)), fontsize=7,
-                            xytext=(4, 4), textcoords="offset points")
-            ax.set_xscale("log")
-            ax.set_xlabel("parameters")
-        else:
-            ax.text(0.5, 0.5, "one variant (or no params in runs)", ha="center", va="center", transform=ax.transAxes)
-        ax.set_title(f"{name}: crossing K per model size", fontsize=9)
-        for ax in axes[r]:
-            ax.set_yscale("log")
-            ax.axhspan(kmin / 2, kmin, color="0.9", lw=0)
-            ax.axhspan(kmax, kmax * 2, color="0.9", lw=0)
-            ax.set_ylabel("K where memorized = 1/2")
-            ax.grid(alpha=0.3, which="both", lw=0.4)
-            ax.legend(fontsize=7)
-    fig.text(0.5, -0.01, "bars: 95% interval (logistic in ln K clipped to the grid's bracket); grey bands: "
-             "below the smallest / beyond the largest K", ha="center", fontsize=7)
-    fig.tight_layout()
-    return fig
-
-
-def twins_figure(rep: pd.DataFrame, pt: pd.DataFrame | None = None):
-    """Twin reproducibility vs K (with its interval) beside the memorized fraction, at each
-    variant's final snapshot; the median twin distance on the right axis. One panel per
-    (study, metric, variant)."""
-    plt = _plt()
-    if rep is None or rep.empty:
-        return None
-    rep = final_snapshots(rep)
-    keys = [*_keys(rep), "variant"]
-    groups = list(rep.groupby(keys, sort=True))
-    fig, axes = plt.subplots(1, len(groups), figsize=(5.2 * len(groups), 3.9), squeeze=False)
-    fin = final_snapshots(pt) if pt is not None and len(pt) else None
-    for j, (gkey, g) in enumerate(groups):
-        ax = axes[0][j]
-        g = g.sort_values("K")
-        ax.plot(g["K"], g["reproducible"], "o-", color="tab:blue", label="reproducible: d_twin < delta_m")
-        ax.fill_between(g["K"], g["reproducible_lo"], g["reproducible_hi"], color="tab:blue", alpha=0.15, lw=0)
-        if fin is not None:
-            sel = np.ones(len(fin), bool)
-            for k_, v in zip(keys, gkey):
-                sel &= (fin[k_] == v).to_numpy()
-            m = fin[sel].sort_values("K")
-            if len(m):
-                ax.plot(m["K"], m["memorized"], "s--", color=LABEL_COLORS["memorized"], label="memorized")
-                ax.fill_between(m["K"], m["memorized_lo"], m["memorized_hi"], color=LABEL_COLORS["memorized"], alpha=0.12, lw=0)
-        ax.set_xscale("log")
-        ax.set_ylim(-0.03, 1.03)
-        ax.set_xlabel("training-set size K")
-        ax.set_ylabel("fraction")
-        ax2 = ax.twinx()
-        ax2.plot(g["K"], g["median_d_twin"], "^:", color="0.35", label="median d_twin")
-        ax2.set_yscale("log")
-        ax2.set_ylabel("median twin distance", color="0.35")
-        ax.set_title(" · ".join(map(str, gkey)), fontsize=9)
-        ax.grid(alpha=0.3, lw=0.4)
-        h1, l1 = ax.get_legend_handles_labels()
-        h2, l2 = ax2.get_legend_handles_labels()
-        ax.legend(h1 + h2, l1 + l2, fontsize=7, loc="center left")
-    fig.text(0.5, -0.02, "twins: two models trained on disjoint K-sets, sampled from the same noise; bands: 95% "
-             "interval (exact over pairs; hierarchical bootstrap over seeds)", ha="center", fontsize=7)
-    fig.tight_layout()
-    return fig
-
-
-# -- the report's section ---------------------------------------------------------------------
-
-CAPTIONS = {
-    "phase": "Phase diagram: the memorized, spurious, generalized and null (held-out images, chance) fractions "
-             "over K (columns) x training time (rows: images seen at each snapshot), one row of panels per "
-             "variant and metric; under it, tau_mem per K.",
-    "phase_size": "Phase diagram over model size: each fraction over K x variant (rows ordered by parameter count) "
-                  "at each variant's final snapshot.",
-    "tau_mem": "tau_mem(K): the images seen at which the memorized fraction first exceeds 1/2, per K (log-log), "
-               "with its 95% interval (a logistic in ln t, profile likelihood clipped to the bracket of snapshots "
-               "significantly below / above 1/2); triangles: censored K (bounds). Line: tau = c K^b from a joint "
-               "binomial likelihood over every (K, snapshot), b's 95% profile interval in the legend; dotted: "
-               "slope 1, Bonnaire et al.'s prediction.",
-    "crossing_axes": "The crossing K (memorized = 1/2) with its 95% interval per snapshot (left) and per model "
-                     "size at the final snapshot (right).",
-    "twins": "Twin reproducibility: the fraction of twin pairs (two models on disjoint K-sets, same noise) closer "
-             "than delta_m, with its 95% interval, beside the memorized fraction, at the final snapshot; dotted: "
-             "the median twin distance (right axis).",
-}
-
-
-def _fmt_b(v: float) -> str:
-    return "open" if not np.isfinite(v) else f"{v:.2f}"
-
-
-def section(st, figs, out, level: float = 0.95, n_boot: int = 1000) -> str:
-    """Draw the phase-diagram figures into ``figs`` (report._Figures), write their tables as CSV
-    into ``out`` and return the page's HTML for them ('' when the study has no axes)."""
+def phase_tables(st, level: float = 0.95, n_boot: int = 1000) -> dict[str, pd.DataFrame]:
+    """The phase diagram of loaded studies (:func:`raystudy.analysis.load`, every checkpoint), by
+    name: ``phase`` (:func:`phase_table`), ``tau_mem``, ``tau_exponent``, ``crossings_by_axis``
+    and ``reproducibility`` (each study's own ``classify.delta_m``; empty without twins). {} when
+    no study has more than one snapshot or variant, nor a twins table (:func:`has_axes`)."""
     twins = st.frames.get("twins")
     fr = st.frames.get("fractions")
     if not has_axes(fr, twins):
-        return ""
+        return {}
     fr = with_axes(fr)
     runs = st.frames.get("runs")
-    pt = phase_table(fr, st.frames.get("null_fractions"), runs, level, n_boot)
-    tau = tau_mem(fr, level=level, n_boot=n_boot)
-    expo = tau_exponent(fr, level=level)
-    cb = crossings_by_axis(fr, runs, level, n_boot)
     rep = pd.DataFrame()
     if twins is not None and len(twins):
         parts = [reproducibility(g, study_thresholds(st.configs.get(s))[0], level, n_boot).assign(study=s)
@@ -720,64 +414,12 @@ def section(st, figs, out, level: float = 0.95, n_boot: int = 1000) -> str:
                  (twins.groupby("study") if "study" in twins else [(None, twins)])]
         rep = pd.concat(parts, ignore_index=True)
         rep = rep[["study", *[c for c in rep.columns if c != "study"]]] if "study" in rep else rep
-    for name, df in (("phase", pt), ("tau_mem", tau), ("tau_exponent", expo), ("crossings_by_axis", cb),
-                     ("reproducibility", rep)):
-        if len(df):
-            from ..tables import write_text
-
-            write_text(out / f"{name}.csv", df.to_csv(index=False))
-    sec = "Phase diagram"
-    figs.add(phase_figure(pt, tau), "phase", CAPTIONS["phase"], sec)
-    figs.add(size_figure(pt), "phase_size", CAPTIONS["phase_size"], sec)
-    figs.add(tau_figure(tau, expo), "tau_mem", CAPTIONS["tau_mem"], sec)
-    figs.add(crossing_figure(cb), "crossing_axes", CAPTIONS["crossing_axes"], sec)
-    figs.add(twins_figure(rep, pt), "twins", CAPTIONS["twins"], sec)
-    return section_html(tau, expo, cb, rep, level)
+    return {"phase": phase_table(fr, st.frames.get("null_fractions"), runs, level, n_boot),
+            "tau_mem": tau_mem(fr, level=level, n_boot=n_boot),
+            "tau_exponent": tau_exponent(fr, level=level),
+            "crossings_by_axis": crossings_by_axis(fr, runs, level, n_boot),
+            "reproducibility": rep}
 
 
-def _table(df: pd.DataFrame) -> str:
-    return df.to_html(index=False, na_rep="", border=0, float_format=lambda v: f"{v:.3g}")
-
-
-def section_html(tau, expo, cb, rep, level: float = 0.95) -> str:
-    """The phase-diagram numbers as HTML: tau_mem per K, the exponent, the crossing K per
-    snapshot and variant, twin reproducibility per K."""
-    parts = ["<h2 id='phase'>Phase diagram: training time, model size, twins</h2>",
-             "<p>Tables beside this page: <code>phase.csv</code>, <code>tau_mem.csv</code>, "
-             "<code>tau_exponent.csv</code>, <code>crossings_by_axis.csv</code>, <code>reproducibility.csv</code> "
-             "(from <code>raystudy.analysis.phase</code>).</p>"]
-    if len(expo):
-        items = []
-        for e in expo.itertuples():
-            name = " · ".join(str(getattr(e, k)) for k in ("study", "metric", "variant") if hasattr(e, k))
-            cens = f"; censored K (kept as bounds): {e.censored_K}" if e.censored_K else ""
-            items.append(f"<li><b>{html.escape(name)}</b>: tau_mem = c K^b with b = {_fmt_b(e.b)} "
-                         f"({level:.0%} interval {_fmt_b(e.b_lo)} to {_fmt_b(e.b_hi)}; {e.n_K} K; overdispersion "
-                         f"{e.phi:.2f}{html.escape(cens)})</li>")
-        parts.append(f"<ul class='summary'>{''.join(items)}</ul>")
-    if len(tau):
-        show = tau[[c for c in ("study", "metric", "variant", "K") if c in tau]].copy()
-        show["tau_mem"] = [_tau_text(t) for t in tau.itertuples()]
-        show["snapshots"] = tau["n_snapshots"]
-        parts += ["<h3>tau_mem per K</h3>", _table(show)]
-    if len(cb):
-        show = cb[[c for c in ("study", "metric", "variant", "params", "images_seen") if c in cb]].copy()
-        show["crossing K"] = [
-            f"{format_k(r.k_cross, (r.K_min, r.K_max))} [{format_k(r.k_cross_lo, (r.K_min, r.K_max))}, "
-            f"{format_k(r.k_cross_hi, (r.K_min, r.K_max))}]" for r in cb.itertuples()]
-        show["bracket"] = [k_range(r.k_cross_bracket_lo, r.k_cross_bracket_hi, (r.K_min, r.K_max))
-                           for r in cb.itertuples()]
-        parts += ["<h3>Crossing K per snapshot and variant</h3>", _table(show)]
-    if len(rep):
-        show = rep[[c for c in ("study", "metric", "variant", "images_seen", "K", "n") if c in rep]].copy()
-        show["reproducible"] = [f"{r.reproducible:.3f} [{r.reproducible_lo:.2f}, {r.reproducible_hi:.2f}]"
-                                for r in rep.itertuples()]
-        for c in ("median_d_twin", "median_d_own", "median_d_other"):
-            show[c] = rep[c]
-        parts += ["<h3>Twin reproducibility per K</h3>", _table(show)]
-    return "\n".join(parts)
-
-
-__all__ = ["with_axes", "has_axes", "params_of", "phase_table", "tau_mem", "tau_exponent", "exponent_fit",
-           "crossings_by_axis", "reproducibility", "phase_figure", "size_figure", "tau_figure",
-           "crossing_figure", "twins_figure", "section", "section_html", "main_view"]
+__all__ = ["with_axes", "has_axes", "params_of", "final_snapshots", "main_view", "phase_table", "tau_mem",
+           "tau_exponent", "exponent_fit", "crossings_by_axis", "reproducibility", "phase_tables"]

@@ -9,8 +9,9 @@ under it the transition figure (``id="transition"``), then the summary sentences
 image as a base64 data URI and holds a gallery of random samples at every K, the fractions
 table (also written beside it as ``fractions.csv`` and ``fractions.tex``), the stage run
 times, what made each study (``provenance.json``; for several, where that differs) and each
-config: copy the one file anywhere and it still shows everything. Figures are saved at
-:data:`raystudy.analysis.figures.DPI`.
+config: copy the one file anywhere and it still shows everything. The figures are
+:func:`raystudy.analysis.plots.draw_all`'s (the figures stage draws the same into the study's
+``figures/``), saved at :data:`raystudy.analysis.plots.style.DPI`.
 Absent tables (basins, energy, train_log, stages.json) are named on the page instead of drawn;
 a closed-form model (``empirical``, ``gaussian``) trains nothing, so no word on its loss curves.
 """
@@ -20,7 +21,6 @@ from __future__ import annotations
 import base64
 import html
 import logging
-import re
 import time
 from pathlib import Path
 
@@ -28,47 +28,10 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from .figures import COLOR_NAMES, DPI
 from .load import LABELS, AnalysisError, Studies, _flatten_dirs, load
+from .phase import main_view
+from .plots import DRAW_TABLES, draw_all, safe_name
 from .stats import crossing_words, format_k, k_at, k_range, span_words
-
-# What each figure shows, written beside it on the page and in the report's listing.
-_C = COLOR_NAMES
-
-# What each figure shows, written beside it on the page and in the report's listing; colour
-# words come from the figures' palette.
-CAPTIONS = {
-    "transition": f"Memorized ({_C['memorized']}) / spurious ({_C['spurious']}) / generalized ({_C['generalized']}) "
-                  "fraction vs training-set size K (log axis), one panel per metric{per_study}, its numbers "
-                  "written under it. Lines: mean over seeds; error bars: ±1 s.d. over seeds (when more than "
-                  "one); bands: {level:.0%} interval per K (exact over samples; a hierarchical bootstrap over seeds "
-                  f"and samples with several seeds). Dashed {_C['ratio_memorized']}: the ratio test (NN1/NN2 < 1/3 "
-                  f"on per-pixel L2) beside the paper's rule. Dashed {_C['memorized']} vertical: the K where "
-                  "memorized crosses 1/2 (logistic fit in log K), shaded: its interval, hatched: the bracket of grid "
-                  f"K significantly above / below 1/2; dotted {_C['ratio_memorized']} and shaded: EMM (the ratio "
-                  "test's fraction = 0.9); star: the spurious peak; dotted with crosses: the null (held-out real "
-                  "images under the same rule).",
-    "compare": "The studies on one axis per metric: memorized (top) and spurious (bottom) fractions vs K with "
-               "their per-K intervals; dashed lines: each study's crossing K (logistic fit), shaded: its interval.",
-    "distances": "Histograms of d_train (distance to the nearest training image) and d_synth (to the nearest "
-                 "sample of the independent second set) per K, stacked by label "
-                 f"({_C['memorized']}: memorized, {_C['spurious']}: spurious, {_C['generalized']}: generalized), "
-                 "log-spaced bins; dashed: the thresholds delta_m and delta_s.",
-    "thresholds": "Relabelled from the stored distances on a grid of delta_m × delta_s (1/4× to 4× the study's "
-                  "thresholds): the crossing K, the K of the spurious peak and its height; the box marks the "
-                  "study's thresholds.",
-    "nn": "Samples (left) beside their top training neighbours and their top neighbours in the other sample "
-          "set, distance under each image; samples spread from closest to farthest d_train.",
-    "gallery": "Randomly drawn samples of the labelled set at every K (one row per K, the same draw every "
-               f"time), each framed and captioned with its label ({_C['memorized']}: memorized, "
-               f"{_C['spurious']}: spurious, {_C['generalized']}: generalized) and its d_train.",
-    "training": "Training loss vs images seen per run (colour: K) from the train_log table, and the final loss "
-                "and wall time per run from the runs table.",
-    "basins": "Critical time t_crit per K, by sample label (or image kind: training / held-out), and the basin "
-              "radius vs t_crit.",
-    "energy": "Relative energy E(reference) − E(item) along the quarter circle, per K and label, one panel per "
-              "reference kind.",
-}
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1200px;
@@ -84,36 +47,6 @@ pre{background:#f7f7f7;padding:.8em;overflow:auto;font-size:.8em}.note{color:#a4
 vertical-align:top;padding:.3em .8em .3em 0;background:none}.headline th{font-size:.8em;color:#444;font-weight:600}
 .headline .big{font-size:1.3em;font-weight:600;white-space:nowrap}.small{font-size:.8em;color:#555}.headline p{margin:.2em 0}
 """
-
-
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(name)).strip("_") or "study"
-
-
-class _Figures:
-    """Saves figures as PNG (+PDF) and remembers them for the page."""
-
-    def __init__(self, out: Path, pdf: bool, dpi: int = DPI):
-        self.out, self.pdf, self.dpi = out, pdf, dpi
-        self.items: list[dict] = []
-
-    def add(self, fig, stem: str, caption: str, section: str) -> Path | None:
-        import matplotlib.pyplot as plt
-
-        if fig is None:
-            return None
-        from ..tables import atomic_path
-
-        png = self.out / f"{stem}.png"
-        # atomically: a report read while it is being rewritten never shows half an image
-        with atomic_path(png) as tmp:
-            fig.savefig(tmp, dpi=self.dpi, bbox_inches="tight", format="png")
-        if self.pdf:
-            with atomic_path(self.out / f"{stem}.pdf") as tmp:
-                fig.savefig(tmp, bbox_inches="tight", format="pdf")
-        plt.close(fig)
-        self.items.append({"file": png.name, "caption": caption, "section": section, "path": png})
-        return png
 
 
 def _img(path: Path, alt: str) -> str:
@@ -145,137 +78,47 @@ def fractions_table(cv: pd.DataFrame, study: str) -> pd.DataFrame:
     return out
 
 
-def _pick_k(labels: pd.DataFrame, label: str, k_cross: float):
-    """The K for a label's neighbour grid: the K with samples of that label nearest (in log K)
-    to the crossing, or the K with the most such samples when the crossing is outside the range."""
-    counts = labels.loc[labels["label"] == label, "K"].value_counts()
-    if counts.empty:
-        return None
-    ks = np.array(sorted(counts.index))
-    if 0 < k_cross < np.inf:
-        return int(ks[np.argmin(np.abs(np.log(ks) - np.log(k_cross)))])
-    return int(counts.sort_index().idxmax())
-
-
 def write_report(dirs, out: str | Path | None = None, pdf: bool = False, n_boot: int = 1000,
                  level: float = 0.95, echo=None) -> Path:
-    """Write the figures and ``report.html`` for one study or a comparison of several; returns
-    the page's path. See the module docstring."""
-    from . import figures as F
+    """Write the figures (:func:`raystudy.analysis.plots.draw_all`), their tables and
+    ``report.html`` for one study or a comparison of several; returns the page's path. See the
+    module docstring."""
+    from .. import tables as _tables
     from .export import write_fractions
-    from .gallery import sample_gallery
-    from .images import nn_grid
-    from .thresholds import default_grid, threshold_grid
 
     echo = echo or logging.getLogger("raystudy").info
     t0 = time.time()
     paths = _flatten_dirs([dirs] if isinstance(dirs, (str, Path)) else dirs)
     out = Path(out) if out else (paths[0] / "report" if len(paths) == 1 else paths[0] / "report" / "compare")
     out.mkdir(parents=True, exist_ok=True)
-    from .. import tables as _tables
-
-    st = load(paths, tables=[t for t in ("runs", "train_log", "labels", "fractions", "null_fractions", "basins", "basin_trials",
-                                         "basin_rates", "energy", "twins") if t in _tables.SCHEMAS])
+    st = load(paths, tables=[t for t in DRAW_TABLES if t in _tables.SCHEMAS])
     if not st.has("labels") and not st.has("fractions"):
         raise AnalysisError(f"{', '.join(map(str, paths))}: no labels or fractions yet (run the study first)")
-    from .phase import main_view
-
+    drawing = draw_all(st, out, n_boot=n_boot, level=level, pdf=pdf)
     # the transition of one model (final snapshot, main variant); all axes in the phase section
-    st_all, (st, view_note) = st, main_view(st)
-    multi = len(st.names) > 1
-    figs = _Figures(out, pdf)
-    cv = F.curves(st, n_boot, level)
-    sm = F.summary(st, n_boot, level)
-    notes: list[str] = []
-
-    per_study = " and study" if multi else ""
-    figs.add(F.transition_figure(st, cv, sm, level=level), "transition",
-             CAPTIONS["transition"].format(per_study=per_study, level=level), "Transition")
-    if multi:
-        figs.add(F.compare_figure(st, cv, sm, level=level), "compare", CAPTIONS["compare"], "Transition")
-    for s in st.names:
-        pre = f"{_safe(s)}_" if multi else ""
-        one = st.one(s)
-        lab_s = one.labels if one.has("labels") else pd.DataFrame()
-        if lab_s.empty:
-            notes.append(f"{s}: no labels table: distance, threshold and neighbour figures not drawn")
-        for m in sorted(lab_s["metric"].unique()) if len(lab_s) else []:
-            lm = lab_s[lab_s["metric"] == m]
-            figs.add(F.distances_figure(one, s, m), f"{pre}distances_{_safe(m)}", CAPTIONS["distances"],
-                     f"Distances and thresholds · {s}")
-            dm0, ds0 = one.thresholds(s, m)
-            grid = threshold_grid(lm, default_grid(dm0), default_grid(ds0))
-            grid.to_csv(out / f"{pre}thresholds_{_safe(m)}.csv", index=False)
-            figs.add(F.thresholds_figure(grid, dm0, ds0, title=f"{s} · {m}"), f"{pre}thresholds_{_safe(m)}",
-                     CAPTIONS["thresholds"], f"Distances and thresholds · {s}")
-            row = sm[(sm["study"] == s) & (sm["metric"] == m)]
-            kc = float(row["k_cross"].iloc[0]) if len(row) else float("nan")
-            for label in LABELS:
-                k = _pick_k(lm, label, kc)
-                if k is None:
-                    notes.append(f"{s} · {m}: no {label} sample at any K: no {label} neighbour grid")
-                    continue
-                try:
-                    fig = nn_grid(st.dirs[s], K=k, label=label, metric=m, config=one.configs[s])
-                except Exception as e:  # noqa: BLE001 - a grid is decoration: say why, keep the report
-                    notes.append(f"{s} · {m}: {label} neighbour grid not drawn ({type(e).__name__}: {e})")
-                    continue
-                figs.add(fig, f"{pre}nn_{_safe(m)}_{label}_K{k}",
-                         CAPTIONS["nn"] + f" Here: {label} samples of K = {k}.", f"Nearest neighbours · {s}")
-            try:
-                fig = sample_gallery(st.dirs[s], metric=m)
-            except Exception as e:  # noqa: BLE001 - a gallery is decoration: say why, keep the report
-                notes.append(f"{s} · {m}: sample gallery not drawn ({type(e).__name__}: {e})")
-            else:
-                figs.add(fig, f"{pre}gallery_{_safe(m)}", CAPTIONS["gallery"] + f" Labels: {m}.",
-                         f"Samples at every K · {s}")
-    notes += _training_notes(st)
-    figs.add(F.training_figure(st), "training", CAPTIONS["training"], "Training")
-    from .phase import section as phase_section
-
-    # training time, model size, twins: drawn only when the study has more than one snapshot or
-    # variant, or a twins table (raystudy.analysis.phase)
-    phase_html = phase_section(st_all, figs, out, level, n_boot)
+    st, view_note = main_view(st)
+    cv, sm = drawing.curves, drawing.summary
+    for stem, grid in drawing.grids.items():
+        grid.to_csv(out / f"{stem}.csv", index=False)
+    phase_html = phase_section(drawing.phase, out, level)
     if view_note:
         phase_html = f"<p class='note'>{html.escape(view_note)}</p>" + phase_html
-    for table, fn in (("basins", F.basins_figure), ("energy", F.energy_figure)):
-        if st.has(table):
-            figs.add(fn(st), table, CAPTIONS[table], "Basins and energy")
-        else:
-            notes.append(f"{table} table absent: no {table} figure drawn")
 
     sm.to_csv(out / "summary.csv", index=False)
+    multi = len(st.names) > 1
     exported = [p.name for sname in st.names
-                for p in write_fractions(cv, sname, out, f"{_safe(sname)}_" if multi else "")]
+                for p in write_fractions(cv, sname, out, f"{safe_name(sname)}_" if multi else "")]
+    items = [{"file": d.path.name, "caption": d.caption, "section": d.section, "path": d.path}
+             for d in drawing.figures]
     page = out / "report.html"
-    page.write_text(_page(st, cv, sm, figs.items, notes, level, n_boot, paths, phase_html), encoding="utf-8")
-    echo(f"report: {len(figs.items)} figures in {out} ({time.time() - t0:.1f} s)")
-    for it in figs.items:
+    page.write_text(_page(st, cv, sm, items, drawing.notes, level, n_boot, paths, phase_html), encoding="utf-8")
+    echo(f"report: {len(items)} figures in {out} ({time.time() - t0:.1f} s)")
+    for it in items:
         echo(f"  {it['file']}")
     echo(f"  tables: {', '.join(exported)}")
-    for n in notes:
+    for n in drawing.notes:
         echo(f"  note: {n}")
     return page
-
-
-def _training_notes(st: Studies) -> list[str]:
-    """Why a study shows no loss curves: its train_log table is absent (no part written) or
-    empty. A closed-form model (nothing trained) needs no word."""
-    from .. import tables as _tables
-    from .figures import closed_form
-
-    notes = []
-    for s in st.names:
-        if closed_form(st, s) or (st.has("train_log") and (st.train_log["study"] == s).any()):
-            continue
-        pre = f"{s}: " if len(st.names) > 1 else ""
-        if any(_tables.table_dir(st.dirs[s], "train_log").glob("part-*.parquet")):
-            notes.append(f"{pre}train_log table empty: no loss curves")
-        elif st.has("runs") and (st.runs["study"] == s).any():
-            notes.append(f"{pre}train_log table absent: no loss curves (runs table only)")
-        else:
-            notes.append(f"{pre}train_log and runs tables absent: no training figure")
-    return notes
 
 
 def _summary_html(st: Studies, sm: pd.DataFrame, level: float) -> str:
@@ -345,7 +188,7 @@ def summary_table(sm: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
 def null_words(st: Studies, study: str, metric: str) -> tuple[str, str]:
     """(the null's largest memorized fraction, what it means) for the headline: held-out real
     images labelled by the samples' rule (``null_fractions``)."""
-    from .figures import null_curve
+    from .stats import null_curve
 
     if not st.has("null_fractions"):
         return "not computed", "no null_fractions table"
@@ -398,6 +241,79 @@ def _headline_html(st: Studies, sm: pd.DataFrame, level: float) -> str:
     what = "" if many else f"<p class='small'>{html.escape(rows[0]['study'])} · metric {html.escape(rows[0]['metric'])}</p>"
     return (f"<section id='headline' class='headline'>{what}<table><thead><tr>{head}</tr></thead>"
             f"<tbody>{''.join(body)}</tbody></table></section>")
+
+
+# -- the phase diagram's section ---------------------------------------------------------------
+
+def phase_section(tables: dict[str, pd.DataFrame], out: Path, level: float = 0.95) -> str:
+    """Write the phase diagram's tables (:func:`raystudy.analysis.phase.phase_tables`) as CSV
+    into ``out`` and return the page's HTML for them ('' when the study has no axes)."""
+    if not tables:
+        return ""
+    from ..tables import write_text
+
+    for name, df in tables.items():
+        if len(df):
+            write_text(out / f"{name}.csv", df.to_csv(index=False))
+    return section_html(tables["tau_mem"], tables["tau_exponent"], tables["crossings_by_axis"],
+                        tables["reproducibility"], level)
+
+
+def _tau_text(t) -> str:
+    if t.censored == "after":
+        return f"> {t.t_max} (not memorized by the last snapshot)"
+    if t.censored == "before":
+        return f"< {t.t_min} (memorized at the first snapshot)"
+    if not t.tau_resolved and t.tau_bracket_lo > 0 and np.isfinite(t.tau_bracket_hi):
+        return f"between {t.tau_bracket_lo:.3g} and {t.tau_bracket_hi:.3g}"
+    return f"{t.tau:.3g} [{t.tau_lo:.3g}, {t.tau_hi:.3g}]"
+
+
+def _fmt_b(v: float) -> str:
+    return "open" if not np.isfinite(v) else f"{v:.2f}"
+
+
+def _phase_table(df: pd.DataFrame) -> str:
+    return df.to_html(index=False, na_rep="", border=0, float_format=lambda v: f"{v:.3g}")
+
+
+def section_html(tau, expo, cb, rep, level: float = 0.95) -> str:
+    """The phase-diagram numbers as HTML: tau_mem per K, the exponent, the crossing K per
+    snapshot and variant, twin reproducibility per K."""
+    parts = ["<h2 id='phase'>Phase diagram: training time, model size, twins</h2>",
+             "<p>Tables beside this page: <code>phase.csv</code>, <code>tau_mem.csv</code>, "
+             "<code>tau_exponent.csv</code>, <code>crossings_by_axis.csv</code>, <code>reproducibility.csv</code> "
+             "(from <code>raystudy.analysis.phase.phase_tables</code>).</p>"]
+    if len(expo):
+        items = []
+        for e in expo.itertuples():
+            name = " · ".join(str(getattr(e, k)) for k in ("study", "metric", "variant") if hasattr(e, k))
+            cens = f"; censored K (kept as bounds): {e.censored_K}" if e.censored_K else ""
+            items.append(f"<li><b>{html.escape(name)}</b>: tau_mem = c K^b with b = {_fmt_b(e.b)} "
+                         f"({level:.0%} interval {_fmt_b(e.b_lo)} to {_fmt_b(e.b_hi)}; {e.n_K} K; overdispersion "
+                         f"{e.phi:.2f}{html.escape(cens)})</li>")
+        parts.append(f"<ul class='summary'>{''.join(items)}</ul>")
+    if len(tau):
+        show = tau[[c for c in ("study", "metric", "variant", "K") if c in tau]].copy()
+        show["tau_mem"] = [_tau_text(t) for t in tau.itertuples()]
+        show["snapshots"] = tau["n_snapshots"]
+        parts += ["<h3>tau_mem per K</h3>", _phase_table(show)]
+    if len(cb):
+        show = cb[[c for c in ("study", "metric", "variant", "params", "images_seen") if c in cb]].copy()
+        show["crossing K"] = [
+            f"{format_k(r.k_cross, (r.K_min, r.K_max))} [{format_k(r.k_cross_lo, (r.K_min, r.K_max))}, "
+            f"{format_k(r.k_cross_hi, (r.K_min, r.K_max))}]" for r in cb.itertuples()]
+        show["bracket"] = [k_range(r.k_cross_bracket_lo, r.k_cross_bracket_hi, (r.K_min, r.K_max))
+                           for r in cb.itertuples()]
+        parts += ["<h3>Crossing K per snapshot and variant</h3>", _phase_table(show)]
+    if len(rep):
+        show = rep[[c for c in ("study", "metric", "variant", "images_seen", "K", "n") if c in rep]].copy()
+        show["reproducible"] = [f"{r.reproducible:.3f} [{r.reproducible_lo:.2f}, {r.reproducible_hi:.2f}]"
+                                for r in rep.itertuples()]
+        for c in ("median_d_twin", "median_d_own", "median_d_other"):
+            show[c] = rep[c]
+        parts += ["<h3>Twin reproducibility per K</h3>", _phase_table(show)]
+    return "\n".join(parts)
 
 
 def _k(v) -> str:
@@ -505,7 +421,7 @@ def _page(st: Studies, cv, sm, items, notes, level, n_boot, paths, phase_html: s
     multi = len(st.names) > 1
     for s in st.names:
         ft = fractions_table(cv, s)
-        pre = f"{_safe(s)}_" if multi else ""
+        pre = f"{safe_name(s)}_" if multi else ""
         parts.append(f"<h3>{html.escape(s)}</h3><p>Also beside this page as <code>{pre}fractions.csv</code> "
                      f"(numbers: mean, s.d., interval) and <code>{pre}fractions.tex</code> (this table, LaTeX).</p>")
         parts.append(_table(ft, "fractions"))

@@ -27,7 +27,9 @@ read one curve (:func:`seed_curves`, :func:`interval_curves`, :func:`bootstrap_c
 one model and refuses a frame with several (a plain frame has no config to say which is the
 main one: pass ``Studies.main()``'s tables, or ``raystudy.axes.main_rows``), ``"all"`` pools
 the samples of every checkpoint at each (K, seed) into one curve. A frame with one checkpoint,
-or without the axis columns, is read as it is either way.
+or without the axis columns, is read as it is either way. :func:`curves` and :func:`summary`
+take a loaded study (:func:`raystudy.analysis.load`) and read each study's main model, the
+numbers ``raystudy show``, the figures and the report give.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from ..errors import AnalysisError
-from .load import LABELS
+from .load import LABELS, Studies
 from .transition import Crossing, fit_crossing_along, fit_peak, fraction_intervals, overdispersion, peak_bracket
 
 CURVE_COLS: tuple[str, ...] = (*LABELS, "ratio_memorized")
@@ -286,7 +288,7 @@ def bootstrap_curves(labels: pd.DataFrame, n_boot: int = 1000, level: float = 0.
 EMM_LEVEL = 0.9  # Gu et al.'s effective model memorization: the largest K still >= 90% memorized
 
 
-def _crossing(fr: pd.DataFrame, col: str, q: float, level: float, n_boot: int, seed: int,
+def fractions_crossing(fr: pd.DataFrame, col: str, q: float, level: float, n_boot: int, seed: int,
               axis: str = "K", increasing: bool = False) -> Crossing:
     """The pooled fit's crossing; with several seeds its interval also holds the seeds' own:
     a t interval (S - 1 degrees of freedom) of the per-seed fitted ln K, because a seed is
@@ -340,7 +342,7 @@ def transition_summary(labels: pd.DataFrame | None = None, fractions: pd.DataFra
     Uses ``labels`` when given, else ``fractions`` (the same numbers: counts are n x fraction).
     ``checkpoints``: ``"main"`` wants one model's rows per study and refuses a frame of several
     snapshots, variants or twins (give ``Studies.main()``'s tables, or use
-    :func:`raystudy.analysis.figures.summary`, which restricts a loaded study to its main model);
+    :func:`summary`, which restricts a loaded study to its main model);
     ``"all"`` pools every checkpoint's samples into one curve (:func:`one_curve`)."""
     use_labels = labels is not None and len(labels) > 0
     src = per_seed_fractions(labels) if use_labels else fractions
@@ -356,10 +358,10 @@ def transition_summary(labels: pd.DataFrame | None = None, fractions: pd.DataFra
         row = dict(zip(keys, gkey))
         row.update(K_min=int(ks.min()), K_max=int(ks.max()), n_K=len(ks),
                    n_seeds=int(fr["seed"].nunique()), n_per_K=float(fr.groupby("K")["n"].sum().mean()))
-        mem = _crossing(fr, "memorized", half, level, n_boot, seed)
+        mem = fractions_crossing(fr, "memorized", half, level, n_boot, seed)
         row.update(mem.columns("k_cross"))
-        row.update(_crossing(fr, "ratio_memorized", half, level, n_boot, seed).columns("ratio_k_cross"))
-        row.update(_crossing(fr, "ratio_memorized", EMM_LEVEL, level, n_boot, seed).columns("emm"))
+        row.update(fractions_crossing(fr, "ratio_memorized", half, level, n_boot, seed).columns("ratio_k_cross"))
+        row.update(fractions_crossing(fr, "ratio_memorized", EMM_LEVEL, level, n_boot, seed).columns("emm"))
         row["overdispersion"] = mem.phi
         row["k_cross_interp"] = crossing_k(ks, curve["memorized"].to_numpy(), half)
         per_seed = [crossing_k(g.index.to_numpy(), g["memorized"].to_numpy(), half)
@@ -482,3 +484,72 @@ def describe(row, level: float = 0.95) -> str:
               f"{row['spurious_fit_height']:.3f} ({row['spurious_fit_height_lo']:.3f} to "
               f"{row['spurious_fit_height_hi']:.3f})")
     return s
+
+
+# -- a loaded study: its main model's curves and summary -----------------------------------------
+
+CURVE_TABLES: tuple[str, ...] = ("labels", "fractions", "null_fractions")
+
+
+def checkpoint_view(st: Studies, checkpoints: str, tables: tuple[str, ...]) -> Studies:
+    """``st`` at each study's main model (``checkpoints="main"``), or as it is (``"all"``);
+    only ``tables`` are restricted, the ones the caller reads."""
+    if checkpoints not in CHECKPOINTS:
+        raise AnalysisError(f"checkpoints must be 'main' or 'all', not {checkpoints!r}")
+    return st.main(tables) if checkpoints == "main" else st
+
+
+def _fractions_of(st: Studies) -> pd.DataFrame:
+    """The ``fractions`` table, or the same recomputed from ``labels`` when it is absent."""
+    if st.has("fractions"):
+        return st.fractions
+    if st.has("labels"):
+        return per_seed_fractions(st.labels)
+    return pd.DataFrame()
+
+
+def _in_order(df: pd.DataFrame, names: list[str]) -> pd.DataFrame:
+    """Rows in the order the studies were given (groupby sorts them by name)."""
+    if df.empty or "study" not in df:
+        return df
+    rank = {n: i for i, n in enumerate(names)}
+    keys = ["study", *[c for c in ("metric", "K") if c in df]]
+    return df.sort_values(keys, key=lambda c: c.map(rank) if c.name == "study" else c, kind="stable") \
+        .reset_index(drop=True)
+
+
+def curves(st: Studies, n_boot: int = 1000, level: float = 0.95, seed: int = 0,
+           checkpoints: str = "main") -> pd.DataFrame:
+    """Per (study, metric, K): seed mean and s.d. of each fraction and its ``level`` interval
+    (``<col>_lo`` / ``<col>_hi``: exact over samples with one seed, hierarchical bootstrap over
+    seeds and samples with several; :func:`interval_curves`), of each study's main model
+    (``Studies.main``); ``checkpoints="all"``: every checkpoint's samples pooled into one curve."""
+    st = checkpoint_view(st, checkpoints, CURVE_TABLES)
+    fr = _fractions_of(st)
+    sc = seed_curves(fr, checkpoints)
+    if len(fr):
+        ic = interval_curves(fr, level, n_boot, seed, checkpoints)
+        ic = ic[[c for c in ic.columns if c.endswith(("_lo", "_hi")) or c in ("study", "metric", "K")]]
+        sc = sc.merge(ic, on=["study", "metric", "K"], how="left")
+    return _in_order(sc, st.names)
+
+
+def summary(st: Studies, n_boot: int = 1000, level: float = 0.95, seed: int = 0,
+            checkpoints: str = "main") -> pd.DataFrame:
+    """:func:`transition_summary` of loaded studies: of each study's main model
+    (``Studies.main``: the config's first variant at its final snapshot, twin 0), the numbers
+    ``raystudy show`` and the report give; ``checkpoints="all"`` pools every snapshot, variant
+    and twin into one curve (:func:`pool_checkpoints`)."""
+    st = checkpoint_view(st, checkpoints, CURVE_TABLES)
+    return _in_order(transition_summary(st.labels if st.has("labels") else None, _fractions_of(st), n_boot, level,
+                                        seed, checkpoints=checkpoints), st.names)
+
+
+def null_curve(st: Studies, study: str, metric: str) -> pd.DataFrame:
+    """The chance level per K (table ``null_fractions``, mean over its rows per K; empty where
+    absent or not computed): held-out real images labelled by the samples' rule."""
+    if not st.has("null_fractions"):
+        return pd.DataFrame(columns=["K", *LABELS])
+    nf = st.null_fractions
+    nf = nf[(nf["study"] == study) & (nf["metric"] == metric) & (nf["n"] > 0)]
+    return nf.groupby("K", as_index=False)[list(LABELS)].mean().sort_values("K")

@@ -52,7 +52,7 @@ def write_study(study_dir, ks=(2, 8, 32, 128, 512), seeds=(0, 1), n: int = 40, m
     digits = digit_images()
     perm = rng.permutation(N_DIGITS)
     meta = tables.dumps_meta(study=name, synthetic=True)
-    runs = {c: [] for c in tables.SCHEMAS["runs"].names}
+    runs = []
     for k in ks:
         train_set = perm[:k]
         for s in seeds:
@@ -96,14 +96,10 @@ def write_study(study_dir, ks=(2, 8, 32, 128, 512), seeds=(0, 1), n: int = 40, m
             tables.write_part(d, "labels", part, tables.to_table("labels", cols, meta))
             tables.write_part(d, "neighbors", part, tables.to_table("neighbors", {
                 c: (np.stack(v) if c.endswith(("_idx", "_dist")) else v) for c, v in nb.items()}, meta))
-            smp = {c: [] for c in tables.SCHEMAS["samples"].names}
-            for set_name, imgs in (("eval", ev), ("ref", ref)):
-                for c, v in (("K", np.full(n, k)), ("seed", np.full(n, s)), ("set", [set_name] * n),
-                             ("sample_id", np.arange(n)), ("sample_seed", rng.integers(0, 2**62, n)),
-                             ("channels", np.ones(n)), ("height", np.full(n, 8)), ("width", np.full(n, 8))):
-                    smp[c].extend(list(v))
-                smp["image"].extend(list(np.clip(imgs, -1, 1).reshape(n, -1).astype(np.float32)))
-            smp["image"] = np.stack(smp["image"])
+            sets = [tables.samples_rows(k, s, which, np.arange(n), rng.integers(0, 2**62, n),
+                                        np.clip(imgs, -1, 1).astype(np.float32))
+                    for which, imgs in (("eval", ev), ("ref", ref))]
+            smp = {c: np.concatenate([v, sets[1][c]]) for c, v in sets[0].items()}
             tables.write_part(d, "samples", part, tables.to_table("samples", smp, meta))
             steps = 64
             if train_log:
@@ -112,11 +108,10 @@ def write_study(study_dir, ks=(2, 8, 32, 128, 512), seeds=(0, 1), n: int = 40, m
                 tables.write_part(d, "train_log", part, tables.to_table("train_log", {
                     "K": np.full(steps, k), "seed": np.full(steps, s), "step": st, "images_seen": st * 64,
                     "loss": loss}, meta))
-            for c, v in (("K", k), ("seed", s), ("model", "unet"), ("steps", steps * 4), ("images_seen", steps * 256),
-                         ("final_loss", 0.05 + 0.01 * np.log(k)), ("checkpoint", f"models/K{k}-s{s}"),
-                         ("wall_s", 1.0 + 0.01 * k)):
-                runs[c].append(v)
-    tables.write_part(d, "runs", "all", tables.to_table("runs", runs, meta))
+            runs.append({"K": k, "seed": s, "model": "unet", "steps": steps * 4, "images_seen": steps * 256,
+                         "final_loss": 0.05 + 0.01 * np.log(k), "checkpoint": f"models/K{k}-s{s}",
+                         "wall_s": 1.0 + 0.01 * k, "params": None})
+    tables.write_part(d, "runs", "all", tables.to_table("runs", tables.runs_rows(runs), meta))
     # the fractions table, as the classify stage computes it: per-seed fractions
     lab = tables.read_pandas(d, "labels")
     fr = {c: [] for c in tables.SCHEMAS["fractions"].names}

@@ -144,10 +144,12 @@ def _loglik(xq, w, x, m, n, q):
     return special.log_expit(z) @ n - z @ (n - m)
 
 
-def _profile(xs, x, m, n, q):
-    """Profile log-likelihood over w at each x_q of ``xs``, and the maximising w: the coarse w
-    grid, then a golden-section search in ln w between the best grid point's neighbours (the
-    likelihood's ridge in (x_q, w) is narrow when n is large)."""
+def profile_loglik(xs, x, m, n, q):
+    """The logistic's log-likelihood of counts ``m`` of ``n`` at ``x`` (ln K), profiled over
+    its width w at each crossing x_q of ``xs`` (level ``q``), and the maximising w: the coarse
+    w grid, then a golden-section search in ln w between the best grid point's neighbours (the
+    likelihood's ridge in (x_q, w) is narrow when n is large). The crossing fit and the phase
+    diagram's exponent (:func:`raystudy.analysis.phase.exponent_fit`) share it."""
     ll = _loglik(xs, W_GRID, x, m, n, q)
     j = ll.argmax(1)
     lo = np.log(W_GRID[np.maximum(j - 1, 0)])
@@ -212,11 +214,11 @@ def fit_crossing(ks, m, n, q: float = 0.5, level: float = 0.95, phi: float = 1.0
 
     thr = phi * stats.chi2.ppf(level, 1)
     grid = np.linspace(x.min() - PAD, x.max() + PAD, N_X)
-    prof, _ = _profile(grid, x, m, n, q)
+    prof, _ = profile_loglik(grid, x, m, n, q)
     _, _, a, b = _edges(grid, prof, thr)
     # the same on a grid fine enough for large n: the accepted region and one step beyond it
     fx = np.linspace(grid[max(a - 1, 0)], grid[min(b + 1, N_X - 1)], N_X)
-    fprof, fw = _profile(fx, x, m, n, q)
+    fprof, fw = profile_loglik(fx, x, m, n, q)
     top = max(prof.max(), fprof.max())
     # on a flat ridge (no point inside a sharp transition) any point of the ridge is a maximum,
     # which is why the interval, not k, is the answer there

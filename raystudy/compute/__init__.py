@@ -4,7 +4,6 @@ basins and energy stages measure), ``basins``, ``energy``.
 
 Stage X is ``stages/X.py`` (how it runs: Ray, shards, the study folder) over ``compute/X.py``
 (what it computes). Nothing here imports Ray or the stages, so a test or a GPU box calls these
-functions directly; nothing reads the tables but ``items.select`` and ``twins.twin_columns``
-(a unit's samples), the exceptions ``.importlinter`` names. This file imports nothing, so
-importing one module does not import the others.
+functions directly; nothing reads the tables (the stages read them and pass arrays in). This
+file imports nothing, so importing one module does not import the others.
 """

@@ -1,6 +1,6 @@
 """Sampling a model: the sampler, one generator per sample, the model a (K, seed) samples from.
 
-Every sample owns a random generator seeded by ``seeds.sample_seed`` (study seed, K, seed,
+Every sample owns a random generator seeded by ``splits.sample_seed`` (study seed, K, seed,
 set, sample index): its initial noise and every step's noise come from it alone, so a
 sample's pixels do not depend on the batch it lands in or on how the work is sharded.
 Plain functions, no Ray: the generate stage (``stages/generate.py``) calls them from its
@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..seeds import SETS, sample_seed
+from ..splits import SETS, sample_seed
 
 __all__ = ["SETS", "load_model", "make_scheduler", "sample_circle", "sample_images", "sample_seed"]
 
 
 def make_scheduler(gen_cfg, model_cfg):
-    """The sampler: DDPM over every training step (the paper's generation) or DDIM with fewer."""
-    if gen_cfg.sampler == "em":
-        return None
+    """The sampler of a DDPM epsilon model: DDPM over every training step (the paper's generation)
+    or DDIM with fewer. (The circle's VE score model has none: ``sample_circle``.)"""
+    if gen_cfg.sampler not in ("ddpm", "ddim"):
+        raise ValueError(f"generate.sampler {gen_cfg.sampler!r} has no diffusers scheduler")
     from diffusers import DDIMScheduler
 
     from ..models.unet import build_train_scheduler
@@ -68,32 +69,19 @@ def sample_circle(score, seeds, train_points: np.ndarray, model_cfg, steps: int)
 
 
 def load_model(cfg, study_dir, k: int, seed: int, dataset=None, axis=None):
-    """The model to sample (K, seed) from: the trained EMA network (of checkpoint ``axis``,
-    raystudy.axes; default: the base model's final one), or the exact memorizer of its K-set."""
-    from ..axes import DEFAULT, for_axis, unit_kset
+    """The model to sample (K, seed) from, as the study's model family builds it
+    (``raystudy.models.family``): the trained EMA network of checkpoint ``axis`` (raystudy.axes;
+    default: the base model's final one), or the closed-form model of its K-set."""
+    from ..axes import DEFAULT, for_axis
+    from ..models import family, model_dir
+    from ..splits import kset
 
     axis = axis or DEFAULT
-    if cfg.model.type in ("empirical", "gaussian"):
+
+    def kset_images():  # read only by a closed-form model
         from ..datasets import load_dataset
 
-        dataset = dataset or load_dataset(cfg.data)
-        images = dataset.get(unit_kset(cfg, dataset, axis, k))
-        if cfg.generate.sampler == "em":
-            from ..datasets.toy.circle import empirical_score
+        data = dataset or load_dataset(cfg.data)
+        return data.get(kset(cfg, data, axis, k))
 
-            return empirical_score(images.reshape(-1, 2), cfg.model.sigma_max)
-        import torch
-
-        from ..models.memorizer import EmpiricalEpsilon
-        from ..models.unet import build_train_scheduler
-
-        if cfg.model.type == "gaussian":
-            from ..models.gaussian import GaussianEpsilon
-
-            return GaussianEpsilon(images, build_train_scheduler(for_axis(cfg, axis).model).alphas_cumprod)
-        return EmpiricalEpsilon(torch.from_numpy(images), build_train_scheduler(
-            for_axis(cfg, axis).model).alphas_cumprod)
-    from ..models.unet import load
-    from .train import model_dir
-
-    return load(model_dir(study_dir, k, seed, axis))
+    return family(cfg).build(for_axis(cfg, axis).model, model_dir(study_dir, k, seed, axis), kset_images)

@@ -1,7 +1,7 @@
 """The chance level of a study: held-out real images labelled with the samples' rule.
 
 A perfect generalizer's samples are fresh draws from the data distribution, as the held-out split is
-(``datasets.study_held_out``: the dataset's own test split where it has one; no K-set holds it). So
+(``splits.held_out``: the dataset's own test split where it has one; no K-set holds it). So
 the fractions the labelling rule gives held-out images at a K are what "memorized" / "spurious" mean
 by chance there: a sample fraction at or below them is no evidence of memorization. The split's
 first half are the queries: d_train is the distance to the nearest image of the K-set; d_synth the
@@ -17,30 +17,29 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..splits import held_out, kset
 from .classify import fractions, label_distances
 
 PIXEL_METRICS = ("l2", "euclidean")
 
 
-def split(dataset, reserve: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def split(cfg, dataset) -> tuple[np.ndarray, np.ndarray]:
     """(queries, references): the held-out split's first half and the rest, as dataset indices."""
-    from ..datasets import study_held_out
-
-    held = study_held_out(dataset, reserve, seed)
+    held = held_out(cfg, dataset)
     return held[: len(held) // 2], held[len(held) // 2:]
 
 
 def null_labels(cfg, dataset, metric: str, k: int, twin: int = 0) -> dict | None:
     """d_train, d_synth, label, ratio, ratio_memorized of the held-out queries at K (None: not computed),
     against the K-set of the study (twin 0) or of the twins (raystudy.axes)."""
-    from ..axes import dataset_kset
+    from ..axes import Axis
     from ..metrics import get_metric
     from ..metrics.search import nearest_two
 
     if metric not in PIXEL_METRICS or cfg.data.held_out < 2:
         return None
-    queries, refs = split(dataset, cfg.data.held_out, cfg.study.seed)
-    train = dataset_kset(cfg, dataset, k, twin)
+    queries, refs = split(cfg, dataset)
+    train = kset(cfg, dataset, Axis(twin=twin), k)
     m = get_metric(metric)
     qx = dataset.get(queries)
     q = m.embed(qx)

@@ -22,7 +22,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from .. import tables
-from ..seeds import run_seed
+from ..splits import run_seed
 
 RUN_FILE = "run.json"
 LOG_FILE = "log.json"
@@ -33,20 +33,6 @@ def mixed_precision(setting: str, cuda: bool) -> str:
     if setting == "auto":
         return "bf16" if cuda else "no"
     return setting
-
-
-def model_dir(study_dir, k: int, seed: int, axis=None) -> Path:
-    """The model folder of checkpoint ``axis`` (raystudy.axes; default: the base model's final one)."""
-    from ..axes import DEFAULT, checkpoint_name
-
-    return Path(study_dir).resolve() / "models" / checkpoint_name(axis or DEFAULT, k, seed)
-
-
-def state_file(study_dir, k: int, seed: int, axis=None) -> Path:
-    """The unfinished run's state; removed once the model is saved."""
-    from ..axes import DEFAULT, checkpoint_name
-
-    return Path(study_dir).resolve() / "models" / f".state-{checkpoint_name((axis or DEFAULT).run(), k, seed)}.pt"
 
 
 def read_run(final_dir) -> Optional[dict]:
@@ -69,7 +55,7 @@ def train_one(cfg, images, k: int, seed: int, final_dir, state_path=None,
     its ``run.json``); nothing else changes, so the final weights are those of a run without
     snapshots. ``stop_at`` (images seen): stop there without saving a final model (to make
     snapshots a finished run lacks: the same seeded run, so the same weights). ``twin`` seeds
-    the run as the twin's (``seeds.run_seed``).
+    the run as the twin's (``splits.run_seed``).
 
     If ``state_path`` exists the run resumes from it; every ``train.checkpoint_every`` images
     the state is written there and ``on_checkpoint(metrics)`` is called. Every log interval
@@ -145,7 +131,7 @@ def train_one(cfg, images, k: int, seed: int, final_dir, state_path=None,
             window, window_t0 = [], time.time()
         if step in snapshots and rank == 0:
             folder, snap_meta = snapshots[step]
-            save_ema(acc, net, ema, mc, folder, {
+            save_ema(acc, net, ema, tr.network.save, mc, folder, {
                 "K": k, "seed": seed, "model": mc.type, "resumed_from_step": resumed_from,
                 **_metrics(step, tc.batch_size, losses, wall_before + time.time() - t0), "checkpoint": str(folder),
                 "params": count_params(net), **(snap_meta or {})}, log)
@@ -170,7 +156,7 @@ def train_one(cfg, images, k: int, seed: int, final_dir, state_path=None,
               "checkpoint": str(final_dir), "params": count_params(net), **(meta or {})}
     if rank != 0:  # rank 0 saves the (identical) model
         return record
-    save_ema(acc, net, ema, mc, final_dir, record, log)
+    save_ema(acc, net, ema, tr.network.save, mc, final_dir, record, log)
     if state_path is not None:
         state_path.unlink(missing_ok=True)
     return record
@@ -180,20 +166,19 @@ def count_params(net) -> int:
     return int(sum(p.numel() for p in net.parameters()))
 
 
-def save_ema(acc, net, ema, model_cfg, folder, record: dict, log) -> None:
-    """Save the EMA weights as a model folder now, leaving the training network and the EMA as
-    they are (a copy of the network takes the EMA weights)."""
+def save_ema(acc, net, ema, save, model_cfg, folder, record: dict, log) -> None:
+    """Save the EMA weights as a model folder now (``save``: the network's, ``unet.save`` or
+    ``circle_mlp.save``), leaving the training network and the EMA as they are (a copy of the
+    network takes the EMA weights)."""
     import copy
 
     import torch
-
-    from ..models import unet
 
     snap = copy.deepcopy(acc.unwrap_model(net))
     ema.copy_to(snap.parameters())
     snap = snap.to(memory_format=torch.contiguous_format)
     with tables.atomic_path(folder) as tmp:
-        unet.save(snap, tmp, model_cfg)
+        save(snap, tmp, model_cfg)
         (tmp / LOG_FILE).write_text(json.dumps(log))
         (tmp / RUN_FILE).write_text(json.dumps(record, indent=1))
 
@@ -209,6 +194,7 @@ class Trainer:
     lr_sched: Any
     gen: Any
     model_cfg: Any
+    network: Any  # the module with the network's build, loss and save (raystudy.models.family)
     grad_clip: Optional[float]
     compile: bool = False  # the loss calls a torch.compile'd net (``forward``, made in ``prepare``)
     forward: Any = None
@@ -225,21 +211,25 @@ class Trainer:
             self.forward = self.net
 
     def step(self, x0, part=None) -> float:
-        return train_step(self.acc, self.net, self.opt, self.ema, self.model_cfg, x0, self.gen, self.alphas,
-                          self.grad_clip, self.lr_sched, forward=self.forward, part=part)
+        return train_step(self.acc, self.net, self.opt, self.ema, self.network.loss, self.model_cfg, x0, self.gen,
+                          self.alphas, self.grad_clip, self.lr_sched, forward=self.forward, part=part)
 
 
 def build_trainer(cfg, shape: tuple, k: int, seed: int, total_steps: int, twin: int = 0) -> Trainer:
     """The network, optimiser, EMA, schedule and generators of run (K, seed), seeded from
-    ``seeds.run_seed``, with the speed options of ``train`` (bf16 autocast, channels-last,
+    ``splits.run_seed``, with the speed options of ``train`` (bf16 autocast, channels-last,
     TF32, fused AdamW, torch.compile; defaults keep the CPU path plain fp32)."""
     import torch
     from accelerate import Accelerator
     from diffusers.training_utils import EMAModel
 
-    from ..models import unet
+    from ..models import family, unet
 
     tc, mc = cfg.train, cfg.model
+    fam = family(cfg)
+    if not fam.trains:
+        raise ValueError(f"model.type {mc.type!r} has nothing to train")
+    network = fam.network()
     # Ray hides GPUs from a trial that asked for none, so this follows the trial's resources.
     cuda = torch.cuda.is_available()
     if cuda:
@@ -248,8 +238,8 @@ def build_trainer(cfg, shape: tuple, k: int, seed: int, total_steps: int, twin: 
     rs = run_seed(cfg.study.seed, k, seed, twin)
     torch.manual_seed(rs)
     gen = torch.Generator().manual_seed(rs + 1)
-    net = unet.build(mc, tuple(shape), seed=rs % 2**31)
-    if tc.channels_last and mc.type == "unet":
+    net = network.build(mc, tuple(shape), seed=rs % 2**31)
+    if tc.channels_last and not fam.ve:  # the circle's MLP has no image channels
         net = net.to(memory_format=torch.channels_last)
     alphas = unet.build_train_scheduler(mc).alphas_cumprod.to(acc.device)
     opt = torch.optim.AdamW(net.parameters(), lr=tc.lr, weight_decay=tc.weight_decay,
@@ -257,20 +247,19 @@ def build_trainer(cfg, shape: tuple, k: int, seed: int, total_steps: int, twin: 
     sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, total_steps, eta_min=tc.lr * 0.05)
              if tc.lr_schedule == "cosine" else None)
     ema = EMAModel(net.parameters(), decay=tc.ema_decay)
-    return Trainer(acc, net, opt, ema, alphas, sched, gen, mc, tc.grad_clip,
+    return Trainer(acc, net, opt, ema, alphas, sched, gen, mc, network, tc.grad_clip,
                    compile=tc.compile)
 
 
-def train_step(acc, net, opt, ema, model_cfg, x0, gen, alphas_cumprod, grad_clip=None, lr_sched=None,
+def train_step(acc, net, opt, ema, loss_fn, model_cfg, x0, gen, alphas_cumprod, grad_clip=None, lr_sched=None,
                forward=None, part=None) -> float:
-    """One optimisation step on the batch ``x0``: loss (``unet.loss``, calling ``forward``,
-    default ``net``), backward, clipping, AdamW, the learning-rate schedule and the EMA update;
-    returns the batch's loss. What ``train_one``'s loop runs, and what the benchmarks time.
-    ``part``: this worker's share of a data-parallel batch (``unet.loss``); the loss returned
-    is then the mean over the workers, the global batch's loss."""
-    from ..models import unet
-
-    loss = unet.loss(model_cfg, forward or net, x0, gen, alphas_cumprod, acc.autocast, part=part)
+    """One optimisation step on the batch ``x0``: loss (``loss_fn``, the network's: ``unet.loss`` or
+    ``circle_mlp.loss``, calling ``forward``, default ``net``), backward, clipping, AdamW, the
+    learning-rate schedule and the EMA update; returns the batch's loss. What ``train_one``'s loop
+    runs, and what the benchmarks time. ``part``: this worker's share of a data-parallel batch
+    (``raystudy.models.batch_share``); the loss returned is then the mean over the workers, the
+    global batch's loss."""
+    loss = loss_fn(model_cfg, forward or net, x0, gen, alphas_cumprod, acc.autocast, part=part)
     opt.zero_grad(set_to_none=True)
     acc.backward(loss)
     if grad_clip is not None:

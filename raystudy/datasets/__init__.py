@@ -6,19 +6,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import DataError
-from .base import (
-    Dataset,
-    LazyImages,
-    from_array,
-    held_out_indices,
-    permutation,
-    study_held_out,
-    subset_indices,
-    training_set,
-)
+from ..splits import CIRCLE_SALT
+from .base import Dataset, LazyImages, from_array
 
-__all__ = ["DATASETS", "DataError", "Dataset", "LazyImages", "held_out_indices", "load_dataset", "permutation",
-           "study_held_out", "subset_indices", "training_set"]
+__all__ = ["DATASETS", "DataError", "Dataset", "LazyImages", "load_dataset"]
 
 
 def _files(name: str):
@@ -67,7 +58,7 @@ def _circle(c) -> Dataset:
     """The 2-D circle of the paper's toy model: points on the unit circle as 1x2 "images", so the
     image stages handle them unchanged. Angles come from one fixed generator; the K-sets are the
     study's nested permutation of them like every other dataset's."""
-    theta = np.random.default_rng(np.random.SeedSequence([0, 0xC1C])).uniform(0, 2 * np.pi, c.size)
+    theta = np.random.default_rng(np.random.SeedSequence([0, CIRCLE_SALT])).uniform(0, 2 * np.pi, c.size)
     pts = np.stack([np.cos(theta), np.sin(theta)], 1).astype(np.float32)[:, None, None, :]
     return Dataset("circle", (1, 1, 2), c.size, lambda idx: pts[idx])
 

@@ -1,5 +1,5 @@
-"""What every dataset is: float32 images (N, C, H, W) in [-1, 1], read by index, and the
-nested K-subsets a study trains on."""
+"""What every dataset is: float32 images (N, C, H, W) in [-1, 1], read by index (which of them a
+study trains on and holds out: ``raystudy.splits``)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,6 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-
-from ..errors import DataError
 
 
 @dataclass
@@ -38,6 +36,12 @@ class Dataset:
             raise IndexError(f"{self.name}: index out of range [0, {self.n})")
         return self._get(idx)
 
+    def images(self, idx):
+        """The images at ``idx`` (a K-set: ``raystudy.splits.kset``) as training reads them: an
+        array, or ``LazyImages`` where the dataset renders on demand, so memory stays flat as K
+        grows."""
+        return LazyImages(self, idx) if self.lazy else self.get(idx)
+
 
 def from_array(name: str, arr: np.ndarray, test: np.ndarray | None = None) -> Dataset:
     """A dataset held in memory; ``test`` (the dataset's own test split) is appended after the
@@ -57,40 +61,6 @@ def from_array(name: str, arr: np.ndarray, test: np.ndarray | None = None) -> Da
     return Dataset(name, tuple(arr.shape[1:]), len(arr), lambda idx: unit_range(arr[idx]), n_test=n_test)
 
 
-def permutation(n: int, seed: int) -> np.ndarray:
-    """The study's one seeded permutation: the size-K training set is its first K items."""
-    return np.random.default_rng(np.random.SeedSequence([seed, 0x5EED])).permutation(n)
-
-
-def subset_indices(n: int, k: int, seed: int) -> np.ndarray:
-    if not 1 <= k <= n:
-        raise DataError(f"K={k} is outside 1..{n} (the dataset has {n} images)")
-    return permutation(n, seed)[:k]
-
-
-def held_out_indices(n: int, reserve: int, seed: int, n_test: int = 0) -> np.ndarray:
-    """The study's held-out split of ``reserve`` images, which no K-set of the study holds.
-
-    Where the dataset has its own test split (its last ``n_test`` of ``n`` indices), ``reserve``
-    of those, in a seeded order; otherwise the last ``reserve`` items of the study's permutation,
-    in its order. Either way the K-sets stay the permutation's prefixes (reserving changes none
-    of them); without a test split a study refuses K > n - reserve."""
-    if n_test:
-        if not 0 <= reserve <= n_test:
-            raise DataError(f"data.held_out={reserve} must be in 0..{n_test} (the dataset's test split has "
-                            f"{n_test} images)")
-        order = np.random.default_rng(np.random.SeedSequence([seed, 0x7E57])).permutation(n_test)
-        return (n - n_test + order[:reserve]).astype(np.int64)
-    if not 0 <= reserve < n:
-        raise DataError(f"data.held_out={reserve} must be in 0..{n - 1} (the dataset has {n} images)")
-    return permutation(n, seed)[n - reserve:]
-
-
-def study_held_out(dataset: Dataset, reserve: int, seed: int) -> np.ndarray:
-    """``held_out_indices`` of a dataset (its own test split where it has one)."""
-    return held_out_indices(dataset.n, reserve, seed, dataset.n_test)
-
-
 class LazyImages:
     """A K-set indexable like an array, read (or rendered) per batch, never whole."""
 
@@ -103,9 +73,3 @@ class LazyImages:
 
     def __getitem__(self, pos) -> np.ndarray:
         return self.dataset.get(self.idx[np.asarray(pos)])
-
-
-def training_set(dataset: Dataset, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """The nested size-K training set: (dataset indices, images)."""
-    idx = subset_indices(dataset.n_train, k, seed)
-    return idx, dataset.get(idx)

@@ -12,9 +12,39 @@ import numpy as np
 from ..errors import DataError
 
 
+def unit_range(x: np.ndarray, floats: str = "as-is", where: str = "images") -> np.ndarray:
+    """The one rule that maps images to float32 in [-1, 1]. uint8 v becomes v / 127.5 - 1; floats
+    by what their source promises (``floats``):
+
+    - ``"as-is"``: already mapped (a dataset's images as it holds them): returned unchanged;
+    - ``"infer"``: a dataset's files, whose floats may be 0..255 (some value above 1.5), 0..1
+      (none below 0) or already -1..1 (the rest), told apart by their range;
+    - ``"strict"``: samples, -1..1 by convention (the paper's): no range is guessed (a set of
+      bright samples is not 0..1 images), and values outside [-1, 1] by more than 1e-3 are a
+      DataError naming ``where``; the rest are clipped to [-1, 1]."""
+    if x.dtype == np.uint8:
+        return x.astype(np.float32) / 127.5 - 1.0
+    if floats == "as-is":
+        return x
+    if floats == "infer":
+        if x.max() > 1.5:
+            return x.astype(np.float32) / 127.5 - 1.0
+        if x.min() >= 0:
+            return x.astype(np.float32) * 2.0 - 1.0
+        return x
+    if floats != "strict":
+        raise ValueError(f"unit_range: floats={floats!r}; expected 'as-is', 'infer' or 'strict'")
+    x = x.astype(np.float32)
+    if x.size and (x.min() < -1.001 or x.max() > 1.001):
+        raise DataError(f"{where}: values span [{x.min():.3g}, {x.max():.3g}]; expected images in [-1, 1] "
+                        "(the paper's samples) or uint8")
+    return np.clip(x, -1.0, 1.0)
+
+
 def to_nchw(images: np.ndarray, channels_last: bool) -> np.ndarray:
-    """Images as NCHW: uint8 ones stay uint8 (``unit_range`` maps them to [-1, 1] when read, so a
-    dataset of CIFAR-10's 60,000 images holds 184 MB, not 737), any other as ``to_unit``."""
+    """A dataset file's images as NCHW: uint8 ones stay uint8 (``unit_range`` maps them to [-1, 1]
+    when read, so a dataset of CIFAR-10's 60,000 images holds 184 MB, not 737), float ones are
+    mapped now (``unit_range(..., "infer")``)."""
     x = np.asarray(images)
     if x.ndim == 3:
         x = x[:, None] if not channels_last else x[..., None]
@@ -24,25 +54,11 @@ def to_nchw(images: np.ndarray, channels_last: bool) -> np.ndarray:
         x = x.transpose(0, 3, 1, 2)
     if x.dtype == np.uint8:
         return np.ascontiguousarray(x)
-    if x.max() > 1.5:
-        x = x.astype(np.float32) / 127.5 - 1.0
-    elif x.min() >= 0:
-        x = x.astype(np.float32) * 2.0 - 1.0
-    return np.ascontiguousarray(x, dtype=np.float32)
-
-
-def unit_range(x: np.ndarray) -> np.ndarray:
-    """float32 in [-1, 1]: uint8 v becomes v / 127.5 - 1; float images are already there."""
-    return x.astype(np.float32) / 127.5 - 1.0 if x.dtype == np.uint8 else x
-
-
-def to_unit(images: np.ndarray, channels_last: bool) -> np.ndarray:
-    """uint8 or float images -> float32 NCHW in [-1, 1]."""
-    return unit_range(to_nchw(images, channels_last))
+    return np.ascontiguousarray(unit_range(x, "infer"), dtype=np.float32)
 
 
 def digits(_path=None) -> np.ndarray:
-    """scikit-learn's 1,797 digits, (N, 1, 8, 8) float32 in [-1, 1] (the pixels are 0..16).
+    """scikit-learn's 1,797 digits, (N, 1, 8, 8) float32 in [-1, 1]: pixel v (0..16) becomes v / 8 - 1.
 
     Read from the CSV the package ships, without importing scikit-learn: its import costs
     seconds, which every ``--dry-run`` and report would pay for 100 KB of pixels."""

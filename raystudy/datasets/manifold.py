@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..splits import MANIFOLD_SALT
 from .base import Dataset
 
 N_LATENTS = 6
@@ -44,7 +45,7 @@ def _uniform(seed: int, idx: np.ndarray, n: int) -> np.ndarray:
     """(len(idx), n) uniforms in [0, 1), a function of (seed, i, j) alone."""
     idx = np.asarray(idx, dtype=np.uint64)
     with np.errstate(over="ignore"):
-        key = _splitmix64(np.full(1, np.uint64(seed) * np.uint64(0x100000001B3) + np.uint64(0x5EED)))
+        key = _splitmix64(np.full(1, np.uint64(seed) * np.uint64(0x100000001B3) + np.uint64(MANIFOLD_SALT)))
         ctr = idx[:, None] * np.uint64(n) + np.arange(n, dtype=np.uint64)[None, :]
         h = _splitmix64(_splitmix64(ctr ^ key))
     return (h >> np.uint64(11)).astype(np.float64) / float(1 << 53)

@@ -1,7 +1,7 @@
-"""The networks a study trains, by ``model.type``: diffusers' UNet2DModel (DDPM epsilon
-prediction) for images, the circle's score MLP (VE SDE) for the 2-D toy. Each type says
-how it is built, what its training loss is, and how it is saved and loaded; the
-training loop (``compute/train.py``) is the same for both."""
+"""The network an image study trains: diffusers' UNet2DModel, DDPM epsilon prediction. How it is
+built, its training loss, and how it is saved as a diffusers pipeline folder; ``load`` reads any
+trained model folder (this UNet's, or the circle's score MLP, ``circle_mlp``). The training loop
+(``compute/train.py``) is the same for both networks: ``raystudy.models.family`` says which."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 from ..errors import CheckpointError, one_line
+from . import batch_share
 
 
 def build_unet(model_cfg, shape: tuple[int, int, int]):
@@ -33,10 +34,8 @@ def build_unet(model_cfg, shape: tuple[int, int, int]):
 
 
 def build(model_cfg, shape: tuple[int, int, int], seed: int = 0):
-    if model_cfg.type == "circle-mlp":
-        from ..datasets.toy.circle import ScoreMLP
-
-        return ScoreMLP(model_cfg.width, model_cfg.depth, sigma_max=model_cfg.sigma_max, seed=seed)
+    """The untrained UNet for images of ``shape``; its initial weights follow torch's global seed
+    (``compute.train.build_trainer`` sets it), not ``seed``."""
     return build_unet(model_cfg, shape)
 
 
@@ -47,26 +46,12 @@ def build_train_scheduler(model_cfg):
 
 
 def loss(model_cfg, model, x0, gen, alphas_cumprod, autocast, part=None):
-    """One batch's training loss. unet: DDPM epsilon matching at a uniform timestep.
-    circle-mlp: sigma^2-weighted denoising score matching, E ||sigma s(x0 + sigma z, t) + z||^2.
-
-    ``part=(start, n)``: ``x0`` is rows ``start:start + len(x0)`` of a global batch of ``n`` (one
-    data-parallel worker's share). The noise and timesteps are drawn for all ``n`` rows, as one
-    process would draw them, and this share's rows kept: the workers' mean of these losses is
-    the one-process loss, whatever the number of workers."""
+    """One batch's training loss: DDPM epsilon matching at a uniform timestep. ``part``: this
+    worker's share of a data-parallel batch (``raystudy.models.batch_share``)."""
     import torch
 
     device = x0.device
-    n = len(x0) if part is None else part[1]
-    rows = slice(None) if part is None else slice(part[0], part[0] + len(x0))
-    if model_cfg.type == "circle-mlp":
-        from ..datasets.toy.circle import sample_t, sigma
-
-        x0 = x0.reshape(len(x0), -1)
-        t = sample_t(n, model_cfg.t_min, gen)[rows].to(device)
-        z = torch.randn((n, *x0.shape[1:]), generator=gen)[rows].to(device)
-        s = sigma(t, model_cfg.sigma_max)[:, None]
-        return ((model(x0 + s * z, t) * s + z) ** 2).sum(1).mean()
+    n, rows = batch_share(len(x0), part)
     noise = torch.randn((n, *x0.shape[1:]), generator=gen)[rows].to(device)
     t = torch.randint(0, model_cfg.num_train_timesteps, (n,), generator=gen)[rows].to(device)
     a = alphas_cumprod[t].view(-1, 1, 1, 1)
@@ -79,22 +64,14 @@ PIPELINE_INDEX = "model_index.json"
 
 
 def save(model, folder: Path, model_cfg) -> None:
-    """Write the model into ``folder`` (a fresh temporary folder the caller renames).
+    """Write the UNet into ``folder`` (a fresh temporary folder the caller renames) as a diffusers
+    DDPMPipeline folder (``model_index.json``, ``unet/``, ``scheduler/`` holding the study's
+    training noise schedule), so ``DDPMPipeline.from_pretrained(folder)`` samples from it with no
+    raystudy installed."""
+    from diffusers import DDPMPipeline
 
-    A UNet is written as a diffusers DDPMPipeline folder (``model_index.json``, ``unet/``,
-    ``scheduler/`` holding the study's training noise schedule), so
-    ``DDPMPipeline.from_pretrained(folder)`` samples from it with no raystudy installed. The
-    circle's MLP stays a plain model folder (``config.json`` + weights, ``ScoreMLP.from_pretrained``):
-    a pipeline folder names importable classes for every component and a pipeline class
-    to sample with, and diffusers has none for this VE SDE (its ScoreSdeVePipeline
-    assumes a UNet and a geometric sigma schedule), so that would be raystudy code anyway."""
     model = model.to("cpu").float()
-    if model_cfg.type == "unet":
-        from diffusers import DDPMPipeline
-
-        DDPMPipeline(unet=model, scheduler=build_train_scheduler(model_cfg)).save_pretrained(folder)
-    else:
-        model.save_pretrained(folder)
+    DDPMPipeline(unet=model, scheduler=build_train_scheduler(model_cfg)).save_pretrained(folder)
 
 
 def _weights_dir(p: Path) -> Path:
@@ -134,7 +111,7 @@ def load(path):
     a plain model folder; a corrupt or missing checkpoint is a one-line error."""
     from diffusers import UNet2DModel
 
-    from ..datasets.toy.circle import ScoreMLP
+    from .circle_mlp import ScoreMLP
 
     p = Path(path)
     if not (p / PIPELINE_INDEX).exists() and not (p / "config.json").exists():

@@ -9,10 +9,9 @@ import numpy as np
 from .. import axes, progress, tables
 from ..cluster import pool
 from ..compute import items
+from ..splits import BASINS_SALT
 from .generate import ModelActor
 from .shards import axis_task, ray_data_output, task_axis
-
-BASINS_SALT = 0xBA5
 
 
 class UnitActor(ModelActor):
@@ -36,6 +35,16 @@ class UnitActor(ModelActor):
             rows.append(self.unit(axes.make_unit(metric, task_axis(*ax), k, s), metas[part], part))
         return {"K": batch["K"], "seed": batch["seed"], "rows": np.asarray(rows)}
 
+    def read_items(self, unit, c, salt: int) -> dict:
+        """The unit's items (``items.select``, settings ``c``: basins or energy) from its labels and
+        eval samples, read here."""
+        metric, axis, k, seed = axes.split_unit(unit)
+        at = {"axis": axis, "images_seen": axis.seen(self.cfg)}
+        labels = tables.read_unit(self.study_dir, "labels", k, seed, metric=metric,
+                                  columns=["sample_id", "label", "d_train", "d_synth"], **at).to_pandas()
+        ids, images = tables.read_samples(self.study_dir, k, seed, "eval", **at)
+        return items.select(self.cfg, self.dataset, unit, labels, ids, images, c.per_label, c.train, c.held_out, salt)
+
     def write(self, name: str, part: str, cols: dict, unit, meta) -> None:
         """A part of ``name``, the unit's axis columns added to the rows ``cols`` computed."""
         axis, n = axes.axis_of(unit), len(cols["K"])
@@ -50,12 +59,11 @@ class BasinActor(UnitActor):
 
         c = self.cfg.basins
         metric, axis, k, s = axes.split_unit(unit)
-        chosen = items.select(self.cfg, self.study_dir, self.dataset, unit, c.per_label, c.train, c.held_out,
-                              BASINS_SALT)
+        chosen = self.read_items(unit, c, BASINS_SALT)
         metric_fn = basins.metric_fn_from_embedding(get_metric(c.metric, self.cfg.knn.weights_dir))
         model = self.model(k, s, axis)
         # The circle's score model is a VE SDE sampled by Euler-Maruyama: its items recover the same way.
-        recovery = basins.VERecovery(model, self.cfg.model.sigma_max) if is_ve(self.cfg) else None
+        recovery = basins.VERecovery(model, self.cfg.model.sigma_max) if self.family.ve else None
         out = basins.basins_group(model, self.schedule(axis), c, chosen, metric_fn, self.device,
                                   K=k, seed=s, metric=metric, recovery=recovery)
         for name in ("basin_rates", "basin_trials", "basins"):  # `basins` last: it says the unit is done
@@ -87,8 +95,3 @@ def run_units(stage, cfg, study_dir, todo, actor, workers: int) -> None:
 
 def run_basins(stage, cfg, study_dir, todo) -> None:
     run_units(stage, cfg, study_dir, todo, BasinActor, cfg.basins.workers)
-
-
-def is_ve(cfg) -> bool:
-    """A VE score model sampled by Euler-Maruyama (the 2-D circle), not a DDPM epsilon model."""
-    return cfg.generate.sampler == "em"

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 from .. import axes
 from ..compute import items
-from .basins import UnitActor, is_ve, run_units
-
-ENERGY_SALT = 0xE6
+from ..splits import ENERGY_SALT
+from .basins import UnitActor, run_units
 
 
 class EnergyActor(UnitActor):
@@ -18,11 +17,11 @@ class EnergyActor(UnitActor):
 
         c = self.cfg.energy
         metric, axis, k, s = axes.split_unit(unit)
-        xs = items.select(self.cfg, self.study_dir, self.dataset, unit, c.per_label, c.train, c.held_out, ENERGY_SALT)
+        xs = self.read_items(unit, c, ENERGY_SALT)
         refs = items.references(self.cfg, self.dataset, k, axis)
         sched = self.schedule(axis)
         model, t = self.model(k, s, axis), None
-        if is_ve(self.cfg):
+        if self.family.ve:
             # The circle's VE score at t in thousandths of its time (t = 0: its smallest time, t_min);
             # its reverse-SDE drift is -g^2 s with g = sigma_max (no drift in x).
             m = self.cfg.model

@@ -1,6 +1,7 @@
-"""The figures stage: the transition curve and a nearest-neighbour grid, drawn by
-``raystudy.analysis`` (the same drawings as ``raystudy report``), and for the circle its own
-attractors, landscapes and energies (``raystudy.datasets.toy``). Runs in the driver, no Ray."""
+"""The figures stage: every figure of the study, drawn into its ``figures/`` folder by
+``raystudy.analysis.plots.draw_all`` (what ``raystudy report`` draws and embeds), and for the
+circle its own attractors, landscapes and energies (``raystudy.datasets.toy``), which need its
+models. Runs in the driver, no Ray."""
 
 from __future__ import annotations
 
@@ -10,32 +11,27 @@ from pathlib import Path
 import numpy as np
 
 from .. import tables
+from ..models import family
 
 
 def draw_study(stage, cfg, study_dir) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
-    from ..analysis import figures, images, load
+    from ..analysis.plots import draw_all
 
     fig_dir = Path(study_dir) / "figures"
-    st = load(study_dir, tables=("fractions", "labels", "null_fractions")).main()
-    tables.write_figure(figures.transition_figure(st, n_boot=200), fig_dir / "transition.png", figures.DPI)
-    if cfg.data.name == "circle":
+    draw_all(study_dir, fig_dir, n_boot=200)
+    if family(cfg).ve:
         circle_report(cfg, study_dir)
-    else:  # the grid at the K whose memorized fraction is nearest 1/2: all three labels likely
-        metric = cfg.knn.metrics[0]
-        mem = st.fractions[st.fractions.metric == metric].groupby("K").memorized.mean()
-        k = int((mem - 0.5).abs().idxmin())
-        tables.write_figure(images.nn_grid(study_dir, K=k, label=None, metric=metric, config=cfg.to_dict()),
-                            fig_dir / "nn_grid.png")
     tables.write_text(fig_dir / "made-with.json", json.dumps(stage.meta(cfg, ("all",))))
 
 
 def _train_points(cfg, dataset, k: int) -> np.ndarray:
-    from ..datasets import training_set
+    from ..axes import DEFAULT
+    from ..splits import kset
 
-    return training_set(dataset, k, cfg.study.seed)[1].reshape(k, 2).astype(np.float64)
+    return dataset.get(kset(cfg, dataset, DEFAULT, k)).reshape(k, 2).astype(np.float64)
 
 
 def circle_report(cfg, study_dir, echo=print) -> dict:

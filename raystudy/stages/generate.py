@@ -8,7 +8,9 @@ import numpy as np
 
 from .. import axes, tables
 from ..cluster import pool
-from ..compute.generate import SETS, load_model, make_scheduler, sample_circle, sample_images, sample_seed
+from ..compute.generate import load_model, make_scheduler, sample_circle, sample_images
+from ..models import family
+from ..splits import SETS, kset, sample_seed
 from .shards import stream, task_axis
 
 
@@ -22,6 +24,7 @@ class ModelActor:
         from ..datasets import load_dataset
 
         self.cfg = from_dict(cfg_dict)
+        self.family = family(self.cfg)
         self.study_dir = study_dir
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         self.dataset = load_dataset(self.cfg.data)
@@ -47,14 +50,16 @@ class SampleActor(ModelActor):
         super().__init__(cfg_dict, study_dir)
         mp = mixed_precision(self.cfg.train.mixed_precision, self.device == "cuda")
         self.autocast = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mp)
-        # One sampler per variant (a variant may train on another noise schedule).
-        self.schedulers = {v: make_scheduler(self.cfg.generate, axes.for_axis(self.cfg, axes.Axis(v)).model)
-                           for v in axes.variants(self.cfg)}
+        # One sampler per variant (a variant may train on another noise schedule); the circle's VE
+        # score model is sampled by Euler-Maruyama, with no scheduler.
+        self.schedulers = {} if self.family.ve else {
+            v: make_scheduler(self.cfg.generate, axes.for_axis(self.cfg, axes.Axis(v)).model)
+            for v in axes.variants(self.cfg)}
 
     def sample(self, k: int, seed: int, seeds, axis=axes.DEFAULT) -> np.ndarray:
         model = self.model(k, seed, axis)
-        if self.cfg.generate.sampler == "em":
-            pts = self.dataset.get(axes.unit_kset(self.cfg, self.dataset, axis, k))
+        if self.family.ve:
+            pts = self.dataset.get(kset(self.cfg, self.dataset, axis, k))
             return sample_circle(model, seeds, pts, axes.for_axis(self.cfg, axis).model, self.cfg.generate.steps)
         return sample_images(model, self.schedulers[axis.variant], seeds, self.dataset.shape, self.device,
                              self.autocast)
@@ -70,23 +75,22 @@ class SampleActor(ModelActor):
             ids = np.arange(lo, hi)
             # The same seeds on every axis: a twin, a variant and a snapshot start from the same noise.
             seeds = np.asarray([sample_seed(self.cfg.study.seed, k, seed, set_name, int(i)) for i in ids])
+            n = len(ids)
             images = np.concatenate([self.sample(k, seed, seeds[j:j + bs], axis).reshape(len(seeds[j:j + bs]), -1)
-                                     for j in range(0, len(seeds), bs)])
-            n, (c, h, w) = len(ids), self.dataset.shape
+                                     for j in range(0, len(seeds), bs)]).reshape(n, *self.dataset.shape)
             tables.write_part(study_dir or self.study_dir, "samples", f"{unit}-{set_name}-{shard:05d}", tables.to_table(
-                "samples", {"K": np.full(n, k), "seed": np.full(n, seed), **axes.columns(self.cfg, axis, n),
-                            "set": np.full(n, set_name), "sample_id": ids,
-                            "sample_seed": seeds, "channels": np.full(n, c), "height": np.full(n, h),
-                            "width": np.full(n, w), "image": images}, meta=metas[unit]))
+                "samples", tables.samples_rows(k, seed, set_name, ids, seeds, images, axes.columns(self.cfg, axis, n)),
+                meta=metas[unit]))
             written.append(n)
         return {"K": batch["K"], "seed": batch["seed"], "rows": np.asarray(written)}
 
 
 def check_models(stage, cfg, study_dir, todo, dataset) -> None:
     """A corrupt saved model is a one-line error here, not a remote traceback in an actor."""
-    if cfg.model.type in ("empirical", "gaussian"):
+    if not family(cfg).trains:  # a closed-form model has no checkpoint
         return
-    from ..compute.train import model_dir, read_run
+    from ..compute.train import read_run
+    from ..models import model_dir
     from ..models.unet import check_checkpoint
 
     for u in todo:

@@ -11,6 +11,7 @@ import numpy as np
 from .. import axes, tables
 from ..cluster import pool
 from ..compute.knn import References, search_device
+from ..splits import kset
 from .shards import stream, task_axis
 
 
@@ -46,7 +47,7 @@ def build_references(cfg, study_dir, metric, k: int, seed: int, dataset, axis=No
     from ..datasets import LazyImages
 
     axis = axis or axes.DEFAULT
-    train_idx = axes.unit_kset(cfg, dataset, axis, k)
+    train_idx = kset(cfg, dataset, axis, k)
     refs = StoredSamples(study_dir, k, seed, "ref", axis, axis.seen(cfg), dataset.shape)
     spill = Path(study_dir) / ".knn-spill"
     spill.mkdir(exist_ok=True)

@@ -87,8 +87,10 @@ def _worker(config: dict) -> None:
     from ..compute.train import train_one
     from ..config import from_dict
     from ..datasets import load_dataset
+    from ..splits import kset
 
     cfg, axis, k = from_dict(config["cfg"]), config["axis"], config["k"]
-    images = axes.training_images(cfg, load_dataset(cfg.data), axis, k)
+    dataset = load_dataset(cfg.data)
+    images = dataset.images(kset(cfg, dataset, axis, k))
     train_one(axes.for_axis(cfg, axis), images, k, config["seed"], config["final_dir"], config["state_path"],
               on_log=lambda m: ray.train.report({**m, "timesteps_total": m["images_seen"]}), **config["kw"])

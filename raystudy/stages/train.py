@@ -20,8 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from .. import axes, progress, tables
-from ..compute.train import LOG_FILE, model_dir, read_run
+from ..compute.train import LOG_FILE, read_run
 from ..errors import StudyError, TrainingFailed, one_line
+from ..models import family, model_dir
 from . import changed, label_fields, part_name, run_label
 
 
@@ -40,9 +41,11 @@ def _trial(params, cfg_dict: dict, study_dir: str, metas: dict, runs: dict):
     status table and the trackers show)."""
     from ray import tune
 
-    from ..compute.train import state_file, train_one
+    from ..compute.train import train_one
     from ..config import from_dict
     from ..datasets import load_dataset
+    from ..models import state_file
+    from ..splits import kset
 
     cfg = from_dict(cfg_dict)
     run = runs[params["run"]]
@@ -60,7 +63,8 @@ def _trial(params, cfg_dict: dict, study_dir: str, metas: dict, runs: dict):
 
     @functools.cache
     def images():  # read once per trial, and only where this process trains
-        return axes.training_images(cfg, load_dataset(cfg.data), axis, k)
+        dataset = load_dataset(cfg.data)
+        return dataset.images(kset(cfg, dataset, axis, k))
 
     def train(todo, state_path, stop_at):
         """One pass of the run: in this process, or on Ray Train workers (this trial then waits);
@@ -178,11 +182,11 @@ def run_train(stage, cfg, study_dir, todo) -> None:
     """The train stage: the exact memorizer and the Gaussian denoiser need no training (their rows
     say so); finished models
     get their rows; the rest are trained with Ray Tune."""
-    if cfg.model.type in ("empirical", "gaussian"):  # closed-form models: nothing to train
+    fam = family(cfg)
+    if not fam.trains:
         for u in todo:
             _, a, k, s = axes.split_unit(u)
-            rec = {"K": k, "seed": s, "model": cfg.model.type, "steps": 0, "images_seen": 0,
-                   "final_loss": float("nan"), "checkpoint": "", "wall_s": 0.0, "params": 0}
+            rec = {"K": k, "seed": s, "model": fam.name}  # trained nothing: tables.UNTRAINED
             write_run_parts(study_dir, stage.part(u), rec, [], stage.meta(cfg, u), a)
         return
     left = [u for u in todo if not record_finished(study_dir, u, stage.meta(cfg, u))]
@@ -193,8 +197,7 @@ def run_train(stage, cfg, study_dir, todo) -> None:
 def write_run_parts(study_dir, part: str, record: dict, log, meta: dict, axis=axes.DEFAULT) -> None:
     """The train stage's table rows for one checkpoint: ``runs`` (one row) and, for a run's final
     model, ``train_log``."""
-    record = {**record, "variant": axis.variant, "twin": axis.twin}
-    cols = {c: [record[c]] for c in tables.SCHEMAS["runs"].names}
+    cols = tables.runs_rows([{**record, "variant": axis.variant, "twin": axis.twin}])
     log = np.asarray(log, dtype=np.float64).reshape(-1, 2)
     k, s = record["K"], record["seed"]
     steps = log[:, 0].astype(np.int64)
@@ -204,7 +207,7 @@ def write_run_parts(study_dir, part: str, record: dict, log, meta: dict, axis=ax
         tables.write_part(study_dir, "train_log", part, tables.to_table("train_log", {
             "K": np.full(n, k), "seed": np.full(n, s), "variant": np.full(n, axis.variant, dtype=object),
             "twin": np.full(n, axis.twin), "step": steps,
-            "images_seen": steps * (record["images_seen"] // max(1, record["steps"])), "loss": log[:, 1]}, meta))
+            "images_seen": steps * (cols["images_seen"][0] // max(1, cols["steps"][0])), "loss": log[:, 1]}, meta))
     tables.write_part(study_dir, "runs", part, tables.to_table("runs", cols, meta))
 
 

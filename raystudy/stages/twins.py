@@ -1,11 +1,14 @@
 """The twins stage: per (metric, K, seed, variant, snapshot), model A's and its twin's eval
-samples compared (``raystudy.compute.twins``), one ``twins`` part per unit. Runs in the driver (no Ray):
-the work is a few brute-force distance matrices per unit."""
+samples compared (``raystudy.compute.twins``), one ``twins`` part per unit. Each sample's distance
+to its own K-set is read from the neighbors table (the knn stage's); the rest is computed in the
+driver (no Ray): a few brute-force distance matrices per unit."""
 
 from __future__ import annotations
 
+import numpy as np
+
 from .. import axes, tables
-from ..compute.twins import twin_columns
+from ..compute.twins import twin_columns, twin_of
 
 
 def twin_units(cfg) -> list:
@@ -16,6 +19,22 @@ def twin_units(cfg) -> list:
             for k in cfg.ks for s in cfg.seeds]
 
 
+def read_twin(cfg, study_dir, metric: str, axis, k: int, seed: int) -> dict:
+    """One twin's eval samples (sample_id, sample_seed, images) and each one's distance to its own
+    K-set in ``metric`` (d_own: the neighbors table's nearest ``train_dist``)."""
+    import pyarrow.compute as pc
+
+    at = {"axis": axis, "images_seen": axis.seen(cfg)}
+    seeds = tables.read_unit(study_dir, "samples", k, seed, set="eval", columns=["sample_id", "sample_seed"], **at)
+    ids, images = tables.read_samples(study_dir, k, seed, "eval", **at)
+    nb = tables.read_unit(study_dir, "neighbors", k, seed, metric=metric, columns=["sample_id", "train_dist"], **at)
+    if not np.array_equal(nb["sample_id"].to_numpy(), ids):
+        raise FileNotFoundError(f"K={k} seed={seed} {axis}: the neighbors table holds {nb.num_rows} of the "
+                                f"{len(ids)} eval samples in {metric}: run the knn stage")
+    return {"sample_id": ids, "sample_seed": seeds["sample_seed"].to_numpy(), "images": images,
+            "d_own": pc.list_element(nb["train_dist"], 0).to_numpy()}
+
+
 def run_twins(stage, cfg, study_dir, todo) -> None:
     from ..datasets import load_dataset
     from ..metrics import get_metric
@@ -23,7 +42,8 @@ def run_twins(stage, cfg, study_dir, todo) -> None:
     dataset = load_dataset(cfg.data)
     metrics = {}
     for unit in todo:
-        name = unit[0]
+        name, a, k, s = axes.split_unit(unit)
         metrics.setdefault(name, get_metric(name, cfg.knn.weights_dir))
-        cols = twin_columns(cfg, study_dir, dataset, unit, metrics[name])
+        pair = [read_twin(cfg, study_dir, name, ax, k, s) for ax in (a, twin_of(a))]
+        cols = twin_columns(cfg, dataset, unit, *pair, metrics[name])
         tables.write_part(study_dir, "twins", stage.part(unit), tables.to_table("twins", cols, stage.meta(cfg, unit)))

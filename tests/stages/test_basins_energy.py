@@ -42,11 +42,12 @@ def test_training_images_have_basins_and_held_out_images_none(study):
     assert smp[smp.pick == "top"].item_id.tolist() == lab.sample_id.tolist()[:1]
     assert smp[smp.pick == "bottom"].item_id.tolist() == lab.sample_id.tolist()[-1:]
     # Held-out items come from the held-out split, which the K-set never holds.
-    from raystudy.datasets import held_out_indices, load_dataset, subset_indices
+    from raystudy.datasets import load_dataset
+    from raystudy.splits import held_out_indices, kset_indices
 
     n = len(load_dataset(cfg.data))
     assert set(held.item_id) <= set(held_out_indices(n, cfg.data.held_out, 0))
-    assert not set(held.item_id) & set(subset_indices(n, n - cfg.data.held_out, 0))
+    assert not set(held.item_id) & set(kset_indices(n, n - cfg.data.held_out, 0))
 
 
 def test_classify_stores_the_null_beside_the_samples(study):
@@ -69,9 +70,10 @@ def test_energy_table_equals_a_direct_call(study):
 
     from raystudy.compute.energy import relative_energy
     from raystudy.compute.items import references
-    from raystudy.datasets import load_dataset, training_set
+    from raystudy.datasets import load_dataset
     from raystudy.models.memorizer import EmpiricalEpsilon
     from raystudy.models.unet import build_train_scheduler
+    from raystudy.splits import kset_indices
     from raystudy.tables import read_samples
 
     cfg, out = study
@@ -89,7 +91,7 @@ def test_energy_table_equals_a_direct_call(study):
     assert e[e.kind != "sample"].pick.isna().all()
     ds = load_dataset(cfg.data)
     sched = build_train_scheduler(cfg.model)
-    model = EmpiricalEpsilon(torch.from_numpy(training_set(ds, 8, 0)[1]), sched.alphas_cumprod)
+    model = EmpiricalEpsilon(torch.from_numpy(ds.get(kset_indices(len(ds), 8, 0))), sched.alphas_cumprod)
     ids, imgs = read_samples(out, 8, 0, "eval")
     refs = references(cfg, ds, 8)
     for row in e.itertuples():
@@ -99,4 +101,4 @@ def test_energy_table_equals_a_direct_call(study):
         assert row.energy == pytest.approx(float(want["energy"][0]), rel=1e-5, abs=1e-6)
         assert row.quad_error == pytest.approx(float(want["quad_error"][0]), rel=1e-4, abs=1e-9)
     # Training targets are in the K-set, held-out targets in the held-out split.
-    assert set(e[e.kind == "train"].item_id) <= set(training_set(ds, 8, 0)[0])
+    assert set(e[e.kind == "train"].item_id) <= set(kset_indices(len(ds), 8, 0))

@@ -6,7 +6,8 @@ import pandas as pd
 
 from raystudy.cli import main
 from raystudy.config import load
-from raystudy.datasets import held_out_indices, load_dataset, training_set
+from raystudy.datasets import load_dataset
+from raystudy.splits import held_out_indices, kset_indices
 from tests.conftest import TINY
 
 OVERRIDES = ["ks=[8]", "generate.n_samples=6", "generate.part_size=4"]
@@ -17,7 +18,8 @@ def test_paper_npz_and_png_folder_are_labelled(tmp_path, ray_local):
 
     cfg = load(TINY, OVERRIDES)
     ds = load_dataset(cfg.data)
-    idx, train = training_set(ds, 8, 0)
+    idx = kset_indices(len(ds), 8, 0)
+    train = ds.get(idx)
     held = ds.get(held_out_indices(len(ds), 200, 0)[:8])
     # The paper's run_generate.py layout: a folder of .npz files, each with `samples` (n, C, H, W).
     folder = tmp_path / "samples" / "8"

@@ -59,7 +59,7 @@ def test_fractions_csv_and_latex_hold_the_fractions_of_the_labels(study, tmp_pat
 
 
 def test_gallery_shows_each_drawn_sample_with_its_own_label(study):
-    from raystudy.analysis.gallery import sample_gallery
+    from raystudy.analysis.plots import sample_gallery
 
     fig = sample_gallery(study, n=4)
     lab = pd.read_parquet(study / "tables" / "labels")

@@ -50,12 +50,13 @@ def test_every_table_has_its_schema_and_rows(study):
 
 def test_neighbors_match_brute_force_on_stored_samples(study, digits):
     cfg, out = study
-    from raystudy.datasets import training_set
+    from raystudy.splits import kset_indices
 
     samples = pd.read_parquet(out / "tables" / "samples")
     nb = pd.read_parquet(out / "tables" / "neighbors").sort_values(["K", "sample_id"])
     for k in cfg.ks:
-        idx, train = training_set(digits, k, cfg.study.seed)
+        idx = kset_indices(len(digits), k, cfg.study.seed)
+        train = digits.get(idx)
         ev = samples[(samples.K == k) & (samples.set == "eval")].sort_values("sample_id")
         x = np.stack(ev.image.to_numpy()).astype(np.float64)
         d = np.sqrt(((x[:, None] - train.reshape(k, -1)[None]) ** 2).mean(-1))

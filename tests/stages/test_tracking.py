@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from raystudy.compute.train import model_dir
 from raystudy.config import load
+from raystudy.models import model_dir
 from raystudy.study import TRAIN
 from tests.conftest import TINY
 

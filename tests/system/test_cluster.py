@@ -194,7 +194,7 @@ def _rerun(study: Path, tmp: Path) -> str:
 
 
 def _check_tables(study: Path) -> None:
-    from raystudy.seeds import sample_seed
+    from raystudy.splits import sample_seed
 
     n, ks = 18, [2, 4, 8, 16]
     s = pd.read_parquet(study / "tables" / "samples", columns=["K", "seed", "set", "sample_id", "sample_seed"])

@@ -53,8 +53,10 @@ def _one_process(cfg, folder: Path, twin: int = 0, snapshots=()) -> tuple[list, 
     """The reference: ``train_one`` in this process, no Ray (the workers: 1 path), on the twin's
     K-set; ``snapshots`` (images seen) are saved beside ``folder`` as ``folder-snap-N``."""
     from raystudy import axes
+    from raystudy.splits import kset
 
-    images = axes.training_images(cfg, load_dataset(cfg.data), axes.Axis(twin=twin), K)
+    dataset = load_dataset(cfg.data)
+    images = dataset.images(kset(cfg, dataset, axes.Axis(twin=twin), K))
     train_one(cfg, images, K, 0, folder, twin=twin,
               snapshots={s: (folder.with_name(f"{folder.name}-snap-{s}"), None) for s in snapshots})
     return json.loads((folder / "log.json").read_text()), load_model(folder).state_dict()

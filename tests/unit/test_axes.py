@@ -8,6 +8,7 @@ import pytest
 from raystudy import axes, tables
 from raystudy.config import load
 from raystudy.errors import ConfigError, DataError
+from raystudy.splits import held_out_indices, kset, kset_indices
 from raystudy.study import STAGES, validate_against_data
 from tests.conftest import TINY
 
@@ -24,7 +25,7 @@ def test_snapshots_are_the_runs_own_ema_weights_and_change_nothing(tmp_path, dig
     from raystudy.compute.train import read_run, train_one
 
     cfg = load(TINY, ["train.images=256"])
-    images = axes.training_images(cfg, digits, axes.Axis(), 4)
+    images = digits.images(kset(cfg, digits, axes.Axis(), 4))
     plain = train_one(cfg, images, 4, 0, tmp_path / "plain")
     snap = {128: (tmp_path / "snap-128", {"fingerprint": "x"})}
     with_snap = train_one(cfg, images, 4, 0, tmp_path / "with", state_path=tmp_path / ".state.pt", snapshots=snap)
@@ -66,13 +67,11 @@ def test_twins_need_two_disjoint_k_sets_before_the_held_out_split(digits):
         validate_against_data(load(TINY, ["ks=[2, 799]", "twins=true"]), digits)
     assert "2K = 1598" in str(e.value) and "1597" in str(e.value) and "\n" not in str(e.value)
     validate_against_data(load(TINY, ["ks=[2, 798]", "twins=true"]), digits)
-    from raystudy.datasets import held_out_indices
-
     held = set(held_out_indices(n, r, 0).tolist())
-    a, b = axes.kset_indices(n, 798, 0, r, 0), axes.kset_indices(n, 798, 0, r, 1)
+    a, b = kset_indices(n, 798, 0, r, 0), kset_indices(n, 798, 0, r, 1)
     assert len(set(a) | set(b)) == 1596 and not (set(b) & held) and not (set(a) & held)
     # Nested like the study's own sets: the twin's smaller sets are its larger ones' first items.
-    assert np.array_equal(axes.kset_indices(n, 5, 0, r, 1), b[:5])
+    assert np.array_equal(kset_indices(n, 5, 0, r, 1), b[:5])
 
 
 def test_default_axis_keeps_units_part_names_and_fingerprints():
@@ -88,9 +87,11 @@ def test_default_axis_keeps_units_part_names_and_fingerprints():
                        "train.snapshots=[128]"])
     units = STAGES["knn"].units(more)
     assert units[:2] == [("l2", 2, 0), ("l2", 16, 0)] and len(units) == 2 * 2 * 2 * 2
-    for st in STAGES.values():
+    # Not the figures: they draw every axis, so a new axis redraws them (and nothing else).
+    for st in (s for s in STAGES.values() if s.name != "figures"):
         for u in st.units(cfg):
             assert st.meta(more, u)["fingerprint"] == st.meta(cfg, u)["fingerprint"], (st.name, u)
+    assert STAGES["figures"].meta(more, ("all",))["fingerprint"] != STAGES["figures"].meta(cfg, ("all",))["fingerprint"]
     # Every other unit has a part name of its own, and (K is the part name's, never a key) a
     # fingerprint of its own among the units of its K.
     parts = [STAGES["knn"].part(u) for u in units]

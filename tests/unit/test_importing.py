@@ -83,3 +83,38 @@ def test_a_bad_file_late_in_the_folder_marks_nothing_complete(tmp_path):
     with pytest.raises(DataError, match="11 images for the ref set"):
         import_samples(cfg, tmp_path / "t", 8, 0, folder)
     assert not (tmp_path / "t").exists()
+
+
+def test_imported_samples_and_datasets_map_pixels_by_one_rule(tmp_path):
+    """uint8 pixels become v / 127.5 - 1 (float32, computed here) whether a folder of PNGs is read
+    as a dataset or imported as samples. Floats: samples are [-1, 1] as they are (a bright set is
+    not 0..1 images; 1 + 1e-4 is clipped, 3 refused), while a dataset file's 0..1 or 0..255 floats
+    are mapped."""
+    from PIL import Image
+
+    from raystudy.config import DataSection
+    from raystudy.datasets import load_dataset
+    from raystudy.importing import read_images
+
+    v = np.random.default_rng(0).integers(0, 256, (5, 8, 8), dtype=np.uint8)
+    v.reshape(-1)[:256] = np.arange(256)  # every value: v * (2 / 255) - 1, say, differs in 111 of them
+    want = (v.astype(np.float32) / np.float32(127.5) - np.float32(1))[:, None]
+    folder = tmp_path / "pngs"
+    folder.mkdir()
+    for i, a in enumerate(v):
+        Image.fromarray(a).save(folder / f"{i}.png")
+    np.testing.assert_array_equal(read_images(folder, (1, 8, 8)), want)
+    np.testing.assert_array_equal(load_dataset(DataSection(name="folder", path=str(folder))).get(np.arange(5)), want)
+
+    bright = np.random.default_rng(1).uniform(0, 1, (5, 1, 8, 8)).astype(np.float32)
+    bright[0, 0, 0, 0] = 1 + 1e-4
+    np.savez(tmp_path / "samples.npz", samples=bright)
+    np.testing.assert_array_equal(read_images(tmp_path / "samples.npz", (1, 8, 8)), np.minimum(bright, 1))
+    np.savez(tmp_path / "far.npz", samples=bright * 3)
+    with pytest.raises(DataError, match=r"far.npz: values span \[.*, 3\]"):
+        read_images(tmp_path / "far.npz", (1, 8, 8))
+    for name, x, mapped in (("unit.npy", bright, bright * np.float32(2) - np.float32(1)),
+                            ("bytes.npy", v[:, None].astype(np.float64), want)):
+        np.save(tmp_path / name, x)
+        got = load_dataset(DataSection(name="array", path=str(tmp_path / name))).get(np.arange(5))
+        np.testing.assert_array_equal(got, mapped)

@@ -2,8 +2,8 @@ import numpy as np
 
 from raystudy.compute.classify import fractions, label_distances, label_samples, ratio_test
 from raystudy.compute.knn import References
-from raystudy.datasets import subset_indices, training_set
 from raystudy.metrics import PixelL2
+from raystudy.splits import kset_indices
 
 
 def _brute(queries, refs):
@@ -59,8 +59,9 @@ def test_fractions_sum_to_one():
 
 def test_oracles_training_images_memorized_held_out_not(digits):
     k = 64
-    train_idx, train = training_set(digits, k, seed=0)
-    held = np.setdiff1d(np.arange(len(digits)), subset_indices(len(digits), k, 0))[:200]
+    train_idx = kset_indices(len(digits), k, seed=0)
+    train = digits.get(train_idx)
+    held = np.setdiff1d(np.arange(len(digits)), train_idx)[:200]
     held_images = digits.get(held)
     refs = References(PixelL2(), train, train_idx, held_images, held)
     mem = refs.neighbors(train, k=2)
@@ -74,9 +75,9 @@ def test_oracles_training_images_memorized_held_out_not(digits):
 
 
 def test_embeddings_spilled_to_disk_search_the_same(tmp_path, digits):
-    from raystudy.datasets import LazyImages, subset_indices
+    from raystudy.datasets import LazyImages
 
-    idx = subset_indices(len(digits), 300, 0)
+    idx = kset_indices(len(digits), 300, 0)
     lazy = LazyImages(digits, idx)
     queries = digits.get(np.arange(40)) + 0.01
     ref = digits.get(np.arange(1000, 1050))

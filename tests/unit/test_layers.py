@@ -54,7 +54,7 @@ def test_each_contract_breaks_on_a_violation(tmp_path):
         path = copy / module
         path.write_text(f"{line}\n{path.read_text()}")
 
-    prepend("seeds.py", "import ray")                  # analysis does not reach seeds.py
+    prepend("splits.py", "import ray")                 # analysis does not reach splits.py
     prepend("tables.py", "import torch")               # analysis/load.py imports tables.py
     prepend("compute/knn.py", "from .. import tables")  # neither Ray nor a cycle
     prepend("axes.py", "from . import analysis")       # analysis/load.py imports axes.py
@@ -63,7 +63,7 @@ def test_each_contract_breaks_on_a_violation(tmp_path):
     assert r.returncode != 0, out
     for name in contract_names():
         assert any(line.startswith(f"{name} BROKEN") for line in out.splitlines()), (name, out)
-    assert "raystudy.seeds -> ray" in out, out
+    assert "raystudy.splits -> ray" in out, out
     assert "raystudy.tables -> torch" in out, out
     assert "raystudy.compute.knn -> raystudy.tables" in out, out
     assert "No cycles are allowed in raystudy." in out, out

@@ -9,8 +9,9 @@ import pytest
 
 from raystudy.compute.null import null_fractions, null_labels, split
 from raystudy.config import StudyConfig, from_dict
-from raystudy.datasets import held_out_indices, load_dataset, subset_indices
+from raystudy.datasets import load_dataset
 from raystudy.errors import DataError
+from raystudy.splits import held_out_indices, kset_indices
 from raystudy.study import validate_against_data
 
 
@@ -18,14 +19,14 @@ def test_held_out_split_is_outside_every_k_set_and_keeps_the_k_sets(digits):
     n = len(digits)
     held = held_out_indices(n, 200, 0)
     assert len(held) == 200 and len(set(held)) == 200
-    assert not set(held) & set(subset_indices(n, n - 200, 0))
+    assert not set(held) & set(kset_indices(n, n - 200, 0))
     # Reserving changes no K-set: still the permutation's prefixes.
-    assert np.array_equal(subset_indices(n, 1597, 0)[:512], subset_indices(n, 512, 0))
+    assert np.array_equal(kset_indices(n, 1597, 0)[:512], kset_indices(n, 512, 0))
     from raystudy.compute.items import held_out
 
     cfg = StudyConfig()
     assert np.array_equal(held_out(digits, 4, cfg), held[::-1][:4])
-    q, r = split(digits, 200, 0)
+    q, r = split(cfg, digits)
     assert len(q) == 100 and len(r) == 100 and not set(q) & set(r)
 
 
@@ -72,7 +73,7 @@ def test_null_on_the_circle_is_the_closed_form_chance_level():
     ds = load_dataset(cfg.data)
     delta_m = cfg.classify.delta_m["euclidean"]
     for k in (9, 100):
-        train = ds.get(subset_indices(len(ds), k, 0)).reshape(k, 2).astype(np.float64)
+        train = ds.get(kset_indices(len(ds), k, 0)).reshape(k, 2).astype(np.float64)
         chance = chance_memorized(train, delta_m)
         lab = null_labels(cfg, ds, "euclidean", k)
         got = float(np.mean(lab["label"] == "memorized"))

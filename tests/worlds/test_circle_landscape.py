@@ -75,12 +75,14 @@ def circle(study_of):
 
 
 def test_circle_study_runs_the_basins_and_energy_stages(circle):
-    from raystudy.datasets import load_dataset, training_set
+    from raystudy.datasets import load_dataset
+    from raystudy.splits import kset_indices
 
     cfg, out = circle
     b = pd.read_parquet(out / "tables" / "basins")
     assert list(b.columns) == tables.SCHEMAS["basins"].names
-    _, pts = training_set(load_dataset(cfg.data), 3, cfg.study.seed)
+    ds = load_dataset(cfg.data)
+    pts = ds.get(kset_indices(len(ds), 3, cfg.study.seed))
     pts = pts.reshape(3, 2).astype(np.float64)
     train = b[b.kind == "train"].sort_values("item_id")
     assert len(train) == 3
@@ -93,13 +95,14 @@ def test_circle_study_runs_the_basins_and_energy_stages(circle):
 
 
 def test_circle_energy_is_the_exact_mixture_s(circle):
-    from raystudy.datasets import load_dataset, training_set
+    from raystudy.datasets import load_dataset
+    from raystudy.splits import kset_indices
 
     cfg, out = circle
     e = pd.read_parquet(out / "tables" / "energy")
     assert list(e.columns) == tables.SCHEMAS["energy"].names and len(e) > 0
     ds = load_dataset(cfg.data)
-    _, pts = training_set(ds, 3, cfg.study.seed)
+    pts = ds.get(kset_indices(len(ds), 3, cfg.study.seed))
     pts = pts.reshape(3, 2).astype(np.float64)
     t = 50 / 1000
     smp = tables.read_samples(out, 3, 0, "eval")

@@ -38,12 +38,13 @@ def test_circle_study_writes_the_image_study_tables(toy):
     eu = lab[lab.metric == "euclidean"]
     np.testing.assert_array_equal(eu.label, label_samples(eu.d_train, eu.d_synth, 0.02, 0.02))
     # Euclidean distances in the plane, checked against brute force on the stored samples.
-    from raystudy.datasets import load_dataset, training_set
+    from raystudy.datasets import load_dataset
+    from raystudy.splits import kset_indices
 
     ds = load_dataset(cfg.data)
     smp = pd.read_parquet(out / "tables" / "samples")
     for k in cfg.ks:
-        _, train = training_set(ds, k, cfg.study.seed)
+        train = ds.get(kset_indices(len(ds), k, cfg.study.seed))
         x = np.stack(smp[(smp.K == k) & (smp.set == "eval")].sort_values("sample_id").image.to_numpy())
         d = np.sqrt(((x[:, None] - train.reshape(k, 2)[None]) ** 2).sum(-1)).min(1)
         np.testing.assert_allclose(eu[eu.K == k].sort_values("sample_id").d_train, d, rtol=1e-5, atol=1e-7)
@@ -88,11 +89,13 @@ def test_k2_memorizes(toy):
 def test_k9_has_spurious_attractors_and_the_labels_say_so(toy):
     # The trained MLP, not the exact memorizer: the memorizer at t_min returns only training
     # points, and spurious states are the network's interpolation between neighbours.
-    from raystudy.datasets import load_dataset, training_set
+    from raystudy.datasets import load_dataset
+    from raystudy.splits import kset_indices
     from raystudy.tables import read_samples
 
     cfg, out = toy
-    _, train = training_set(load_dataset(cfg.data), 9, cfg.study.seed)
+    ds = load_dataset(cfg.data)
+    train = ds.get(kset_indices(len(ds), 9, cfg.study.seed))
     samples = read_samples(out, 9, 0, "eval")[1].reshape(-1, 2).astype(np.float64)
     att = attractors(samples, train.reshape(9, 2), 0.02)
     spurious = [a for a in att if a["kind"] == "spurious" and a["size"] >= 3]
@@ -111,11 +114,12 @@ def test_k9_has_spurious_attractors_and_the_labels_say_so(toy):
 
 def test_k1000_learned_energy_matches_dense_am_by_value(toy):
     from raystudy.compute.generate import load_model
-    from raystudy.datasets import load_dataset, training_set
+    from raystudy.datasets import load_dataset
+    from raystudy.splits import kset_indices
 
     cfg, out = toy
     ds = load_dataset(cfg.data)
-    _, train = training_set(ds, 1000, cfg.study.seed)
+    train = ds.get(kset_indices(len(ds), 1000, cfg.study.seed))
     cmp = energy_vs_dense_am(load_model(cfg, out, 1000, 0, ds), train.reshape(1000, 2), cfg.model.sigma_max)
     # E(R) - E(1) in nats against beta E of the closed form; beta off by 4x misses by tens of nats.
     assert cmp["max_error_core"] < 3.0, cmp

@@ -23,12 +23,13 @@ def test_exact_memorizer_study_memorizes_at_every_k(tmp_path, ray_local):
     assert sorted(fr.K) == [2, 16, 128, 1597]
     assert (fr.memorized >= 0.99).all(), fr
     # Independent check: the stored samples sit on training digits.
-    from raystudy.datasets import load_dataset, training_set
+    from raystudy.datasets import load_dataset
+    from raystudy.splits import kset_indices
 
     ds = load_dataset(cfg.data)
     samples = pd.read_parquet(tmp_path / "tables" / "samples")
     for k in cfg.ks:
-        _, train = training_set(ds, k, cfg.study.seed)
+        train = ds.get(kset_indices(len(ds), k, cfg.study.seed))
         x = np.stack(samples[samples.K == k].image.to_numpy()).astype(np.float64)
         d = np.sqrt(((x[:, None] - train.reshape(k, -1)[None]) ** 2).mean(-1)).min(1)
         assert (d <= 0.1).mean() >= 0.99

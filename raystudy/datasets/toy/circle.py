@@ -1,4 +1,4 @@
-"""The 2-D circle: VE SDE, score MLP, sampler, and energy by the probability-flow ODE.
+"""The 2-D circle: VE SDE, sampler, and energy by the probability-flow ODE.
 
 Data (``data.name: circle``) are points on the unit circle, so the generalizing answer (the whole circle)
 and the memorizing answer (the K training points) are both known. The process is
@@ -18,64 +18,11 @@ from typing import Callable
 
 import numpy as np
 import torch
-from diffusers import ConfigMixin, ModelMixin
-from diffusers.configuration_utils import register_to_config
-from torch import nn
 
-ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-def sigma(t, sigma_max: float = 1.0):
-    return sigma_max * (t ** 0.5 if isinstance(t, torch.Tensor) else np.sqrt(t))
-
-
-class ScoreMLP(ModelMixin, ConfigMixin):
-    """s(x, t) = MLP([x, fourier(log sigma)]) / sigma(t).
-
-    The Fourier frequencies are random and frozen (Tancik et al.; Song's
-    GaussianFourierProjection). They act on log sigma rather than t because the
-    memorizing regime lives at t in [1e-5, 1e-2], which t itself would squeeze
-    into 1% of the input range. Dividing by sigma makes the target of the
-    network, -z, of order one at every noise level. A diffusers model, so it is saved and
-    loaded (``save_pretrained`` / ``from_pretrained``) like the UNet.
-    """
-
-    @register_to_config
-    def __init__(self, width: int = 128, depth: int = 3, n_freq: int = 16, freq_scale: float = 2.0,
-                 sigma_max: float = 1.0, seed: int = 0):
-        super().__init__()
-        g = torch.Generator().manual_seed(seed)
-        self.register_buffer("freq", torch.randn(n_freq, generator=g) * freq_scale)
-        self.sigma_max = sigma_max
-        layers, d = [], 2 + 2 * n_freq
-        for _ in range(depth):
-            layers += [nn.Linear(d, width), nn.SiLU()]
-            d = width
-        layers.append(nn.Linear(d, 2))
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        s = sigma(t, self.sigma_max)
-        phase = 2 * math.pi * torch.log(s)[:, None] * self.freq[None, :]
-        h = torch.cat([x, torch.sin(phase), torch.cos(phase)], 1)
-        return self.net(h) / s[:, None]
-
-
-def empirical_score(train: torch.Tensor, sigma_max: float = 1.0) -> ScoreFn:
-    """The exact memorizer of ``train`` (K, 2) as a score function of (x, t)."""
-    from ...models.memorizer import ve_score
-
-    train = torch.as_tensor(train, dtype=torch.float32).reshape(-1, 2)
-    return lambda x, t: ve_score(x, sigma(t, sigma_max), train)
-
-
-def sample_t(n: int, t_min: float, gen: torch.Generator) -> torch.Tensor:
-    """Half uniform in t (the tutorial's choice), half log-uniform: without the
-    second half, t < 1e-2 -- where memorization is decided -- is seen 1% of the time."""
-    u = torch.rand(n, generator=gen)
-    lin = t_min + (1 - t_min) * u
-    log = t_min ** (1 - u)
-    return torch.where(torch.arange(n) % 2 == 0, lin, log)
+# The circle's score models and its noise scale sigma(t) live in raystudy.models.circle_mlp;
+# attractors.py and the circle's callers reach sigma and the exact memorizer's score here too.
+from ...models.circle_mlp import ScoreFn, empirical_score, sigma  # noqa: F401
+from ...splits import CIRCLE_START_SALT
 
 
 def time_grid(n_steps: int, t_min: float) -> np.ndarray:
@@ -116,21 +63,18 @@ def ve_log_prior(train_points, sigma_max: float = 1.0, chunk: int = 1 << 22) -> 
     return log_p1
 
 
-_START_TAG = 0x57A127  # separates the stream that picks k from the sample's Gaussian noise stream
-
-
 def marginal_start(train_points, seeds, z, sigma_max: float = 1.0) -> np.ndarray:
     """x_T = x_k + sigma_max z: draws from the true t = 1 marginal (see ``ve_log_prior``).
 
     train_points (K, 2); z (n, 2) standard normal (``sample_noise(...)[:, 0]``); k comes from
-    one uniform of each sample's own generator (SeedSequence([seed, tag]), independent of its
+    one uniform of each sample's own generator (SeedSequence([seed, CIRCLE_START_SALT]), apart from its
     noise stream), so a sample never depends on the batch it is drawn in. Returns (n, 2) float64.
     """
     train = np.asarray(train_points, np.float64).reshape(-1, 2)
     z = np.asarray(z, np.float64).reshape(-1, 2)
     if len(seeds) != len(z) or len(train) == 0:
         raise ValueError(f"marginal_start: {len(seeds)} seeds for {len(z)} noise rows and {len(train)} points")
-    u = np.array([np.random.default_rng(np.random.SeedSequence([int(s), _START_TAG])).random() for s in seeds])
+    u = np.array([np.random.default_rng(np.random.SeedSequence([int(s), CIRCLE_START_SALT])).random() for s in seeds])
     return train[np.minimum((u * len(train)).astype(np.int64), len(train) - 1)] + sigma_max * z
 
 

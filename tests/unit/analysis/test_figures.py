@@ -1,4 +1,4 @@
-"""raystudy.analysis.figures: the energy figure draws both values against both references with
+"""raystudy.analysis.plots: the energy figure draws both values against both references with
 their labels; the transition figure draws the null fractions as their own curves (and none when
 the table is absent), labels short K grids with the grid K, keeps its numbers and legend off the
 data and is saved at 150 dpi; figures, gallery and captions share one palette.
@@ -13,7 +13,7 @@ from raystudy.analysis import synthetic
 
 
 def test_energy_figure_draws_energy_and_the_papers_drift_potential_labelled(study):
-    from raystudy.analysis.figures import energy_figure
+    from raystudy.analysis.plots import energy_figure
 
     fig = energy_figure(A.load(study, tables=["energy"]))
     titles = [ax.get_title() for ax in fig.axes]
@@ -26,7 +26,7 @@ def test_energy_figure_draws_energy_and_the_papers_drift_potential_labelled(stud
 
 def test_transition_figure_draws_the_null_as_its_own_curve(tmp_path):
     from raystudy import tables
-    from raystudy.analysis.figures import transition_figure
+    from raystudy.analysis.plots import transition_figure
 
     d = synthetic.write_study(tmp_path / "with-null", ks=(2, 16, 128), seeds=(0,), n=12, train_log=False,
                               stages=False)
@@ -54,7 +54,7 @@ def _tick_labels(ax, fig) -> tuple[list[str], list, list[str]]:
 
 
 def test_transition_ticks_are_plain_numbers_that_do_not_overlap(tmp_path):
-    from raystudy.analysis.figures import transition_figure
+    from raystudy.analysis.plots import transition_figure
 
     # under two decades: the grid K themselves, no minor labels ('2x10^0 3x10^0' overlapped)
     short = synthetic.write_study(tmp_path / "short", ks=(2, 4, 8, 16), seeds=(0,), n=12, k_half=6,
@@ -93,8 +93,7 @@ def test_transition_ticks_are_plain_numbers_that_do_not_overlap(tmp_path):
 def test_transition_figure_is_saved_large_with_nothing_over_the_data(tmp_path):
     from PIL import Image
 
-    from raystudy.analysis.figures import transition_figure
-    from raystudy.analysis.report import _Figures
+    from raystudy.analysis.plots import save, transition_figure
 
     d = synthetic.write_study(tmp_path / "s", ks=(2, 8, 32, 128), seeds=(0,), n=12, train_log=False, stages=False)
     fig = transition_figure(A.load(d), n_boot=20)
@@ -104,7 +103,7 @@ def test_transition_figure_is_saved_large_with_nothing_over_the_data(tmp_path):
     assert any(ax.get_legend() is not None for ax in fig.axes[1:])
     below = [t.get_text() for ax in fig.axes[1:] for t in ax.texts]
     assert any(t.startswith("memorized = 1/2: ") for t in below), below
-    png = _Figures(tmp_path / "out", pdf=False).add(fig, "transition", "", "")
+    png = save(fig, tmp_path / "out" / "transition.png")
     with Image.open(png) as im:
         dpi, (w, h) = im.info["dpi"], im.size
     assert min(dpi) >= 149.9 and w >= 900 and h >= 700, (dpi, w, h)
@@ -113,9 +112,7 @@ def test_transition_figure_is_saved_large_with_nothing_over_the_data(tmp_path):
 def test_one_palette_for_the_figures_the_gallery_and_their_captions(study):
     from matplotlib.colors import to_rgba
 
-    from raystudy.analysis import figures
-    from raystudy.analysis.gallery import sample_gallery
-    from raystudy.analysis.report import CAPTIONS
+    from raystudy.analysis.plots import CAPTIONS, sample_gallery, transition_figure
 
     # the colour word each caption gives a label, as a matplotlib colour ("tab:orange")
     gallery_words = dict((lab, "tab:" + w) for w, lab in re.findall(r"(\w+): (memorized|spurious|generalized)",
@@ -133,7 +130,7 @@ def test_one_palette_for_the_figures_the_gallery_and_their_captions(study):
             assert to_rgba(ax.spines["top"].get_edgecolor()) == to_rgba(gallery_words[lab]), lab
     assert seen == set(gallery_words)
     # and the transition figure draws each curve in the same colour
-    ax = figures.transition_figure(A.load(study), n_boot=20).axes[0]
+    ax = transition_figure(A.load(study), n_boot=20).axes[0]
     lines = {ln.get_label(): ln for ln in ax.get_lines()}
     curves = {c.get_label(): c for c in ax.containers}
     for lab, colour in gallery_words.items():

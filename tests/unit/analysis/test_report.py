@@ -221,14 +221,14 @@ def test_training_notes_name_a_table_only_where_it_is_really_absent(tmp_path):
 
     from raystudy import tables
     from raystudy.analysis import load
-    from raystudy.analysis.figures import training_figure
+    from raystudy.analysis.plots import training_figure, training_notes
 
     unet = synthetic.write_study(tmp_path / "unet", ks=(2, 16), seeds=(0,), n=8, train_log=False, stages=False)
-    assert report._training_notes(load(unet)) == ["train_log table absent: no loss curves (runs table only)"]
+    assert training_notes(load(unet)) == ["train_log table absent: no loss curves (runs table only)"]
     # parts written, no rows: empty, not absent
     cols = {c: [] for c in tables.SCHEMAS["train_log"].names if c not in ("variant", "twin")}
     tables.write_part(unet, "train_log", "K2-s0", tables.to_table("train_log", cols))
-    assert report._training_notes(load(unet)) == ["train_log table empty: no loss curves"]
+    assert training_notes(load(unet)) == ["train_log table empty: no loss curves"]
     # the exact memorizer trains nothing: no word about loss curves, and no training figure
     emp = synthetic.write_study(tmp_path / "emp", ks=(2, 16), seeds=(0,), n=8, train_log=False, stages=False)
     cfg = yaml.safe_load((emp / "config.yaml").read_text())
@@ -236,7 +236,7 @@ def test_training_notes_name_a_table_only_where_it_is_really_absent(tmp_path):
     (emp / "config.yaml").write_text(yaml.safe_dump(cfg))
     tables.write_part(emp, "train_log", "K2-s0", tables.to_table("train_log", cols))
     st = load(emp)
-    assert report._training_notes(st) == []
+    assert training_notes(st) == []
     assert training_figure(st) is None
     # with two studies each note says whose it is
-    assert report._training_notes(load(unet, emp)) == ["unet: train_log table empty: no loss curves"]
+    assert training_notes(load(unet, emp)) == ["unet: train_log table empty: no loss curves"]

@@ -168,7 +168,7 @@ def test_the_transition_figures_show_the_main_model(axes_study):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from raystudy.analysis import figures as F
+    from raystudy.analysis import plots as F
 
     d, main_labels, _ = axes_study
     st = A.load(d)

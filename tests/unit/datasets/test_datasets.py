@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from raystudy.config import DataSection
-from raystudy.datasets import DataError, load_dataset, permutation, subset_indices, training_set
+from raystudy.datasets import DataError, load_dataset
+from raystudy.splits import held_out_indices, kset_indices, permutation
 
 
 def test_digits_scaled_to_unit_range(digits):
@@ -16,17 +17,15 @@ def test_digits_scaled_to_unit_range(digits):
 
 
 def test_subsets_are_nested_and_seeded(digits):
-    sets = [set(subset_indices(len(digits), k, seed=3)) for k in (1, 2, 8, 64, 1797)]
+    sets = [set(kset_indices(len(digits), k, seed=3)) for k in (1, 2, 8, 64, 1797)]
     for small, big in zip(sets, sets[1:]):
         assert small < big
     assert not np.array_equal(permutation(1797, 3), permutation(1797, 4))
-    idx, images = training_set(digits, 8, 3)
-    np.testing.assert_array_equal(images, digits.get(idx))
 
 
 def test_k_out_of_range(digits):
     with pytest.raises(DataError, match="outside 1..1797"):
-        subset_indices(len(digits), 0, 0)
+        kset_indices(len(digits), 0, 0)
 
 
 def _idx_bytes(arr):
@@ -106,27 +105,29 @@ def _cifar_folder(root, n_per_batch, with_test, seed=1):
 def test_own_test_splits_are_the_held_out_images(tmp_path):
     """CIFAR-10's test_batch and MNIST's t10k are the held-out split: no K-set holds them, every
     training image is available to K, and the held-out indices read the test files' images."""
+    from raystudy.axes import Axis
     from raystudy.config import from_dict
-    from raystudy.datasets import study_held_out
+    from raystudy.splits import kset
     from raystudy.study import validate_against_data
 
     train, test = _cifar_folder(tmp_path / "c", 4, with_test=True)
     ds = load_dataset(DataSection(name="cifar10", path=str(tmp_path / "c")))
     assert (ds.n, ds.n_train, ds.n_test) == (27, 20, 7)
-    held = study_held_out(ds, 5, seed=3)
+    held = held_out_indices(ds.n, 5, 3, ds.n_test)
     assert len(set(held)) == 5 and set(held) <= set(range(20, 27))
     np.testing.assert_allclose(ds.get(held), test[held - 20].reshape(-1, 3, 32, 32) / 127.5 - 1, atol=1e-6)
-    k_set, imgs = training_set(ds, 20, seed=3)
+    cfg = from_dict({"study": {"seed": 3}, "data": {"name": "cifar10", "path": str(tmp_path / "c"), "held_out": 5},
+                     "ks": [2, 20]})
+    k_set = kset(cfg, ds, Axis(), 20)
     assert sorted(k_set) == list(range(20))  # the largest K is every training image, none of the test split
-    np.testing.assert_allclose(imgs, train[k_set].reshape(-1, 3, 32, 32) / 127.5 - 1, atol=1e-6)
-    cfg = from_dict({"data": {"name": "cifar10", "path": str(tmp_path / "c"), "held_out": 5}, "ks": [2, 20]})
+    np.testing.assert_allclose(ds.get(k_set), train[k_set].reshape(-1, 3, 32, 32) / 127.5 - 1, atol=1e-6)
     validate_against_data(cfg, ds)  # K = N is allowed when the test split is the held-out split
     with pytest.raises(DataError, match="test split"):
         validate_against_data(from_dict({**cfg.to_dict(), "data": {**cfg.to_dict()["data"], "held_out": 8}}), ds)
     # The same folder without test_batch: the held-out split is the permutation's tail, and K = N is refused.
     _cifar_folder(tmp_path / "d", 4, with_test=False)
     no_test = load_dataset(DataSection(name="cifar10", path=str(tmp_path / "d")))
-    assert no_test.n_test == 0 and set(study_held_out(no_test, 5, 3)) == set(permutation(20, 3)[15:])
+    assert no_test.n_test == 0 and set(held_out_indices(no_test.n, 5, 3)) == set(permutation(20, 3)[15:])
     with pytest.raises(DataError, match="held-out split"):
         validate_against_data(cfg, no_test)
     # MNIST: t10k beside the training images.
@@ -137,7 +138,7 @@ def test_own_test_splits_are_the_held_out_images(tmp_path):
     (tmp_path / "m" / "t10k-images-idx3-ubyte.gz").write_bytes(gzip.compress(_idx_bytes(t10k)))
     m = load_dataset(DataSection(name="mnist", path=str(tmp_path / "m"), limit=5))
     assert (m.n_train, m.n_test) == (5, 4)
-    h = study_held_out(m, 4, 0)
+    h = held_out_indices(m.n, 4, 0, m.n_test)
     np.testing.assert_allclose(m.get(h)[:, 0], t10k[h - 5] / 127.5 - 1, atol=1e-6)
 
 

@@ -8,7 +8,7 @@ import torch
 
 from raystudy.config import from_dict
 from raystudy.errors import ConfigError
-from raystudy.models import unet
+from raystudy.models import family, unet
 
 
 @pytest.mark.parametrize("kind", ["unet", "circle-mlp"])
@@ -19,14 +19,15 @@ def test_the_shares_of_a_batch_make_the_one_process_loss(kind):
     else:
         cfg = from_dict({"data": {"name": "circle"}, "model": {"type": "circle-mlp"}, "generate": {"sampler": "em"}})
         shape = (2,)
-    net = unet.build(cfg.model, shape, seed=0)
+    network = family(cfg).network()
+    net = network.build(cfg.model, shape, seed=0)
     alphas = unet.build_train_scheduler(cfg.model).alphas_cumprod if kind == "unet" else None
     x0 = torch.rand((12, *shape), generator=torch.Generator().manual_seed(1)) * 2 - 1
 
     def run(part, rows):
         gen = torch.Generator().manual_seed(7)
         net.zero_grad()
-        loss = unet.loss(cfg.model, net, x0[rows], gen, alphas, nullctx, part=part)
+        loss = network.loss(cfg.model, net, x0[rows], gen, alphas, nullctx, part=part)
         loss.backward()
         return loss.item(), [p.grad.clone() for p in net.parameters()], gen.get_state()
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .figures import COLORS
-from .load import AnalysisError, read_table
+from ..load import AnalysisError, read_table
+from .style import COLORS
 
 
 def pick_random(labels, n: int, seed: int = 0) -> list[int]:
@@ -26,8 +26,8 @@ def sample_gallery(study_dir, metric: str = "l2", seed: int | None = None, n: in
     import matplotlib.pyplot as plt
     import pyarrow.compute as pc
 
-    from ..axes import main_filter
-    from .load import read_config
+    from ...axes import main_filter
+    from ..load import read_config
 
     study_dir = Path(study_dir)
     at = main_filter(read_config(study_dir))  # the main checkpoint (raystudy.axes)
