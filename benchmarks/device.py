@@ -111,13 +111,13 @@ def sync(dev) -> None:
 # -- parts ---------------------------------------------------------------------------------
 
 def cifar_cfg(small: bool, batch: int | None):
-    from raystudy.config import load
+    from raystudy.config import load_config
 
     over = ["data.name=digits"]  # the data section is not used: train_one gets the images
     if small:
         over += ["model.block_out_channels=[16,32]", "model.attention=[false,true]", "model.layers_per_block=1",
                  "model.norm_num_groups=8"]
-    cfg = load(ROOT / "configs" / "cifar10.yaml", over)
+    cfg = load_config(ROOT / "configs" / "cifar10.yaml", over)
     return cfg, (batch or (4 if small else cfg.train.batch_size)), ((3, 16, 16) if small else (3, 32, 32))
 
 

@@ -110,12 +110,12 @@ def one(n: int, steps: int) -> dict:
     import numpy as np
 
     from raystudy import study
-    from raystudy.config import load
+    from raystudy.config import load_config
 
     with tempfile.TemporaryDirectory(prefix="drvmem-") as d:
         rng = np.random.default_rng(0)
         np.save(os.path.join(d, "images.npy"), rng.integers(0, 256, size=(1000, 3, 32, 32), dtype=np.uint8))
-        cfg = load(HERE.parent / "tests" / "data" / "tiny.yaml",
+        cfg = load_config(HERE.parent / "tests" / "data" / "tiny.yaml",
                    ["data.name=array", f"data.path={d}/images.npy", "model.type=empirical", "ks=[2]",
                     f"generate.n_samples={n}", f"generate.steps={steps}", "generate.batch_size=500",
                     "knn.batch_size=1024", "knn.k=5", "ray.num_cpus=2"])

@@ -141,11 +141,11 @@ def main(argv=None) -> None:
 
     if args.demo is not None:
         from raystudy import axes, splits
-        from raystudy.config import load
+        from raystudy.config import load_config
         from raystudy.datasets import load_dataset
         from raystudy.tables import read_samples
 
-        cfg = load(args.demo / "config.yaml")
+        cfg = load_config(args.demo / "config.yaml")
         data = load_dataset(cfg.data)
         for k in args.demo_ks or cfg.ks:
             try:

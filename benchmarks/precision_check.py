@@ -6,7 +6,7 @@
 
 A fixed model: the demo UNet (configs/demo.yaml) trained by the real
 ``raystudy.compute.train.train_one`` for ``--steps`` steps on the K-set of ``--k`` digits (its EMA
-weights, loaded back with ``raystudy.models.unet.load``). Then, with the same per-sample seeds
+weights, loaded back with ``raystudy.models.unet.load_checkpoint``). Then, with the same per-sample seeds
 (``raystudy.splits.sample_seed``) and the demo's sampler (DDIM, 50 steps):
 
 * fp32: the eval set and an independent ref set, sampled in fp32;
@@ -77,9 +77,9 @@ def nearest_rms(q, refs):
 
 def demo_config(steps: int, sampler: str = "ddim", sample_steps: int = 50):
     """configs/demo.yaml trained ``steps`` steps in fp32, sampled by ``sampler``."""
-    from raystudy.config import load
+    from raystudy.config import load_config
 
-    cfg = load(ROOT / "configs" / "demo.yaml")
+    cfg = load_config(ROOT / "configs" / "demo.yaml")
     return cfg.model_copy(update={
         "train": cfg.train.model_copy(update={"images": steps * cfg.train.batch_size, "checkpoint_every": 10**12,
                                               "mixed_precision": "no"}),
@@ -97,7 +97,7 @@ def paired_labels(cfg, k: int, n: int, dev, batch: int, log=print) -> dict:
     from raystudy.compute.generate import make_scheduler, sample_seed
     from raystudy.compute.train import train_one
     from raystudy.datasets import load_dataset
-    from raystudy.models.unet import load as load_model
+    from raystudy.models.unet import load_checkpoint as load_model
 
     seed = 0
     dataset = load_dataset(cfg.data)

@@ -90,7 +90,7 @@ def make_world(work: Path, k: int, n: int, files: int, memorized: float = 0.3, s
     import torchvision
 
     from raystudy import axes, splits
-    from raystudy.config import load
+    from raystudy.config import load_config
     from raystudy.datasets import load_dataset
     from raystudy.datasets.manifold import latents, render
     from raystudy.metrics.lpips import BACKBONE_FILES
@@ -107,7 +107,7 @@ def make_world(work: Path, k: int, n: int, files: int, memorized: float = 0.3, s
     (work / "weights").mkdir(exist_ok=True)
     torch.manual_seed(seed)
     torch.save(torchvision.models.alexnet().state_dict(), work / "weights" / BACKBONE_FILES["alex"])
-    cfg = load(work / "rehearsal.yaml")
+    cfg = load_config(work / "rehearsal.yaml")
     dataset = load_dataset(cfg.data)
     kset = splits.kset(cfg, dataset, axes.DEFAULT, k)
     rng = np.random.default_rng(seed)
@@ -168,9 +168,9 @@ def study_child(work: Path) -> dict:
     from driver_memory import StageMemory, status_mb
 
     from raystudy import study
-    from raystudy.config import load
+    from raystudy.config import load_config
 
-    cfg = load(work / "rehearsal.yaml")
+    cfg = load_config(work / "rehearsal.yaml")
     with StageMemory(workers=True) as mem:
         study.run(cfg, work / "study", echo=lambda line: (mem.echo(line), print(line, flush=True)))
     times = json.loads((work / "study" / "stages.json").read_text())
@@ -184,7 +184,7 @@ def check(work: Path, truth: np.ndarray) -> dict:
     import pandas as pd
 
     from raystudy.compute import null
-    from raystudy.config import load
+    from raystudy.config import load_config
     from raystudy.datasets import load_dataset
 
     lab = pd.read_parquet(work / "study" / "tables" / "labels", columns=["metric", "sample_id", "label", "d_train",
@@ -200,7 +200,7 @@ def check(work: Path, truth: np.ndarray) -> dict:
                                    "spurious d_synth max": float(g.d_synth[want == "spurious"].max()),
                                    "generalized d_synth min": float(g.d_synth[want == "generalized"].min())}}
     out["truth"] = {name: int((truth == name).sum()) for name in LABELS}
-    cfg = load(work / "rehearsal.yaml")
+    cfg = load_config(work / "rehearsal.yaml")
     dataset = load_dataset(cfg.data)
     from raystudy import axes, splits
 
@@ -233,12 +233,12 @@ def paper_slice(work: Path, n_refs: int, k: int, n: int) -> dict:
     from knn import BLOCK, ours_topk, paper_rows
 
     from raystudy import axes, splits
-    from raystudy.config import load
+    from raystudy.config import load_config
     from raystudy.datasets import load_dataset
     from raystudy.importing import ImageSource
     from raystudy.metrics.lpips import LpipsEmbedding
 
-    cfg = load(work / "rehearsal.yaml")
+    cfg = load_config(work / "rehearsal.yaml")
     dataset = load_dataset(cfg.data)
     queries = next(ImageSource(work / "eval", dataset.shape).batches(BLOCK))
     refs = dataset.get(splits.kset(cfg, dataset, axes.DEFAULT, k)[:n_refs]).astype(np.float32)

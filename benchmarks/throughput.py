@@ -53,12 +53,12 @@ VARIANTS = {
 
 
 def model_cfgs():
-    from raystudy.config import from_dict, load
+    from raystudy.config import from_dict, load_config
 
     cifar = {"model": {"type": "unet", "block_out_channels": [128, 256, 256, 256], "layers_per_block": 2,
                        "attention": [False, True, False, False], "norm_num_groups": 32}}
     return {"cifar": ("CIFAR-10 UNet (paper)", lambda o: from_dict(cifar, o), (3, 32, 32)),
-            "demo": ("demo UNet (configs/demo.yaml)", lambda o: load(ROOT / "configs" / "demo.yaml", o), (1, 8, 8))}
+            "demo": ("demo UNet (configs/demo.yaml)", lambda o: load_config(ROOT / "configs" / "demo.yaml", o), (1, 8, 8))}
 
 
 def peak_tflops(m: dict, variant: str) -> float | None:

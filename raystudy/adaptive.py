@@ -2,7 +2,7 @@
 
 A study with ``sweep.enabled`` names a K range and a budget instead of a list. Round 0 trains
 ``initial`` K log-spaced over [k_min, k_max]; after each round :func:`propose` reads the
-summary (:func:`raystudy.analysis.stats.transition_summary`) and places ``per_round`` new K:
+summary (:func:`raystudy.analysis.summaries.transition_summary`) and places ``per_round`` new K:
 
 * inside the crossing's interval, evenly in log K (the fitted interval, which lies inside the
   bracket of grid K significantly above / below 1/2), because that is what narrows it;
@@ -133,7 +133,7 @@ def _json(v):
 def summarize(fractions, metric: str):
     """The summary row the sweep decides on: ``metric``'s, from the fractions table (without the
     bump fit: the sweep reads the spurious peak's grid bracket only)."""
-    from .analysis.stats import transition_summary
+    from .analysis.summaries import transition_summary
 
     fr = fractions[fractions["metric"] == metric]
     return transition_summary(fractions=fr, peak_fit=False).iloc[0]

@@ -8,10 +8,11 @@ A study's model checkpoints are the grid variant x twin x snapshot x K x seed:
 - snapshot: the EMA weights after ``images_seen`` training images (``train.snapshots``); the
   final model (``train.images``) is always there.
 
-An ``Axis`` names one (variant, twin, snapshot). A unit of a stage is a tuple, ``(K, seed)`` or
-``(metric, K, seed)``, with the Axis inserted before K when it is not the default one (base,
-twin 0, final): so a study without variants, twins or snapshots has the plain units, part names
-and fingerprints of a one-axis study, and its parts stay valid. Plain Python, no Ray, no torch.
+An ``Axis`` names one (variant, twin, snapshot). A unit of a stage is a ``Unit``: a checkpoint
+(K, seed at an axis), with the metric where the stage has one. Its part name leaves the axis out
+where it is the default one (base, twin 0, final): so a study without variants, twins or
+snapshots has the plain part names and fingerprints of a one-axis study, and its parts stay
+valid. Plain Python, no Ray, no torch.
 """
 
 from __future__ import annotations
@@ -84,25 +85,35 @@ def checkpoint_name(axis: Axis, k: int, seed: int) -> str:
     return name if axis.final else f"{name}-snap-{int(axis.images_seen):08d}"
 
 
-def split_unit(unit: tuple) -> tuple[Optional[str], Axis, int, int]:
-    """(metric or None, axis, K, seed) of a unit ``(K, seed)``, ``(axis, K, seed)``,
-    ``(metric, K, seed)`` or ``(metric, axis, K, seed)``; a unit of another shape (the figures'
-    ``("all",)``) has no axis: (its first string, the default axis, None, None)."""
-    if len(unit) < 2:
-        return (unit[0] if unit and isinstance(unit[0], str) else None), DEFAULT, None, None
-    *head, k, seed = unit
-    metric = head.pop(0) if head and isinstance(head[0], str) else None
-    axis = head[0] if head else DEFAULT
-    return metric, axis, int(k), int(seed)
+@dataclass(frozen=True, order=True)
+class Unit:
+    """One unit of a stage's output: the checkpoint (``K``, ``seed``) at ``axis``, with the
+    ``metric`` where the stage has one. The figures' one unit has neither K nor seed."""
+    K: Optional[int]
+    seed: Optional[int]
+    metric: Optional[str] = None
+    axis: Axis = DEFAULT
+
+    @property
+    def part(self) -> str:
+        """The unit's part name: ``K2-s0``, ``l2-K2-s0``; with an axis, its tag before K:
+        ``wide.twin.i256-K2-s0``, ``l2-wide-K2-s0``."""
+        tag = self.axis.tag()
+        return "-".join([*([self.metric] if self.metric else []), *([tag] if tag else []), f"K{self.K}", f"s{self.seed}"])
+
+    def at(self, axis: Axis) -> "Unit":
+        """The same unit at another checkpoint."""
+        return Unit(self.K, self.seed, self.metric, axis)
+
+    def __str__(self) -> str:
+        """As the dry run and the logs show it: ``l2/wide/8/0``, ``8/0``; ``all`` for the figures."""
+        if self.K is None:
+            return "all"
+        return "/".join([*([self.metric] if self.metric else []), *([] if self.axis.default else [str(self.axis)]),
+                         str(self.K), str(self.seed)])
 
 
-def make_unit(metric: Optional[str], axis: Axis, k: int, seed: int) -> tuple:
-    """The unit tuple, with the axis left out where it is the default one."""
-    return (*([metric] if metric is not None else []), *([] if axis.default else [axis]), k, seed)
-
-
-def axis_of(unit: tuple) -> Axis:
-    return split_unit(unit)[1]
+ALL = Unit(None, None)  # the one unit of a stage that covers the whole study (the figures)
 
 
 def variants(cfg) -> list[str]:

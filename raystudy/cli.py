@@ -220,9 +220,9 @@ def _setup_logging(args) -> None:
 
 
 def _load(config, overrides):
-    from .config import from_dict, load
+    from .config import from_dict, load_config
 
-    return from_dict(config, overrides) if isinstance(config, dict) else load(config, overrides)
+    return from_dict(config, overrides) if isinstance(config, dict) else load_config(config, overrides)
 
 
 def run_command(config, study: str, overrides, dry_run: bool = False, only=None) -> None:

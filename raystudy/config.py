@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .compute.classify import DELTA_M, DELTA_S
 from .errors import ConfigError, one_line
 
-__all__ = ["ConfigError", "StudyConfig", "from_dict", "load", "packaged_configs", "resolve", "save"]
+__all__ = ["ConfigError", "StudyConfig", "from_dict", "load_config", "packaged_configs", "resolve", "save"]
 
 
 class _Section(BaseModel):
@@ -482,7 +482,7 @@ def resolve(path: str | Path) -> Path:
     return packaged if packaged.is_file() else path
 
 
-def load(path: str | Path, overrides: list[str] = ()) -> StudyConfig:
+def load_config(path: str | Path, overrides: list[str] = ()) -> StudyConfig:
     path = resolve(path)
     if not path.exists():
         raise ConfigError(f"config: file {path} does not exist (packaged configs, usable by name: "

@@ -142,6 +142,7 @@ def import_samples(cfg, study_dir, k: int, seed: int, source, ref=None, echo=Non
     import itertools
 
     from . import config as config_mod
+    from .axes import Unit
     from .datasets import load_dataset
     from .progress import Progress
     from .stages.shards import shard_meta, shard_name, shards, shards_to_write
@@ -164,7 +165,7 @@ def import_samples(cfg, study_dir, k: int, seed: int, source, ref=None, echo=Non
                             "--set generate.n_samples=...")
     study_dir = study_folder(study_dir)
     config_mod.save(cfg, study_dir)
-    unit = (k, seed)
+    unit = Unit(k, seed)
     part = TRAIN.part(unit)
     meta = TRAIN.meta(cfg, unit)
     rows = cfg.generate.part_size

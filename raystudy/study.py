@@ -1,19 +1,9 @@
 """A study is its stages, run in order; each does only what is missing or stale.
 
-    stage     reads                        writes                depends on (plus everything upstream)
-    train     -                            runs, train_log       study.seed, data, model, train (not resources)
-    generate  runs                         samples               generate.n_samples/sampler/steps
-    knn       samples                      neighbors             knn.k  (one unit per metric)
-    classify  neighbors (+ samples)        labels, fractions,    classify.delta_m/delta_s of the metric,
-                                           null_fractions        data.held_out
-    twins     neighbors, samples           twins                 data.held_out (if twins: true)
-    basins    labels, samples              basins, basin_trials, basin_rates   basins.* (if enabled)
-    energy    labels, samples              energy                energy.* (if enabled)
-    figures   fractions, neighbors, ...    figures/*.png         ks, seeds, knn.metrics
-
-Every unit also has an axis (raystudy.axes: variant x twin x snapshot), left out of the unit
-where it is the default one. ``stages.Stage`` holds the one rule; this module lists the stages
-and runs them.
+``STAGES`` lists them, each with the tables it reads and writes, the config keys its output
+depends on (plus everything upstream's) and the stages it comes after; ``raystudy run --dry-run``
+prints them for a config. Every unit also has an axis (raystudy.axes: variant x twin x snapshot).
+``stages.Stage`` holds the one rule; this module lists the stages and runs them.
 """
 
 from __future__ import annotations
@@ -26,16 +16,17 @@ from pathlib import Path
 
 from . import config as config_mod
 from . import provenance, tables
+from .axes import ALL
 from .errors import ConfigError, DataError, StudyError, one_line
 from .models import family
 from .stages import Stage, json_stored, ks_seeds, metric_ks_seeds, metric_units
 from .stages.basins import run_basins
 from .stages.classify import run_classify
 from .stages.energy import run_energy
-from .stages.generate import check_models, run_generate
-from .stages.knn import check_weights, run_knn
+from .stages.generate import check_models, model_worker, run_generate
+from .stages.knn import check_weights, knn_worker, run_knn
 from .stages.shards import sharded_stored
-from .stages.train import run_train, train_stored
+from .stages.train import run_train, train_stored, trial_worker
 from .stages.twins import run_twins, twin_units
 
 _TRAIN_KEYS = ("study.seed", "data.name", "data.image_size", "data.grayscale", "data.limit", "data.size", "model",
@@ -43,25 +34,24 @@ _TRAIN_KEYS = ("study.seed", "data.name", "data.image_size", "data.grayscale", "
                "train.grad_clip", "train.lr_schedule", "train.mixed_precision")
 
 TRAIN = Stage("train", reads=(), writes=("runs", "train_log"), depends=_TRAIN_KEYS, after=(),
-              units=ks_seeds, run=lambda *a: run_train(TRAIN, *a),
-              on_stale="refuse", uses_ray=lambda cfg: family(cfg).trains,
-              stored=train_stored)
+              units=ks_seeds, run=run_train, on_stale="refuse", uses_ray=lambda cfg: family(cfg).trains,
+              stored=train_stored, worker=trial_worker)
 GENERATE = Stage("generate", reads=("runs",), writes=("samples",),
                  depends=("generate.n_samples", "generate.sampler", "generate.steps"), after=(TRAIN,),
-                 units=ks_seeds, run=lambda *a: run_generate(GENERATE, *a),
-                 check=lambda *a: check_models(GENERATE, *a), stored=sharded_stored("samples"))
+                 units=ks_seeds, run=run_generate, check=check_models, stored=sharded_stored("samples"),
+                 worker=model_worker)
 KNN = Stage("knn", reads=("samples",), writes=("neighbors",), depends=("knn.k",), after=(GENERATE,),
-            units=metric_ks_seeds, run=lambda *a: run_knn(KNN, *a), check=lambda *a: check_weights(KNN, *a),
-            stored=sharded_stored("neighbors"))
+            units=metric_ks_seeds, run=run_knn, check=check_weights, stored=sharded_stored("neighbors"),
+            worker=knn_worker)
 CLASSIFY = Stage("classify", reads=("neighbors", "samples"), writes=("labels", "null_fractions", "fractions"),
                  depends=("classify.delta_m.{metric}", "classify.delta_s.{metric}", "data.held_out"), after=(KNN,),
-                 units=metric_ks_seeds, run=lambda *a: run_classify(CLASSIFY, *a), uses_ray=lambda cfg: False)
+                 units=metric_ks_seeds, run=run_classify, uses_ray=lambda cfg: False)
 
 # The twin model's K-set is cut before the held-out tail: data.held_out shapes it. After generate, not
 # knn: the nearest train_dist it reads from the neighbors table is the same for every knn.k.
 TWINS = Stage("twins", reads=("neighbors", "samples"), writes=("twins",), depends=("data.held_out",), after=(GENERATE,),
-              units=twin_units, run=lambda *a: run_twins(TWINS, *a), enabled=lambda cfg: cfg.twins,
-              uses_ray=lambda cfg: False, check=lambda *a: check_weights(TWINS, *a))
+              units=twin_units, run=run_twins, enabled=lambda cfg: cfg.twins,
+              uses_ray=lambda cfg: False, check=check_weights)
 
 
 def _basin_units(cfg):
@@ -71,20 +61,20 @@ def _basin_units(cfg):
 BASINS = Stage("basins", reads=("labels", "samples"), writes=("basins", "basin_trials", "basin_rates"),
                depends=tuple(f"basins.{k}" for k in ("metric", "per_label", "rank", "train", "held_out", "trials", "p",
                                                      "delta", "stride", "ddim_steps")),
-               after=(CLASSIFY,), units=_basin_units, run=lambda *a: run_basins(BASINS, *a),
-               enabled=lambda cfg: cfg.basins.enabled)
+               after=(CLASSIFY,), units=_basin_units, run=run_basins, enabled=lambda cfg: cfg.basins.enabled,
+               worker=model_worker)
 ENERGY = Stage("energy", reads=("labels", "samples"), writes=("energy",),
                depends=("basins.metric", "basins.rank",
                         *(f"energy.{k}" for k in ("t", "per_label", "train", "held_out", "train_refs",
                                                   "held_out_refs", "points", "rule"))),
-               after=(CLASSIFY,), units=_basin_units, run=lambda *a: run_energy(ENERGY, *a),
-               enabled=lambda cfg: cfg.energy.enabled)
+               after=(CLASSIFY,), units=_basin_units, run=run_energy, enabled=lambda cfg: cfg.energy.enabled,
+               worker=model_worker)
 
 
-def _figures(cfg, study_dir, todo) -> None:
+def _figures(stage, cfg, study_dir, todo) -> None:
     from .stages.figures import draw_study
 
-    draw_study(FIGURES, cfg, study_dir)
+    draw_study(stage, cfg, study_dir)
 
 
 # Every figure the study has (raystudy.analysis.plots.draw_all): the phase diagram over its
@@ -93,7 +83,7 @@ FIGURES = Stage("figures", reads=("runs", "train_log", "labels", "fractions", "n
                                   "twins", "basins", "energy"), writes=(),
                 depends=("ks", "seeds", "knn.metrics", "variants", "train.snapshots", "twins", "basins.enabled",
                          "energy.enabled"),
-                after=(CLASSIFY, TWINS, BASINS, ENERGY), units=lambda cfg: [("all",)],
+                after=(CLASSIFY, TWINS, BASINS, ENERGY), units=lambda cfg: [ALL],
                 run=_figures, uses_ray=lambda cfg: False, stored=json_stored("figures/made-with.json"))
 
 STAGES = {s.name: s for s in (TRAIN, GENERATE, KNN, CLASSIFY, TWINS, BASINS, ENERGY, FIGURES)}
@@ -175,7 +165,7 @@ def plan(cfg, study_dir) -> list[tuple[Stage, list]]:
     return [(st, st.missing(cfg, study_dir)) for st in STAGES.values() if st.enabled(cfg)]
 
 
-def describe(cfg, study_dir) -> list[str]:
+def plan_lines(cfg, study_dir) -> list[str]:
     """The --dry-run report: per stage, what it reads and writes and what is missing or stale, and why."""
     lines = []
     for st, todo in plan(cfg, study_dir):
@@ -186,13 +176,9 @@ def describe(cfg, study_dir) -> list[str]:
                 f"{len(miss)} of {n} missing, {len(stale)} stale")
         if stale:
             head += f" ({'refused' if st.on_stale == 'refuse' else 'recomputed'}): " + \
-                "; ".join(f"{_unit(t.unit)} {t.why}" for t in stale[:4]) + (" ..." if len(stale) > 4 else "")
+                "; ".join(f"{t.unit} {t.why}" for t in stale[:4]) + (" ..." if len(stale) > 4 else "")
         lines.append(head)
     return lines
-
-
-def _unit(u) -> str:
-    return "/".join(str(x) for x in u)
 
 
 def refuse_stale(cfg, study_dir, todo_by_stage) -> None:
@@ -200,7 +186,7 @@ def refuse_stale(cfg, study_dir, todo_by_stage) -> None:
         stale = [t for t in todo if t.why != "missing"]
         if stale and st.on_stale == "refuse":
             raise StudyError(f"{study_dir} holds {st.name} output made with other settings "
-                             f"({_unit(stale[0].unit)} {stale[0].why}); use a new --study directory")
+                             f"({stale[0].unit} {stale[0].why}); use a new --study directory")
 
 
 def _fractions(study_dir):
@@ -222,7 +208,7 @@ def fractions_summary(study_dir, df=None):
     memorized fraction's 95% interval (``mem_lo``, ``mem_hi``): the table ``raystudy show`` prints."""
     import pandas as pd
 
-    from .analysis.stats import interval_curves
+    from .analysis.fractions import interval_curves
 
     df = _fractions(study_dir) if df is None else df
     if df.empty:
@@ -237,8 +223,8 @@ def fractions_summary(study_dir, df=None):
 
 def fractions_text(study_dir) -> str:
     """The fractions per K (mean over seeds, the memorized fraction's 95% interval), then where
-    memorized crosses 1/2, EMM and the spurious peak, with intervals (raystudy.analysis.stats)."""
-    from .analysis.stats import describe, transition_summary
+    memorized crosses 1/2, EMM and the spurious peak, with intervals (raystudy.analysis.summaries)."""
+    from .analysis.summaries import describe, transition_summary
 
     df = _fractions(study_dir)
     if df.empty:
@@ -293,7 +279,7 @@ def run(cfg, study_dir, dry_run: bool = False, echo=None, only: str | None = Non
     validate_against_data(cfg, dataset)
     todo = [(st, t) for st, t in plan(cfg, study_dir) if only in (None, st.name)]
     if dry_run:
-        for line in describe(cfg, study_dir):
+        for line in plan_lines(cfg, study_dir):
             say(f"would run {line}")
         log.debug("resolved config:\n%s", cfg.to_yaml().rstrip())
         # A pre-flight check: what the run would refuse fails the dry run too (exit 2).
@@ -301,8 +287,8 @@ def run(cfg, study_dir, dry_run: bool = False, echo=None, only: str | None = Non
         return study_dir
     refuse_stale(cfg, study_dir, todo)
     for st, t in todo:
-        if t and st.check is not None:
-            st.check(cfg, study_dir, [x.unit for x in t], dataset)
+        if t:
+            st.check_units(cfg, study_dir, [x.unit for x in t], dataset)
     del dataset  # each stage loads what it reads: the driver holds no images between stages
     ray_stages = [st for st, t in todo if t and st.uses_ray(cfg)]
     if ray_stages:
@@ -311,7 +297,7 @@ def run(cfg, study_dir, dry_run: bool = False, echo=None, only: str | None = Non
         ensure_ray(cfg)
         log.debug("Ray cluster resources: %s", cluster_resources())
         for st in ray_stages:
-            check_fits(*_worker(cfg, st.name), wait_s=cfg.ray.scale_up_wait_s)
+            check_fits(*st.resources(cfg), wait_s=cfg.ray.scale_up_wait_s)
         check_shared_storage(study_dir)
     config_mod.save(cfg, study_dir)
     provenance.record(study_dir)
@@ -324,21 +310,11 @@ def run(cfg, study_dir, dry_run: bool = False, echo=None, only: str | None = Non
         t0 = time.time()
         why = "stale" if any(x.why != "missing" for x in t) else "missing"
         echo(f"[{st.name}] {len(t)} to do ({why})")
-        log.debug("[%s] units: %s", st.name, "; ".join(f"{_unit(x.unit)} {x.why}" for x in t))
-        st.run(cfg, study_dir, [x.unit for x in t])
+        log.debug("[%s] units: %s", st.name, "; ".join(f"{x.unit} {x.why}" for x in t))
+        st.run_units(cfg, study_dir, [x.unit for x in t])
         _record_time(study_dir, st.name, time.time() - t0, len(t))
         echo(f"[{st.name}] done in {time.time() - t0:.1f} s")
     echo(f"fractions per K (mean over seeds):\n{fractions_text(study_dir)}")
     echo(f"study {study_dir} finished in {time.time() - t_all:.1f} s; tables under {study_dir / 'tables'}")
     return study_dir
 
-
-def _worker(cfg, stage: str) -> tuple[str, float, float]:
-    if stage == "train":
-        if cfg.train.workers > 1:  # a data-parallel run's workers may sit on different nodes
-            return ("training worker", cfg.train.cpus_per_trial / cfg.train.workers,
-                    cfg.train.gpus_per_trial / cfg.train.workers)
-        return "training trial", cfg.train.cpus_per_trial, cfg.train.gpus_per_trial
-    if stage in ("generate", "basins", "energy"):
-        return f"{stage} worker", cfg.generate.cpus_per_worker, cfg.generate.gpus_per_worker
-    return f"{stage} worker", float(cfg.knn.faiss_threads), cfg.knn.gpus_per_worker if stage == "knn" else 0.0

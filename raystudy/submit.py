@@ -131,7 +131,7 @@ def commit_env(working_dir: Path) -> dict[str, str]:
 
 def prepare(args) -> tuple[str, str, dict]:
     """Check everything that can be checked here; returns (address, entrypoint, runtime_env)."""
-    from .config import PACKAGED, load, packaged_configs, resolve
+    from .config import PACKAGED, load_config, packaged_configs, resolve
 
     address = _address(args.address)
     local = is_local(address)
@@ -150,7 +150,7 @@ def prepare(args) -> tuple[str, str, dict]:
                               f"copy it under {wd} (e.g. configs/)") from None
         # A packaged config by name: the job's raystudy (the uploaded one, or the cluster's) ships it.
         config_rel = config.name
-    load(config, args.overrides)  # a bad key or value is one line here, before anything is submitted
+    load_config(config, args.overrides)  # a bad key or value is one line here, before anything is submitted
     from .study import check_only
 
     check_only(args.only)

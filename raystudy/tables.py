@@ -282,7 +282,7 @@ def read_sweep(study_dir) -> dict | None:
 
 def write_figure(fig, path, dpi: int = 150) -> Path:
     """Save a matplotlib figure atomically (format from the suffix) and close it; 150 dpi is
-    the report's resolution (``analysis.figures.DPI``), readable on a laptop screen."""
+    the report's resolution (``analysis.plots.style.DPI``), readable on a laptop screen."""
     import matplotlib.pyplot as plt
 
     path = Path(path)
@@ -422,16 +422,26 @@ def read_pandas(study_dir, name: str, columns: list[str] | None = None):
     return read(study_dir, name, columns).to_pandas()
 
 
-def read_unit(study_dir, name: str, K: int, seed: int, *, metric: str | None = None, set: str | None = None,
+def read_unit(study_dir, name: str, unit, cfg_or_seed=None, *, metric: str | None = None, set: str | None = None,
               ids: tuple[int, int] | None = None, columns: list[str] | None = None, axis=None,
               images_seen: int | None = None) -> pa.Table:
-    """The rows of one unit of a table ((K, seed), with ``metric`` and/or the sample ``set``
-    where the table has them), optionally only sample ids ``lo <= id < hi``, ordered by
-    sample id: pushed down to Parquet as filters, so only those rows are read. ``axis``
-    (raystudy.axes.Axis; default: base, twin 0) picks the run, ``images_seen`` its checkpoint
+    """The rows of one unit of a table, optionally only sample ids ``lo <= id < hi``, ordered by
+    sample id: pushed down to Parquet as filters, so only those rows are read.
+
+    ``read_unit(study, name, unit, cfg)``: a ``raystudy.axes.Unit`` at its checkpoint (its axis,
+    ``images_seen`` from ``cfg``), with its metric where the table has one, and the sample ``set``
+    where asked. ``read_unit(study, name, K, seed, metric=, axis=, images_seen=)``: the same by
+    parts; ``axis`` (default: base, twin 0) picks the run, ``images_seen`` its checkpoint
     (``Axis.seen(cfg)``; None: any, which only a study without snapshots may use)."""
     import pyarrow.compute as pc
 
+    from .axes import Unit
+
+    if isinstance(unit, Unit):
+        K, seed, axis, images_seen = unit.K, unit.seed, unit.axis, unit.axis.seen(cfg_or_seed)
+        metric = unit.metric if "metric" in SCHEMAS[name].names else None
+    else:
+        K, seed = unit, cfg_or_seed
     f = (pc.field("K") == K) & (pc.field("seed") == seed)
     names = SCHEMAS[name].names
     if "variant" in names:

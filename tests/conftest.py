@@ -69,7 +69,7 @@ def study_of(tmp_path_factory, ray_local):
     """``study_of(config, *overrides, only=None)`` -> (cfg, folder): the study of that config, run
     once per test session on the real local Ray and shared by every test that asks for the same
     one. Nobody changes it: a test that changes a study works on ``copy_study(folder, tmp_path)``."""
-    from raystudy.config import load
+    from raystudy.config import load_config
     from raystudy.study import run
 
     made = {}
@@ -77,7 +77,7 @@ def study_of(tmp_path_factory, ray_local):
     def make(config=TINY, *overrides, only=None):
         key = (str(config), overrides, only)
         if key not in made:
-            cfg = load(config, list(overrides))
+            cfg = load_config(config, list(overrides))
             out = tmp_path_factory.mktemp(Path(str(config)).stem) / "s"
             run(cfg, out, echo=lambda *a: None, only=only)
             made[key] = (cfg, out)

@@ -17,10 +17,12 @@ variant at its final snapshot, twin 0), as ``raystudy show`` and the report do;
 of several models unless given ``checkpoints="all"`` (the frame has no config to say which model
 is the main one: give them ``st.main()``'s tables). The ``phase`` module reads every checkpoint.
 
-Estimators, each returning a DataFrame: ``load`` (tables, configs, DuckDB), ``stats`` (seed
-curves, per-K intervals, the summary: crossing K, EMM, spurious peak; ``curves`` and ``summary``
-of a loaded study), ``transition`` (exact per-K intervals, the logistic fit in log K with its
-profile-likelihood interval, the grid's bracket), ``thresholds`` (relabel from stored distances,
+Estimators, each returning a DataFrame: ``load`` (tables, configs, DuckDB, the axis columns and a
+study's main-model view), ``fractions`` (per-seed fractions, seed curves, per-K intervals,
+bootstrap curves; ``curves`` of a loaded study), ``summaries`` (the crossing K, EMM, the spurious
+peak, the summary table and its sentence; ``summary`` of a loaded study), ``transition`` (exact
+per-K intervals, the logistic fit in log K with its profile-likelihood interval, the grid's
+bracket), ``thresholds`` (relabel from stored distances,
 sensitivity grid), ``phase`` (the phase diagram: fractions over K x training time x model size,
 tau_mem(K) and its exponent, the crossing K per snapshot and variant, twin reproducibility).
 Drawings: ``plots`` (every figure, one palette, and ``draw_all``, which decides which figures a
@@ -31,7 +33,8 @@ known transition, written as tables, for tests and trying things out). Matplotli
 only when a figure is drawn.
 """
 
-from . import export, images, phase, plots, report, stats, synthetic, transition
+from . import export, fractions, images, phase, plots, report, summaries, synthetic, transition
+from .fractions import bootstrap_curves, curves, interval_curves, null_curve, per_seed_fractions, seed_curves
 from .images import nn_grid, train_images
 from .load import (
     EXAMPLE_QUERY,
@@ -59,20 +62,7 @@ from .plots import (
     transition_figure,
 )
 from .report import write_report
-from .stats import (
-    bootstrap_curves,
-    crossing_k,
-    crossings,
-    curves,
-    describe,
-    format_k,
-    interval_curves,
-    null_curve,
-    per_seed_fractions,
-    seed_curves,
-    summary,
-    transition_summary,
-)
+from .summaries import crossing_k, crossings, describe, format_k, summary, transition_summary
 from .thresholds import default_grid, relabel, relabel_table, threshold_grid
 from .transition import bracket, clopper_pearson, fit_crossing, fraction_intervals
 
@@ -84,5 +74,5 @@ __all__ = [
     "clopper_pearson", "fit_crossing", "fraction_intervals", "transition_figure", "compare_figure",
     "distances_figure", "thresholds_figure", "training_figure", "basins_figure", "energy_figure", "sample_gallery",
     "draw_all", "nn_grid", "train_images", "write_report",
-    "export", "images", "phase", "plots", "report", "stats", "synthetic", "transition",
+    "export", "fractions", "images", "phase", "plots", "report", "summaries", "synthetic", "transition",
 ]

@@ -1,6 +1,6 @@
 """The fractions table of a study as files a paper takes: CSV (numbers: per metric and K the
 seed mean, s.d. and bootstrap interval of every fraction) and a LaTeX ``tabular`` (the page's
-table: mean ± s.d. [interval]). Both from :func:`raystudy.analysis.stats.curves`."""
+table: mean ± s.d. [interval]). Both from :func:`raystudy.analysis.fractions.curves`."""
 
 from __future__ import annotations
 

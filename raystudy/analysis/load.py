@@ -33,6 +33,10 @@ from ..errors import AnalysisError
 
 TABLES: tuple[str, ...] = tuple(_tables.SCHEMAS)
 LABELS: tuple[str, ...] = tuple(_tables.LABELS)
+# the columns beside K and seed that tell one checkpoint from another (raystudy.axes)
+AXIS_COLUMNS: tuple[str, ...] = tuple(_tables.AXIS_COLUMNS)
+# which rows a one-curve function reads: each study's main model, or every checkpoint pooled
+CHECKPOINTS: tuple[str, ...] = ("main", "all")
 
 # The one documented example query: relabel from the stored distances in SQL, no study re-run.
 EXAMPLE_QUERY = """\
@@ -123,6 +127,26 @@ def read_table(study_dir, name: str, columns: list[str] | None = None, filters=N
     return _tables.read(study_dir, name, columns=columns, filters=filters, by_row_group=by_row_group).to_pandas()
 
 
+def with_axes(df: pd.DataFrame | None) -> pd.DataFrame:
+    """``df`` with ``variant`` and ``twin`` where absent or null taking the values of a row written
+    without them (``raystudy.tables.pre_axis_values``: "base", 0), only the first model of twins
+    kept (``twin == 0``), and ``images_seen``. A study's tables always have ``images_seen`` (a part
+    written before snapshots reads as its study's train.images); a frame without the column
+    records no train.images, so its one checkpoint per variant is keyed 0."""
+    if df is None:
+        return pd.DataFrame()
+    fill = _tables.pre_axis_values(None)
+    df = df.copy()
+    if "variant" not in df:
+        df["variant"] = fill["variant"]
+    df["variant"] = df["variant"].fillna(fill["variant"]).astype(str)
+    if "images_seen" not in df:
+        df["images_seen"] = 0
+    if "twin" in df:
+        df = df[df["twin"].fillna(fill["twin"]).astype(int) == 0].drop(columns="twin")
+    return df
+
+
 @dataclass
 class Studies:
     """Every table of one or several studies. ``st.fractions`` (or ``st["fractions"]``) is one
@@ -174,6 +198,38 @@ class Studies:
         frames = {t: pd.concat([main_rows(df[df["study"] == s], self.configs.get(s)) for s in self.names])
                   if len(df) else df for t, df in ((t, self.frames[t]) for t in names)}
         return Studies(self.dirs, self.configs, frames, self.stages)
+
+    def view(self, checkpoints: str, tables: Iterable[str]) -> "Studies":
+        """The studies at each study's main model (``checkpoints="main"``: :meth:`main`), or as
+        they are (``"all"``); only ``tables`` are restricted, the ones the caller reads."""
+        if checkpoints not in CHECKPOINTS:
+            raise AnalysisError(f"checkpoints must be 'main' or 'all', not {checkpoints!r}")
+        return self.main(tables) if checkpoints == "main" else self
+
+    def main_view(self) -> tuple["Studies", str]:
+        """(:meth:`main`, a sentence saying which model that is, or '' when there was nothing to
+        restrict). The one-curve figures (:func:`raystudy.analysis.plots.draw_all`) and the
+        report's summary are of this view, so snapshots and variants are never pooled into one
+        curve."""
+        fr = self.frames.get("fractions")
+        if fr is None or fr.empty:
+            fr = self.frames.get("labels")
+        if fr is None or fr.empty or not any(c in fr for c in AXIS_COLUMNS):
+            return self, ""
+        from ..axes import main_checkpoint
+
+        # The rule for "the main model" is raystudy.axes.main_checkpoint's, as main() applies it:
+        # this only adds the sentence that says which model the one-curve figures show.
+        fr = with_axes(fr)
+        said = []
+        for s, g in fr.groupby("study", sort=False) if "study" in fr else [(None, fr)]:
+            m = main_checkpoint(self.configs.get(s) if s is not None else None)
+            if g["variant"].nunique() > 1 or g["images_seen"].nunique() > 1:
+                said.append(f"{s + ': ' if s is not None else ''}variant {m['variant']} at its final snapshot "
+                            f"({m['images_seen']} images seen)")
+        note = ("The transition figures and summary show " + "; ".join(said) +
+                "; every snapshot and variant is in the phase diagram section.") if said else ""
+        return self.main(), note
 
     def one(self, study: str) -> "Studies":
         """The same tables restricted to one study."""

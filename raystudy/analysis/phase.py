@@ -47,8 +47,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from .load import LABELS, study_thresholds
-from .stats import fractions_crossing, group_keys, interval_curves, transition_summary
+from .fractions import group_keys, interval_curves
+from .load import LABELS, study_thresholds, with_axes
+from .summaries import fractions_crossing, transition_summary
 from .transition import fraction_intervals, lr_interval, overdispersion, profile_loglik
 
 # The exponent's grids: b from B_MIN to B_MAX (an interval reaching an end is open: -inf / inf);
@@ -60,28 +61,6 @@ N_T = 301
 
 
 # -- the axes ---------------------------------------------------------------------------------
-
-def with_axes(df: pd.DataFrame | None) -> pd.DataFrame:
-    """``df`` with ``variant`` and ``twin`` where absent or null taking the values of a row written
-    without them (``raystudy.tables.pre_axis_values``: "base", 0), only the first model of twins
-    kept (``twin == 0``), and ``images_seen``. A study's tables always have ``images_seen`` (a part
-    written before snapshots reads as its study's train.images); a frame without the column
-    records no train.images, so its one checkpoint per variant is keyed 0."""
-    from ..tables import pre_axis_values
-
-    if df is None:
-        return pd.DataFrame()
-    fill = pre_axis_values(None)
-    df = df.copy()
-    if "variant" not in df:
-        df["variant"] = fill["variant"]
-    df["variant"] = df["variant"].fillna(fill["variant"]).astype(str)
-    if "images_seen" not in df:
-        df["images_seen"] = 0
-    if "twin" in df:
-        df = df[df["twin"].fillna(fill["twin"]).astype(int) == 0].drop(columns="twin")
-    return df
-
 
 def has_axes(fractions: pd.DataFrame | None, twins: pd.DataFrame | None = None) -> bool:
     """Whether a study has more than one snapshot or variant, or a twins table: the report's
@@ -109,40 +88,13 @@ def final_snapshots(fr: pd.DataFrame) -> pd.DataFrame:
     return fr[fr["images_seen"] == last]
 
 
-def main_view(st):
-    """(the studies restricted to one model, ``Studies.main``: each study's first variant at its
-    final snapshot, first model of twins (``raystudy.axes.main_checkpoint``); a sentence
-    saying so, or '' when there was nothing to restrict). The one-curve figures
-    (:func:`raystudy.analysis.plots.draw_all`) and the report's summary are of this view, so
-    snapshots and variants are never pooled into one curve."""
-    fr = st.frames.get("fractions")
-    if fr is None or fr.empty:
-        fr = st.frames.get("labels")
-    if fr is None or fr.empty or not any(c in fr for c in ("variant", "images_seen", "twin")):
-        return st, ""
-    from ..axes import main_checkpoint
-
-    # One rule for "the main model" (raystudy.axes.main_checkpoint, as Studies.main applies it):
-    # this only adds the sentence that says which model the one-curve figures show.
-    fr = with_axes(fr)
-    said = []
-    for s, g in fr.groupby("study", sort=False) if "study" in fr else [(None, fr)]:
-        m = main_checkpoint(st.configs.get(s) if s is not None else None)
-        if g["variant"].nunique() > 1 or g["images_seen"].nunique() > 1:
-            said.append(f"{s + ': ' if s is not None else ''}variant {m['variant']} at its final snapshot "
-                        f"({m['images_seen']} images seen)")
-    note = ("The transition figures and summary show " + "; ".join(said) +
-            "; every snapshot and variant is in the phase diagram section.") if said else ""
-    return st.main(), note
-
-
 # -- 1. the phase diagram ---------------------------------------------------------------------
 
 def phase_table(fractions: pd.DataFrame, null_fractions: pd.DataFrame | None = None,
                 runs: pd.DataFrame | None = None, level: float = 0.95, n_boot: int = 1000,
                 seed: int = 0) -> pd.DataFrame:
     """Per (study, metric, variant, images_seen, K): each fraction (mean over seeds) with its
-    ``level`` interval (:func:`raystudy.analysis.stats.interval_curves`), the null's fractions
+    ``level`` interval (:func:`raystudy.analysis.fractions.interval_curves`), the null's fractions
     (``null_<label>``, NaN where not computed) and the variant's ``params``."""
     fr = with_axes(fractions)
     if fr.empty:
@@ -336,7 +288,7 @@ def tau_exponent(fractions: pd.DataFrame, q: float = 0.5, level: float = 0.95,
 
 def crossings_by_axis(fractions: pd.DataFrame, runs: pd.DataFrame | None = None, level: float = 0.95,
                       n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
-    """:func:`raystudy.analysis.stats.transition_summary` (the crossing K with its interval and
+    """:func:`raystudy.analysis.summaries.transition_summary` (the crossing K with its interval and
     bracket, EMM, the spurious peak) per (variant, images_seen), with the variant's ``params``
     and ``final`` (the variant's last snapshot)."""
     fr = with_axes(fractions)
@@ -421,5 +373,5 @@ def phase_tables(st, level: float = 0.95, n_boot: int = 1000) -> dict[str, pd.Da
             "reproducibility": rep}
 
 
-__all__ = ["with_axes", "has_axes", "params_of", "final_snapshots", "main_view", "phase_table", "tau_mem",
+__all__ = ["has_axes", "params_of", "final_snapshots", "phase_table", "tau_mem",
            "tau_exponent", "exponent_fit", "crossings_by_axis", "reproducibility", "phase_tables"]

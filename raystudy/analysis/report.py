@@ -28,10 +28,10 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from .fractions import null_curve
 from .load import LABELS, AnalysisError, Studies, _flatten_dirs, load
-from .phase import main_view
 from .plots import DRAW_TABLES, draw_all, safe_name
-from .stats import crossing_words, format_k, k_at, k_range, span_words
+from .summaries import crossing_words, describe, format_k, k_at, k_range, span_words
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1200px;
@@ -96,7 +96,7 @@ def write_report(dirs, out: str | Path | None = None, pdf: bool = False, n_boot:
         raise AnalysisError(f"{', '.join(map(str, paths))}: no labels or fractions yet (run the study first)")
     drawing = draw_all(st, out, n_boot=n_boot, level=level, pdf=pdf)
     # the transition of one model (final snapshot, main variant); all axes in the phase section
-    st, view_note = main_view(st)
+    st, view_note = st.main_view()
     cv, sm = drawing.curves, drawing.summary
     for stem, grid in drawing.grids.items():
         grid.to_csv(out / f"{stem}.csv", index=False)
@@ -122,7 +122,6 @@ def write_report(dirs, out: str | Path | None = None, pdf: bool = False, n_boot:
 
 
 def _summary_html(st: Studies, sm: pd.DataFrame, level: float) -> str:
-    from .stats import describe
 
     if sm.empty:
         return "<p>No summary (no fractions).</p>"
@@ -188,7 +187,6 @@ def summary_table(sm: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
 def null_words(st: Studies, study: str, metric: str) -> tuple[str, str]:
     """(the null's largest memorized fraction, what it means) for the headline: held-out real
     images labelled by the samples' rule (``null_fractions``)."""
-    from .stats import null_curve
 
     if not st.has("null_fractions"):
         return "not computed", "no null_fractions table"

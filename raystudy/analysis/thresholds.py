@@ -7,7 +7,7 @@ memorized fraction, hence the crossing K, depends on ``delta_m`` only; the spuri
 fraction depends on both.
 
 :func:`threshold_grid` reads one transition curve per grid cell, so it follows the rule of
-:mod:`raystudy.analysis.stats`'s one-curve functions: ``checkpoints="main"`` (the default) wants
+:mod:`raystudy.analysis.fractions`' one-curve functions: ``checkpoints="main"`` (the default) wants
 one model's rows (``Studies.main().labels``) and refuses labels of several checkpoints;
 ``"all"`` pools every checkpoint's samples at each (K, seed). :func:`relabel_table` keeps a row
 per sample, checkpoints included, so it needs no such choice.
@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 
 from ..compute.classify import label_samples as relabel
-from .stats import crossings, group_keys, one_curve, peak
+from .fractions import group_keys, one_curve
+from .summaries import crossings, peak
 
 
 def relabel_table(labels: pd.DataFrame, delta_m: float, delta_s: float) -> pd.DataFrame:
@@ -38,12 +39,12 @@ def threshold_grid(labels: pd.DataFrame, delta_m, delta_s, half: float = 0.5, ch
     """Relabel on every (delta_m, delta_s) of the grid and summarise each labelling.
 
     One row per (study, metric, delta_m, delta_s): ``k_cross`` (memorized crosses ``half``,
-    log-K interpolation; 0 / inf as in :func:`raystudy.analysis.stats.crossings`),
+    log-K interpolation; 0 / inf as in :func:`raystudy.analysis.summaries.crossings`),
     ``spurious_peak_k`` and ``spurious_peak`` (K and height of the largest spurious
     fraction), ``memorized_kmin`` and ``generalized_kmax`` (the ends of the curves). Curves
     are means over seeds of per-seed fractions, like the ``fractions`` table. Give
     ``labels`` of one metric, or thresholds meaningful for every metric it holds.
-    ``checkpoints``: :func:`raystudy.analysis.stats.one_curve` (labels of several models are
+    ``checkpoints``: :func:`raystudy.analysis.fractions.one_curve` (labels of several models are
     refused unless ``"all"``, which counts every checkpoint's samples at (K, seed) as one)."""
     if checkpoints != "all":
         # the keyword check and the refusal are one_curve's; "all" is what the loop below does,

@@ -19,7 +19,7 @@ from two constructions, and the reported interval is their intersection:
   exact interval lies above q is below the crossing; one whose interval lies below q is
   above it. The bracket runs from the largest K significantly above to the smallest K
   significantly below (0 / inf when there is none). When no grid K lies strictly inside
-  it, the grid has not resolved the transition and :func:`raystudy.analysis.stats.describe`
+  it, the grid has not resolved the transition and :func:`raystudy.analysis.summaries.describe`
   says "between 32 and 128".
 
 The fit is clipped to the bracket because the logistic is a model and the bracket is not;

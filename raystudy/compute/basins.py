@@ -133,7 +133,7 @@ class VERecovery:
 
     t is an integer in thousandths of the VE time (t = 1000 is t = 1), so the tables keep integer t;
     the scan visits 10, 10 + stride, ... <= 1000, the paper's t from 1e-2 to 1. ``score(x, t)`` is the
-    circle's score model (``toy.circle.ScoreMLP`` or ``empirical_score``)."""
+    circle's score model (``models.circle_mlp.ScoreMLP`` or ``empirical_score``)."""
 
     UNIT = 1000
 
@@ -306,7 +306,7 @@ def select_items(labels_df, per_label: int, *, rank: str = "paper",
     samples gives all of them, the extra one to "top").
 
     ``rank="paper"``: ``PAPER_RANK`` (needs a ``d_synth`` column); ``rank="d_train"``: every label
-    by d_train ascending (this package's earlier rule). Ties break by ``id_col``. Returns the chosen
+    by d_train ascending, one ranking for all three. Ties break by ``id_col``. Returns the chosen
     rows of ``labels_df`` (all its columns) plus ``pick`` ("top" / "bottom"), ordered by label,
     then pick, then rank. Pass one (K, seed, metric)'s labels: it does not group by those columns.
     """

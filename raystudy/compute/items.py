@@ -28,10 +28,9 @@ def select(cfg, dataset, unit, labels, sample_ids: np.ndarray, samples: np.ndarr
     """The unit's items: kind, item_id, label, pick, d_train, d_synth, images (n, C, H, W) and seeds.
     ``labels``: the unit's labels (a DataFrame with sample_id, label, d_train, d_synth);
     ``sample_ids``, ``samples``: its eval samples (ids in ascending order, images (n, C, H, W))."""
-    from ..axes import split_unit
     from .basins import select_items
 
-    _, axis, k, seed = split_unit(unit)
+    axis, k, seed = unit.axis, unit.K, unit.seed
     chosen = select_items(labels, per_label, rank=cfg.basins.rank)
     pos = np.searchsorted(sample_ids, chosen["sample_id"].to_numpy())
     train_idx = splits.kset(cfg, dataset, axis, k)[:n_train]

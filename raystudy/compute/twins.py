@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..axes import Axis, split_unit
+from ..axes import Axis
 from ..metrics.search import nearest_two
 from ..splits import kset
 
@@ -32,7 +32,7 @@ def twin_columns(cfg, dataset, unit, a: dict, b: dict, metric=None) -> dict:
     d_own (each sample's distance to its own model's K-set, in the metric's units)."""
     from ..metrics import get_metric
 
-    name, axis_a, k, seed = split_unit(unit)
+    name, axis_a, k, seed = unit.metric, unit.axis, unit.K, unit.seed
     metric = metric or get_metric(name, cfg.knn.weights_dir)
     if not (np.array_equal(a["sample_id"], b["sample_id"]) and np.array_equal(a["sample_seed"], b["sample_seed"])):
         raise RuntimeError(f"K={k} seed={seed} {axis_a}: the twins' eval samples do not share ids and seeds")

@@ -367,9 +367,9 @@ def knn_search(queries, refs, k: int, shard_size: int | None = None, threads: in
     a dict the caller keeps, holds the references on the device between calls with the
     same ``refs``). ``stats``, if given, receives where the time went: ``faiss_s`` (float32
     candidates, either backend), ``exact_s`` (float64 ranking), ``crowd_s`` (crowded queries'
-    centred products), ``exact_pairs`` (distances recomputed), ``searched_again`` (queries
-    whose first candidates were not enough: always 0 now, kept for old readers) and ``crowded``
-    (queries whose first candidates were not enough, settled as a crowd).
+    centred products), ``exact_pairs`` (distances recomputed), ``searched_again`` (0: no
+    query is searched a second time, the benchmarks report the count) and ``crowded`` (queries
+    whose first candidates were not enough, settled as a crowd).
     """
     import time
 

@@ -55,9 +55,9 @@ def _circle_mlp() -> ModuleType:
 
 
 def _trained(model_cfg, folder, kset):
-    from .unet import load
+    from .unet import load_checkpoint
 
-    return load(folder)
+    return load_checkpoint(folder)
 
 
 def _memorizer(model_cfg, folder, kset):

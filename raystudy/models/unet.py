@@ -106,7 +106,7 @@ def check_checkpoint(path) -> None:
                               f"delete it and re-run the train stage") from None
 
 
-def load(path):
+def load_checkpoint(path):
     """Load a saved (EMA) model, of the class its config.json names, from a pipeline folder or
     a plain model folder; a corrupt or missing checkpoint is a one-line error."""
     from diffusers import UNet2DModel

@@ -1,35 +1,32 @@
 """The stage mechanism: one rule for "is this output still valid?".
 
-A stage is one object with the same five facts: the tables it reads, the tables it
-writes, the config keys its output depends on, ``missing(cfg, study)`` and
-``run(cfg, study, todo)``. Its output comes in units (a (K, seed) or a (metric, K, seed)),
-each a few Parquet parts. Every part carries in its metadata the values of the keys its
-stage depends on, *including every upstream stage's*, and their hash (the fingerprint).
+A stage is one object with the same facts: the tables it reads, the tables it writes, the
+config keys its output depends on, what one of its workers books, ``missing(cfg, study)`` and
+``run_units(cfg, study, todo)``. Its output comes in units (``raystudy.axes.Unit``: a checkpoint,
+with a metric where the stage has one), each a few Parquet parts. Every part carries in its
+metadata the values of the keys its stage depends on, *including every upstream stage's*, and their hash (the fingerprint).
 So one comparison decides for every stage: a unit whose parts are absent is missing,
 one whose fingerprint differs is stale (and the stored values say which key changed),
 and a change upstream makes everything downstream stale without any stage keeping
 its own list of harmless keys.
 
 This package is the Ray layer: ``shards.py`` (sharded parts and the one streaming loop) and
-one module per stage (``train``, ``generate``, ``knn``, ``classify``, ``twins``, ``basins``,
-``energy``, ``figures``: ``raystudy.study.STAGES``, in order), each running its stage over the
-plain module of the same name in ``raystudy.compute`` (``figures`` over ``raystudy.analysis`` and
-``raystudy.datasets.toy``). The rule itself (this file) imports no Ray.
+one module per stage of ``raystudy.study.STAGES``, named like it, each running its stage over
+the plain module of the same name in ``raystudy.compute`` (``figures`` over ``raystudy.analysis``
+and ``raystudy.datasets.toy``). The rule itself (this file) imports no Ray.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
 from .. import axes, tables
 
-# (K, seed) or (metric, K, seed); with an axis (raystudy.axes) before K when it is not the default:
-# (axis, K, seed), (metric, axis, K, seed).
-Unit = tuple
+Unit = axes.Unit
 
 
 @dataclass(frozen=True)
@@ -46,22 +43,39 @@ class Stage:
     # Config keys (dotted) this stage's output depends on; "{metric}" is the unit's metric.
     depends: tuple[str, ...]
     after: tuple["Stage", ...]
-    units: Callable[..., list]            # cfg -> [unit]
-    run: Callable[..., None]              # (cfg, study_dir, [unit]) -> None
+    units: Callable[..., list]            # cfg -> [Unit]
+    run: Callable[..., None]              # (stage, cfg, study_dir, [Unit]) -> None
     # A stale unit is recomputed, or refused where recomputing would silently put two
     # different models into one study.
     on_stale: str = "recompute"
     enabled: Callable[..., bool] = lambda cfg: True
     uses_ray: Callable[..., bool] = lambda cfg: True
     # Cheap checks before any work (and before the study folder is touched): raise UserError.
-    check: Optional[Callable[..., None]] = None   # (cfg, study_dir, [unit], dataset)
+    check: Optional[Callable[..., None]] = None   # (stage, cfg, study_dir, [Unit], dataset)
     # Where a unit's fingerprints live; default: the metadata of its Parquet parts.
-    stored: Optional[Callable[..., list]] = None  # (study_dir, unit) -> [meta dict or None]
-    part: Callable[[Unit], str] = field(default=lambda u: part_name(u))
+    stored: Optional[Callable[..., list]] = None  # (study_dir, Unit) -> [meta dict or None]
+    # What one worker of this stage books on the cluster: (stage, cfg) -> (what, CPUs, GPUs).
+    worker: Callable[..., tuple] = lambda stage, cfg: search_worker(stage, cfg)
+
+    def part(self, unit: Unit) -> str:
+        return unit.part
+
+    def resources(self, cfg) -> tuple[str, float, float]:
+        """(what, CPUs, GPUs) of one worker of this stage: what must fit the cluster before it runs."""
+        return self.worker(self, cfg)
+
+    def run_units(self, cfg, study_dir, todo: list) -> None:
+        """Run this stage over the units ``todo``."""
+        self.run(self, cfg, study_dir, todo)
+
+    def check_units(self, cfg, study_dir, todo: list, dataset) -> None:
+        """This stage's cheap checks before any work (none where it has none)."""
+        if self.check is not None:
+            self.check(self, cfg, study_dir, todo, dataset)
 
     # -- the one rule
     def keys(self, cfg, unit: Unit) -> list[str]:
-        metric = axes.split_unit(unit)[0]
+        metric = unit.metric
         keys: dict[str, None] = {}
         for st in self.after:
             keys.update(dict.fromkeys(st.keys(cfg, unit)))
@@ -72,7 +86,7 @@ class Stage:
     def depends_on(self, cfg, unit: Unit) -> dict:
         """The unit's dependencies: its keys' values in the config of its variant, plus what its axis
         adds (nothing for the default axis, so such units keep the fingerprints they always had)."""
-        axis = axes.axis_of(unit)
+        axis = unit.axis
         ucfg = axes.for_axis(cfg, axis)
         return {**{k: ucfg.value(k) for k in self.keys(cfg, unit)}, **axis.depends(cfg)}
 
@@ -100,6 +114,11 @@ class Stage:
                 bad = next(m for m in metas if m.get("fingerprint") != fp)
                 out.append(Todo(unit, f"stale ({changed(bad, want)})"))
         return out
+
+
+def search_worker(stage, cfg) -> tuple[str, float, float]:
+    """A worker that searches on the CPU with ``knn.faiss_threads`` threads."""
+    return f"{stage.name} worker", float(cfg.knn.faiss_threads), 0.0
 
 
 def fingerprint(deps: dict) -> str:
@@ -136,13 +155,6 @@ def _show(v) -> str:
     return s if len(s) <= 60 else s[:57] + "..."
 
 
-def part_name(unit: Unit) -> str:
-    """(K, seed) -> "K2-s0"; (metric, K, seed) -> "l2-K2-s0"; with an axis, its tag before K:
-    "wide.twin.i256-K2-s0", "l2-wide-K2-s0"."""
-    metric, axis, k, seed = axes.split_unit(unit)
-    return "-".join([*([metric] if metric else []), *([axis.tag()] if axis.tag() else []), f"K{k}", f"s{seed}"])
-
-
 # Made by train.py and read back by the trackers (tracking.py, which train.py imports): here, so
 # that tracking.py need not import train.py back.
 def run_label(run: dict) -> str:
@@ -163,16 +175,15 @@ def label_fields(label: str) -> dict[str, str]:
 def ks_seeds(cfg) -> list[Unit]:
     """Every model checkpoint: the default axis first (a study without axes has only it), then
     the others."""
-    return [axes.make_unit(None, a, k, s) for a in axes.model_axes(cfg) for k in cfg.ks for s in cfg.seeds]
+    return [Unit(k, s, axis=a) for a in axes.model_axes(cfg) for k in cfg.ks for s in cfg.seeds]
 
 
 def metric_ks_seeds(cfg) -> list[Unit]:
-    return [axes.make_unit(m, a, k, s) for m in cfg.knn.metrics for a in axes.model_axes(cfg)
-            for k in cfg.ks for s in cfg.seeds]
+    return [Unit(k, s, m, a) for m in cfg.knn.metrics for a in axes.model_axes(cfg) for k in cfg.ks for s in cfg.seeds]
 
 
 def metric_units(cfg, metric: str) -> list[Unit]:
-    return [axes.make_unit(metric, a, k, s) for a in axes.model_axes(cfg) for k in cfg.ks for s in cfg.seeds]
+    return [Unit(k, s, metric, a) for a in axes.model_axes(cfg) for k in cfg.ks for s in cfg.seeds]
 
 
 def json_stored(relpath: str) -> Callable[[Path, Unit], list]:

@@ -32,24 +32,21 @@ class UnitActor(ModelActor):
         rows = []
         for metric, k, s, part, *ax in zip(*(batch[c].tolist() for c in (
                 "metric", "K", "seed", "base", "variant", "twin", "snap"))):
-            rows.append(self.unit(axes.make_unit(metric, task_axis(*ax), k, s), metas[part], part))
+            rows.append(self.unit(axes.Unit(k, s, metric, task_axis(*ax)), metas[part], part))
         return {"K": batch["K"], "seed": batch["seed"], "rows": np.asarray(rows)}
 
     def read_items(self, unit, c, salt: int) -> dict:
         """The unit's items (``items.select``, settings ``c``: basins or energy) from its labels and
         eval samples, read here."""
-        metric, axis, k, seed = axes.split_unit(unit)
-        at = {"axis": axis, "images_seen": axis.seen(self.cfg)}
-        labels = tables.read_unit(self.study_dir, "labels", k, seed, metric=metric,
-                                  columns=["sample_id", "label", "d_train", "d_synth"], **at).to_pandas()
-        ids, images = tables.read_samples(self.study_dir, k, seed, "eval", **at)
+        labels = tables.read_unit(self.study_dir, "labels", unit, self.cfg,
+                                  columns=["sample_id", "label", "d_train", "d_synth"]).to_pandas()
+        ids, images = tables.read_samples(self.study_dir, unit.K, unit.seed, "eval", unit.axis, unit.axis.seen(self.cfg))
         return items.select(self.cfg, self.dataset, unit, labels, ids, images, c.per_label, c.train, c.held_out, salt)
 
     def write(self, name: str, part: str, cols: dict, unit, meta) -> None:
         """A part of ``name``, the unit's axis columns added to the rows ``cols`` computed."""
-        axis, n = axes.axis_of(unit), len(cols["K"])
         tables.write_part(self.study_dir, name, part, tables.to_table(
-            name, {**cols, **axes.columns(self.cfg, axis, n)}, meta))
+            name, {**cols, **axes.columns(self.cfg, unit.axis, len(cols["K"]))}, meta))
 
 
 class BasinActor(UnitActor):
@@ -58,7 +55,7 @@ class BasinActor(UnitActor):
         from ..metrics import get_metric
 
         c = self.cfg.basins
-        metric, axis, k, s = axes.split_unit(unit)
+        metric, axis, k, s = unit.metric, unit.axis, unit.K, unit.seed
         chosen = self.read_items(unit, c, BASINS_SALT)
         metric_fn = basins.metric_fn_from_embedding(get_metric(c.metric, self.cfg.knn.weights_dir))
         model = self.model(k, s, axis)
@@ -78,8 +75,7 @@ def run_units(stage, cfg, study_dir, todo, actor, workers: int) -> None:
     metas = {stage.part(u): stage.meta(cfg, u) for u in todo}
     rows = []
     for u in todo:
-        m, a, k, s = axes.split_unit(u)
-        rows.append({"metric": m, "K": k, "seed": s, "base": stage.part(u), **axis_task(a)})
+        rows.append({"metric": u.metric, "K": u.K, "seed": u.seed, "base": stage.part(u), **axis_task(u.axis)})
     ray_data_output()
     ds = ray.data.from_items(rows, override_num_blocks=len(todo))
     ds = ds.map_batches(actor, fn_constructor_kwargs={"cfg_dict": cfg.to_dict(), "study_dir": str(study_dir)},

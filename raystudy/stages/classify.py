@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from .. import axes, tables
@@ -17,17 +19,15 @@ def run_classify(stage, cfg, study_dir, todo) -> None:
     dataset = load_dataset(cfg.data)
     nulls: dict = {}  # (metric, K, twin) -> row: one computation for every seed, variant and snapshot
     for unit in todo:
-        metric, axis, k, seed = axes.split_unit(unit)
-        at = {"axis": axis, "images_seen": axis.seen(cfg)}
+        metric, axis, k, seed = unit.metric, unit.axis, unit.K, unit.seed
         # Only the distances the labels need, never the index lists.
-        t = tables.read_unit(study_dir, "neighbors", k, seed, metric=metric,
-                             columns=["sample_id", "train_dist", "synth_dist"], **at)
+        t = tables.read_unit(study_dir, "neighbors", unit, cfg, columns=["sample_id", "train_dist", "synth_dist"])
         train = tables.list_to_numpy(t["train_dist"])
         # The ratio test is defined on per-pixel L2 to the training set, whatever metric labels the row;
         # a missing second neighbour (K = 1) is stored as inf, which ratio_test turns into "undefined".
         l2 = train if metric == "l2" else tables.list_to_numpy(
-            tables.read_unit(study_dir, "neighbors", k, seed, metric="l2", columns=["sample_id", "train_dist"],
-                             **at)["train_dist"])
+            tables.read_unit(study_dir, "neighbors", replace(unit, metric="l2"), cfg,
+                             columns=["sample_id", "train_dist"])["train_dist"])
         lab = label_distances(train, tables.list_to_numpy(t["synth_dist"]), l2,
                               cfg.classify.delta_m[metric], cfg.classify.delta_s[metric])
         n = len(t)

@@ -5,7 +5,6 @@ with ``energy.energy_group`` and writes the unit's ``energy`` part itself."""
 
 from __future__ import annotations
 
-from .. import axes
 from ..compute import items
 from ..splits import ENERGY_SALT
 from .basins import UnitActor, run_units
@@ -16,7 +15,7 @@ class EnergyActor(UnitActor):
         from ..compute import energy  # torch: imported in the actor, not by every `raystudy` command
 
         c = self.cfg.energy
-        metric, axis, k, s = axes.split_unit(unit)
+        axis, k, s = unit.axis, unit.K, unit.seed
         xs = self.read_items(unit, c, ENERGY_SALT)
         refs = items.references(self.cfg, self.dataset, k, axis)
         sched = self.schedule(axis)

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import tables
+from ..axes import ALL
 from ..models import family
 
 
@@ -24,7 +25,7 @@ def draw_study(stage, cfg, study_dir) -> None:
     draw_all(study_dir, fig_dir, n_boot=200)
     if family(cfg).ve:
         circle_report(cfg, study_dir)
-    tables.write_text(fig_dir / "made-with.json", json.dumps(stage.meta(cfg, ("all",))))
+    tables.write_text(fig_dir / "made-with.json", json.dumps(stage.meta(cfg, ALL)))
 
 
 def _train_points(cfg, dataset, k: int) -> np.ndarray:

@@ -85,6 +85,12 @@ class SampleActor(ModelActor):
         return {"K": batch["K"], "seed": batch["seed"], "rows": np.asarray(written)}
 
 
+def model_worker(stage, cfg) -> tuple[str, float, float]:
+    """An actor that holds a model (generate, basins, energy): ``generate.cpus_per_worker`` CPUs
+    and ``generate.gpus_per_worker`` GPUs."""
+    return f"{stage.name} worker", cfg.generate.cpus_per_worker, cfg.generate.gpus_per_worker
+
+
 def check_models(stage, cfg, study_dir, todo, dataset) -> None:
     """A corrupt saved model is a one-line error here, not a remote traceback in an actor."""
     if not family(cfg).trains:  # a closed-form model has no checkpoint
@@ -94,9 +100,9 @@ def check_models(stage, cfg, study_dir, todo, dataset) -> None:
     from ..models.unet import check_checkpoint
 
     for u in todo:
-        _, axis, k, s = axes.split_unit(u)
-        if read_run(model_dir(study_dir, k, s, axis)) is not None:
-            check_checkpoint(model_dir(study_dir, k, s, axis))
+        d = model_dir(study_dir, u.K, u.seed, u.axis)
+        if read_run(d) is not None:
+            check_checkpoint(d)
 
 
 def run_generate(stage, cfg, study_dir, todo) -> None:

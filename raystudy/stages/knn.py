@@ -20,12 +20,13 @@ class StoredSamples:
     parts range by range (``embed_all`` asks for consecutive chunks): the set is never whole in
     memory, only each chunk and its embedding."""
 
-    def __init__(self, study_dir, k: int, seed: int, set_name: str, axis, images_seen, shape):
-        self.where = dict(K=k, seed=seed, set=set_name, axis=axis, images_seen=images_seen)
+    def __init__(self, study_dir, unit, cfg, set_name: str, shape):
+        self.where = dict(unit=unit, cfg_or_seed=cfg, set=set_name)
         self.study_dir, self.item = study_dir, tuple(shape)
         self.ids = tables.read_unit(study_dir, "samples", **self.where, columns=["sample_id"])["sample_id"].to_numpy()
         if not len(self.ids):
-            raise FileNotFoundError(f"no {set_name} samples for K={k} seed={seed} in {study_dir}: run the generate stage")
+            raise FileNotFoundError(f"no {set_name} samples for K={unit.K} seed={unit.seed} in {study_dir}: "
+                                    f"run the generate stage")
         self.shape = (len(self.ids), *self.item)
 
     def __len__(self) -> int:
@@ -40,15 +41,14 @@ class StoredSamples:
         return x[np.searchsorted(got, ids)]
 
 
-def build_references(cfg, study_dir, metric, k: int, seed: int, dataset, axis=None) -> References:
-    """The references of model (K, seed) at checkpoint ``axis`` (raystudy.axes): its own K-set
-    (a twin's is another) and its own ref samples, both read chunk by chunk (the K-set rendered
-    on demand for lazy datasets), never whole."""
+def build_references(cfg, study_dir, metric, unit, dataset) -> References:
+    """The references of the unit's model (K, seed at its axis): its own K-set (a twin's is
+    another) and its own ref samples, both read chunk by chunk (the K-set rendered on demand for
+    lazy datasets), never whole."""
     from ..datasets import LazyImages
 
-    axis = axis or axes.DEFAULT
-    train_idx = kset(cfg, dataset, axis, k)
-    refs = StoredSamples(study_dir, k, seed, "ref", axis, axis.seen(cfg), dataset.shape)
+    train_idx = kset(cfg, dataset, unit.axis, unit.K)
+    refs = StoredSamples(study_dir, unit, cfg, "ref", dataset.shape)
     spill = Path(study_dir) / ".knn-spill"
     spill.mkdir(exist_ok=True)
     backend, device = search_device(cfg.knn)
@@ -69,7 +69,7 @@ class KnnActor:
         self.study_dir = study_dir
         self.dataset = load_dataset(self.cfg.data)
         self.metric = get_metric(metric_name, self.cfg.knn.weights_dir, device=search_device(self.cfg.knn)[1])
-        self.refs: dict[tuple, References] = {}
+        self.refs: dict[axes.Unit, References] = {}
 
     def __call__(self, batch: dict, study_dir: str = "", metas: dict | None = None) -> dict:
         """Each row is one shard of a (metric, K, seed)'s eval samples (sample ids lo..hi): read
@@ -81,17 +81,17 @@ class KnnActor:
         for K, seed, lo, hi, shard, unit, *ax in zip(*(batch[c].tolist() for c in (
                 "K", "seed", "lo", "hi", "shard", "base", "variant", "twin", "snap"))):
             axis = task_axis(*ax)
-            if (K, seed, axis) not in self.refs:
+            u = axes.Unit(K, seed, metric, axis)
+            if u not in self.refs:
                 while len(self.refs) >= 2:  # shards come unit by unit: keep the last two units' references
                     self.refs.pop(next(iter(self.refs)))
-                self.refs[(K, seed, axis)] = build_references(self.cfg, study_dir, self.metric, K, seed,
-                                                              self.dataset, axis)
-            t = tables.read_unit(study_dir, "samples", K, seed, set="eval", ids=(lo, hi), columns=["sample_id", "image"],
-                                 axis=axis, images_seen=axis.seen(self.cfg))
+                self.refs[u] = build_references(self.cfg, study_dir, self.metric, u, self.dataset)
+            t = tables.read_unit(study_dir, "samples", u, self.cfg, set="eval", ids=(lo, hi),
+                                 columns=["sample_id", "image"])
             if t.num_rows != hi - lo:
                 raise RuntimeError(f"K={K} seed={seed}: {t.num_rows} eval samples with ids {lo}..{hi - 1}, "
                                    f"expected {hi - lo}: run the generate stage")
-            res = [self.refs[(K, seed, axis)].neighbors(
+            res = [self.refs[u].neighbors(
                 tables.list_to_numpy(t["image"].slice(j, self.cfg.knn.batch_size)).astype(np.float32)
                 .reshape(-1, *self.dataset.shape), self.cfg.knn.k)
                 for j in range(0, t.num_rows, self.cfg.knn.batch_size)]
@@ -105,18 +105,23 @@ class KnnActor:
         return {"K": batch["K"], "seed": batch["seed"], "rows": np.asarray(written)}
 
 
+def knn_worker(stage, cfg) -> tuple[str, float, float]:
+    """A knn actor: ``knn.faiss_threads`` CPUs and ``knn.gpus_per_worker`` GPUs."""
+    return f"{stage.name} worker", float(cfg.knn.faiss_threads), cfg.knn.gpus_per_worker
+
+
 def check_weights(stage, cfg, study_dir, todo, dataset) -> None:
     """An absent or corrupt LPIPS backbone is a one-line error before any work."""
     from ..metrics import check_backbones
 
-    check_backbones([m.split("-", 1)[1] for m in dict.fromkeys(u[0] for u in todo) if m.startswith("lpips-")],
+    check_backbones([m.split("-", 1)[1] for m in dict.fromkeys(u.metric for u in todo) if m.startswith("lpips-")],
                     cfg.knn.weights_dir)
 
 
 def run_knn(stage, cfg, study_dir, todo) -> None:
     """Search every (metric, K, seed) in ``todo``, streamed shard by shard of eval samples
     (``shards.stream``); one pass per metric, whose actors embed with that metric."""
-    for metric in dict.fromkeys(u[0] for u in todo):
-        stream(stage, cfg, study_dir, [u for u in todo if u[0] == metric], "neighbors", (None,), KnnActor,
+    for metric in dict.fromkeys(u.metric for u in todo):
+        stream(stage, cfg, study_dir, [u for u in todo if u.metric == metric], "neighbors", (None,), KnnActor,
                {"cfg_dict": cfg.to_dict(), "metric_name": metric},
                pool(cfg.knn.workers, cfg.knn.faiss_threads, cfg.knn.gpus_per_worker))

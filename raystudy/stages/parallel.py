@@ -55,21 +55,20 @@ def fit(cfg, study_dir, axis, k: int, seed: int, final_dir, state_path, kw: dict
     from ray.tune.integration.ray_train import TuneReportCallback
 
     from .. import axes
-    from . import part_name
 
     tc = cfg.train
     n = tc.workers_for(k)
     gpus = tc.gpus_per_trial / n
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", HEALTH_CHECK_INTERVAL_S)
     trainer = TorchTrainer(
-        _worker,
+        _train_loop_per_worker,
         train_loop_config={"cfg": cfg.to_dict(), "axis": axis, "k": k, "seed": seed, "final_dir": str(final_dir),
                            "state_path": str(state_path) if state_path else None, "kw": kw},
         scaling_config=ScalingConfig(num_workers=n, use_gpu=gpus > 0,
                                      resources_per_worker={"CPU": tc.cpus_per_trial / n, "GPU": gpus}),
         run_config=RunConfig(
             # A fresh name per attempt: the run's state is the state file, not a Train checkpoint.
-            name=f"dp-{part_name(axes.make_unit(None, axis, k, seed))}-{time.strftime('%Y%m%d-%H%M%S')}",
+            name=f"dp-{axes.Unit(k, seed, axis=axis).part}-{time.strftime('%Y%m%d-%H%M%S')}",
             storage_path=str(Path(study_dir) / "ray_results"),
             failure_config=FailureConfig(max_failures=0),
             callbacks=[TuneReportCallback()]),
@@ -77,7 +76,7 @@ def fit(cfg, study_dir, axis, k: int, seed: int, final_dir, state_path, kw: dict
     trainer.fit()
 
 
-def _worker(config: dict) -> None:
+def _train_loop_per_worker(config: dict) -> None:
     """One Ray Train worker: ``train_one`` on its share of every batch (Accelerate reads the
     process group Ray Train set up). ``ray.train.report`` is a barrier across the workers,
     and every worker reports at the same steps."""

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Callable
 
 from .. import axes, progress, tables
-from . import part_name
 
 
 def ray_data_output() -> None:
@@ -64,7 +63,7 @@ def sharded_stored(table: str, part: Callable = None) -> Callable[[Path, tuple],
     """A ``Stage.stored`` for a unit written as several parts: the metas of its parts, with a
     None added when the unit is incomplete (absent, a shard missing, or shards that disagree on
     how the unit is cut), so ``Stage.missing`` counts the parts."""
-    part = part or part_name
+    part = part or (lambda u: u.part)
 
     def stored(study_dir, unit) -> list:
         base = part(unit)
@@ -126,9 +125,8 @@ def stream(stage, cfg, study_dir, todo, table: str, sets, actor, ctor_kwargs: di
         metas[base] = shard_meta(stage.meta(cfg, unit), len(wanted), rows)
         for name in shards_to_write(study_dir, table, base, list(wanted), metas[base]):
             code, i, lo, hi = wanted[name]
-            _, axis, k, seed = axes.split_unit(unit)
-            tasks.append({"K": k, "seed": seed, "set_code": code, "shard": i, "lo": lo, "hi": hi, "base": base,
-                          **axis_task(axis)})
+            tasks.append({"K": unit.K, "seed": unit.seed, "set_code": code, "shard": i, "lo": lo, "hi": hi,
+                          "base": base, **axis_task(unit.axis)})
     if not tasks:
         return
     expected = sum(t["hi"] - t["lo"] for t in tasks)

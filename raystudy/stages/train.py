@@ -23,7 +23,7 @@ from .. import axes, progress, tables
 from ..compute.train import LOG_FILE, read_run
 from ..errors import StudyError, TrainingFailed, one_line
 from ..models import family, model_dir
-from . import changed, label_fields, part_name, run_label
+from . import changed, label_fields, run_label
 
 
 def run_dirname(label: str) -> str:
@@ -51,15 +51,15 @@ def _trial(params, cfg_dict: dict, study_dir: str, metas: dict, runs: dict):
     run = runs[params["run"]]
     k, seed = int(run["K"]), int(run["seed"])
     axis = axes.Axis(run.get("variant", axes.BASE), int(run.get("twin", 0)))
-    units = [axes.make_unit(None, axes.Axis(axis.variant, axis.twin, s), k, seed) for s in run.get("snapshots", ())]
+    units = [axes.Unit(k, seed, axis=axes.Axis(axis.variant, axis.twin, s)) for s in run.get("snapshots", ())]
     final = run.get("final", True)
-    units += [axes.make_unit(None, axis, k, seed)] if final else []
+    units += [axes.Unit(k, seed, axis=axis)] if final else []
     final_dir, state = model_dir(study_dir, k, seed, axis), state_file(study_dir, k, seed, axis)
-    meta = metas.get(part_name(axes.make_unit(None, axis, k, seed)))
+    meta = metas.get(axes.Unit(k, seed, axis=axis).part)
 
     def snaps():
-        return {a.images_seen: (model_dir(study_dir, k, seed, a), metas[part_name(u)])
-                for u in units if not (a := axes.axis_of(u)).final and read_run(model_dir(study_dir, k, seed, a)) is None}
+        return {u.axis.images_seen: (model_dir(study_dir, k, seed, u.axis), metas[u.part])
+                for u in units if not u.axis.final and read_run(model_dir(study_dir, k, seed, u.axis)) is None}
 
     @functools.cache
     def images():  # read once per trial, and only where this process trains
@@ -88,7 +88,7 @@ def _trial(params, cfg_dict: dict, study_dir: str, metas: dict, runs: dict):
     if missed := snaps():
         train(missed, None, max(missed))
     for u in units:
-        record_finished(study_dir, u, metas[part_name(u)])
+        record_finished(study_dir, u, metas[u.part])
 
 
 # The metrics Tune's status table shows for each trial, in this order.
@@ -112,8 +112,18 @@ def make_trainable(cfg, study_dir, metas: dict | None = None, runs: list[dict] =
         trial_resources(cfg, int(label_fields(p["run"])["K"]))))
 
 
-def run_sweep(stage, cfg, study_dir, todo) -> None:
-    """Train every (K, seed) in ``todo`` with Ray Tune (Ray must be initialised)."""
+def trial_worker(stage, cfg) -> tuple[str, float, float]:
+    """One training trial, or one worker of a data-parallel run (whose workers may sit on
+    different nodes)."""
+    tc = cfg.train
+    if tc.workers > 1:
+        return "training worker", tc.cpus_per_trial / tc.workers, tc.gpus_per_trial / tc.workers
+    return "training trial", tc.cpus_per_trial, tc.gpus_per_trial
+
+
+def tune_grid(stage, cfg, study_dir, todo) -> None:
+    """Train every (K, seed) in ``todo`` with Ray Tune, one trial per run of the grid (Ray must be
+    initialised)."""
     from ray import tune
 
     from .tracking import callbacks
@@ -161,7 +171,7 @@ def trial_runs(todo) -> list[dict]:
     and whether it has to make its final model."""
     runs: dict = {}
     for u in todo:
-        _, a, k, s = axes.split_unit(u)
+        a, k, s = u.axis, u.K, u.seed
         r = runs.setdefault((a.variant, a.twin, k, s), {"K": k, "seed": s, "variant": a.variant, "twin": a.twin,
                                                         "snapshots": [], "final": False})
         if a.final:
@@ -173,9 +183,8 @@ def trial_runs(todo) -> list[dict]:
 
 def train_stored(study_dir, unit) -> list:
     """A final model's unit is its ``runs`` and ``train_log`` parts; a snapshot's its ``runs`` part."""
-    part = part_name(unit)
-    names = ("runs", "train_log") if axes.axis_of(unit).final else ("runs",)
-    return [tables.part_meta(study_dir, t, part) for t in names]
+    names = ("runs", "train_log") if unit.axis.final else ("runs",)
+    return [tables.part_meta(study_dir, t, unit.part) for t in names]
 
 
 def run_train(stage, cfg, study_dir, todo) -> None:
@@ -185,13 +194,12 @@ def run_train(stage, cfg, study_dir, todo) -> None:
     fam = family(cfg)
     if not fam.trains:
         for u in todo:
-            _, a, k, s = axes.split_unit(u)
-            rec = {"K": k, "seed": s, "model": fam.name}  # trained nothing: tables.UNTRAINED
-            write_run_parts(study_dir, stage.part(u), rec, [], stage.meta(cfg, u), a)
+            rec = {"K": u.K, "seed": u.seed, "model": fam.name}  # trained nothing: tables.UNTRAINED
+            write_run_parts(study_dir, stage.part(u), rec, [], stage.meta(cfg, u), u.axis)
         return
     left = [u for u in todo if not record_finished(study_dir, u, stage.meta(cfg, u))]
     if left:
-        run_sweep(stage, cfg, study_dir, left)
+        tune_grid(stage, cfg, study_dir, left)
 
 
 def write_run_parts(study_dir, part: str, record: dict, log, meta: dict, axis=axes.DEFAULT) -> None:
@@ -214,8 +222,8 @@ def write_run_parts(study_dir, part: str, record: dict, log, meta: dict, axis=ax
 def record_finished(study_dir, unit, meta: dict) -> bool:
     """Write the table rows of a finished checkpoint (the trial that trained it, or a re-run after
     the driver died before they were written). Returns whether the unit is now complete."""
-    _, axis, k, s = axes.split_unit(unit)
-    d = model_dir(study_dir, k, s, axis)
+    axis = unit.axis
+    d = model_dir(study_dir, unit.K, unit.seed, axis)
     rec = read_run(d)
     if rec is None:
         return False
@@ -223,9 +231,9 @@ def record_finished(study_dir, unit, meta: dict) -> bool:
         raise StudyError(f"{d} was trained with other settings ({changed(rec, json.loads(meta['depends']))}); "
                          f"use a new --study directory")
     if rec.get("params") is None:  # a model saved before runs had the column
-        from ..models.unet import load
+        from ..models.unet import load_checkpoint
 
-        rec["params"] = int(sum(p.numel() for p in load(d).parameters()))
+        rec["params"] = int(sum(p.numel() for p in load_checkpoint(d).parameters()))
     log = json.loads((d / LOG_FILE).read_text()) if (d / LOG_FILE).exists() else []
-    write_run_parts(study_dir, part_name(unit), rec, log, meta, axis)
+    write_run_parts(study_dir, unit.part, rec, log, meta, axis)
     return True

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from raystudy import axes, tables
-from raystudy.config import load
+from raystudy.config import load_config
 from raystudy.splits import kset_indices, permutation
 from raystudy.study import STAGES, plan, run
 from tests.conftest import TINY
@@ -86,20 +86,20 @@ def test_the_exact_memorizers_twins_never_agree(memorizer, digits):
 
 def test_new_axes_compute_only_what_is_new_and_unchanged_weights_give_identical_tables(tmp_path, ray_local):
     study = tmp_path / "s"
-    base = load(TINY, ["ks=[2]", "train.images=192"])
+    base = load_config(TINY, ["ks=[2]", "train.images=192"])
     run(base, study, echo=lambda *a: None)
     before = _mtimes(study)
     final_weights = next((study / "models" / "K2-s0" / "unet").glob("*.safetensors"))
     final_mtime = final_weights.stat().st_mtime_ns
 
-    more = load(TINY, ["ks=[2]", "train.images=192", "train.snapshots=[128]", "twins=true",
+    more = load_config(TINY, ["ks=[2]", "train.images=192", "train.snapshots=[128]", "twins=true",
                        "variants={base: {}, wide: {block_out_channels: [32, 32]}}"])
     todo = {st.name: [t.unit for t in t_] for st, t_ in plan(more, study)}
-    new = [u for u in STAGES["knn"].units(more) if axes.axis_of(u) != axes.DEFAULT]
+    new = [u for u in STAGES["knn"].units(more) if u.axis != axes.DEFAULT]
     # Only the figures, which draw every axis, are redrawn: every other unit to do is a new one.
     assert todo["knn"] == new and len(new) == 7 and all(
         t.why == "missing" for st, ts in plan(more, study) if st.name != "figures" for t in ts)
-    assert todo["train"] == [u for u in STAGES["train"].units(more) if axes.axis_of(u) != axes.DEFAULT]
+    assert todo["train"] == [u for u in STAGES["train"].units(more) if u.axis != axes.DEFAULT]
 
     run(more, study, echo=lambda *a: None, only="train")
     # The base run's snapshot was made by the same seeded run, stopped there; its final model is untouched.
@@ -140,7 +140,7 @@ def test_gaussian_twins_agree_more_as_k_grows(tmp_path, ray_local, digits):
     import torch
     from diffusers.utils.torch_utils import randn_tensor
 
-    cfg = load(TINY, ["model.type=gaussian", "ks=[8, 64, 512]", "twins=true", "generate.steps=50",
+    cfg = load_config(TINY, ["model.type=gaussian", "ks=[8, 64, 512]", "twins=true", "generate.steps=50",
                       "generate.n_samples=12"])
     study = tmp_path / "gauss"
     run(cfg, study, echo=lambda *a: None)

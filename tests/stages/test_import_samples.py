@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 
 from raystudy.cli import main
-from raystudy.config import load
+from raystudy.config import load_config
 from raystudy.datasets import load_dataset
 from raystudy.splits import held_out_indices, kset_indices
 from tests.conftest import TINY
@@ -16,7 +16,7 @@ OVERRIDES = ["ks=[8]", "generate.n_samples=6", "generate.part_size=4"]
 def test_paper_npz_and_png_folder_are_labelled(tmp_path, ray_local):
     from PIL import Image
 
-    cfg = load(TINY, OVERRIDES)
+    cfg = load_config(TINY, OVERRIDES)
     ds = load_dataset(cfg.data)
     idx = kset_indices(len(ds), 8, 0)
     train = ds.get(idx)

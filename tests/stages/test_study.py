@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from raystudy import tables
-from raystudy.config import load
+from raystudy.config import load_config
 from raystudy.study import run
 from tests.conftest import TINY, copy_study
 
@@ -45,7 +45,7 @@ def test_every_table_has_its_schema_and_rows(study):
     np.testing.assert_allclose(fr[["memorized", "spurious", "generalized"]].sum(axis=1), 1.0)
     assert (out / "figures" / "transition.png").stat().st_size > 1000
     assert (out / "figures" / "nn_grid.png").stat().st_size > 1000
-    assert load(out / "config.yaml") == cfg
+    assert load_config(out / "config.yaml") == cfg
 
 
 def test_neighbors_match_brute_force_on_stored_samples(study, digits):
@@ -106,7 +106,7 @@ def test_adding_a_metric_computes_only_that_metric(study, tmp_path, monkeypatch)
     torch.save(torchvision.models.alexnet(weights=None).state_dict(), weights / "alexnet-owt-7be5be79.pth")
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))  # no cached weights elsewhere
     l2_parts = {p: p.stat().st_mtime_ns for p in (out / "tables" / "neighbors").glob("part-l2-*")}
-    with_lpips = load(TINY, ["knn.metrics=[l2, lpips-alex]", f"knn.weights_dir={weights}"])
+    with_lpips = load_config(TINY, ["knn.metrics=[l2, lpips-alex]", f"knn.weights_dir={weights}"])
     said = []
     run(with_lpips, out, echo=said.append)
     assert f"[knn] {len(cfg.ks) * len(cfg.seeds)} to do (missing)" in said
@@ -127,7 +127,7 @@ def test_missing_backbone_fails_before_any_work(study, tmp_path, monkeypatch, of
 
     cfg, out = study
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
-    bad = load(TINY, ["knn.metrics=[l2, lpips-vgg]", f"knn.weights_dir={tmp_path}"])
+    bad = load_config(TINY, ["knn.metrics=[l2, lpips-vgg]", f"knn.weights_dir={tmp_path}"])
     before = _snapshot(out), (out / "config.yaml").read_text()
     with pytest.raises(WeightsMissing, match="vgg16-397923af.pth") as e:
         run(bad, out, echo=lambda s: None)
@@ -156,7 +156,7 @@ def test_changing_knn_k_recomputes_neighbours_and_labels_only(study, tmp_path):
     copy = copy_study(out, tmp_path)
     samples = {p: p.stat().st_mtime_ns for p in (copy / "tables" / "samples").glob("*.parquet")}
     said = []
-    run(load(TINY, ["knn.k=4"]), copy, echo=said.append)
+    run(load_config(TINY, ["knn.k=4"]), copy, echo=said.append)
     assert "[knn] 2 to do (stale)" in said and "[classify] 2 to do (stale)" in said
     assert "[generate] complete, skipped" in said
     nb = pd.read_parquet(copy / "tables" / "neighbors")
@@ -203,7 +203,7 @@ def test_cluster_too_small_for_one_worker_is_one_line(study, tmp_path):
         p.unlink()
     before = _snapshot(copy), (copy / "config.yaml").read_text()
     with pytest.raises(ClusterError, match="cannot hold one generate worker needing 64 CPU") as e:
-        run(load(TINY, ["generate.cpus_per_worker=64"]), copy, echo=lambda s: None)
+        run(load_config(TINY, ["generate.cpus_per_worker=64"]), copy, echo=lambda s: None)
     assert "\n" not in str(e.value)
     assert (_snapshot(copy), (copy / "config.yaml").read_text()) == before
 

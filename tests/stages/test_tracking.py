@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from raystudy.config import load
+from raystudy.config import load_config
 from raystudy.models import model_dir
 from raystudy.study import TRAIN
 from tests.conftest import TINY
@@ -59,9 +59,9 @@ def test_mlflow_client_lists_the_run_with_its_metrics_params_and_tags(tracked):
 
 
 def test_tracking_settings_are_not_in_the_train_fingerprint():
-    base = load(TINY, SETTINGS)
-    tracked = load(TINY, [*SETTINGS, "train.tracking=[mlflow, wandb]", "train.mlflow_uri=sqlite:////tmp/x.db"])
-    other_lr = load(TINY, [*SETTINGS, "train.lr=1e-3"])
+    base = load_config(TINY, SETTINGS)
+    tracked = load_config(TINY, [*SETTINGS, "train.tracking=[mlflow, wandb]", "train.mlflow_uri=sqlite:////tmp/x.db"])
+    other_lr = load_config(TINY, [*SETTINGS, "train.lr=1e-3"])
     fp = [TRAIN.meta(c, (4, 0))["fingerprint"] for c in (base, tracked, other_lr)]
     assert fp[0] == fp[1] != fp[2]
 
@@ -73,7 +73,7 @@ def test_wandb_is_skipped_where_not_installed(tmp_path, caplog):
 
     if importlib.util.find_spec("wandb") is not None:
         pytest.skip("wandb is installed here")
-    cfg = load(TINY, ["train.tracking=[tensorboard, wandb]"])
+    cfg = load_config(TINY, ["train.tracking=[tensorboard, wandb]"])
     with caplog.at_level(logging.WARNING):
         got = callbacks(cfg, tmp_path, "train-x")
     assert [type(c).__name__ for c in got] == ["TBXLoggerCallback"]

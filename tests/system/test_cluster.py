@@ -62,7 +62,7 @@ def test_lost_worker_node_resumes_its_trial_from_the_checkpoint(tmp_path, no_ray
     (Ray 2.60: "all references to the actor were removed"), which is not what a user meets."""
     from ray.cluster_utils import Cluster
 
-    from raystudy.config import load
+    from raystudy.config import load_config
 
     # Head: no CPU, so both trials land on the two 1-CPU workers; fast failure detection.
     cluster = Cluster(initialize_head=True, head_node_args={
@@ -73,7 +73,7 @@ def test_lost_worker_node_resumes_its_trial_from_the_checkpoint(tmp_path, no_ray
         cluster.wait_for_nodes()
         # ~300 steps per run, a checkpoint every 4 steps: long enough to lose a node mid-run.
         sets = ["train.images=19200", "train.checkpoint_every=256", "train.max_failures=3", "train.cpus_per_trial=1"]
-        cfg = load(TINY, sets)
+        cfg = load_config(TINY, sets)
         study = tmp_path / "study"
         states = [study / "models" / f".state-K{k}-s0.pt" for k in cfg.ks]
         cmd = [str(BIN / "raystudy"), "run", str(TINY), "--study", str(study), "--only", "train",

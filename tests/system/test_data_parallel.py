@@ -28,9 +28,9 @@ import torch
 
 from raystudy import tables
 from raystudy.compute.train import train_one
-from raystudy.config import from_dict, load
+from raystudy.config import from_dict, load_config
 from raystudy.datasets import load_dataset
-from raystudy.models.unet import load as load_model
+from raystudy.models.unet import load_checkpoint as load_model
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -153,5 +153,5 @@ def test_killed_two_worker_run_resumes_from_its_state_file(tmp_path):
     assert 0 < record["resumed_from_step"] < steps, record
     assert not state.exists()
 
-    ref_log, ref_weights = _one_process(load(cfg_file, ["train.workers=1"]), tmp_path / "one")
+    ref_log, ref_weights = _one_process(load_config(cfg_file, ["train.workers=1"]), tmp_path / "one")
     _assert_same_run(folder, ref_log, ref_weights)

@@ -32,10 +32,10 @@ def test_device_check_runs_on_cpu_small(tmp_path):
     rates = re.findall(r"^\| (fp32|bf16|bf16 \+ channels-last) \| ([0-9.]+) \|", text, re.M)
     assert [v for v, _ in rates] == ["fp32", "bf16", "bf16 + channels-last"] and all(float(x) > 0 for _, x in rates)
     # The parameter count is the package's model's (an independent count here).
-    from raystudy.config import load
+    from raystudy.config import load_config
     from raystudy.models import unet
 
-    cfg = load(ROOT / "configs" / "cifar10.yaml", ["model.block_out_channels=[16,32]", "model.attention=[false,true]",
+    cfg = load_config(ROOT / "configs" / "cifar10.yaml", ["model.block_out_channels=[16,32]", "model.attention=[false,true]",
                                                    "model.layers_per_block=1", "model.norm_num_groups=8"])
     n = sum(p.numel() for p in unet.build(cfg.model, (3, 16, 16), seed=0).parameters())
     assert f"{n:,} parameters" in text

@@ -54,7 +54,7 @@ def test_site_builds_strict_with_the_generated_reference_pages(tmp_path):
         for word in words:
             assert word in text and word in html, (page, word)
     api = (tmp_path / "site" / "reference" / "analysis" / "index.html").read_text()
-    for name in ("raystudy.analysis.transition_summary", "raystudy.analysis.stats.summary",
+    for name in ("raystudy.analysis.transition_summary", "raystudy.analysis.summaries.summary",
                  "raystudy.analysis.phase.tau_mem"):
         assert f'id="{name}"' in api, name
     assert (tmp_path / "site" / "img" / "transition.png").stat().st_size > 10_000

@@ -98,7 +98,7 @@ def test_wheel_ships_every_example_config(wheel):
 
 
 def test_version_and_a_packaged_config_by_name_from_any_folder(tmp_path):
-    from raystudy.config import load
+    from raystudy.config import load_config
 
     env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "RAY_USAGE_STATS_ENABLED": "0"}
     v = subprocess.run([str(BIN / "raystudy"), "--version"], env=env, capture_output=True, text=True)
@@ -109,7 +109,7 @@ def test_version_and_a_packaged_config_by_name_from_any_folder(tmp_path):
                        capture_output=True, text=True, timeout=300)
     assert d.returncode == 0, d.stderr[-3000:]
     assert "name: digits-demo" in d.stdout and "would run train" in d.stdout and not (tmp_path / "s").exists()
-    assert load("demo") == load(ROOT / "configs" / "demo.yaml") == load("demo.yaml")
+    assert load_config("demo") == load_config(ROOT / "configs" / "demo.yaml") == load_config("demo.yaml")
     # A file of the user's wins over the packaged one of the same name.
     (tmp_path / "demo.yaml").write_text("study: {name: mine}\ndata: {name: digits}\n")
     import os
@@ -117,7 +117,7 @@ def test_version_and_a_packaged_config_by_name_from_any_folder(tmp_path):
     cwd = os.getcwd()
     os.chdir(tmp_path)
     try:
-        assert load("demo.yaml").study.name == "mine"
+        assert load_config("demo.yaml").study.name == "mine"
     finally:
         os.chdir(cwd)
     bad = subprocess.run([str(BIN / "raystudy"), "run", "nodemo", "--study", "s", "--dry-run"], env=env,

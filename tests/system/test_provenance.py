@@ -23,11 +23,11 @@ def study(tmp_path_factory, ray_local):
 
     matplotlib.use("Agg")
     from raystudy import provenance
-    from raystudy.config import load
+    from raystudy.config import load_config
     from raystudy.study import run
 
     out = tmp_path_factory.mktemp("prov") / "s"
-    cfg = load(TINY, ["model.type=empirical", "generate.n_samples=4", "ks=[3]"])
+    cfg = load_config(TINY, ["model.type=empirical", "generate.n_samples=4", "ks=[3]"])
     argv = sys.argv
     sys.argv = ARGV
     try:

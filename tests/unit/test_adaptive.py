@@ -10,11 +10,11 @@ real code. Seconds, no Ray.
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import special
 
 from raystudy import adaptive, tables
-from raystudy.analysis import stats
 from raystudy.config import ConfigError, from_dict
 
 N = 200
@@ -71,7 +71,7 @@ def _sweep(tmp_path, k_star, w, **sweep):
 def _uniform_width(k_star, w, n_k):
     world = World(k_star, w)
     ks = adaptive.initial_ks(2, 1797, n_k)
-    fr = stats.pd.concat([stats.pd.DataFrame(world.fractions(k)) for k in ks], ignore_index=True)
+    fr = pd.concat([pd.DataFrame(world.fractions(k)) for k in ks], ignore_index=True)
     row = adaptive.summarize(fr, "l2")
     return adaptive.width(row), row
 
@@ -175,17 +175,17 @@ def test_the_report_shows_the_sweep(tmp_path):
 
 
 def test_demo_adaptive_config_loads():
-    from raystudy.config import load
+    from raystudy.config import load_config
     from tests.conftest import ROOT
 
-    cfg = load(ROOT / "configs" / "demo-adaptive.yaml")
+    cfg = load_config(ROOT / "configs" / "demo-adaptive.yaml")
     # The range is all digits can give after the held-out split, and the first K are log-spaced over it.
     assert cfg.sweep.k_max == 1797 - cfg.data.held_out
     first = adaptive.initial_ks(cfg.sweep.k_min, cfg.sweep.k_max, cfg.sweep.initial)
     assert cfg.sweep.enabled and first[0] == cfg.sweep.k_min and first[-1] == cfg.sweep.k_max
     assert len(first) == cfg.sweep.initial and np.ptp(np.diff(np.log(first))) < 0.1
     # as cheap as the demo: no more trainings than the demo's grid has K
-    demo = load(ROOT / "configs" / "demo.yaml")
+    demo = load_config(ROOT / "configs" / "demo.yaml")
     assert cfg.sweep.initial + cfg.sweep.rounds * cfg.sweep.per_round <= len(demo.ks) * len(demo.seeds)
 
 

@@ -1,6 +1,6 @@
 import pytest
 
-from raystudy.config import ConfigError, StudyConfig, from_dict, load, save
+from raystudy.config import ConfigError, StudyConfig, from_dict, load_config, save
 from raystudy.errors import DataError
 from raystudy.study import validate_against_data
 from tests.conftest import ROOT, TINY
@@ -8,7 +8,7 @@ from tests.conftest import ROOT, TINY
 
 def test_configs_in_repo_load():
     for path in sorted((ROOT / "configs").glob("*.yaml")):
-        cfg = load(path)
+        cfg = load_config(path)
         assert isinstance(cfg, StudyConfig)
 
 
@@ -35,12 +35,12 @@ def test_config_errors_are_one_line_and_name_the_key(raw, overrides, needle):
 
 
 def test_overrides_and_roundtrip(tmp_path):
-    cfg = load(TINY, ["train.lr=0.01", "ks=[3, 1, 3]", "knn.metrics=[lpips-alex]"])
+    cfg = load_config(TINY, ["train.lr=0.01", "ks=[3, 1, 3]", "knn.metrics=[lpips-alex]"])
     assert cfg.train.lr == 0.01
     assert cfg.ks == (1, 3)  # sorted, deduplicated
     assert cfg.knn.metrics == ("l2", "lpips-alex")  # l2 always searched (ratio test)
     path = save(cfg, tmp_path)
-    assert load(path) == cfg
+    assert load_config(path) == cfg
     assert cfg.value("train.lr") == 0.01 and cfg.value("classify.delta_m.l2") == 0.1
     assert cfg.value("train.nope") is None
 
@@ -53,13 +53,13 @@ def test_k_larger_than_dataset(digits):
 
 def test_missing_config_file(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
-        load(tmp_path / "nope.yaml")
+        load_config(tmp_path / "nope.yaml")
 
 
 def test_circle_config_file_is_the_toy_shortcut():
     from raystudy.datasets.toy import CIRCLE_CONFIG
 
-    assert load(ROOT / "configs" / "circle.yaml") == load(CIRCLE_CONFIG)
+    assert load_config(ROOT / "configs" / "circle.yaml") == load_config(CIRCLE_CONFIG)
     assert (ROOT / "configs" / "circle.yaml").resolve() == CIRCLE_CONFIG.resolve()
 
 

@@ -43,7 +43,8 @@ def test_nn_grid_reads_only_the_drawn_rows_and_draws_them(tmp_path, monkeypatch)
 
 def test_classify_reads_only_the_distances(tmp_path, monkeypatch):
     import raystudy.stages.classify as classify
-    from raystudy.config import load
+    from raystudy.axes import Unit
+    from raystudy.config import load_config
     from raystudy.study import CLASSIFY
 
     study = synthetic.write_study(tmp_path / "s", ks=(8,), seeds=(0,), n=50)
@@ -60,8 +61,8 @@ def test_classify_reads_only_the_distances(tmp_path, monkeypatch):
     for t in ("labels", "fractions"):  # the synthetic writer's own parts: classify writes them anew
         shutil.rmtree(tables.table_dir(study, t))
     monkeypatch.setattr(tables, "read", spy)
-    cfg = load(study / "config.yaml")
-    classify.run_classify(CLASSIFY, cfg, study, [("l2", 8, 0)])
+    cfg = load_config(study / "config.yaml")
+    classify.run_classify(CLASSIFY, cfg, study, [Unit(8, 0, "l2")])
     assert asked and all(name != "samples" and columns and not {"train_idx", "synth_idx"} & set(columns)
                          for name, columns in asked), asked
     after = tables.read_pandas(study, "labels").sort_values("sample_id").reset_index(drop=True)

@@ -4,7 +4,7 @@ test_import_samples.py labels what it imports)."""
 import numpy as np
 import pytest
 
-from raystudy.config import load
+from raystudy.config import load_config
 from raystudy.errors import DataError
 from raystudy.importing import import_samples
 from tests.conftest import TINY
@@ -12,7 +12,7 @@ from tests.stages.test_import_samples import OVERRIDES
 
 
 def test_bad_imports_are_one_line(tmp_path):
-    cfg = load(TINY, OVERRIDES)
+    cfg = load_config(TINY, OVERRIDES)
     f = tmp_path / "8.npz"
     np.savez(f, samples=np.zeros((12, 3, 8, 8), np.float32))
     with pytest.raises(DataError, match=r"images are \(3, 8, 8\), the study's dataset is \(1, 8, 8\)"):
@@ -52,7 +52,7 @@ def _stored(study, name):
 def test_files_and_shards_that_do_not_line_up_keep_every_image_in_order(tmp_path):
     # 6 per set in shards of 4 (4 + 2), from files of 5, 1 and 7 images in (n, H, W, C) order:
     # shards cut files and files cut shards, both ways.
-    cfg = load(TINY, OVERRIDES)
+    cfg = load_config(TINY, OVERRIDES)
     x = np.random.default_rng(0).uniform(-1, 1, (13, 1, 8, 8)).astype(np.float32)
     folder = tmp_path / "npz"
     folder.mkdir()
@@ -69,7 +69,7 @@ def test_files_and_shards_that_do_not_line_up_keep_every_image_in_order(tmp_path
 def test_a_bad_file_late_in_the_folder_marks_nothing_complete(tmp_path):
     import pandas as pd
 
-    cfg = load(TINY, OVERRIDES)
+    cfg = load_config(TINY, OVERRIDES)
     folder = tmp_path / "npz"
     folder.mkdir()
     np.savez(folder / "a.npz", samples=np.zeros((8, 1, 8, 8), np.float32))

@@ -220,13 +220,13 @@ def test_paths_and_excludes_agree(job):
 
 def test_entrypoint_study_on_the_claim_and_workers_that_fit_one_of_each_stage(job, pvc):
     from raystudy.cli import build_parser
-    from raystudy.config import load
-    from raystudy.study import _worker
+    from raystudy.config import load_config
+    from raystudy.study import STAGES
 
     argv = shlex.split(job["spec"]["entrypoint"])
     assert argv[:2] == ["python", "jobs/study.py"] and (ROOT / argv[1]).is_file()
     args = build_parser().parse_args(["run", *argv[2:]])
-    cfg = load(ROOT / args.config, args.overrides)
+    cfg = load_config(ROOT / args.config, args.overrides)
     # The study folder is on the ReadWriteMany claim, mounted in every pod.
     assert "ReadWriteMany" in pvc["spec"]["accessModes"]
     for name, g in _pods(job):
@@ -244,7 +244,7 @@ def test_entrypoint_study_on_the_claim_and_workers_that_fit_one_of_each_stage(jo
         limits = g["template"]["spec"]["containers"][0]["resources"]["limits"]
         gpus = float(limits.get("nvidia.com/gpu", 0))
         for st in ("train", "generate", "knn"):
-            what, cpus, need_gpus = _worker(cfg, st)
+            what, cpus, need_gpus = STAGES[st].resources(cfg)
             assert cpus <= float(limits["cpu"]) and need_gpus <= gpus, (g["groupName"], what)
         if gpus:  # GPU pools are tainted and labelled: the pods must tolerate and select them
             spec = g["template"]["spec"]
@@ -313,11 +313,11 @@ def test_the_gpu_study_searches_on_the_gpus_it_books(job):
     """configs/cifar10.yaml, as shipped and as the RayJob runs it: each knn actor books a GPU and
     searches with the torch backend on it (FAISS on the CPU would leave the booked GPU idle)."""
     from raystudy.cli import build_parser
-    from raystudy.config import load
+    from raystudy.config import load_config
 
     args = build_parser().parse_args(["run", *shlex.split(job["spec"]["entrypoint"])[2:]])
-    for cfg in (load(ROOT / "configs" / "cifar10.yaml"), load(ROOT / "configs" / "cifar10-paper.yaml"),
-                load(ROOT / args.config, args.overrides)):
+    for cfg in (load_config(ROOT / "configs" / "cifar10.yaml"), load_config(ROOT / "configs" / "cifar10-paper.yaml"),
+                load_config(ROOT / args.config, args.overrides)):
         assert cfg.knn.gpus_per_worker > 0 and cfg.knn.backend == "torch"
         assert cfg.generate.gpus_per_worker > 0 and cfg.train.gpus_per_trial > 0
     gpus = [float(g["template"]["spec"]["containers"][0]["resources"]["limits"].get("nvidia.com/gpu", 0))
@@ -328,9 +328,9 @@ def test_the_gpu_study_searches_on_the_gpus_it_books(job):
 def test_cifar10_states_its_sample_count_and_training_length_as_configured():
     import math
 
-    from raystudy.config import load
+    from raystudy.config import load_config
 
-    cfg = load(ROOT / "configs" / "cifar10.yaml")
+    cfg = load_config(ROOT / "configs" / "cifar10.yaml")
     text = (ROOT / "configs" / "cifar10.yaml").read_text()
     steps = math.ceil(cfg.train.images / cfg.train.batch_size)
     assert f"{cfg.generate.n_samples:,} per set, two sets (eval, ref), so {2 * cfg.generate.n_samples:,} drawn" in text
@@ -343,9 +343,9 @@ def test_the_paper_recipe_is_the_papers_settings():
     """configs/cifar10-paper.yaml against the reference's configs/cifar10.yaml, train_unet.py and
     run_generate.py (transcribed here by hand): 500,000 iterations at 128, lr 2e-4, EMA 0.9999,
     clipping at 1, dim 128 x (1, 2, 2, 2) with attention at 16 px, 2 res blocks, 100 x 512 samples."""
-    from raystudy.config import load
+    from raystudy.config import load_config
 
-    cfg = load(ROOT / "configs" / "cifar10-paper.yaml")
+    cfg = load_config(ROOT / "configs" / "cifar10-paper.yaml")
     assert (cfg.train.images, cfg.train.batch_size) == (500_000 * 128, 128)
     assert (cfg.train.lr, cfg.train.ema_decay, cfg.train.grad_clip) == (2e-4, 0.9999, 1.0)
     assert tuple(cfg.model.block_out_channels) == tuple(128 * m for m in (1, 2, 2, 2))
@@ -370,7 +370,7 @@ def test_the_cifar10_data_job_unpacks_onto_the_claim_where_the_study_reads(job, 
     """jobs/cifar10-data-job.yaml runs `raystudy unpack cifar10` (as the CLI parses it) with the
     archive and the target on the claim, the target being the RayJob's data.path, in its image."""
     from raystudy.cli import build_parser
-    from raystudy.config import load
+    from raystudy.config import load_config
 
     data_job = yaml.safe_load((ROOT / "jobs" / "cifar10-data-job.yaml").read_text())
     assert violations(data_job, JOB) == []
@@ -391,7 +391,7 @@ def test_the_cifar10_data_job_unpacks_onto_the_claim_where_the_study_reads(job, 
     assert any(Path(args.archive).is_relative_to(p) and Path(args.to).is_relative_to(p) for p in mounts)
     # Where the study reads it: the RayJob's data.path, on the same claim.
     ray_args = build_parser().parse_args(["run", *shlex.split(job["spec"]["entrypoint"])[2:]])
-    assert load(ROOT / ray_args.config, ray_args.overrides).data.path == args.to
+    assert load_config(ROOT / ray_args.config, ray_args.overrides).data.path == args.to
     assert {container["image"]} == {c["image"] for _, g in _pods(job) for c in g["template"]["spec"]["containers"]}
 
 
@@ -402,7 +402,7 @@ def test_lpips_weights_are_in_the_image_where_lpips_looks_or_on_the_claim(job, m
     import torchvision
 
     from raystudy.cli import build_parser
-    from raystudy.config import load
+    from raystudy.config import load_config
     from raystudy.metrics.lpips import BACKBONE_FILES, hub_checkpoint_dir
 
     fname = BACKBONE_FILES["alex"]
@@ -426,7 +426,7 @@ def test_lpips_weights_are_in_the_image_where_lpips_looks_or_on_the_claim(job, m
     assert any("load_backbone_state" in a and "download=False" in a for op, a in steps if op == "RUN")
 
     args = build_parser().parse_args(["run", *shlex.split(job["spec"]["entrypoint"])[2:]])
-    cfg = load(ROOT / args.config, args.overrides)
+    cfg = load_config(ROOT / args.config, args.overrides)
     assert "lpips-alex" in cfg.knn.metrics
     if cfg.knn.weights_dir is not None:  # on the claim, mounted in every pod
         for name, g in _pods(job):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from raystudy.config import load, packaged_configs
+from raystudy.config import load_config, packaged_configs
 from raystudy.models import family
 from raystudy.study import TRAIN
 from tests.conftest import TINY
@@ -53,7 +53,7 @@ def test_the_table_names_every_packaged_config():
 
 @pytest.mark.parametrize("path, overrides, kind", CASES, ids=lambda v: str(getattr(v, "name", v)))
 def test_family_of_each_config(path, overrides, kind):
-    cfg = load(path, overrides)
+    cfg = load_config(path, overrides)
     fam = family(cfg)
     assert fam.name == kind.split(" ")[0]
     assert _fields(fam) == FAMILY[kind]
@@ -61,7 +61,7 @@ def test_family_of_each_config(path, overrides, kind):
 
 @pytest.mark.parametrize("path, overrides, kind", CASES, ids=lambda v: str(getattr(v, "name", v)))
 def test_family_agrees_with_the_config_rules(path, overrides, kind):
-    cfg = load(path, overrides)
+    cfg = load_config(path, overrides)
     fam = family(cfg)
     assert fam.name == cfg.model.type
     # VE <-> the circle <-> Euler-Maruyama: the config's own pairing of data.name and generate.sampler.
@@ -76,14 +76,14 @@ def test_family_agrees_with_the_config_rules(path, overrides, kind):
 
 
 def test_a_pair_the_config_refuses_has_no_family():
-    cfg = load("circle")
+    cfg = load_config("circle")
     with pytest.raises(ValueError, match="does not fit"):
         family(cfg.model_copy(update={"model": cfg.model.model_copy(update={"type": "gaussian"})}))
 
 
 def test_asking_the_family_imports_no_torch():
-    code = ("import sys; from raystudy.config import load; from raystudy.models import family; "
-            f"f = family(load({str(TINY)!r})); assert f.trains and 'torch' not in sys.modules, sorted(sys.modules)")
+    code = ("import sys; from raystudy.config import load_config; from raystudy.models import family; "
+            f"f = family(load_config({str(TINY)!r})); assert f.trains and 'torch' not in sys.modules, sorted(sys.modules)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
 
@@ -103,7 +103,7 @@ def _images(k: int = 3) -> np.ndarray:
 
 @pytest.mark.parametrize("kind", ["empirical", "gaussian"])
 def test_build_of_a_closed_form_image_model_is_its_eps_by_value(kind):
-    cfg = load(TINY, [f"model.type={kind}"])
+    cfg = load_config(TINY, [f"model.type={kind}"])
     train = _images()
     model = family(cfg).build(cfg.model, None, lambda: train)
     t = 600
@@ -124,7 +124,7 @@ def test_build_of_a_closed_form_image_model_is_its_eps_by_value(kind):
 
 
 def test_build_of_the_circle_memorizer_is_its_ve_score_by_value():
-    cfg = load("circle", ["model.type=empirical", "model.sigma_max=2.0"])
+    cfg = load_config("circle", ["model.type=empirical", "model.sigma_max=2.0"])
     train = _images(5).reshape(5, 1, 1, 4)[..., :2]
     score = family(cfg).build(cfg.model, None, lambda: train)
     x, t = np.random.default_rng(2).standard_normal((6, 2)), 0.03
@@ -142,7 +142,7 @@ def test_build_of_the_circle_memorizer_is_its_ve_score_by_value():
     ([*CIRCLE, "model.type=circle-mlp", "model.width=8", "model.depth=1"], (1, 1, 2)),
 ])
 def test_build_of_a_trained_model_loads_what_its_network_saved(tmp_path, overrides, shape):
-    cfg = load(TINY, overrides)
+    cfg = load_config(TINY, overrides)
     fam = family(cfg)
     net = fam.network().build(cfg.model, shape, seed=3)
     fam.network().save(net, tmp_path / "model", cfg.model)

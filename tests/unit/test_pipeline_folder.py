@@ -14,7 +14,7 @@ import torch
 from raystudy.compute.train import train_one
 from raystudy.config import from_dict
 from raystudy.errors import CheckpointError
-from raystudy.models.unet import build_train_scheduler, check_checkpoint, load
+from raystudy.models.unet import build_train_scheduler, check_checkpoint, load_checkpoint
 
 # num_train_timesteps is not diffusers' default (1000): a pipeline saved with a default
 # scheduler instead of the study's would sample differently.
@@ -60,7 +60,7 @@ def test_ddpm_pipeline_samples_the_saved_model_without_raystudy(trained, tmp_pat
     # weights) and the study's schedule: DDPMPipeline maps [-1, 1] to [0, 1].
     sched = build_train_scheduler(cfg.model)
     sched.set_timesteps(3)
-    ours = sample_images(load(d), sched, [7], (1, 8, 8))
+    ours = sample_images(load_checkpoint(d), sched, [7], (1, 8, 8))
     np.testing.assert_allclose(images.transpose(0, 3, 1, 2), (ours + 1) / 2, atol=1e-5)
 
 
@@ -70,24 +70,24 @@ def test_old_layout_folder_still_loads(trained, tmp_path):
     cfg, d = trained
     # A UNet folder as raystudy wrote it before pipeline folders: save_pretrained at the top.
     old = tmp_path / "study" / "models" / "K4-s0"
-    load(d).save_pretrained(old)
+    load_checkpoint(d).save_pretrained(old)
     shutil.copy(d / "run.json", old / "run.json")
     assert (old / "config.json").exists() and not (old / "model_index.json").exists()
     check_checkpoint(old)
-    a, b = load(d).state_dict(), load_model(cfg, tmp_path / "study", 4, 0).state_dict()
+    a, b = load_checkpoint(d).state_dict(), load_model(cfg, tmp_path / "study", 4, 0).state_dict()
     assert a.keys() == b.keys()
     for n in a:
         torch.testing.assert_close(a[n], b[n], msg=n)
     for f in old.glob("*.safetensors"):
         f.write_bytes(b"garbage")
     with pytest.raises(CheckpointError, match="is corrupt") as e:
-        load(old)
+        load_checkpoint(old)
     assert "\n" not in str(e.value)
 
 
 def test_absent_model_folder_is_one_line(tmp_path):
     with pytest.raises(CheckpointError, match="no model_index.json") as e:
-        load(tmp_path / "absent")
+        load_checkpoint(tmp_path / "absent")
     assert "\n" not in str(e.value)
 
 
@@ -109,7 +109,7 @@ def test_corrupt_pipeline_folder_is_one_line(trained, tmp_path, damage):
     shutil.copytree(d, copy)
     check_checkpoint(copy)  # intact before the damage
     damage(copy)
-    for fn in (check_checkpoint, load):
+    for fn in (check_checkpoint, load_checkpoint):
         with pytest.raises(CheckpointError, match="is corrupt") as e:
             fn(copy)
         assert "\n" not in str(e.value)

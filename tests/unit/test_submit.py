@@ -55,7 +55,7 @@ def test_submit_names_the_interpreter_and_uploads_no_studies(tmp_path):
 def test_submit_takes_a_packaged_config_by_name_as_run_does(tmp_path):
     """`submit demo` runs what `run demo` runs: the job gets the packaged file (uploaded with a
     checkout that holds the package), or its name, which the job's raystudy resolves the same way."""
-    from raystudy.config import PACKAGED, load
+    from raystudy.config import PACKAGED, load_config
     from raystudy.submit import prepare
 
     cwd = os.getcwd()
@@ -68,7 +68,7 @@ def test_submit_takes_a_packaged_config_by_name_as_run_does(tmp_path):
         _, ep, _ = prepare(_submit_args("demo", "--study", "/s", "--address", "http://127.0.0.1:8265",
                                         "--working-dir", str(tmp_path)))
         os.chdir(tmp_path)
-        assert shlex.split(ep)[4] == "demo.yaml" and load("demo.yaml") == load(ROOT / "configs" / "demo.yaml")
+        assert shlex.split(ep)[4] == "demo.yaml" and load_config("demo.yaml") == load_config(ROOT / "configs" / "demo.yaml")
         from raystudy.errors import ConfigError
 
         with pytest.raises(ConfigError, match="no such config file .*usable by name: .*demo"):
@@ -85,13 +85,13 @@ def _entrypoint_args(entrypoint: str) -> list[str]:
 
 def test_kuberay_rayjob_entrypoint_parses_with_the_cli():
     from raystudy.cli import build_parser
-    from raystudy.config import load
+    from raystudy.config import load_config
 
     doc = yaml.safe_load((ROOT / "jobs" / "kuberay-rayjob.yaml").read_text())
     assert doc["apiVersion"] == "ray.io/v1" and doc["kind"] == "RayJob"
     args = build_parser().parse_args(["run", *_entrypoint_args(doc["spec"]["entrypoint"])])
     assert (ROOT / args.config).is_file()
-    load(ROOT / args.config, args.overrides)  # a valid config with these overrides
+    load_config(ROOT / args.config, args.overrides)  # a valid config with these overrides
     # The study folder is absolute and on the volume every node mounts.
     assert Path(args.study).is_absolute()
     cluster = doc["spec"]["rayClusterSpec"]

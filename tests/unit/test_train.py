@@ -5,7 +5,7 @@ import torch
 
 from raystudy.compute.train import read_run, train_one
 from raystudy.config import from_dict
-from raystudy.models.unet import load
+from raystudy.models.unet import load_checkpoint
 
 
 def _cfg(**train):
@@ -29,12 +29,12 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path, digits):
     assert full["images_seen"] == 6 * 64 and full["resumed_from_step"] == 0
     resumed = train_one(cfg, images, 16, 0, tmp_path / "resumed", tmp_path / "kept-3.pt")
     assert resumed["steps"] == 6 and resumed["resumed_from_step"] == 3
-    a, b = load(tmp_path / "full"), load(tmp_path / "resumed")
+    a, b = load_checkpoint(tmp_path / "full"), load_checkpoint(tmp_path / "resumed")
     for (n, p), q in zip(a.state_dict().items(), b.state_dict().values()):
         torch.testing.assert_close(p, q, msg=n)
     # A fresh run from scratch with another seed differs: equality above is not trivial.
     other = train_one(cfg, images, 16, 1, tmp_path / "other")
-    c = load(tmp_path / "other")
+    c = load_checkpoint(tmp_path / "other")
     assert any((p - q).abs().max() > 0 for p, q in zip(a.state_dict().values(), c.state_dict().values()))
     assert read_run(tmp_path / "full")["steps"] == 6 and other["steps"] == 6
     log = __import__("json").loads((tmp_path / "full" / "log.json").read_text())
@@ -49,7 +49,7 @@ def test_cosine_schedule_resumes_exactly_and_differs_from_constant(tmp_path, dig
               on_checkpoint=lambda m: state.exists() and shutil.copy(state, tmp_path / "k.pt"))
     train_one(cfg, images, 8, 0, tmp_path / "resumed", tmp_path / "k.pt")
     train_one(_cfg(), images, 8, 0, tmp_path / "constant")
-    a, b, c = (load(tmp_path / n).state_dict() for n in ("full", "resumed", "constant"))
+    a, b, c = (load_checkpoint(tmp_path / n).state_dict() for n in ("full", "resumed", "constant"))
     for n in a:
         torch.testing.assert_close(a[n], b[n], msg=n)
     assert any((a[n] - c[n]).abs().max() > 0 for n in a)
@@ -63,6 +63,6 @@ def test_circle_mlp_trains_saves_and_loads(tmp_path):
     pts = np.stack([np.cos(th), np.sin(th)], 1).astype(np.float32).reshape(3, 1, 1, 2)
     rec = train_one(cfg, pts, 3, 0, tmp_path / "mlp")
     assert rec["model"] == "circle-mlp" and rec["steps"] == 20 and np.isfinite(rec["final_loss"])
-    net = load(tmp_path / "mlp")
+    net = load_checkpoint(tmp_path / "mlp")
     x = torch.zeros(4, 2)
     assert net(x, torch.full((4,), 0.5)).shape == (4, 2)

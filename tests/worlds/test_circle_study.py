@@ -9,14 +9,14 @@ import pandas as pd
 import pytest
 
 from raystudy import tables
-from raystudy.config import load
+from raystudy.config import load_config
 from raystudy.datasets.toy import CIRCLE_CONFIG
 from raystudy.datasets.toy.attractors import attractors, energy_vs_dense_am
 from raystudy.study import run
 
 
 def _cfg(*overrides):
-    return load(CIRCLE_CONFIG, ["ks=[2, 9, 1000]", *overrides])
+    return load_config(CIRCLE_CONFIG, ["ks=[2, 9, 1000]", *overrides])
 
 
 @pytest.fixture(scope="module")

@@ -5,13 +5,13 @@ pipeline on a real local Ray), its samples lie on the known manifold and its ble
 import numpy as np
 import pandas as pd
 
-from raystudy.config import load
+from raystudy.config import load_config
 from raystudy.study import run
 from tests.conftest import TINY
 
 
 def test_exact_memorizer_study_memorizes_at_every_k(tmp_path, ray_local):
-    cfg = load(TINY, ["model.type=empirical", "ks=[2, 16, 128, 1597]", "generate.n_samples=24",
+    cfg = load_config(TINY, ["model.type=empirical", "ks=[2, 16, 128, 1597]", "generate.n_samples=24",
                       "generate.steps=50", "generate.batch_size=24"])
     said = []
     run(cfg, tmp_path, echo=said.append)
@@ -40,7 +40,7 @@ def test_manifold_study_reports_manifold_error(tmp_path, ray_local):
     # memorizer's, training discs, sit on it: the test below). What is checked is that the
     # column is filled by the stages and measures distance to the manifold, for which any model
     # far from having learnt the discs will do: 100 steps gave the same (> 0.2 everywhere).
-    cfg = load(TINY, ["data.name=manifold", "data.image_size=16", "data.size=100000", "ks=[3, 50000]",
+    cfg = load_config(TINY, ["data.name=manifold", "data.image_size=16", "data.size=100000", "ks=[3, 50000]",
                       "generate.n_samples=4", "train.images=64", "train.checkpoint_every=64", "knn.batch_size=4"])
     run(cfg, tmp_path, echo=lambda s: None)
     lab = pd.read_parquet(tmp_path / "tables" / "labels")

@@ -14,7 +14,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 def test_every_label_is_the_one_built_in(tmp_path, ray_local):
     import rehearsal
 
-    from raystudy.config import load
+    from raystudy.config import load_config
     from raystudy.importing import import_samples
     from raystudy.study import run
 
@@ -22,7 +22,7 @@ def test_every_label_is_the_one_built_in(tmp_path, ray_local):
     truth = rehearsal.make_world(work, k=1500, n=700, files=3)
     assert {s: int((truth == s).sum()) for s in rehearsal.LABELS} == {"memorized": 210, "spurious": 140,
                                                                     "generalized": 350}
-    cfg = load(work / "rehearsal.yaml", ["generate.part_size=300"])
+    cfg = load_config(work / "rehearsal.yaml", ["generate.part_size=300"])
     import_samples(cfg, work / "study", 1500, 0, work / "eval", work / "ref")
     run(cfg, work / "study", echo=lambda line: None)
     got = rehearsal.check(work, truth)

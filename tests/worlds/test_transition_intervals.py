@@ -1,4 +1,4 @@
-"""Intervals for the transition that cover the truth (raystudy.analysis.transition, stats).
+"""Intervals for the transition that cover the truth (raystudy.analysis.transition, fractions, summaries).
 
 A known-crossing world: the memorized fraction at K is exactly a logistic in ln K,
 f(K) = expit((ln K* - ln K) / w), and each K's count is a binomial draw of n = 200 samples
@@ -17,7 +17,8 @@ import pytest
 from scipy import special
 from scipy import stats as sps
 
-from raystudy.analysis import stats
+from raystudy.analysis import fractions as F
+from raystudy.analysis import summaries as S
 from raystudy.analysis import transition as T
 from raystudy.compute.classify import label_samples, ratio_test
 
@@ -68,7 +69,7 @@ def summaries(grid: str, w: float, runs: int = 120) -> pd.DataFrame:
     ks = DEMO if grid == "demo" else REFINED
     rows = []
     for k_star in _k_stars(rng, runs):
-        r = stats.transition_summary(fractions=_world(rng, ks, w, k_star), peak_fit=False).iloc[0].to_dict()
+        r = S.transition_summary(fractions=_world(rng, ks, w, k_star), peak_fit=False).iloc[0].to_dict()
         rows.append({**r, "k_star": k_star, "emm_star": k_star * 9.0 ** -w})
     return pd.DataFrame(rows)
 
@@ -79,10 +80,10 @@ def covered(sm, prefix, lo="_lo", hi="_hi", truth="k_star"):
 
 def todays_interval(fr, n_boot=300):
     """The interval transition_summary gave before this change: percentiles of the log-K
-    interpolated crossing over a bootstrap of samples within each K (stats.replicate_curves)."""
+    interpolated crossing over a bootstrap of samples within each K (F.replicate_curves)."""
     lab = _labels_table(fr)
-    ks, _, reps = stats.replicate_curves(lab, n_boot, seed=0)
-    c = stats.crossings(ks, reps[:, :, 0])
+    ks, _, reps = F.replicate_curves(lab, n_boot, seed=0)
+    c = S.crossings(ks, reps[:, :, 0])
     return np.quantile(c, 0.025, method="inverted_cdf"), np.quantile(c, 0.975, method="inverted_cdf")
 
 
@@ -238,7 +239,7 @@ def test_crossing_from_real_labels_through_the_labelling_rule():
             _, ratio_mem = ratio_test(nn1, nn2)
             rows.append(pd.DataFrame({"study": "w", "metric": "l2", "K": k, "seed": 0, "sample_id": np.arange(N),
                                       "label": label, "ratio_memorized": ratio_mem}))
-        r = stats.transition_summary(labels=pd.concat(rows, ignore_index=True), peak_fit=False).iloc[0]
+        r = S.transition_summary(labels=pd.concat(rows, ignore_index=True), peak_fit=False).iloc[0]
         hits += r["k_cross_lo"] <= k_star <= r["k_cross_hi"]
         assert r["emm_lo"] <= k_star  # the ratio test flags the same copies: EMM sits below K*
     assert hits / runs >= 0.90
@@ -258,7 +259,7 @@ def test_seed_to_seed_spread_widens_the_crossing_interval(w):
             mem = rng.binomial(N, f) / N
             rows.append(pd.DataFrame({"metric": "l2", "K": DEMO, "seed": s, "n": N, "memorized": mem,
                                       "spurious": 0.0, "generalized": 1 - mem, "ratio_memorized": mem}))
-        r = stats.transition_summary(fractions=pd.concat(rows, ignore_index=True), n_boot=300, peak_fit=False).iloc[0]
+        r = S.transition_summary(fractions=pd.concat(rows, ignore_index=True), n_boot=300, peak_fit=False).iloc[0]
         hits += r["k_cross_lo"] <= k_star <= r["k_cross_hi"]
     assert hits / runs >= 0.85, hits / runs
 

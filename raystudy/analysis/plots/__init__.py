@@ -2,9 +2,10 @@
 study has and writes them: the figures stage (``raystudy run``) calls it into the study's
 ``figures/`` folder, ``raystudy report`` into the report's folder, and the page embeds what it
 drew. Nothing here computes a number a notebook cannot get as a DataFrame
-(:mod:`raystudy.analysis.stats`, :mod:`raystudy.analysis.phase`, ...); each figure function
-returns a matplotlib Figure (None where its table or axis is absent) and leaves saving to the
-caller, so in a notebook it shows inline.
+(:mod:`raystudy.analysis.fractions`, :mod:`raystudy.analysis.summaries`,
+:mod:`raystudy.analysis.phase`, ...); each figure function returns a matplotlib Figure (None
+where its table or axis is absent) and leaves saving to the caller, so in a notebook it shows
+inline.
 
 Modules: ``style`` (the one palette, the resolution, the log K axis), ``transition`` (the
 fractions vs K, several studies compared), ``distances`` (d_train / d_synth and the threshold
@@ -22,10 +23,11 @@ from pathlib import Path
 import pandas as pd
 
 from ... import tables
+from ..fractions import curves
 from ..images import nn_grid
 from ..load import LABELS, Studies, load
-from ..phase import main_view, phase_tables
-from ..stats import curves, summary
+from ..phase import phase_tables
+from ..summaries import summary
 from ..thresholds import default_grid, threshold_grid
 from .distances import distances_figure, thresholds_figure
 from .gallery import sample_gallery
@@ -107,7 +109,7 @@ class Drawn:
 class Drawing:
     """What :func:`draw_all` drew (``figures``, in the page's order) and did not (``notes``, one
     sentence each), with the numbers it drew them from: the main model's ``curves`` and
-    ``summary`` (:func:`raystudy.analysis.stats.curves`, :func:`~raystudy.analysis.stats.summary`),
+    ``summary`` (:func:`raystudy.analysis.fractions.curves`, :func:`~raystudy.analysis.summaries.summary`),
     the relabelling ``grids`` by file stem (``thresholds_<metric>``) and the ``phase`` tables
     (:func:`raystudy.analysis.phase.phase_tables`; {} without snapshots, variants or twins)."""
 
@@ -174,11 +176,11 @@ def draw_all(studies, out: str | Path | None = None, n_boot: int = 1000, level: 
     grids (all labels at the K nearest memorized = 1/2, once per study; then each label near the
     crossing) and the sample gallery; the training runs; the phase diagram where a study has
     snapshots, variants or twins; basins and energy where those tables are. The transition
-    figures show each study's main model (:func:`raystudy.analysis.phase.main_view`); the phase
+    figures show each study's main model (:meth:`raystudy.analysis.load.Studies.main_view`); the phase
     diagram every checkpoint. What is absent is a note, not an error."""
     if not isinstance(studies, Studies):
         studies = load(studies, tables=[t for t in DRAW_TABLES if t in tables.SCHEMAS])
-    st_all, (st, _) = studies, main_view(studies)
+    st_all, (st, _) = studies, studies.main_view()
     out = Path(out) if out is not None else st.dirs[st.names[0]] / "figures"
     multi = len(st.names) > 1
     drawing = Drawing(curves=curves(st, n_boot, level), summary=summary(st, n_boot, level))

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from ..load import LABELS, Studies
-from ..stats import checkpoint_view, format_k
+from ..summaries import format_k
 from .style import COLORS, pyplot
 
 
@@ -17,7 +17,7 @@ def distances_figure(st: Studies, study: str, metric: str, checkpoints: str = "m
     with the study's thresholds delta_m / delta_s drawn: the bimodality a threshold cuts. The
     main model's samples; ``checkpoints="all"``: every checkpoint's."""
     plt = pyplot()
-    st = checkpoint_view(st, checkpoints, ("labels",))
+    st = st.view(checkpoints, ("labels",))
     lab = st.labels[(st.labels["study"] == study) & (st.labels["metric"] == metric)]
     if lab.empty:
         return None

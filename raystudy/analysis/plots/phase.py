@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..fractions import group_keys
 from ..phase import final_snapshots
-from ..stats import group_keys
 from .style import COLORS, STUDY_COLORS, pyplot
 
 

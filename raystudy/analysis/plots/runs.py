@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 
 from ..load import LABELS, Studies
-from ..stats import checkpoint_view
 from .style import COLORS, pyplot
 
 CLOSED_FORM = ("empirical", "gaussian")  # model types with nothing to train (raystudy.stages.train)
@@ -26,7 +25,7 @@ def training_figure(st: Studies, checkpoints: str = "main"):
     None if neither table has rows or no study trained a model (closed-form models only). The
     main model's runs; ``checkpoints="all"``: every variant's, twin's and snapshot's rows."""
     plt = pyplot()
-    st = checkpoint_view(st, checkpoints, ("train_log", "runs"))
+    st = st.view(checkpoints, ("train_log", "runs"))
     from matplotlib import cm
     from matplotlib.colors import LogNorm
 
@@ -139,7 +138,7 @@ def basins_figure(st: Studies, checkpoints: str = "main"):
     and the basin radius vs t_crit. None when the ``basins`` table is absent. The main model's
     rows; ``checkpoints="all"``: every checkpoint's."""
     plt = pyplot()
-    st = checkpoint_view(st, checkpoints, ("basins",))
+    st = st.view(checkpoints, ("basins",))
     if not st.has("basins"):
         return None
     studies = [s for s in st.names if (st.basins["study"] == s).any()]
@@ -179,7 +178,7 @@ def energy_figure(st: Studies, checkpoints: str = "main"):
     and plots; beta_t (energy - (|r|^2 - |x|^2) / 4)). None when the ``energy`` table is absent.
     The main model's rows; ``checkpoints="all"``: every checkpoint's."""
     plt = pyplot()
-    st = checkpoint_view(st, checkpoints, ("energy",))
+    st = st.view(checkpoints, ("energy",))
     if not st.has("energy"):
         return None
     studies = [s for s in st.names if (st.energy["study"] == s).any()]

@@ -13,8 +13,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..fractions import CURVE_TABLES, curves, null_curve
 from ..load import LABELS, Studies
-from ..stats import CURVE_TABLES, checkpoint_view, curves, format_k, k_at, k_range, null_curve, summary
+from ..summaries import format_k, k_at, k_range, summary
 from .style import COLOR_NAMES, COLORS, STUDY_COLORS, k_axis, pyplot
 
 
@@ -134,11 +135,11 @@ def transition_figure(st: Studies, cv: pd.DataFrame | None = None, sm: pd.DataFr
     the spurious peak. Each panel's numbers are written under it and the legend and notes under
     all of them, so nothing covers a curve. ``cv`` / ``sm``: precomputed :func:`curves` /
     :func:`summary`. Each study's main model, with its null; ``checkpoints="all"``: every
-    checkpoint pooled (:func:`raystudy.analysis.stats.summary`)."""
+    checkpoint pooled (:func:`raystudy.analysis.summaries.summary`)."""
     import textwrap
 
     plt = pyplot()
-    st = checkpoint_view(st, checkpoints, CURVE_TABLES)
+    st = st.view(checkpoints, CURVE_TABLES)
     cv = curves(st, n_boot, level, checkpoints=checkpoints) if cv is None else cv
     sm = summary(st, n_boot, level, checkpoints=checkpoints) if sm is None else sm
     studies, metrics = list(cv["study"].unique()), sorted(cv["metric"].unique())
@@ -173,9 +174,9 @@ def compare_figure(st: Studies, cv: pd.DataFrame | None = None, sm: pd.DataFrame
                    n_boot: int = 1000, level: float = 0.95, checkpoints: str = "main"):
     """Several studies on one axis per metric: memorized (top) and spurious (bottom) vs K,
     each with its band and its crossing K; the title gives how far the crossing moved. Each
-    study's main model; ``checkpoints="all"``: every checkpoint pooled (:func:`raystudy.analysis.stats.summary`)."""
+    study's main model; ``checkpoints="all"``: every checkpoint pooled (:func:`raystudy.analysis.summaries.summary`)."""
     plt = pyplot()
-    st = checkpoint_view(st, checkpoints, CURVE_TABLES)
+    st = st.view(checkpoints, CURVE_TABLES)
     cv = curves(st, n_boot, level, checkpoints=checkpoints) if cv is None else cv
     sm = summary(st, n_boot, level, checkpoints=checkpoints) if sm is None else sm
     studies, metrics = list(cv["study"].unique()), sorted(cv["metric"].unique())

@@ -79,3 +79,32 @@ def test_a_studys_thresholds_are_its_config_over_the_defaults():
         cfg = from_dict(raw).classify  # what a study run with this config file labels by
         assert study_thresholds(raw) == (cfg.delta_m, cfg.delta_s), raw
         assert thresholds(raw, "l2") == (cfg.delta_m["l2"], cfg.delta_s["l2"])
+
+
+def test_views_of_a_loaded_study_say_which_model_they_show(axes_study, study):
+    d, main_labels, _ = axes_study
+    st = A.load(d)
+    # "main": the main model's rows of the tables asked for, as main() gives them; "all": every row
+    got = st.view("main", ("labels",)).labels.sort_values(["K", "seed", "metric", "sample_id"])["d_train"]
+    want = main_labels.sort_values(["K", "seed", "metric", "sample_id"])["d_train"]
+    np.testing.assert_array_equal(got.to_numpy(), want.to_numpy())
+    assert len(st.view("all", ("labels",)).labels) == 2.5 * len(main_labels)
+    with pytest.raises(A.AnalysisError, match="'main' or 'all'"):
+        st.view("first", ("labels",))
+    # the main view is main() with a sentence naming the model, read off the config
+    view, note = st.main_view()
+    assert len(view.labels) == len(main_labels)
+    assert note.startswith("The transition figures and summary show ") and "at its final snapshot" in note
+    # a study of one model: its rows as they are, nothing to say
+    one = A.load(study)
+    view, note = one.main_view()
+    assert note == "" and len(view.labels) == len(one.labels)
+
+
+def test_the_package_names_are_the_modules_functions():
+    # the re-exports are the estimators themselves, and the module names do not shadow them
+    from raystudy.analysis import fractions, summaries
+
+    assert A.curves is fractions.curves and A.summary is summaries.summary
+    assert A.transition_summary is summaries.transition_summary and A.seed_curves is fractions.seed_curves
+    assert all(hasattr(A, n) for n in A.__all__)

@@ -16,7 +16,7 @@ from scipy import optimize, special
 from scipy import stats as sps
 
 from raystudy.analysis import phase as P
-from raystudy.analysis import stats
+from raystudy.analysis import summaries
 from raystudy.analysis import transition as T
 
 KS = np.array([8, 16, 32, 64, 128])
@@ -147,7 +147,7 @@ def test_tables_without_axes_are_todays_study():
     assert not P.has_axes(fr) and P.has_axes(fr, pd.DataFrame({"K": [1]}))
     assert P.has_axes(world(rng, 1.0, 100.0, 0.4))
     cb = P.crossings_by_axis(fr)
-    sm = stats.transition_summary(fractions=fr)
+    sm = summaries.transition_summary(fractions=fr)
     assert len(cb) == 1 and cb["variant"].iloc[0] == "base" and cb["images_seen"].iloc[0] == 0
     for col in sm.columns:
         assert cb[col].iloc[0] == sm[col].iloc[0] or (pd.isna(cb[col].iloc[0]) and pd.isna(sm[col].iloc[0])), col
@@ -171,7 +171,7 @@ def test_crossing_per_snapshot_and_variant_is_the_transition_summary_of_each():
     assert len(cb) == 6 and cb["final"].sum() == 2
     for r in cb.itertuples():
         sub = fr[(fr.variant == r.variant) & (fr.images_seen == r.images_seen)].drop(columns=["variant", "images_seen"])
-        want = stats.transition_summary(fractions=sub, n_boot=100).iloc[0]
+        want = summaries.transition_summary(fractions=sub, n_boot=100).iloc[0]
         assert (r.k_cross, r.k_cross_lo, r.k_cross_hi) == (want.k_cross, want.k_cross_lo, want.k_cross_hi)
         assert r.params == (10 if r.variant == "small" else 40)
     # the crossings move as the world says: later in training, larger K; the wider model, larger K
@@ -341,7 +341,7 @@ def test_report_draws_the_phase_section_from_the_tables(tmp_path, axes_schemas):
     # the transition summary is of one model (base, final snapshot), not pooled over the axes
     final = fr[(fr.variant == "base") & (fr.images_seen == 16000)].drop(columns=["variant", "images_seen", "twin"])
     sm = pd.read_csv(rep_dir / "summary.csv")
-    assert sm["k_cross"].iloc[0] == pytest.approx(stats.transition_summary(fractions=final, n_boot=100)["k_cross"].iloc[0])
+    assert sm["k_cross"].iloc[0] == pytest.approx(summaries.transition_summary(fractions=final, n_boot=100)["k_cross"].iloc[0])
     cb = pd.read_csv(rep_dir / "crossings_by_axis.csv")
     assert len(cb) == 6 and set(cb.loc[cb["final"], "params"]) == {5000, 20000}
 

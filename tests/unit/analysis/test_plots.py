@@ -17,13 +17,13 @@ def test_the_figures_stage_draws_what_the_report_embeds(axes_study, tmp_path):
 
     matplotlib.use("Agg")
     from raystudy.analysis.report import write_report
-    from raystudy.config import load as load_config
+    from raystudy.config import load_config
     from raystudy.study import FIGURES
 
     d = shutil.copytree(axes_study[0], tmp_path / "phase-unet")
     cfg = load_config(d / "config.yaml")
     assert [t.why for t in FIGURES.missing(cfg, d)] == ["missing"]
-    FIGURES.run(cfg, d, FIGURES.missing(cfg, d))
+    FIGURES.run_units(cfg, d, [t.unit for t in FIGURES.missing(cfg, d)])
     assert FIGURES.missing(cfg, d) == []  # made-with.json holds the stage's fingerprint
     drawn = {p.name for p in (d / "figures").glob("*.png")}
     page = write_report(d, n_boot=20, echo=lambda *a: None)

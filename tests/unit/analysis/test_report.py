@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from raystudy.analysis import report, stats, synthetic
+from raystudy.analysis import report, summaries, synthetic
 from raystudy.cli import main
 from tests.unit.analysis.conftest import KS
 
@@ -124,9 +124,9 @@ def _fractions(ks, memorized, spurious, n=200):
 
 
 def test_sentence_says_nothing_of_a_spurious_peak_without_spurious_samples():
-    row = stats.transition_summary(fractions=_fractions([2, 8, 32, 128, 512], [1, 0.9, 0.5, 0.1, 0], [0] * 5),
+    row = summaries.transition_summary(fractions=_fractions([2, 8, 32, 128, 512], [1, 0.9, 0.5, 0.1, 0], [0] * 5),
                                    n_boot=50).iloc[0]
-    s = stats.describe(row)
+    s = summaries.describe(row)
     assert "no sample is spurious at any K" in s
     assert "peak" not in s and "bump" not in s, s
     assert not PLACEHOLDERS.search(s), s
@@ -134,10 +134,10 @@ def test_sentence_says_nothing_of_a_spurious_peak_without_spurious_samples():
 
 def test_sentence_reads_a_crossing_no_grid_k_resolves_as_the_bracket():
     # 200/200 memorized at K = 32, 0/200 at 128: the grid says "between 32 and 128", nothing finer
-    row = stats.transition_summary(fractions=_fractions([2, 8, 32, 128, 512], [1, 1, 1, 0, 0],
+    row = summaries.transition_summary(fractions=_fractions([2, 8, 32, 128, 512], [1, 1, 1, 0, 0],
                                                         [0, 0, 0, 0.02, 0]), n_boot=50).iloc[0]
     assert not row["k_cross_resolved"]
-    s = stats.describe(row)
+    s = summaries.describe(row)
     assert s.startswith("memorized crosses 1/2 between K = 32 and 128 (no grid K in between; "), s
     assert "spurious peaks at grid K = 128 (0.02" in s
     assert not PLACEHOLDERS.search(s), s
@@ -146,9 +146,9 @@ def test_sentence_reads_a_crossing_no_grid_k_resolves_as_the_bracket():
 def test_sentence_names_the_end_of_the_grid_instead_of_placeholders():
     # 0.92 memorized at the largest K: the crossing lies beyond K = 8; EMM's fit too, its interval
     # reaching past the grid; the spurious peak's span is open at both ends
-    row = stats.transition_summary(fractions=_fractions([2, 4, 8], [1, 0.98, 0.92], [0, 0.01, 0.02]),
+    row = summaries.transition_summary(fractions=_fractions([2, 4, 8], [1, 0.98, 0.92], [0, 0.01, 0.02]),
                                    n_boot=50).iloc[0]
-    s = stats.describe(row)
+    s = summaries.describe(row)
     assert "memorized crosses 1/2 beyond K = 8 (still above at the largest K)" in s, s
     assert re.search(r"EMM \(ratio test >= 90% memorized\) ends beyond K = 8 \(95% interval from K = [\d.]+ to "
                      r"beyond K = 8, logistic fit in log K; the grid puts it above K = 4\)", s), s
@@ -186,14 +186,14 @@ def test_headline_leads_the_page_with_the_summary_tables_numbers(with_null):
     assert page.index("id='transition'") < page.index("Per-K intervals")
     cells = _headline_cells(page)
     fr = pd.read_parquet(d / "tables" / "fractions")
-    row = stats.transition_summary(fractions=fr, n_boot=50).iloc[0]
+    row = summaries.transition_summary(fractions=fr, n_boot=50).iloc[0]
     ks = (row["K_min"], row["K_max"])
-    where, _ = stats.crossing_words(row)
+    where, _ = summaries.crossing_words(row)
     assert cells["memorized crosses 1/2"].startswith(where), cells
     if where.startswith("K = "):
-        assert f"95% interval {stats.k_range(row['k_cross_lo'], row['k_cross_hi'], ks)}" in cells["memorized crosses 1/2"]
+        assert f"95% interval {summaries.k_range(row['k_cross_lo'], row['k_cross_hi'], ks)}" in cells["memorized crosses 1/2"]
     emm = [v for h, v in cells.items() if h.startswith("EMM")][0]
-    assert emm.startswith(stats.crossing_words(row, "emm")[0]), cells
+    assert emm.startswith(summaries.crossing_words(row, "emm")[0]), cells
     # the spurious peak, read off the fractions table directly: the K with the largest fraction
     per_k = fr.groupby("K")["spurious"].mean()
     assert cells["spurious peak"].startswith(f"{per_k.max():.2f} at K = {per_k.idxmax()} "), cells

@@ -1,4 +1,4 @@
-"""raystudy.analysis.stats: the crossing K interpolated in log K (scalar and vectorised, against
+"""raystudy.analysis.fractions and summaries: the crossing K interpolated in log K (scalar and vectorised, against
 a plain-loop reading of the definition), the per-K intervals' coverage and the crossing's
 interval on labels drawn with known probabilities, the summary of a synthetic study with a known
 transition, and per-seed fractions recomputed from labels against the classify stage's.

@@ -4,7 +4,8 @@ No Ray here: parts are written by hand as the actors write them."""
 import numpy as np
 
 from raystudy import tables
-from raystudy.config import load
+from raystudy.axes import Unit
+from raystudy.config import load_config
 from raystudy.stages import shards as stage_shards
 from raystudy.stages.shards import shard_meta, shard_name, sharded_stored, shards, shards_to_write
 from raystudy.study import STAGES
@@ -39,13 +40,13 @@ def test_shards_cover_every_row_once():
 
 
 def test_a_unit_is_complete_only_when_all_its_parts_agree(tmp_path):
-    cfg = load(TINY)
+    cfg = load_config(TINY)
     gen = _stage("generate")
-    unit = (2, 0)
+    unit = Unit(2, 0)
     names = _shard_names(cfg, unit, 4)  # n_samples 6 in parts of 4: 2 per set
     meta = shard_meta(gen.meta(cfg, unit), len(names), 4)
     assert len(names) == 4 and names[0] == "K2-s0-eval-00000"
-    assert (2, 0) in [t.unit for t in gen.missing(cfg, tmp_path)]
+    assert unit in [t.unit for t in gen.missing(cfg, tmp_path)]
     for n in names[:-1]:
         _write(tmp_path, "samples", n, meta)
     # One shard short: still missing (the stage redoes only that shard, see below).
@@ -53,7 +54,7 @@ def test_a_unit_is_complete_only_when_all_its_parts_agree(tmp_path):
     last = _write(tmp_path, "samples", names[-1], meta)
     assert unit not in [t.unit for t in gen.missing(cfg, tmp_path)]
     # Stale: every part carries the fingerprint, so a changed upstream key is named.
-    todo = gen.missing(load(TINY, ["generate.steps=7"]), tmp_path)
+    todo = gen.missing(load_config(TINY, ["generate.steps=7"]), tmp_path)
     assert (unit, "stale (generate.steps: 4 -> 7)") in [(t.unit, t.why) for t in todo]
     # Parts cut two ways (a crash, then a re-run with another part size) are not complete.
     _write(tmp_path, "samples", shard_name("K2-s0", 2, "eval"), shard_meta(gen.meta(cfg, unit), 6, 2))
@@ -65,14 +66,14 @@ def test_a_unit_is_complete_only_when_all_its_parts_agree(tmp_path):
 
 
 def test_only_absent_shards_are_written_and_nothing_else_of_the_unit_survives(tmp_path):
-    cfg = load(TINY)
+    cfg = load_config(TINY)
     gen = _stage("generate")
-    unit = (16, 0)
+    unit = Unit(16, 0)
     names = _shard_names(cfg, unit, 4)
     meta = shard_meta(gen.meta(cfg, unit), len(names), 4)
     kept = _write(tmp_path, "samples", names[0], meta)
     mtime = kept.stat().st_mtime_ns
-    old = load(TINY, ["generate.steps=7"])
+    old = load_config(TINY, ["generate.steps=7"])
     stale = _write(tmp_path, "samples", names[1], shard_meta(gen.meta(old, unit), len(names), 4))
     other_cut = _write(tmp_path, "samples", "K16-s0-ref-00007", shard_meta(gen.meta(cfg, unit), 16, 1))
     temp = tables.table_dir(tmp_path, "samples") / ".part-K16-s0-eval-00001.parquet.0123456789ab.tmp"

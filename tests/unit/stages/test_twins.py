@@ -8,7 +8,7 @@ import pytest
 
 from raystudy import axes, tables
 from raystudy.compute.knn import References
-from raystudy.config import load
+from raystudy.config import load_config
 from raystudy.metrics import get_metric
 from raystudy.splits import kset
 from raystudy.stages.twins import run_twins, twin_units
@@ -21,11 +21,11 @@ def twin_study(tmp_path_factory, digits):
     """Per model: eval and ref sets of copies of its own K-set, every third exact, the others
     noisy; its neighbours in l2 and euclidean."""
     study = tmp_path_factory.mktemp("twins") / "s"
-    cfg = load(TINY, ["twins=true", "ks=[2, 16]", "knn.metrics=[l2, euclidean]", "generate.n_samples=7"])
+    cfg = load_config(TINY, ["twins=true", "ks=[2, 16]", "knn.metrics=[l2, euclidean]", "generate.n_samples=7"])
     rng, n = np.random.default_rng(29), cfg.generate.n_samples
     for a in axes.model_axes(cfg):
         for k in cfg.ks:
-            u = axes.make_unit(None, a, k, 0)
+            u = axes.Unit(k, 0, axis=a)
             idx = kset(cfg, digits, a, k)
             own = digits.get(idx)
             for name in ("eval", "ref"):
@@ -37,7 +37,7 @@ def twin_study(tmp_path_factory, digits):
             ref_ids, ref = tables.read_samples(study, k, 0, "ref", a, a.seen(cfg))
             for m in cfg.knn.metrics:
                 nb = References(get_metric(m), own, idx, ref, ref_ids).neighbors(ev, cfg.knn.k)
-                mu = axes.make_unit(m, a, k, 0)
+                mu = axes.Unit(k, 0, m, a)
                 tables.write_part(study, "neighbors", KNN.part(mu), tables.to_table("neighbors", {
                     "K": np.full(n, k), "seed": np.full(n, 0), **axes.columns(cfg, a, n), "sample_id": ids,
                     "metric": np.full(n, m), **nb}, KNN.meta(cfg, mu)))
@@ -69,5 +69,5 @@ def test_own_distances_are_the_knn_stages_and_every_column_a_brute_force(twin_st
         assert (g["d_own_a"].iloc[::3] == 0).all() and (g["d_own_b"].iloc[::3] == 0).all()  # the exact copies
         # Read, not searched again: bit for bit the nearest train_dist of each twin's own unit.
         for col, ax in (("d_own_a", a), ("d_own_b", b)):
-            nb = tables.read_unit(study, "neighbors", k, 0, metric=m, axis=ax, images_seen=ax.seen(cfg))
+            nb = tables.read_unit(study, "neighbors", axes.Unit(k, 0, m, ax), cfg)
             assert np.array_equal(g[col].to_numpy(), pc.list_element(nb["train_dist"], 0).to_numpy()), (m, k, col)
