@@ -386,13 +386,14 @@ class StudyConfig(_Section):
             raise ValueError(f"sweep.metric {self.sweep.metric!r} is not one of knn.metrics")
         if self.basins.metric not in self.knn.metrics:
             raise ValueError(f"basins.metric {self.basins.metric!r} is not one of knn.metrics")
+        from .models.kinds import KINDS
+
         circle = self.data.name == "circle"
-        if circle and self.model.type == "gaussian":
-            raise ValueError("model.type 'gaussian' is for image datasets (the circle needs circle-mlp or empirical)")
-        if circle != (self.model.type == "circle-mlp") and self.model.type not in ("empirical", "gaussian"):
+        if (self.model.type, circle) not in KINDS:
+            fits = " or ".join(t for t, c in KINDS if c == circle)
             raise ValueError(f"model.type {self.model.type!r} does not fit data.name {self.data.name!r} "
-                             "(the circle needs circle-mlp or empirical; images need unet or empirical)")
-        if circle != (self.generate.sampler == "em"):
+                             f"({'the circle needs' if circle else 'images need'} {fits})")
+        if KINDS[self.model.type, circle].ve != (self.generate.sampler == "em"):
             raise ValueError(f"generate.sampler {self.generate.sampler!r} does not fit data.name "
                              f"{self.data.name!r} (em is the circle's VE sampler)")
         return self
@@ -428,7 +429,8 @@ def _validation_line(err: ValidationError) -> str:
     elif "input" in e and e["type"] not in ("missing",) and not isinstance(e["input"], dict):
         msg = f"{msg} (got {e['input']!r})"
     more = f" (+{len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
-    return f"config: {key}: {msg}{more}"
+    # A rule across sections has no key of its own: its message is the line.
+    return f"config: {msg}{more}" if key == "config" else f"config: {key}: {msg}{more}"
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:

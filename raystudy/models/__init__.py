@@ -17,6 +17,7 @@ from types import ModuleType
 from typing import Any, Callable, Optional
 
 from ..axes import DEFAULT, checkpoint_name
+from .kinds import KINDS, key
 
 __all__ = ["Family", "batch_share", "family", "model_dir", "state_file"]
 
@@ -82,28 +83,21 @@ def _ve_memorizer(model_cfg, folder, kset):
     return empirical_score(kset().reshape(-1, 2), model_cfg.sigma_max)
 
 
-# (model.type, the circle?) -> the family; the config refuses the pairs missing here.
-_FAMILIES = {
-    ("unet", False): Family("unet", trains=True, closed_form=False, ve=False, network=_unet, build=_trained),
-    ("circle-mlp", True): Family("circle-mlp", trains=True, closed_form=False, ve=True, network=_circle_mlp,
-                                 build=_trained),
-    ("empirical", False): Family("empirical", trains=False, closed_form=True, ve=False, network=None,
-                                 build=_memorizer),
-    ("empirical", True): Family("empirical", trains=False, closed_form=True, ve=True, network=None,
-                                build=_ve_memorizer),
-    ("gaussian", False): Family("gaussian", trains=False, closed_form=True, ve=False, network=None,
-                                build=_gaussian),
+# How each kind's model is built and trained: (network, build), by kinds.key.
+_HOW = {
+    ("unet", False): (_unet, _trained),
+    ("circle-mlp", True): (_circle_mlp, _trained),
+    ("empirical", False): (None, _memorizer),
+    ("empirical", True): (None, _ve_memorizer),
+    ("gaussian", False): (None, _gaussian),
 }
+_FAMILIES = {k: Family(**vars(KINDS[k]), network=network, build=build) for k, (network, build) in _HOW.items()}
 
 
 def family(cfg) -> Family:
-    """The model family of a study (``raystudy.config.StudyConfig``): ``model.type``, and for the
-    exact memorizer the dataset (on the circle it is a VE score, on images a DDPM epsilon model).
-    Variants override every model key but ``type``, so one study has one family."""
-    key = (cfg.model.type, cfg.data.name == "circle")
-    if key not in _FAMILIES:
-        raise ValueError(f"model.type {cfg.model.type!r} does not fit data.name {cfg.data.name!r}")
-    return _FAMILIES[key]
+    """The model family of a study: its kind (``kinds.key``, the one reading of the config that
+    decides it) with how that kind's model is built and trained."""
+    return _FAMILIES[key(cfg)]
 
 
 def batch_share(n_rows: int, part: Optional[tuple[int, int]]) -> tuple[int, slice]:

@@ -23,6 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from ... import tables
+from ...models.kinds import kind
 from ..fractions import curves
 from ..images import nn_grid
 from ..load import LABELS, Studies, load
@@ -91,11 +92,6 @@ CAPTIONS = {
 # The tables draw_all reads (those this raystudy knows).
 DRAW_TABLES = ("runs", "train_log", "labels", "fractions", "null_fractions", "basins", "basin_trials", "basin_rates",
                "energy", "twins")
-# Datasets whose samples are points in the plane, not pictures: no neighbour grid or gallery
-# (the figures stage draws the circle's own figures from its models, raystudy.datasets.toy).
-POINT_DATA = ("circle",)
-
-
 @dataclass(frozen=True)
 class Drawn:
     """One figure written: its PNG, what it shows, and the report's section it belongs to."""
@@ -201,7 +197,9 @@ def draw_all(studies, out: str | Path | None = None, n_boot: int = 1000, level: 
         if lab_s.empty:
             notes.append(f"{s}: no labels table: distance, threshold and neighbour figures not drawn")
         metrics = sorted(lab_s["metric"].unique()) if len(lab_s) else []
-        pictures = ((one.configs[s] or {}).get("data") or {}).get("name") not in POINT_DATA
+        # The circle's samples are points in the plane, not pictures: no neighbour grid or gallery
+        # (the figures stage draws the circle's own figures from its models, raystudy.datasets.toy).
+        pictures = not kind(one.configs[s] or {}).ve
         if metrics and not pictures:
             notes.append(f"{s}: its samples are points in the plane, not images: no neighbour grids or sample "
                          "gallery")

@@ -11,12 +11,12 @@ import pandas as pd
 from ..load import LABELS, Studies
 from .style import COLORS, pyplot
 
-CLOSED_FORM = ("empirical", "gaussian")  # model types with nothing to train (raystudy.stages.train)
-
 
 def closed_form(st: Studies, study: str) -> bool:
     """Whether ``study``'s model is a closed form (no training, so no loss curves to show)."""
-    return ((st.configs.get(study) or {}).get("model") or {}).get("type") in CLOSED_FORM
+    from ...models.kinds import kind
+
+    return kind(st.configs.get(study) or {}).closed_form
 
 
 def training_figure(st: Studies, checkpoints: str = "main"):

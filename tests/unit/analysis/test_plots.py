@@ -54,7 +54,8 @@ def test_points_in_the_plane_get_no_image_grids(tmp_path):
     matplotlib.use("Agg")
     d = synthetic.write_study(tmp_path / "points", ks=(2, 16, 128), seeds=(0,), n=12, train_log=False, stages=False)
     cfg = yaml.safe_load((d / "config.yaml").read_text())
-    (d / "config.yaml").write_text(yaml.safe_dump({**cfg, "data": {"name": "circle"}}, sort_keys=False))
+    circle = {**cfg, "data": {"name": "circle"}, "model": {**(cfg.get("model") or {}), "type": "circle-mlp"}}
+    (d / "config.yaml").write_text(yaml.safe_dump(circle, sort_keys=False))
     drawing = plots.draw_all(d, n_boot=20)
     names = {p.name for p in drawing.paths}
     assert {"transition.png", "distances_l2.png", "thresholds_l2.png"} <= names, names
