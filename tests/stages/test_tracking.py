@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from raystudy.axes import Unit
 from raystudy.config import load_config
 from raystudy.models import model_dir
 from raystudy.study import TRAIN
@@ -62,7 +63,7 @@ def test_tracking_settings_are_not_in_the_train_fingerprint():
     base = load_config(TINY, SETTINGS)
     tracked = load_config(TINY, [*SETTINGS, "train.tracking=[mlflow, wandb]", "train.mlflow_uri=sqlite:////tmp/x.db"])
     other_lr = load_config(TINY, [*SETTINGS, "train.lr=1e-3"])
-    fp = [TRAIN.meta(c, (4, 0))["fingerprint"] for c in (base, tracked, other_lr)]
+    fp = [TRAIN.meta(c, Unit(4, 0))["fingerprint"] for c in (base, tracked, other_lr)]
     assert fp[0] == fp[1] != fp[2]
 
 
