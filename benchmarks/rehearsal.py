@@ -1,7 +1,7 @@
 """One K of the paper's CIFAR-10 sweep through every stage after training, at full size, on CPU,
 with a known answer.
 
-    .venv/bin/python benchmarks/rehearsal.py                 # K = 50,000, 2 x 51,200 samples (~40 min, 2 cores)
+    .venv/bin/python benchmarks/rehearsal.py                 # K = 50,000, 2 x 51,200 samples (~7 min, 2 cores)
     .venv/bin/python benchmarks/rehearsal.py --k 2000 --samples 2048 --files 4 --paper-refs 512   # ~2 min
 
 The paper's largest CIFAR-10 unit: 50,000 training images of 3x32x32, 51,200 samples per set in
