@@ -175,7 +175,7 @@ def import_samples(cfg, study_dir, k: int, seed: int, source, ref=None, echo=Non
     smeta = shard_meta(GENERATE.meta(cfg, unit), len(wanted), rows)
     tables.write_part(study_dir, "train_log", part, tables.to_table("train_log", {
         c: [] for c in tables.SCHEMAS["train_log"].names}, meta))
-    tables.table_dir(study_dir, "runs").joinpath(f"part-{part}.parquet").unlink(missing_ok=True)
+    tables.remove_part(study_dir, "runs", part)
     shards_to_write(study_dir, "samples", base, wanted, smeta)  # clears what a previous import left
     shown = Progress("import", len(wanted), "shards", 2 * n, "samples", echo=echo)
     sizes = [hi - lo for _, lo, hi in cut]

@@ -302,6 +302,11 @@ def write_part(study_dir, name: str, part: str, table: pa.Table) -> Path:
     return path
 
 
+def remove_part(study_dir, name: str, part: str) -> None:
+    """Remove one part if it is there (the part's name by the same rule ``write_part`` writes it)."""
+    _part_path(study_dir, name, part).unlink(missing_ok=True)
+
+
 def part_meta(study_dir, name: str, part: str) -> dict[str, str] | None:
     """The part's key-value metadata, or None if the part is absent (or unreadable)."""
     try:
