@@ -183,7 +183,6 @@ def check(work: Path, truth: np.ndarray) -> dict:
     """Labels against the known answer, per metric; the null's l2 fractions against a brute force."""
     import pandas as pd
 
-    from raystudy.compute import null
     from raystudy.config import load_config
     from raystudy.datasets import load_dataset
 
@@ -204,19 +203,25 @@ def check(work: Path, truth: np.ndarray) -> dict:
     dataset = load_dataset(cfg.data)
     from raystudy import axes, splits
 
-    q_idx, r_idx = null.split(cfg, dataset)
+    # Every held-out image is a query; its references are the other held-out images.
+    q_idx = splits.held_out(cfg, dataset)
     q = dataset.get(q_idx).reshape(len(q_idx), -1).astype(np.float64)
 
-    def nearest(idx):
+    def nearest(idx, own=None):
         best = np.full(len(q), np.inf)
         for s in range(0, len(idx), 2048):
             r = dataset.get(idx[s:s + 2048]).reshape(-1, q.shape[1]).astype(np.float64)
             d = np.stack([np.sqrt(((r - qi) ** 2).mean(1)) for qi in q])
+            if own is not None:  # the query itself, by position
+                rows = np.arange(len(q))
+                at = own - s
+                inside = (at >= 0) & (at < len(r))
+                d[rows[inside], at[inside]] = np.inf
             best = np.minimum(best, d.min(1))
         return best
 
     d_train = nearest(splits.kset(cfg, dataset, axes.DEFAULT, cfg.ks[0]))
-    d_synth = nearest(r_idx)
+    d_synth = nearest(q_idx, own=np.arange(len(q)))
     mem = d_train <= cfg.classify.delta_m["l2"]
     spur = ~mem & (d_synth <= cfg.classify.delta_s["l2"])
     nf = pd.read_parquet(work / "study" / "tables" / "null_fractions")

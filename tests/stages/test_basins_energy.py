@@ -62,7 +62,7 @@ def test_classify_stores_the_null_beside_the_samples(study):
     for col in ("n", "memorized", "spurious", "generalized", "ratio_memorized"):
         assert nf[col].iloc[0] == pytest.approx(want[col][0]), col
     # The exact memorizer's samples are all memorized; held-out digits almost never are at K = 8.
-    assert nf.n.iloc[0] == 100 and nf.memorized.iloc[0] < 0.1 < fr.memorized.iloc[0]
+    assert nf.n.iloc[0] == 200 and nf.memorized.iloc[0] < 0.1 < fr.memorized.iloc[0]
 
 
 def test_energy_table_equals_a_direct_call(study):
