@@ -162,7 +162,8 @@ def main_rows(df, config: dict):
     for c in ("variant", "twin"):
         if c in df.columns:
             df = df[df[c] == m[c]]
-    if "images_seen" not in df.columns or "step" in df.columns:  # train_log: images_seen is the step's
+    # train_log, loss_curves: images_seen is the curve's time, each run's rows are its final model's
+    if "images_seen" not in df.columns or "step" in df.columns or "timestep" in df.columns:
         return df
     if "model" in df.columns:  # runs: images_seen is what the checkpoint trained on; the final is the last
         keys = [c for c in ("study", "K", "seed") if c in df.columns]

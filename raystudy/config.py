@@ -118,6 +118,18 @@ class TrainSection(_Section):
     # (images seen, multiples of batch_size, below `images`); the final model is always there.
     snapshots: tuple[int, ...] = Field((), description="images seen at which the EMA weights are kept as "
                                        "models of their own (the final one, `images`, always exists)")
+    # The loss curves (raystudy.onset): measured on the EMA weights with a generator of their own, so
+    # they change no model and stay out of the fingerprint; stop_on_gap changes where runs end.
+    gap_evals: int = Field(24, ge=0, description="evaluations per run of the loss_curves table (the EMA model's "
+                           "loss on fixed batches of its K-set and of held-out images), log-spaced in images seen "
+                           "from images / 100 to the end, plus one at every snapshot; 0: none")
+    gap_images: int = Field(32, ge=2, description="images per batch of the loss curves (training and held-out "
+                            "each; fewer held-out where data.held_out is smaller)")
+    gap_levels: int = Field(6, ge=1, description="noise levels of the loss curves: the midpoints of equal "
+                            "timestep buckets across the schedule")
+    stop_on_gap: bool = Field(False, description="stop each run where its held-out gap opens (raystudy.onset's "
+                              "rule, confirmed at the next evaluation) and keep that model as its final one; in "
+                              "the train stage's fingerprint when on")
     # Speed only (not in the train stage's fingerprint: they change results at rounding level):
     channels_last: bool = Field(False, description="UNet in channels-last memory (faster convolutions on GPUs)")
     tf32: bool = Field(False, description="allow TF32 matmuls/convolutions on CUDA (no effect on CPU)")
@@ -384,6 +396,9 @@ class StudyConfig(_Section):
                     raise ValueError(f"classify.{name} has no threshold for metric {m!r}")
         if self.sweep.enabled and self.sweep.metric not in self.knn.metrics:
             raise ValueError(f"sweep.metric {self.sweep.metric!r} is not one of knn.metrics")
+        if self.train.stop_on_gap and (self.train.gap_evals < 3 or self.data.held_out < 2 or self.train.snapshots):
+            raise ValueError("train.stop_on_gap needs train.gap_evals >= 3, data.held_out >= 2 and no "
+                             "train.snapshots (a run stopped at its onset never reaches later snapshots)")
         if self.basins.metric not in self.knn.metrics:
             raise ValueError(f"basins.metric {self.basins.metric!r} is not one of knn.metrics")
         from .models.kinds import KINDS

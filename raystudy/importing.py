@@ -173,8 +173,8 @@ def import_samples(cfg, study_dir, k: int, seed: int, source, ref=None, echo=Non
     base = GENERATE.part(unit)
     wanted = [shard_name(base, i, name) for name in ("eval", "ref") for i, _, _ in cut]
     smeta = shard_meta(GENERATE.meta(cfg, unit), len(wanted), rows)
-    tables.write_part(study_dir, "train_log", part, tables.to_table("train_log", {
-        c: [] for c in tables.SCHEMAS["train_log"].names}, meta))
+    for name in ("train_log", "loss_curves"):  # trained elsewhere: no curves
+        tables.write_part(study_dir, name, part, tables.to_table(name, {c: [] for c in tables.SCHEMAS[name].names}, meta))
     tables.remove_part(study_dir, "runs", part)
     shards_to_write(study_dir, "samples", base, wanted, smeta)  # clears what a previous import left
     shown = Progress("import", len(wanted), "shards", 2 * n, "samples", echo=echo)

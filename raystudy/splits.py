@@ -23,6 +23,7 @@ ENERGY_SALT = 0xE6             # an energy item's noisings
 CIRCLE_SALT = 0xC1C            # the circle dataset's angles (with seed 0: one circle for every study)
 CIRCLE_START_SALT = 0x57A127   # the circle sampler's pick of a training point, apart from its noise stream
 MANIFOLD_SALT = 0x5EED         # the manifold dataset's latents: added to its splitmix64 key, no SeedSequence
+PROBE_SALT = 0x6C05            # a run's loss-curve batches (compute.losses): which items, their noise
 
 SETS = ("eval", "ref")                       # the two independent sample sets of a (K, seed)
 ITEM_KINDS = ("sample", "train", "held-out")  # what the basins and energy stages measure
@@ -43,6 +44,12 @@ def run_seed(study_seed: int, k: int, seed: int, twin: int = 0) -> int:
     if twin:
         return derive(study_seed, k, seed, RUN_SALT, twin, words=1)
     return derive(study_seed, k, seed, RUN_SALT, words=1)
+
+
+def probe_seeds(run: int) -> tuple[int, int]:
+    """A run's loss-curve batches (``run``: its ``run_seed``): the seed of which items they hold and
+    the seed of their fixed noise, apart from every stream the run trains with."""
+    return derive(run, PROBE_SALT), derive(run, PROBE_SALT, 1)
 
 
 def sample_seed(study_seed: int, k: int, seed: int, set_name: str, i: int) -> int:

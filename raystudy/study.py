@@ -33,7 +33,8 @@ _TRAIN_KEYS = ("study.seed", "data.name", "data.image_size", "data.grayscale", "
                "train.images", "train.batch_size", "train.lr", "train.weight_decay", "train.ema_decay",
                "train.grad_clip", "train.lr_schedule", "train.mixed_precision")
 
-TRAIN = Stage("train", reads=(), writes=("runs", "train_log"), depends=_TRAIN_KEYS, after=(),
+TRAIN = Stage("train", reads=(), writes=("runs", "train_log", "loss_curves"), depends=_TRAIN_KEYS,
+              depends_when_set=("train.stop_on_gap",), after=(),
               units=ks_seeds, run=run_train, on_stale="refuse", uses_ray=lambda cfg: family(cfg).trains,
               stored=train_stored, worker=trial_worker)
 GENERATE = Stage("generate", reads=("runs",), writes=("samples",),
@@ -79,8 +80,8 @@ def _figures(stage, cfg, study_dir, todo) -> None:
 
 # Every figure the study has (raystudy.analysis.plots.draw_all): the phase diagram over its
 # checkpoints, the twins, basins and energy where enabled, so their settings are the figures' too.
-FIGURES = Stage("figures", reads=("runs", "train_log", "labels", "fractions", "null_fractions", "neighbors", "samples",
-                                  "twins", "basins", "energy"), writes=(),
+FIGURES = Stage("figures", reads=("runs", "train_log", "loss_curves", "labels", "fractions", "null_fractions",
+                                  "neighbors", "samples", "twins", "basins", "energy"), writes=(),
                 depends=("ks", "seeds", "knn.metrics", "variants", "train.snapshots", "twins", "basins.enabled",
                          "energy.enabled"),
                 after=(CLASSIFY, TWINS, BASINS, ENERGY), units=lambda cfg: [ALL],
@@ -223,17 +224,20 @@ def fractions_summary(study_dir, df=None):
 
 def fractions_text(study_dir) -> str:
     """The fractions per K (mean over seeds, the memorized fraction's 95% interval), then where
-    memorized crosses 1/2, EMM and the spurious peak, with intervals (raystudy.analysis.summaries)."""
+    memorized crosses 1/2, EMM and the spurious peak, with intervals (raystudy.analysis.summaries),
+    then where each run's held-out gap opened (raystudy.analysis.phase.onset_lines)."""
+    from .analysis.phase import onset_lines
     from .analysis.summaries import describe, transition_summary
 
     df = _fractions(study_dir)
     if df.empty:
-        return "(no fractions yet: run the study)"
-    g = fractions_summary(study_dir, df).set_index(["metric", "K"])
-    lines = [g.to_string(float_format=lambda v: f"{v:.3f}"), "(mem_lo, mem_hi: 95% interval of memorized per K)"]
-    for _, r in transition_summary(fractions=df).iterrows():
-        lines.append(f"{r['metric']}: {describe(r)}")
-    return "\n".join(lines)
+        lines = ["(no fractions yet: run the study)"]
+    else:
+        g = fractions_summary(study_dir, df).set_index(["metric", "K"])
+        lines = [g.to_string(float_format=lambda v: f"{v:.3f}"), "(mem_lo, mem_hi: 95% interval of memorized per K)"]
+        for _, r in transition_summary(fractions=df).iterrows():
+            lines.append(f"{r['metric']}: {describe(r)}")
+    return "\n".join(lines + onset_lines(study_dir))
 
 
 def fractions_records(study_dir, fmt: str) -> str:

@@ -68,7 +68,7 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("ratio_memorized", _F64),
     ]),
     # The chance level (raystudy.compute.null): held-out real images labelled by the same rule against the K-set
-    # (d_synth against the held-out split's other half); n = 0 and NaN where not computed (LPIPS metrics).
+    # (d_synth against the split's other images); n = 0 and NaN where not computed (LPIPS metrics).
     # The same for every seed of a K (stored per unit); a sample fraction at or below it is chance.
     "null_fractions": pa.schema([
         ("K", _I32), ("seed", _I32), ("variant", _STR), ("twin", _I32), ("images_seen", _I64),
@@ -80,6 +80,17 @@ SCHEMAS: dict[str, pa.Schema] = {
     "train_log": pa.schema([
         ("K", _I32), ("seed", _I32), ("variant", _STR), ("twin", _I32), ("step", _I64), ("images_seen", _I64),
         ("loss", _F64),
+    ]),
+    # The loss curves of a run (raystudy.onset): per evaluation of its EMA model and noise level
+    # (timestep: a DDPM index), the denoising loss on a fixed batch of n_train items of its K-set
+    # and of n_held_out held-out images, with fixed noise; the means and each item's loss (the
+    # same items, in the same order, at every evaluation of the run). Its final model's unit, like
+    # train_log.
+    "loss_curves": pa.schema([
+        ("K", _I32), ("seed", _I32), ("variant", _STR), ("twin", _I32), ("images_seen", _I64),
+        ("level", _I32), ("timestep", _I64), ("train_loss", _F64), ("held_out_loss", _F64),
+        ("n_train", _I32), ("n_held_out", _I32), ("train_losses", pa.list_(_F64)),
+        ("held_out_losses", pa.list_(_F64)),
     ]),
     # Critical time per item (a generated sample, a training image, a held-out image).
     # kind: "sample" (item_id = sample_id of the eval set), "train" / "held-out" (item_id = dataset index).

@@ -43,12 +43,15 @@ Intervals (all reuse :mod:`raystudy.analysis.transition`):
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from .. import onset
 from .fractions import group_keys, interval_curves
-from .load import LABELS, study_thresholds, with_axes
+from .load import LABELS, read_table, study_thresholds, with_axes
 from .summaries import fractions_crossing, transition_summary
 from .transition import fraction_intervals, lr_interval, overdispersion, profile_loglik
 
@@ -310,7 +313,121 @@ def crossings_by_axis(fractions: pd.DataFrame, runs: pd.DataFrame | None = None,
     return out
 
 
-# -- 4. twins ---------------------------------------------------------------------------------
+# -- 4. the onset from the losses -------------------------------------------------------------
+
+def tau_gap(loss_curves: pd.DataFrame | None, level: float = 0.95) -> pd.DataFrame:
+    """Per run (study, variant, K, seed; twin 0) of a ``loss_curves`` table: ``tau_gap`` (images
+    seen at which the held-out gap opened, :func:`raystudy.onset.gap_onset`; NaN when censored),
+    ``tau_gap_lo`` / ``tau_gap_hi`` (:func:`raystudy.onset.onset_bracket`: from the evaluation
+    after the last one whose relative gap is significantly below 1/2 to the first whose gap is
+    significantly above it; inf where none is), ``censored``, ``open_at_start`` (open at
+    the first two evaluations already: tau_gap is an upper bound), ``gap_timestep`` (the noise
+    level whose z led at the onset), the evaluations' range ``t_min`` / ``t_max``, ``n_evals`` and
+    the final ``gap`` (held-out minus training loss, mean over levels, at the last evaluation)."""
+    lc = with_axes(loss_curves)
+    cols = ["variant", "K", "seed", "tau_gap", "tau_gap_lo", "tau_gap_hi", "censored", "open_at_start", "gap_timestep",
+            "t_min", "t_max", "n_evals", "gap"]
+    if lc.empty:
+        return pd.DataFrame(columns=cols)
+    keys = [c for c in ("study",) if c in lc] + ["variant", "K", "seed"]
+    rows = []
+    for gkey, g in lc.groupby(keys, sort=True):
+        g = g.sort_values(["images_seen", "level"])
+        t = np.unique(g["images_seen"].to_numpy())
+        n_lev = g["level"].nunique()
+        if len(t) < 3 or len(g) != len(t) * n_lev:
+            continue
+        tr = np.stack(g["train_losses"].map(np.asarray).to_list()).reshape(len(t), n_lev, -1)
+        ho = np.stack(g["held_out_losses"].map(np.asarray).to_list()).reshape(len(t), n_lev, -1)
+        o = onset.gap_onset(t, tr, ho)
+        lo, hi = onset.onset_bracket(t, tr, ho, level, tau=o["tau_gap"])
+        ts = g["timestep"].to_numpy().reshape(len(t), n_lev)[0]
+        last = g[g["images_seen"] == t[-1]]
+        rows.append({**dict(zip(keys, gkey)), "tau_gap": o["tau_gap"], "tau_gap_lo": lo, "tau_gap_hi": hi,
+                     "censored": o["censored"], "open_at_start": o["open_at_start"],
+                     "gap_timestep": int(ts[o["level"]]) if not o["censored"] else -1,
+                     "t_min": int(t[0]), "t_max": int(t[-1]), "n_evals": len(t),
+                     "gap": float((last["held_out_loss"] - last["train_loss"]).mean())})
+    return pd.DataFrame(rows, columns=[c for c in ("study",) if c in lc] + cols)
+
+
+def onset_relation(gaps: pd.DataFrame, taus: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
+    """tau_gap beside tau_mem: per (study, metric, variant), over the K where both are measured
+    (``gaps``: :func:`tau_gap`, its ln averaged over seeds; ``taus``: :func:`tau_mem`):
+    ``ratio`` = tau_mem / tau_gap as the geometric mean over the K where neither is censored, with
+    ``ratio_lo`` / ``ratio_hi`` a t interval of ln(ratio) over those K (the spread across K; each
+    tau's own interval is not carried into it; NaN below 2 K), ``n_k`` those K, and
+    ``gap_first`` / ``n_ordered``: of the K where the order is known (a censored tau is a bound),
+    how many had the gap open first."""
+    out_cols = ["metric", "variant", "ratio", "ratio_lo", "ratio_hi", "n_k", "gap_first", "n_ordered"]
+    if gaps is None or taus is None or len(gaps) == 0 or len(taus) == 0:
+        return pd.DataFrame(columns=out_cols)
+    study = [c for c in ("study",) if c in gaps and c in taus]
+    g = gaps.assign(ln_gap=np.log(gaps["tau_gap"].astype(float)))
+    g = g.groupby([*study, "variant", "K"], as_index=False).agg(
+        ln_gap=("ln_gap", "mean"), gap_censored=("censored", "any"), gap_before=("open_at_start", "any"),
+        t_max_gap=("t_max", "max"), t_min_gap=("t_min", "min"))
+    m = taus.merge(g, on=[*study, "variant", "K"], how="inner")
+    rows = []
+    for gkey, h in m.groupby([*study, "metric", "variant"], sort=True):
+        both = h[(h["censored"] == "") & ~h["gap_censored"] & ~h["gap_before"]]
+        lr = np.log(both["tau"].to_numpy(float)) - both["ln_gap"].to_numpy(float)
+        lr = lr[np.isfinite(lr)]
+        if len(lr) >= 2:
+            se = lr.std(ddof=1) / np.sqrt(len(lr))
+            q = sps.t.ppf((1 + level) / 2, len(lr) - 1)
+            ratio, lo, hi = np.exp(lr.mean()), np.exp(lr.mean() - q * se), np.exp(lr.mean() + q * se)
+        else:
+            ratio, lo, hi = (float(np.exp(lr[0])) if len(lr) else np.nan), np.nan, np.nan
+        first = ordered = 0
+        for r in h.itertuples():
+            # Each tau as the range it is known to lie in: a censored one is a bound.
+            gap = ((r.t_max_gap, np.inf) if r.gap_censored else (0.0, r.t_min_gap) if r.gap_before
+                   else (np.exp(r.ln_gap),) * 2)
+            mem = {"before": (0.0, r.t_min), "after": (r.t_max, np.inf)}.get(r.censored, (r.tau, r.tau))
+            first += gap[1] < mem[0]
+            ordered += gap[1] < mem[0] or mem[1] < gap[0] or (gap[0] == gap[1] == mem[0] == mem[1])
+        rows.append({**dict(zip([*study, "metric", "variant"], gkey)), "ratio": float(ratio), "ratio_lo": float(lo),
+                     "ratio_hi": float(hi), "n_k": int(len(lr)), "gap_first": int(first), "n_ordered": int(ordered)})
+    return pd.DataFrame(rows, columns=[*study, *out_cols])
+
+
+def _images(v: float, t_max: float) -> str:
+    return f"beyond {t_max:,.0f}" if not np.isfinite(v) else f"{v:,.0f}"
+
+
+def onset_words(run) -> str:
+    """One run's onset (a row of :func:`tau_gap`) in words: "the held-out gap opened at 2,048
+    images (640-2,560)" (its bracket, :func:`tau_gap`; an end beyond the last evaluation is
+    "beyond" it) or "the held-out gap did not open by 3,840 images"."""
+    if run.censored:
+        return f"the held-out gap did not open by {run.t_max:,.0f} images"
+    if getattr(run, "open_at_start", False):
+        return f"the held-out gap was already open at the first evaluation ({run.t_min:,.0f} images)"
+    return (f"{onset.message(run.tau_gap)} ({_images(run.tau_gap_lo, run.t_max)}-"
+            f"{_images(run.tau_gap_hi, run.t_max)})")
+
+
+def onset_lines(source, level: float = 0.95) -> list[str]:
+    """What ``raystudy show`` says of the loss curves: one line per run of :func:`tau_gap`
+    ("K=8 narrow seed 0: the held-out gap opened at ..."; the variant named where there are
+    several), after a line saying what the bracket is; [] without loss curves. ``source``: a
+    study folder or a ``loss_curves`` frame."""
+    lc = read_table(source, "loss_curves") if isinstance(source, (str, os.PathLike)) else source
+    gaps = tau_gap(lc, level)
+    if gaps.empty:
+        return []
+    many = {c: c in gaps and gaps[c].nunique() > 1 for c in ("study", "variant")}
+    lines = [f"(held-out gap per run, raystudy.onset: in brackets its {level:.0%} bracket: from the "
+             "evaluation after the last whose relative gap is significantly below 1/2 to the first significantly above)"]
+    for r in gaps.itertuples():
+        who = " ".join([*([str(r.study)] if many["study"] else []), f"K={r.K}",
+                        *([str(r.variant)] if many["variant"] else []), f"seed {r.seed}"])
+        lines.append(f"{who}: {onset_words(r)}")
+    return lines
+
+
+# -- 5. twins ---------------------------------------------------------------------------------
 
 def reproducibility(twins: pd.DataFrame, delta_m: dict | None = None, level: float = 0.95,
                     n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
@@ -366,12 +483,14 @@ def phase_tables(st, level: float = 0.95, n_boot: int = 1000) -> dict[str, pd.Da
                  (twins.groupby("study") if "study" in twins else [(None, twins)])]
         rep = pd.concat(parts, ignore_index=True)
         rep = rep[["study", *[c for c in rep.columns if c != "study"]]] if "study" in rep else rep
+    taus = tau_mem(fr, level=level, n_boot=n_boot)
+    gaps = tau_gap(st.frames.get("loss_curves"), level)
     return {"phase": phase_table(fr, st.frames.get("null_fractions"), runs, level, n_boot),
-            "tau_mem": tau_mem(fr, level=level, n_boot=n_boot),
+            "tau_mem": taus, "tau_gap": gaps, "onset_relation": onset_relation(gaps, taus, level),
             "tau_exponent": tau_exponent(fr, level=level),
             "crossings_by_axis": crossings_by_axis(fr, runs, level, n_boot),
             "reproducibility": rep}
 
 
-__all__ = ["has_axes", "params_of", "final_snapshots", "phase_table", "tau_mem",
-           "tau_exponent", "exponent_fit", "crossings_by_axis", "reproducibility", "phase_tables"]
+__all__ = ["has_axes", "params_of", "final_snapshots", "phase_table", "tau_mem", "tau_gap", "onset_relation",
+           "onset_words", "onset_lines", "tau_exponent", "exponent_fit", "crossings_by_axis", "reproducibility", "phase_tables"]

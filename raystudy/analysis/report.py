@@ -100,7 +100,7 @@ def write_report(dirs, out: str | Path | None = None, pdf: bool = False, n_boot:
     cv, sm = drawing.curves, drawing.summary
     for stem, grid in drawing.grids.items():
         grid.to_csv(out / f"{stem}.csv", index=False)
-    phase_html = phase_section(drawing.phase, out, level)
+    phase_html = phase_section(drawing.phase, out, level) or gap_section(drawing.gaps, out, level)
     if view_note:
         phase_html = f"<p class='note'>{html.escape(view_note)}</p>" + phase_html
 
@@ -254,7 +254,52 @@ def phase_section(tables: dict[str, pd.DataFrame], out: Path, level: float = 0.9
         if len(df):
             write_text(out / f"{name}.csv", df.to_csv(index=False))
     return section_html(tables["tau_mem"], tables["tau_exponent"], tables["crossings_by_axis"],
-                        tables["reproducibility"], level)
+                        tables["reproducibility"], level, tables.get("tau_gap"), tables.get("onset_relation"))
+
+
+def gap_section(gaps: pd.DataFrame, out: Path, level: float = 0.95) -> str:
+    """For a study without a phase section: its runs' tau_gap (:func:`raystudy.analysis.phase.tau_gap`)
+    written as ``tau_gap.csv`` into ``out``, and the page's HTML for it ('' without loss curves)."""
+    if gaps is None or gaps.empty:
+        return ""
+    from ..tables import write_text
+
+    write_text(out / "tau_gap.csv", gaps.to_csv(index=False))
+    return "\n".join(["<h2 id='gap'>The held-out gap</h2>",
+                       "<p>Per run, the images seen at which its held-out gap opened (raystudy.onset), with its "
+                       f"{level:.0%} bracket (where its training loss reaches half its held-out loss); also beside this page as "
+                       "<code>tau_gap.csv</code>.</p>", _phase_table(gap_table(gaps))])
+
+
+def _at(v: float, t_max: float) -> str:
+    return f"beyond {t_max:,.0f}" if not np.isfinite(v) else f"{v:,.0f}"
+
+
+def _gap_text(r) -> str:
+    if r.censored:
+        return f"> {r.t_max:,.0f} (did not open)"
+    if getattr(r, "open_at_start", False):
+        return f"<= {r.t_min:,.0f} (open at the first evaluation)"
+    return f"{r.tau_gap:,.0f} [{_at(r.tau_gap_lo, r.t_max)}, {_at(r.tau_gap_hi, r.t_max)}]"
+
+
+def gap_table(gaps: pd.DataFrame, tau: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The page's tau_gap per run: tau_gap [interval] (or the last evaluation it did not open
+    by), censored, the noise level that opened it, the evaluations and the final gap; beside it,
+    per metric, that K's tau_mem (``tau``: :func:`raystudy.analysis.phase.tau_mem`)."""
+    keys = [c for c in ("study", "variant", "K") if c in gaps]
+    show = gaps[[*keys, "seed"]].copy()
+    show["tau_gap"] = [_gap_text(r) for r in gaps.itertuples()]
+    show["censored"] = np.where(gaps["censored"].astype(bool), "yes", "no")
+    show["gap level (timestep)"] = [str(int(t)) if t >= 0 else "" for t in gaps["gap_timestep"]]
+    show["evaluations"] = gaps["n_evals"].to_numpy()
+    show["final gap"] = gaps["gap"].to_numpy(float)
+    if tau is not None and len(tau):
+        on = [c for c in keys if c in tau]
+        for m, tm in tau.groupby("metric", sort=True):
+            words = tm[on].assign(**{f"tau_mem ({m})": [_tau_text(t) for t in tm.itertuples()]})
+            show = show.merge(words, on=on, how="left").fillna({f"tau_mem ({m})": ""})
+    return show
 
 
 def _tau_text(t) -> str:
@@ -275,13 +320,28 @@ def _phase_table(df: pd.DataFrame) -> str:
     return df.to_html(index=False, na_rep="", border=0, float_format=lambda v: f"{v:.3g}")
 
 
-def section_html(tau, expo, cb, rep, level: float = 0.95) -> str:
-    """The phase-diagram numbers as HTML: tau_mem per K, the exponent, the crossing K per
-    snapshot and variant, twin reproducibility per K."""
+def relation_words(r) -> str:
+    """One (metric, variant) of :func:`raystudy.analysis.phase.onset_relation` in words."""
+    if r.n_k >= 2:
+        ratio = f"tau_mem / tau_gap = {r.ratio:.3g} ({r.ratio_lo:.3g}-{r.ratio_hi:.3g}) over {r.n_k} K"
+    elif r.n_k == 1:
+        ratio = f"tau_mem / tau_gap = {r.ratio:.3g} at one K (no interval)"
+    else:
+        ratio = "tau_mem / tau_gap: no K where both opened inside the measured range"
+    return f"{ratio}; the gap opened first at {r.gap_first} of {r.n_ordered} K"
+
+
+def section_html(tau, expo, cb, rep, level: float = 0.95, gaps=None, relation=None) -> str:
+    """The phase-diagram numbers as HTML: tau_mem per K, the exponent, tau_gap per run beside
+    tau_mem and their ratio (where the runs measured loss curves), the crossing K per snapshot
+    and variant, twin reproducibility per K."""
+    gaps = gaps if gaps is not None else pd.DataFrame()
+    relation = relation if relation is not None else pd.DataFrame()
+    names = ["phase", "tau_mem", "tau_exponent", *(["tau_gap"] if len(gaps) else []),
+             *(["onset_relation"] if len(relation) else []), "crossings_by_axis", "reproducibility"]
     parts = ["<h2 id='phase'>Phase diagram: training time, model size, twins</h2>",
-             "<p>Tables beside this page: <code>phase.csv</code>, <code>tau_mem.csv</code>, "
-             "<code>tau_exponent.csv</code>, <code>crossings_by_axis.csv</code>, <code>reproducibility.csv</code> "
-             "(from <code>raystudy.analysis.phase.phase_tables</code>).</p>"]
+             "<p>Tables beside this page: " + ", ".join(f"<code>{n}.csv</code>" for n in names) +
+             " (from <code>raystudy.analysis.phase.phase_tables</code>).</p>"]
     if len(expo):
         items = []
         for e in expo.itertuples():
@@ -296,6 +356,18 @@ def section_html(tau, expo, cb, rep, level: float = 0.95) -> str:
         show["tau_mem"] = [_tau_text(t) for t in tau.itertuples()]
         show["snapshots"] = tau["n_snapshots"]
         parts += ["<h3>tau_mem per K</h3>", _phase_table(show)]
+    if len(gaps):
+        parts += ["<h3>tau_gap per K</h3>",
+                  "<p>Per run, the images seen at which its held-out gap opened (raystudy.onset), with its "
+                  f"{level:.0%} bracket (where its training loss reaches half its held-out loss); beside it, "
+                  "that K's tau_mem.</p>",
+                  _phase_table(gap_table(gaps, tau))]
+    if len(relation):
+        items = []
+        for r in relation.itertuples():
+            name = " · ".join(str(getattr(r, k)) for k in ("study", "metric", "variant") if hasattr(r, k))
+            items.append(f"<li><b>{html.escape(name)}</b>: {html.escape(relation_words(r))}</li>")
+        parts.append(f"<ul class='summary onset'>{''.join(items)}</ul>")
     if len(cb):
         show = cb[[c for c in ("study", "metric", "variant", "params", "images_seen") if c in cb]].copy()
         show["crossing K"] = [

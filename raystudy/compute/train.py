@@ -22,10 +22,12 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from .. import tables
+from ..onset import GapWatch, gap_z
 from ..splits import run_seed
 
 RUN_FILE = "run.json"
 LOG_FILE = "log.json"
+CURVES_FILE = "loss_curves.json"
 
 
 def mixed_precision(setting: str, cuda: bool) -> str:
@@ -46,7 +48,7 @@ def read_run(final_dir) -> Optional[dict]:
 def train_one(cfg, images, k: int, seed: int, final_dir, state_path=None,
               on_checkpoint: Optional[Callable[[dict], None]] = None, meta: Optional[dict] = None,
               on_log: Optional[Callable[[dict], None]] = None, snapshots: Optional[dict] = None,
-              stop_at: Optional[int] = None, twin: int = 0) -> dict:
+              stop_at: Optional[int] = None, twin: int = 0, held_out=None) -> dict:
     """Train one model on ``images`` (an array (K, C, H, W), or ``datasets.LazyImages``) and save
     its EMA weights to ``final_dir`` (atomically); returns the run record.
 
@@ -56,6 +58,12 @@ def train_one(cfg, images, k: int, seed: int, final_dir, state_path=None,
     snapshots. ``stop_at`` (images seen): stop there without saving a final model (to make
     snapshots a finished run lacks: the same seeded run, so the same weights). ``twin`` seeds
     the run as the twin's (``splits.run_seed``).
+
+    ``held_out`` (the study's held-out images, an array or ``LazyImages``): the loss curves
+    (``train.gap_evals`` evaluations of the EMA model on fixed batches of ``images`` and of these,
+    ``compute.losses``) are measured and saved with the model (``CURVES_FILE``), and their gap
+    followed (``raystudy.onset.GapWatch``): its opening is printed once and, with
+    ``train.stop_on_gap``, ends the run there with its model saved as the final one.
 
     If ``state_path`` exists the run resumes from it; every ``train.checkpoint_every`` images
     the state is written there and ``on_checkpoint(metrics)`` is called. Every log interval
@@ -79,8 +87,15 @@ def train_one(cfg, images, k: int, seed: int, final_dir, state_path=None,
     part = (rank * share, tc.batch_size) if world > 1 else None
     ckpt_steps = max(1, math.ceil(tc.checkpoint_every / tc.batch_size))
     log_steps = max(1, total_steps // 200)
-    step, wall_before, losses, log = 0, 0.0, [], []
+    step, wall_before, losses, log, curves = 0, 0.0, [], [], []
     resumed_from = 0
+    probe = None
+    if held_out is not None and tc.gap_evals > 0:
+        from .losses import LossProbe
+
+        probe = LossProbe(images, held_out, tr.alphas.cpu(), tc.gap_images, tc.gap_levels,
+                          seed=run_seed(cfg.study.seed, k, seed, twin))
+        probe_steps = eval_steps(total_steps, tc.gap_evals, snapshots)
 
     state_path = Path(state_path) if state_path else None
     if state_path is not None:
@@ -101,7 +116,13 @@ def train_one(cfg, images, k: int, seed: int, final_dir, state_path=None,
             gen.set_state(state["gen"])
             torch.set_rng_state(state["torch_rng"])
             step, wall_before, losses, log = state["step"], state["wall_s"], state["losses"], state["log"]
+            curves = state.get("curves", [])
             resumed_from = step
+    watch = GapWatch()
+    for seen, trl, hol in curves:
+        watch.add(seen, trl, hol)
+    # A run resumed from a state saved at its confirmed onset stops there again.
+    gap_stop = step if tc.stop_on_gap and watch.onset is not None else None
 
     tr.prepare()
     net, opt = tr.net, tr.opt
@@ -112,7 +133,8 @@ def train_one(cfg, images, k: int, seed: int, final_dir, state_path=None,
                disable=None, file=sys.stderr)
     net.train()
     window, window_t0 = [], time.time()
-    while step < last_step:
+    gap_now: dict = {}
+    while step < last_step and gap_stop is None:
         idx = torch.randint(0, len(images), (tc.batch_size,), generator=gen)
         if part is not None:
             idx = idx[part[0]:part[0] + share]
@@ -122,12 +144,25 @@ def train_one(cfg, images, k: int, seed: int, final_dir, state_path=None,
         window.append(value)
         step += 1
         bar.update(1)
+        if probe is not None and step in probe_steps:
+            from .losses import ema_losses
+
+            trl, hol = ema_losses(probe, acc.unwrap_model(net), ema)
+            curves.append([step * tc.batch_size, trl.tolist(), hol.tolist()])
+            had = watch.onset
+            if watch.add(step * tc.batch_size, trl, hol) is not None and had is None:
+                if rank == 0:
+                    print(f"[train] K={k} seed={seed}: {watch.message()}", file=sys.stderr, flush=True)
+                if tc.stop_on_gap:
+                    gap_stop = step
+            gap_now = {"gap_train_loss": float(trl.mean()), "gap_held_out_loss": float(hol.mean()),
+                       "gap_z": float(watch_z(watch))}
         if step % log_steps == 0 or step == total_steps:
             log.append([step, float(np.mean(window))])
             if on_log is not None:
                 now = time.time()
                 on_log({**_metrics(step, tc.batch_size, losses, wall_before + now - t0), "loss": log[-1][1],
-                        "images_per_s": len(window) * tc.batch_size / max(now - window_t0, 1e-9)})
+                        "images_per_s": len(window) * tc.batch_size / max(now - window_t0, 1e-9), **gap_now})
             window, window_t0 = [], time.time()
         if step in snapshots and rank == 0:
             folder, snap_meta = snapshots[step]
@@ -142,11 +177,11 @@ def train_one(cfg, images, k: int, seed: int, final_dir, state_path=None,
                     torch.save({"model": acc.unwrap_model(net).state_dict(), "opt": opt.state_dict(),
                                 "ema": ema.state_dict(), "sched": sched.state_dict() if sched else None,
                                 "gen": gen.get_state(), "torch_rng": torch.get_rng_state(), "step": step,
-                                "wall_s": metrics["wall_s"], "losses": losses, "log": log}, tmp)
+                                "wall_s": metrics["wall_s"], "losses": losses, "log": log, "curves": curves}, tmp)
             if on_checkpoint is not None:
                 on_checkpoint(metrics)
     bar.close()
-    if last_step < total_steps:
+    if last_step < total_steps and gap_stop is None:
         if state_path is not None:
             state_path.unlink(missing_ok=True)
         return {"K": k, "seed": seed, "stopped_at_step": step}
@@ -154,9 +189,14 @@ def train_one(cfg, images, k: int, seed: int, final_dir, state_path=None,
     record = {"K": k, "seed": seed, "model": mc.type, "resumed_from_step": resumed_from,
               **_metrics(step, tc.batch_size, losses, wall_before + time.time() - t0),
               "checkpoint": str(final_dir), "params": count_params(net), **(meta or {})}
+    if watch.onset is not None:
+        record["tau_gap"] = watch.onset["tau_gap"]
+    if gap_stop is not None:
+        record["stopped_on_gap"] = True
     if rank != 0:  # rank 0 saves the (identical) model
         return record
-    save_ema(acc, net, ema, tr.network.save, mc, final_dir, record, log)
+    save_ema(acc, net, ema, tr.network.save, mc, final_dir, record, log,
+             curves_record(probe, curves) if probe is not None else None)
     if state_path is not None:
         state_path.unlink(missing_ok=True)
     return record
@@ -166,7 +206,7 @@ def count_params(net) -> int:
     return int(sum(p.numel() for p in net.parameters()))
 
 
-def save_ema(acc, net, ema, save, model_cfg, folder, record: dict, log) -> None:
+def save_ema(acc, net, ema, save, model_cfg, folder, record: dict, log, curves: Optional[dict] = None) -> None:
     """Save the EMA weights as a model folder now (``save``: the network's, ``unet.save`` or
     ``circle_mlp.save``), leaving the training network and the EMA as they are (a copy of the
     network takes the EMA weights)."""
@@ -180,7 +220,31 @@ def save_ema(acc, net, ema, save, model_cfg, folder, record: dict, log) -> None:
     with tables.atomic_path(folder) as tmp:
         save(snap, tmp, model_cfg)
         (tmp / LOG_FILE).write_text(json.dumps(log))
+        if curves is not None:
+            (tmp / CURVES_FILE).write_text(json.dumps(curves))
         (tmp / RUN_FILE).write_text(json.dumps(record, indent=1))
+
+
+def eval_steps(total_steps: int, n: int, snapshots=()) -> set:
+    """The steps at which the loss curves are measured: ``n`` log-spaced from total / 100 to the
+    last step, and every snapshot's."""
+    first = max(1, total_steps // 100)
+    steps = np.unique(np.rint(np.geomspace(first, total_steps, max(1, n))).astype(int)) if n else []
+    return {int(s) for s in steps} | {int(s) for s in snapshots}
+
+
+def watch_z(watch: GapWatch) -> float:
+    """The gap's statistic at the last evaluation (0 before the second)."""
+    if len(watch.images_seen) < 2:
+        return 0.0
+    return float(gap_z(np.stack(watch.train[:1] + watch.train[-1:]), np.stack(watch.held[:1] + watch.held[-1:]))[1].max())
+
+
+def curves_record(probe, curves: list) -> dict:
+    """What ``CURVES_FILE`` holds: the probe's levels and batch sizes and each evaluation's
+    (images seen, per-item training losses, per-item held-out losses), per level."""
+    return {"timesteps": [int(t) for t in probe.timesteps], "n_train": probe.n_train, "n_held_out": probe.n_held,
+            "evals": curves}
 
 
 @dataclass

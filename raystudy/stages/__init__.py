@@ -45,6 +45,9 @@ class Stage:
     after: tuple["Stage", ...]
     units: Callable[..., list]            # cfg -> [Unit]
     run: Callable[..., None]              # (stage, cfg, study_dir, [Unit]) -> None
+    # Keys in the fingerprint only while set (truthy): a key added later whose default changes
+    # nothing leaves the fingerprints of the studies made before it as they were.
+    depends_when_set: tuple[str, ...] = ()
     # A stale unit is recomputed, or refused where recomputing would silently put two
     # different models into one study.
     on_stale: str = "recompute"
@@ -81,6 +84,7 @@ class Stage:
             keys.update(dict.fromkeys(st.keys(cfg, unit)))
         for k in self.depends:
             keys[k.replace("{metric}", metric or "")] = None
+        keys.update(dict.fromkeys(k for k in self.depends_when_set if cfg.value(k)))
         return list(keys)
 
     def depends_on(self, cfg, unit: Unit) -> dict:

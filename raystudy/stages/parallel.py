@@ -83,6 +83,7 @@ def _train_loop_per_worker(config: dict) -> None:
     import ray.train
 
     from .. import axes
+    from ..compute.losses import held_out_images
     from ..compute.train import train_one
     from ..config import from_dict
     from ..datasets import load_dataset
@@ -92,4 +93,5 @@ def _train_loop_per_worker(config: dict) -> None:
     dataset = load_dataset(cfg.data)
     images = dataset.images(kset(cfg, dataset, axis, k))
     train_one(axes.for_axis(cfg, axis), images, k, config["seed"], config["final_dir"], config["state_path"],
-              on_log=lambda m: ray.train.report({**m, "timesteps_total": m["images_seen"]}), **config["kw"])
+              on_log=lambda m: ray.train.report({**m, "timesteps_total": m["images_seen"]}),
+              held_out=held_out_images(cfg, dataset), **config["kw"])

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import axes, progress, tables
-from ..compute.train import LOG_FILE, read_run
+from ..compute.train import CURVES_FILE, LOG_FILE, read_run
 from ..errors import StudyError, TrainingFailed, one_line
 from ..models import family, model_dir
 from . import changed, label_fields, run_label
@@ -62,9 +62,11 @@ def _trial(params, cfg_dict: dict, study_dir: str, metas: dict, runs: dict):
                 for u in units if not u.axis.final and read_run(model_dir(study_dir, k, seed, u.axis)) is None}
 
     @functools.cache
-    def images():  # read once per trial, and only where this process trains
+    def data():  # read once per trial, and only where this process trains
         dataset = load_dataset(cfg.data)
-        return dataset.images(kset(cfg, dataset, axis, k))
+        from ..compute.losses import held_out_images
+
+        return dataset.images(kset(cfg, dataset, axis, k)), held_out_images(cfg, dataset)
 
     def train(todo, state_path, stop_at):
         """One pass of the run: in this process, or on Ray Train workers (this trial then waits);
@@ -79,7 +81,9 @@ def _trial(params, cfg_dict: dict, study_dir: str, metas: dict, runs: dict):
         # report); timesteps_total is the x axis Tune's logger callbacks plot against. Tune's
         # status table shows the first four metrics of a report: the ones a person follows.
         report = lambda m: tune.report({k: m[k] for k in FOLLOWED} | m | {"timesteps_total": m["images_seen"]})  # noqa: E731
-        train_one(axes.for_axis(cfg, axis), images(), k, seed, final_dir, state_path, on_log=report, **kw)
+        images, held = data()
+        train_one(axes.for_axis(cfg, axis), images, k, seed, final_dir, state_path, on_log=report, held_out=held,
+                  **kw)
 
     todo = snaps()
     if final or todo:
@@ -182,7 +186,9 @@ def trial_runs(todo) -> list[dict]:
 
 
 def train_stored(study_dir, unit) -> list:
-    """A final model's unit is its ``runs`` and ``train_log`` parts; a snapshot's its ``runs`` part."""
+    """A final model's unit is its ``runs`` and ``train_log`` parts; a snapshot's its ``runs`` part.
+    (Its ``loss_curves`` part is written with them, before ``runs``; a study trained before that
+    table existed has none and is complete without it.)"""
     names = ("runs", "train_log") if unit.axis.final else ("runs",)
     return [tables.part_meta(study_dir, t, unit.part) for t in names]
 
@@ -202,9 +208,10 @@ def run_train(stage, cfg, study_dir, todo) -> None:
         tune_grid(stage, cfg, study_dir, left)
 
 
-def write_run_parts(study_dir, part: str, record: dict, log, meta: dict, axis=axes.DEFAULT) -> None:
+def write_run_parts(study_dir, part: str, record: dict, log, meta: dict, axis=axes.DEFAULT,
+                    curves: dict | None = None) -> None:
     """The train stage's table rows for one checkpoint: ``runs`` (one row) and, for a run's final
-    model, ``train_log``."""
+    model, ``train_log`` and ``loss_curves`` (``curves``: its ``CURVES_FILE``; no rows without)."""
     cols = tables.runs_rows([{**record, "variant": axis.variant, "twin": axis.twin}])
     log = np.asarray(log, dtype=np.float64).reshape(-1, 2)
     k, s = record["K"], record["seed"]
@@ -216,6 +223,8 @@ def write_run_parts(study_dir, part: str, record: dict, log, meta: dict, axis=ax
             "K": np.full(n, k), "seed": np.full(n, s), "variant": np.full(n, axis.variant, dtype=object),
             "twin": np.full(n, axis.twin), "step": steps,
             "images_seen": steps * (cols["images_seen"][0] // max(1, cols["steps"][0])), "loss": log[:, 1]}, meta))
+        tables.write_part(study_dir, "loss_curves", part, tables.to_table(
+            "loss_curves", curve_rows(k, s, axis, curves), meta))
     tables.write_part(study_dir, "runs", part, tables.to_table("runs", cols, meta))
 
 
@@ -235,5 +244,22 @@ def record_finished(study_dir, unit, meta: dict) -> bool:
 
         rec["params"] = int(sum(p.numel() for p in load_checkpoint(d).parameters()))
     log = json.loads((d / LOG_FILE).read_text()) if (d / LOG_FILE).exists() else []
-    write_run_parts(study_dir, unit.part, rec, log, meta, axis)
+    curves = json.loads((d / CURVES_FILE).read_text()) if (d / CURVES_FILE).exists() else None
+    write_run_parts(study_dir, unit.part, rec, log, meta, axis, curves)
     return True
+
+
+def curve_rows(k: int, seed: int, axis, curves: dict | None) -> dict:
+    """The ``loss_curves`` columns of one run from its ``CURVES_FILE`` record: a row per evaluation
+    and noise level."""
+    names = tables.SCHEMAS["loss_curves"].names
+    if not curves or not curves.get("evals"):
+        return {c: [] for c in names}
+    ts = curves["timesteps"]
+    rows = [(seen, lev, ts[lev], tr[lev], ho[lev]) for seen, tr, ho in curves["evals"] for lev in range(len(ts))]
+    n = len(rows)
+    return {"K": [k] * n, "seed": [seed] * n, "variant": [axis.variant] * n, "twin": [axis.twin] * n,
+            "images_seen": [r[0] for r in rows], "level": [r[1] for r in rows], "timestep": [r[2] for r in rows],
+            "train_loss": [float(np.mean(r[3])) for r in rows], "held_out_loss": [float(np.mean(r[4])) for r in rows],
+            "n_train": [len(r[3]) for r in rows], "n_held_out": [len(r[4]) for r in rows],
+            "train_losses": [r[3] for r in rows], "held_out_losses": [r[4] for r in rows]}

@@ -176,7 +176,7 @@ def test_changed_training_settings_are_refused_in_one_line(study, capsys):
     # --dry-run says the same, per stage, and fails as the run would (a pre-flight check).
     assert main(["run", str(TINY), "--study", str(out), "--set", "train.lr=0.5", "--dry-run"]) == 2
     said = capsys.readouterr().out
-    assert "train: reads -; writes runs, train_log; 0 of 2 missing, 2 stale (refused)" in said
+    assert "train: reads -; writes runs, train_log, loss_curves; 0 of 2 missing, 2 stale (refused)" in said
     assert "generate: reads runs; writes samples; 0 of 2 missing, 2 stale (recomputed)" in said
 
 

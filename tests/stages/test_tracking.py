@@ -25,6 +25,12 @@ def tracked(study_of):
     return cfg, out, log.sort_values("step")
 
 
+def curve_means(out) -> pd.DataFrame:
+    """The loss curves' mean over noise levels per evaluation (4 steps: every step is one)."""
+    lc = pd.read_parquet(out / "tables" / "loss_curves")
+    return lc.groupby("images_seen")[["train_loss", "held_out_loss"]].mean().sort_index()
+
+
 @pytest.mark.slow
 def test_tensorboard_reader_parses_the_loss_at_every_log_interval(tracked):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -39,6 +45,11 @@ def test_tensorboard_reader_parses_the_loss_at_every_log_interval(tracked):
     np.testing.assert_allclose([e.value for e in loss], log.loss, rtol=1e-6)
     speed = acc.Scalars("ray/tune/images_per_s")
     assert len(speed) == 4 and all(e.value > 0 for e in speed)
+    curves = curve_means(out)
+    for tag, col in (("gap_train_loss", "train_loss"), ("gap_held_out_loss", "held_out_loss")):
+        got = acc.Scalars(f"ray/tune/{tag}")
+        assert [e.step for e in got] == list(curves.index) == [32, 64, 96, 128]
+        np.testing.assert_allclose([e.value for e in got], curves[col], rtol=1e-6)
 
 
 @pytest.mark.slow
@@ -56,15 +67,22 @@ def test_mlflow_client_lists_the_run_with_its_metrics_params_and_tags(tracked):
     hist = sorted(client.get_metric_history(r.info.run_id, "loss"), key=lambda m: m.step)
     assert [m.step for m in hist] == [32, 64, 96, 128]
     np.testing.assert_allclose([m.value for m in hist], log.loss, rtol=1e-6)
+    held = sorted(client.get_metric_history(r.info.run_id, "gap_held_out_loss"), key=lambda m: m.step)
+    np.testing.assert_allclose([m.value for m in held], curve_means(out).held_out_loss, rtol=1e-6)
     assert model_dir(out, 4, 0).exists()
 
 
 def test_tracking_settings_are_not_in_the_train_fingerprint():
     base = load_config(TINY, SETTINGS)
-    tracked = load_config(TINY, [*SETTINGS, "train.tracking=[mlflow, wandb]", "train.mlflow_uri=sqlite:////tmp/x.db"])
+    tracked = load_config(TINY, [*SETTINGS, "train.tracking=[mlflow, wandb]", "train.mlflow_uri=sqlite:////tmp/x.db",
+                                 "train.gap_evals=5", "train.gap_images=8", "train.gap_levels=2"])
     other_lr = load_config(TINY, [*SETTINGS, "train.lr=1e-3"])
-    fp = [TRAIN.meta(c, Unit(4, 0))["fingerprint"] for c in (base, tracked, other_lr)]
-    assert fp[0] == fp[1] != fp[2]
+    stopped = load_config(TINY, [*SETTINGS, "train.stop_on_gap=true"])
+    unstopped = load_config(TINY, [*SETTINGS, "train.stop_on_gap=false"])
+    fp = [TRAIN.meta(c, Unit(4, 0))["fingerprint"] for c in (base, tracked, other_lr, stopped, unstopped)]
+    # stop_on_gap off is the fingerprint a study had before the key existed
+    assert fp[0] == fp[1] == fp[4] != fp[2] and fp[3] not in (fp[0], fp[2])
+    assert "train.stop_on_gap" in TRAIN.meta(stopped, Unit(4, 0))["depends"]
 
 
 def test_wandb_is_skipped_where_not_installed(tmp_path, caplog):

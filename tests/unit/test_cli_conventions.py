@@ -151,7 +151,7 @@ def test_dry_run_prints_the_plan_first_and_fails_where_the_run_would_be_refused(
     new = tmp_path / "new"
     assert main(["run", str(TINY), "--study", str(new), "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("would run train: reads -; writes runs, train_log; 2 of 2 missing")
+    assert out.startswith("would run train: reads -; writes runs, train_log, loss_curves; 2 of 2 missing")
     assert "\nks:\n" not in out and "name: tiny" not in out and not new.exists()
     assert main(["-v", "run", str(TINY), "--study", str(new), "--dry-run"]) == 0
     out = capsys.readouterr().out
@@ -159,10 +159,10 @@ def test_dry_run_prints_the_plan_first_and_fails_where_the_run_would_be_refused(
 
     study = _memorizer_study(tmp_path)
     assert main(["run", str(TINY), "--study", str(study), "--set", "model.type=empirical", "--dry-run"]) == 0
-    assert "train: reads -; writes runs, train_log; 0 of 2 missing, 0 stale" in capsys.readouterr().out
+    assert "train: reads -; writes runs, train_log, loss_curves; 0 of 2 missing, 0 stale" in capsys.readouterr().out
     assert main(["run", str(TINY), "--study", str(study), "--dry-run"]) == 2
     out, err = capsys.readouterr()
-    assert "would run train: reads -; writes runs, train_log; 0 of 2 missing, 2 stale (refused)" in out
+    assert "would run train: reads -; writes runs, train_log, loss_curves; 0 of 2 missing, 2 stale (refused)" in out
     assert err.startswith("raystudy: error:") and err.count("\n") == 1 and "model.type: empirical -> unet" in err
 
 

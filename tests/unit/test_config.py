@@ -25,6 +25,9 @@ def test_configs_in_repo_load():
     ({}, ["model.type=circle-mlp"], "does not fit data.name"),
     ({}, ["data.name=circle"], "does not fit data.name"),
     ({}, ["basins.metric=lpips-alex"], "basins.metric"),
+    ({}, ["train.stop_on_gap=true", "train.snapshots=[128]"], "config: train.stop_on_gap needs"),
+    ({}, ["train.stop_on_gap=true", "data.held_out=1"], "config: train.stop_on_gap needs"),
+    ({}, ["train.stop_on_gap=true", "train.gap_evals=2"], "config: train.stop_on_gap needs"),
 ])
 def test_config_errors_are_one_line_and_name_the_key(raw, overrides, needle):
     with pytest.raises(ConfigError) as e:
@@ -75,7 +78,7 @@ def test_bad_thresholds_and_repeated_values_are_said_in_one_line(tmp_path, capsy
                  "--dry-run", "-q"]) == 0
     out, err = capsys.readouterr()
     assert "ks: [2, 2, 16] repeats a value; using [2, 16]" in err and "seeds: [0, 0] repeats a value; using [0]" in err
-    assert "train: reads -; writes runs, train_log; 2 of 2 missing" in out
+    assert "train: reads -; writes runs, train_log, loss_curves; 2 of 2 missing" in out
 
 
 def test_study_that_is_a_file_is_one_line(tmp_path, capsys):

@@ -28,7 +28,8 @@ FAMILY = {
 
 PACKAGED = {
     "cifar10": "unet", "cifar10-paper": "unet", "circle": "circle-mlp", "demo": "unet",
-    "demo-adaptive": "unet", "demo-basins": "unet", "digits-phase": "unet", "manifold": "unet", "mnist": "unet",
+    "demo-adaptive": "unet", "demo-basins": "unet", "digits-onset": "unet", "digits-phase": "unet", "manifold": "unet",
+    "mnist": "unet",
 }
 
 OVERRIDDEN = [

@@ -70,7 +70,7 @@ def _rows(md: str) -> dict[str, list[str]]:
 def test_config_markdown_lists_every_key_with_the_default_instance_s_value():
     schema = StudyConfig.model_json_schema()
     keys = _schema_keys(schema, schema)
-    assert len(keys) == 96 and "train.lr" in keys and "classify.delta_m" in keys
+    assert len(keys) == 100 and "train.lr" in keys and "classify.delta_m" in keys
     defaults = StudyConfig().to_dict()
     rows = _rows(config_markdown())
     assert sorted(rows) == sorted(keys)

@@ -50,6 +50,9 @@ def test_seeds_and_salts_keep_the_values_stored_in_every_study():
     assert (splits.PERMUTATION_SALT, splits.TEST_ORDER_SALT, splits.RUN_SALT, splits.BASINS_SALT, splits.ENERGY_SALT,
             splits.CIRCLE_SALT, splits.CIRCLE_START_SALT, splits.MANIFOLD_SALT) == \
         (0x5EED, 0x7E57, 0x7EA1, 0xBA5, 0xE6, 0xC1C, 0x57A127, 0x5EED)
+    # The loss curves' batches of run (K = 8, seed 1): the items and noise every such table holds.
+    assert splits.PROBE_SALT == 0x6C05
+    assert splits.probe_seeds(splits.run_seed(0, 8, 1)) == (5267685529953954085, 7569675321211902519)
     # The seeds raystudy.seeds gave before it became part of splits.py.
     assert splits.run_seed(0, 8, 1) == 1283795302 and splits.run_seed(3, 8, 1, twin=1) == 4177171303
     assert splits.sample_seed(0, 2, 0, "eval", 5) == 620069449188441932

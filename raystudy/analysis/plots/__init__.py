@@ -27,12 +27,12 @@ from ...models.kinds import kind
 from ..fractions import curves
 from ..images import nn_grid
 from ..load import LABELS, Studies, load
-from ..phase import phase_tables
+from ..phase import phase_tables, tau_gap
 from ..summaries import summary
 from ..thresholds import default_grid, threshold_grid
 from .distances import distances_figure, thresholds_figure
 from .gallery import sample_gallery
-from .phase import crossing_figure, phase_figure, size_figure, tau_figure, twins_figure
+from .phase import crossing_figure, gap_figure, phase_figure, size_figure, tau_figure, twins_figure
 from .runs import basins_figure, closed_form, energy_figure, training_figure, training_notes
 from .style import COLOR_NAMES, COLORS, DPI, STUDY_COLORS, k_axis
 from .transition import compare_figure, crossing_text, transition_figure
@@ -81,7 +81,17 @@ CAPTIONS = {
                "with its 95% interval (a logistic in ln t, profile likelihood clipped to the bracket of snapshots "
                "significantly below / above 1/2); triangles: censored K (bounds). Line: tau = c K^b from a joint "
                "binomial likelihood over every (K, snapshot), b's 95% profile interval in the legend; dotted: "
-               "slope 1, Bonnaire et al.'s prediction.",
+               "slope 1, Bonnaire et al.'s prediction. Open squares, where the runs measured loss curves: tau_gap "
+               "per run, the images seen at which the held-out gap opened, with its 95% bracket (where the "
+               "training loss reaches half the held-out loss); open triangles: the gap did not open by the last evaluation.",
+    "gap": "The held-out gap (held-out minus training denoising loss of the EMA model, on fixed batches of "
+           "training and held-out images with fixed noise) vs images seen, one panel per variant, one line per "
+           "run coloured by K: at the noise level that opened the gap, the mean over the levels where it never "
+           "opened. Dot: tau_gap, the first evaluation at which, at some noise level, the gap's rise since the "
+           "first evaluation passes a threshold in standard errors over the items (Bonferroni over the levels) "
+           "and the training loss is below half the held-out loss, and both still hold at the next evaluation; "
+           "bar: its 95% bracket, from the evaluation after the last whose relative gap is significantly "
+           "below 1/2 to the first where it is significantly above (to the last evaluation where none is).",
     "crossing_axes": "The crossing K (memorized = 1/2) with its 95% interval per snapshot (left) and per model "
                      "size at the final snapshot (right).",
     "twins": "Twin reproducibility: the fraction of twin pairs (two models on disjoint K-sets, same noise) closer "
@@ -91,7 +101,7 @@ CAPTIONS = {
 
 # The tables draw_all reads (those this raystudy knows).
 DRAW_TABLES = ("runs", "train_log", "labels", "fractions", "null_fractions", "basins", "basin_trials", "basin_rates",
-               "energy", "twins")
+               "energy", "twins", "loss_curves")
 @dataclass(frozen=True)
 class Drawn:
     """One figure written: its PNG, what it shows, and the report's section it belongs to."""
@@ -106,8 +116,10 @@ class Drawing:
     """What :func:`draw_all` drew (``figures``, in the page's order) and did not (``notes``, one
     sentence each), with the numbers it drew them from: the main model's ``curves`` and
     ``summary`` (:func:`raystudy.analysis.fractions.curves`, :func:`~raystudy.analysis.summaries.summary`),
-    the relabelling ``grids`` by file stem (``thresholds_<metric>``) and the ``phase`` tables
-    (:func:`raystudy.analysis.phase.phase_tables`; {} without snapshots, variants or twins)."""
+    the relabelling ``grids`` by file stem (``thresholds_<metric>``), the ``phase`` tables
+    (:func:`raystudy.analysis.phase.phase_tables`; {} without snapshots, variants or twins) and
+    ``gaps`` (:func:`raystudy.analysis.phase.tau_gap` of every run with loss curves, the phase
+    tables' ``tau_gap`` where there are those)."""
 
     figures: list[Drawn] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -115,6 +127,7 @@ class Drawing:
     summary: pd.DataFrame = field(default_factory=pd.DataFrame)
     grids: dict[str, pd.DataFrame] = field(default_factory=dict)
     phase: dict[str, pd.DataFrame] = field(default_factory=dict)
+    gaps: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def paths(self) -> list[Path]:
@@ -171,7 +184,8 @@ def draw_all(studies, out: str | Path | None = None, n_boot: int = 1000, level: 
     metric the distances, the threshold grid, and where the samples are images the neighbour
     grids (all labels at the K nearest memorized = 1/2, once per study; then each label near the
     crossing) and the sample gallery; the training runs; the phase diagram where a study has
-    snapshots, variants or twins; basins and energy where those tables are. The transition
+    snapshots, variants or twins; the held-out gap where the runs measured loss curves; basins and
+    energy where those tables are. The transition
     figures show each study's main model (:meth:`raystudy.analysis.load.Studies.main_view`); the phase
     diagram every checkpoint. What is absent is a note, not an error."""
     if not isinstance(studies, Studies):
@@ -256,9 +270,14 @@ def draw_all(studies, out: str | Path | None = None, n_boot: int = 1000, level: 
         ph, sec = drawing.phase, "Phase diagram"
         add(phase_figure(ph["phase"], ph["tau_mem"]), "phase", CAPTIONS["phase"], sec)
         add(size_figure(ph["phase"]), "phase_size", CAPTIONS["phase_size"], sec)
-        add(tau_figure(ph["tau_mem"], ph["tau_exponent"]), "tau_mem", CAPTIONS["tau_mem"], sec)
+        add(tau_figure(ph["tau_mem"], ph["tau_exponent"], ph["tau_gap"]), "tau_mem", CAPTIONS["tau_mem"], sec)
         add(crossing_figure(ph["crossings_by_axis"]), "crossing_axes", CAPTIONS["crossing_axes"], sec)
         add(twins_figure(ph["reproducibility"], ph["phase"]), "twins", CAPTIONS["twins"], sec)
+    # The gap is a run's own measurement: a study without snapshots or variants has it too.
+    if st_all.has("loss_curves"):
+        drawing.gaps = drawing.phase["tau_gap"] if drawing.phase else tau_gap(st_all.loss_curves, level)
+        add(gap_figure(st_all.loss_curves, drawing.gaps), "gap", CAPTIONS["gap"],
+            "Phase diagram" if drawing.phase else "Training")
     for table, fn in (("basins", basins_figure), ("energy", energy_figure)):
         if st.has(table):
             add(fn(st), table, CAPTIONS[table], "Basins and energy")
@@ -269,6 +288,6 @@ def draw_all(studies, out: str | Path | None = None, n_boot: int = 1000, level: 
 
 __all__ = ["CAPTIONS", "COLORS", "COLOR_NAMES", "DPI", "DRAW_TABLES", "STUDY_COLORS", "Drawing", "Drawn",
            "basins_figure", "closed_form", "compare_figure", "crossing_figure", "crossing_text", "distances_figure",
-           "draw_all", "energy_figure", "k_axis", "phase_figure", "safe_name", "sample_gallery", "save",
+           "draw_all", "energy_figure", "gap_figure", "k_axis", "phase_figure", "safe_name", "sample_gallery", "save",
            "size_figure", "tau_figure", "thresholds_figure", "training_figure", "training_notes",
            "transition_figure", "twins_figure"]

@@ -1,8 +1,9 @@
 """The phase diagram's figures, each drawn from a table of :mod:`raystudy.analysis.phase`
 (:func:`raystudy.analysis.phase.phase_tables`): the fractions over K x training time
 (:func:`phase_figure`) and over K x model size (:func:`size_figure`), tau_mem(K) with its
-exponent (:func:`tau_figure`), the crossing K per snapshot and variant (:func:`crossing_figure`)
-and twin reproducibility (:func:`twins_figure`). Each returns None where its axis is absent."""
+exponent and tau_gap(K) beside it (:func:`tau_figure`), the held-out gap over training
+(:func:`gap_figure`), the crossing K per snapshot and variant (:func:`crossing_figure`) and twin
+reproducibility (:func:`twins_figure`). Each returns None where its axis is absent."""
 
 from __future__ import annotations
 
@@ -10,8 +11,12 @@ import numpy as np
 import pandas as pd
 
 from ..fractions import group_keys
+from ..load import with_axes
 from ..phase import final_snapshots
-from .style import COLORS, STUDY_COLORS, pyplot
+from .style import COLORS, STUDY_COLORS, k_axis, pyplot
+
+# tau_gap sits this factor right of its K on the log K axis: beside tau_mem, not on it.
+GAP_SHIFT = 1.07
 
 
 def _grid(ax, piv: pd.DataFrame, title: str, ylabel: str, fmt_y=lambda v: f"{v:.3g}"):
@@ -122,11 +127,40 @@ def size_figure(pt: pd.DataFrame):
     return fig
 
 
-def tau_figure(tau: pd.DataFrame, expo: pd.DataFrame | None = None):
+def _rows_of(df: pd.DataFrame | None, keys: list, values: tuple) -> pd.DataFrame:
+    """The rows of ``df`` whose ``keys`` (those it has) hold ``values``."""
+    if df is None or df.empty:
+        return pd.DataFrame()
+    sel = np.ones(len(df), bool)
+    for k_, v in zip(keys, values):
+        if k_ in df:
+            sel &= (df[k_] == v).to_numpy()
+    return df[sel]
+
+
+def _gaps_on_tau(ax, gaps: pd.DataFrame, col, variant) -> None:
+    """tau_gap per run, at K x GAP_SHIFT: open squares with their bracket as bars
+    (clipped like tau_mem's), an open triangle at the last evaluation where the gap never opened."""
+    ok = gaps[~gaps["censored"].astype(bool)]
+    if len(ok):
+        y = ok["tau_gap"].to_numpy(float)
+        lo = np.clip(ok["tau_gap_lo"].to_numpy(float), ok["t_min"].to_numpy(float) / 3, None)
+        hi = np.clip(ok["tau_gap_hi"].to_numpy(float), None, ok["t_max"].to_numpy(float) * 3)
+        ax.errorbar(ok["K"].to_numpy(float) * GAP_SHIFT, y, yerr=[np.maximum(y - lo, 0), np.maximum(hi - y, 0)],
+                    fmt="s", color=col, mfc="w", capsize=2, ms=5, label=f"{variant}: tau_gap (held-out gap opens)")
+    cens = gaps[gaps["censored"].astype(bool)]
+    if len(cens):
+        ax.plot(cens["K"].to_numpy(float) * GAP_SHIFT, cens["t_max"], marker="^", color=col, mfc="none", ms=8, ls="none",
+                label=f"{variant}: tau_gap censored (gap not open by the last evaluation)")
+
+
+def tau_figure(tau: pd.DataFrame, expo: pd.DataFrame | None = None, gaps: pd.DataFrame | None = None):
     """tau_mem vs K on log-log axes, one panel per (study, metric), one colour per variant:
     points and error bars (the interval), triangles for censored K (the bound: above the last
     snapshot / below the first), the fitted c K^b with b and its interval, and slope 1 (dotted,
-    Bonnaire et al.). None without tau."""
+    Bonnaire et al.). Beside it, in the variant's colour, tau_gap per run (``gaps``:
+    :func:`raystudy.analysis.phase.tau_gap`): open squares with their bracket, an
+    open triangle at the last evaluation where the gap never opened. None without tau."""
     plt = pyplot()
     if tau is None or tau.empty:
         return None
@@ -148,6 +182,10 @@ def tau_figure(tau: pd.DataFrame, expo: pd.DataFrame | None = None):
                 ax.plot([t.K], [t.t_max], marker="^", color=col, ms=8, ls="none")
             for t in h[h["censored"] == "before"].itertuples():
                 ax.plot([t.K], [t.t_min], marker="v", color=col, ms=8, ls="none")
+            g_runs = _rows_of(gaps, [k_ for k_ in keys if k_ != "metric"] + ["variant"],
+                              tuple(v for k_, v in zip(keys, gk) if k_ != "metric") + (variant,))
+            if len(g_runs):
+                _gaps_on_tau(ax, g_runs, col, variant)
             if expo is not None and len(expo):
                 sel = np.ones(len(expo), bool)
                 for k_, v in zip([*keys, "variant"], [*gk, variant]):
@@ -162,17 +200,95 @@ def tau_figure(tau: pd.DataFrame, expo: pd.DataFrame | None = None):
             k0 = g.loc[ref.index, "K"].astype(float)
             c1 = np.exp(np.mean(np.log(ref.to_numpy(float)) - np.log(k0.to_numpy())))
             ax.plot(kk, c1 * kk, ":", color="0.4", lw=1, label="slope 1 (Bonnaire et al.)")
-        ax.set_xscale("log")
+        with_gap = gaps is not None and len(gaps) > 0
+        if with_gap:
+            k_axis(ax, g["K"])
+        else:
+            ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("training-set size K")
-        ax.set_ylabel("tau_mem: images seen when memorized > 1/2")
-        ax.set_title(" · ".join(map(str, gk)) or "tau_mem", fontsize=9)
+        ax.set_ylabel("images seen: tau_mem, tau_gap" if with_gap else "tau_mem: images seen when memorized > 1/2")
+        ax.set_title((" · ".join(map(str, gk)) or "tau_mem") + (": tau_mem (filled), tau_gap (open)" if with_gap else ""),
+                     fontsize=9)
         ax.grid(alpha=0.3, which="both", lw=0.4)
-        ax.legend(fontsize=7)
-    fig.text(0.5, -0.02, "bars: 95% interval (logistic in ln t, profile likelihood clipped to the snapshots' bracket);"
-             " ▲ not memorized by the last snapshot (tau above it), ▼ memorized at the first (tau below it)",
-             ha="center", fontsize=7)
+        # Beside the axes where tau_gap doubles the markers: inside it would cover some of them.
+        ax.legend(fontsize=7, **({"loc": "upper left", "bbox_to_anchor": (1.02, 1)} if with_gap else {}))
+    note = ("bars: 95% interval (logistic in ln t, profile likelihood clipped to the snapshots' bracket);"
+            " ▲ not memorized by the last snapshot (tau above it), ▼ memorized at the first (tau below it)")
+    if gaps is not None and len(gaps):
+        note += ("\nopen squares, right of their K: tau_gap per run (the held-out gap opens), bars: its 95% "
+                 "bracket (where the training loss reaches half the held-out loss);\n△ the gap did not open by "
+                 "the last evaluation (tau_gap above it)")
+    fig.text(0.5, -0.02, note, ha="center", va="top", fontsize=7)
     fig.tight_layout()
+    return fig
+
+
+def gap_curve(run: pd.DataFrame, timestep: int = -1) -> tuple[np.ndarray, np.ndarray]:
+    """(images seen, held-out minus training loss) of one run's ``loss_curves`` rows: at noise
+    level ``timestep``, or the mean over the levels where it is -1 (a run whose gap never
+    opened has no leading level)."""
+    gap = run["held_out_loss"].to_numpy(float) - run["train_loss"].to_numpy(float)
+    at = run["images_seen"].to_numpy()
+    if timestep >= 0:
+        pick = run["timestep"].to_numpy() == timestep
+        gap, at = gap[pick], at[pick]
+    g = pd.Series(gap).groupby(at).mean()
+    return g.index.to_numpy(float), g.to_numpy(float)
+
+
+def gap_figure(loss_curves: pd.DataFrame | None, gaps: pd.DataFrame | None = None):
+    """The held-out gap (held-out minus training loss) vs images seen (log axis), one panel per
+    (study, variant), one line per run coloured by K (dashed: seeds after the first): at the
+    noise level whose rise opened the gap (``gap_timestep`` of ``gaps``,
+    :func:`raystudy.analysis.phase.tau_gap`), the mean over the levels where it never opened. A
+    dot at tau_gap, its bracket a horizontal bar at the dot's height (to the last
+    evaluation where the bracket is open). None without loss curves."""
+    plt = pyplot()
+    from matplotlib import cm
+    from matplotlib.colors import LogNorm
+    from matplotlib.ticker import FuncFormatter
+
+    lc = with_axes(loss_curves)
+    if lc.empty:
+        return None
+    keys = [c for c in ("study",) if c in lc] + ["variant"]
+    groups = list(lc.groupby(keys, sort=True))
+    ks = lc["K"].astype(float)
+    norm = LogNorm(vmin=max(ks.min(), 1), vmax=max(ks.max(), ks.min() + 1, 2))
+    fig, axes = plt.subplots(1, len(groups), figsize=(5.2 * len(groups) + 0.8, 3.9), squeeze=False,
+                             layout="constrained")
+    for j, (gkey, g) in enumerate(groups):
+        ax = axes[0][j]
+        gk = gkey if isinstance(gkey, tuple) else (gkey,)
+        first_seed = g["seed"].min()
+        several = g["seed"].nunique() > 1
+        for (k, seed), run in g.groupby(["K", "seed"], sort=True):
+            row = _rows_of(gaps, [*keys, "K", "seed"], (*gk, k, seed))
+            opened = len(row) > 0 and not bool(row["censored"].iloc[0])
+            ts = int(row["gap_timestep"].iloc[0]) if opened else -1
+            x, y = gap_curve(run, ts)
+            color = cm.viridis(norm(k))
+            where = f"t = {ts}" if opened else "mean over levels"
+            ax.plot(x, y, "-" if seed == first_seed else "--", color=color, lw=1.3,
+                    label=f"K = {k}{f', seed {seed}' if several else ''} ({where})")
+            if opened:
+                tau = float(row["tau_gap"].iloc[0])
+                y0 = float(y[np.argmin(np.abs(x - tau))])
+                lo, hi = float(row["tau_gap_lo"].iloc[0]), float(row["tau_gap_hi"].iloc[0])
+                ax.hlines(y0, min(lo, tau), min(hi, x.max()), color=color, lw=2.5, alpha=0.5)
+                ax.scatter([tau], [y0], color=[color], edgecolors="k", s=30, zorder=3)
+        ax.axhline(0, color="0.5", lw=0.6)
+        k_axis(ax, g["images_seen"])
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+        ax.set_xlabel("images seen")
+        ax.set_ylabel("held-out minus training loss")
+        ax.set_title(f"{' · '.join(map(str, gk))}: held-out gap (dot: tau_gap)", fontsize=9)
+        ax.grid(alpha=0.3, which="both", lw=0.4)
+        ax.legend(fontsize=6)
+    bar = fig.colorbar(cm.ScalarMappable(norm=norm, cmap="viridis"), ax=axes, label="K", shrink=0.8)
+    bar.ax.minorticks_off()
+    bar.set_ticks(sorted(set(ks)), labels=[f"{k:g}" for k in sorted(set(ks))])
     return fig
 
 

@@ -7,6 +7,7 @@ data and is saved at 150 dpi; figures, gallery and captions share one palette.
 import re
 
 import numpy as np
+import pandas as pd
 
 from raystudy import analysis as A
 from raystudy.analysis import synthetic
@@ -136,3 +137,67 @@ def test_one_palette_for_the_figures_the_gallery_and_their_captions(study):
     for lab, colour in gallery_words.items():
         drawn = curves[lab].lines[0].get_color() if lab in curves else lines[lab].get_color()
         assert to_rgba(drawn) == to_rgba(colour), lab
+
+
+def test_gap_figure_draws_each_runs_gap_at_its_leading_level():
+    from matplotlib import cm
+    from matplotlib.colors import LogNorm, to_rgba
+
+    from raystudy.analysis import phase
+    from raystudy.analysis.plots import gap_figure
+    from tests.unit.analysis.test_phase import EVALS, curves
+
+    rng = np.random.default_rng(21)
+    opened, tr4, ho4 = curves(rng, depart=5, level=2, K=4)
+    closed, tr16, ho16 = curves(rng, depart=None, K=16)
+    other, _, _ = curves(rng, depart=2, level=0, K=4, variant="small")
+    lc = pd.concat([opened, closed, other], ignore_index=True)
+    gaps = phase.tau_gap(lc)
+    fig = gap_figure(lc, gaps)
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title() for ax in panels] == ["base: held-out gap (dot: tau_gap)", "small: held-out gap (dot: tau_gap)"]
+    ax = panels[0]
+    runs = [ln for ln in ax.get_lines() if not ln.get_label().startswith("_")]
+    assert [ln.get_label() for ln in runs] == ["K = 4 (t = 800)", "K = 16 (mean over levels)"]
+    # by value, from the per-item losses: the opened run at the level the departure was put at
+    # (timestep 800), the censored one averaged over the levels
+    assert runs[0].get_xdata().tolist() == EVALS.tolist()
+    assert np.allclose(runs[0].get_ydata(), ho4[:, 2].mean(-1) - tr4[:, 2].mean(-1), rtol=0, atol=1e-12)
+    assert np.allclose(runs[1].get_ydata(), (ho16.mean(-1) - tr16.mean(-1)).mean(-1), rtol=0, atol=1e-12)
+    # colour by K on one log scale, and a dot at tau_gap on its run's curve
+    norm = LogNorm(4, 16)
+    assert [to_rgba(ln.get_color()) for ln in runs] == [to_rgba(cm.viridis(norm(4))), to_rgba(cm.viridis(norm(16)))]
+    dots = np.concatenate([c.get_offsets() for c in ax.collections if len(c.get_offsets())
+                           and not hasattr(c, "get_segments")])
+    assert dots.tolist() == [[EVALS[5], ho4[5, 2].mean() - tr4[5, 2].mean()]]
+    assert len([ln for ln in panels[1].get_lines() if not ln.get_label().startswith("_")]) == 1
+    assert gap_figure(lc.iloc[:0], gaps) is None
+
+
+def test_tau_figure_draws_tau_gap_beside_tau_mem():
+    from matplotlib.colors import to_rgba
+
+    from raystudy.analysis.plots import tau_figure
+    from raystudy.analysis.plots.phase import GAP_SHIFT
+
+    tau = pd.DataFrame({"metric": "l2", "variant": "base", "K": [8, 32, 128], "tau": [2000.0, 8000.0, np.nan],
+                        "tau_lo": [1500.0, 6000.0, np.nan], "tau_hi": [2600.0, 11000.0, np.nan],
+                        "censored": ["", "", "after"], "t_min": 500, "t_max": 16000})
+    gaps = pd.DataFrame({"variant": "base", "K": [8, 32, 128], "seed": 0, "tau_gap": [700.0, 3000.0, np.nan],
+                         "tau_gap_lo": [500.0, 2000.0, np.inf], "tau_gap_hi": [900.0, np.inf, np.inf],
+                         "censored": [False, False, True], "gap_timestep": [100, 400, -1], "t_min": 250,
+                         "t_max": 16000, "n_evals": 10, "gap": 0.1})
+    ax = tau_figure(tau, None, gaps).axes[0]
+    bars = {c.get_label(): c for c in ax.containers}
+    mem, gap = bars["base: tau_mem"], bars["base: tau_gap (held-out gap opens)"]
+    assert gap.lines[0].get_xdata().tolist() == [8 * GAP_SHIFT, 32 * GAP_SHIFT]
+    assert gap.lines[0].get_ydata().tolist() == [700.0, 3000.0]
+    # the interval as bars; an open end (inf) clipped at 3x the last evaluation, as tau_mem's
+    seg = [s[:, 1].tolist() for s in gap.lines[2][0].get_segments()]
+    assert seg == [[500.0, 900.0], [2000.0, 48000.0]]
+    assert to_rgba(gap.lines[0].get_color()) == to_rgba(mem.lines[0].get_color())
+    cens = {ln.get_label(): ln for ln in ax.get_lines()}["base: tau_gap censored (gap not open by the last evaluation)"]
+    assert cens.get_xdata().tolist() == [128 * GAP_SHIFT] and cens.get_ydata().tolist() == [16000]
+    assert cens.get_markerfacecolor() == "none"
+    # without loss curves, tau_mem alone
+    assert not any("tau_gap" in str(c.get_label()) for c in tau_figure(tau).axes[0].containers)

@@ -181,6 +181,130 @@ def test_crossing_per_snapshot_and_variant_is_the_transition_summary_of_each():
     assert fin.loc["wide", "k_cross_lo"] > fin.loc["small", "k_cross_hi"]
 
 
+# -- the onset from the losses --------------------------------------------------------------------
+
+EVALS = np.arange(1, 9) * 256
+TIMESTEPS = np.array([100, 400, 800])
+
+
+def curves(rng, depart=None, level=1, step=1.5, K=8, seed=0, variant="base", twin=0, n=24, evals=EVALS,
+           timesteps=TIMESTEPS):
+    """A ``loss_curves`` table of one run, with its per-item losses (E, L, n) for training and
+    held-out items: each item its own difficulty (mean 0.4), a decline both sets share (0.5 at
+    the first evaluation, falling), small noise; from evaluation ``depart`` on, the held-out
+    losses at ``level`` are ``step`` higher (>> the noise's standard error, 0.05 / sqrt(n), and
+    more than the training loss itself: a relative gap above ``onset.RHO``)."""
+    e, L = len(evals), len(timesteps)
+    shared = 0.5 / (1.0 + np.arange(e))[:, None, None]
+    tr = rng.gamma(2.0, 0.2, (1, L, n)) + shared + 0.05 * rng.standard_normal((e, L, n))
+    ho = rng.gamma(2.0, 0.2, (1, L, n)) + shared + 0.05 * rng.standard_normal((e, L, n))
+    if depart is not None:
+        ho[depart:, level] += step
+    rows = [{"K": K, "seed": seed, "variant": variant, "twin": twin, "images_seen": int(evals[i]), "level": j,
+             "timestep": int(timesteps[j]), "train_loss": tr[i, j].mean(), "held_out_loss": ho[i, j].mean(),
+             "n_train": n, "n_held_out": n, "train_losses": tr[i, j], "held_out_losses": ho[i, j]}
+            for i in range(e) for j in range(L)]
+    return pd.DataFrame(rows), tr, ho
+
+
+def test_tau_gap_reads_the_table_as_the_rule_does():
+    from raystudy import onset
+
+    rng = np.random.default_rng(11)
+    opened, tr8, ho8 = curves(rng, depart=4, level=1, K=8)
+    closed, tr32, ho32 = curves(rng, depart=None, K=32)
+    twin, _, _ = curves(rng, depart=1, level=0, K=8, twin=1)  # the twin model's run: not the study's
+    early, tr4, ho4 = curves(rng, depart=0, level=2, K=4)  # the gap large from the first evaluation
+    lc = pd.concat([opened, closed, twin, early], ignore_index=True).sample(frac=1.0, random_state=3)  # any order
+    got = P.tau_gap(lc).set_index("K")
+    assert list(got.index) == [4, 8, 32]
+    # the known departure: the evaluation it was put at, the level it was put at
+    r = got.loc[8]
+    assert r["tau_gap"] == EVALS[4] and not r["censored"] and r["gap_timestep"] == TIMESTEPS[1]
+    # by value: the rule and its interval on the arrays themselves
+    want = onset.gap_onset(EVALS, tr8, ho8)
+    assert r["tau_gap"] == want["tau_gap"] and r["gap_timestep"] == TIMESTEPS[want["level"]]
+    assert (r["tau_gap_lo"], r["tau_gap_hi"]) == onset.onset_bracket(EVALS, tr8, ho8, 0.95, tau=want["tau_gap"])
+    assert r["gap"] == pytest.approx((ho8[-1].mean(-1) - tr8[-1].mean(-1)).mean(), rel=1e-12)
+    assert (r["t_min"], r["t_max"], r["n_evals"]) == (EVALS[0], EVALS[-1], len(EVALS))
+    # no departure: censored, as the rule says of its arrays
+    c = got.loc[32]
+    assert onset.gap_onset(EVALS, tr32, ho32)["censored"]
+    assert c["censored"] and np.isnan(c["tau_gap"]) and c["gap_timestep"] == -1
+    assert (c["tau_gap_lo"], c["tau_gap_hi"]) == onset.onset_bracket(EVALS, tr32, ho32, 0.95)
+    # open at the start: tau_gap its first evaluation, a bound, marked so; the others are not
+    assert onset.gap_onset(EVALS, tr4, ho4)["open_at_start"]
+    e = got.loc[4]
+    assert e["open_at_start"] and not e["censored"] and e["tau_gap"] == EVALS[0] and e["gap_timestep"] == TIMESTEPS[2]
+    assert not r["open_at_start"] and not c["open_at_start"]
+
+
+def test_onset_relation_by_hand():
+    # per run: (variant, K, seed, tau_gap or NaN for censored); every run evaluated from 256 up to
+    # 20,000, except the runs open at the start (open_at_start: tau_gap is their first evaluation)
+    runs = [("base", 4, 0, 2000), ("base", 8, 0, 1000), ("base", 8, 1, 4000), ("base", 16, 0, 3000),
+            ("base", 16, 1, 3000), ("base", 24, 0, 3000), ("base", 32, 0, 5000), ("base", 64, 0, 7000),
+            ("base", 64, 1, np.nan), ("base", 128, 0, np.nan), ("base", 128, 1, np.nan), ("small", 8, 0, 1000)]
+    at_start = [("base", 48, 0, 256), ("base", 96, 0, 2000)]  # the second run's first evaluation at 2,000
+    gaps = pd.DataFrame([{"variant": v, "K": k, "seed": s, "tau_gap": float(t), "censored": bool(np.isnan(t)),
+                          "open_at_start": False, "t_min": 256, "t_max": 20000} for v, k, s, t in runs] +
+                        [{"variant": v, "K": k, "seed": s, "tau_gap": float(t), "censored": False,
+                          "open_at_start": True, "t_min": t, "t_max": 20000} for v, k, s, t in at_start])
+    # tau_mem per K: '' (crossed inside the snapshots 1,000..20,000), 'before' (memorized at 1,000), 'after'
+    mems = [("base", 4, np.nan, "before"), ("base", 8, 6000, ""), ("base", 16, 12000, ""), ("base", 24, 500, ""),
+            ("base", 32, np.nan, "after"), ("base", 48, 10000, ""), ("base", 64, 10000, ""),
+            ("base", 96, 1500, ""), ("base", 128, np.nan, "after"), ("small", 8, 5000, "")]
+    taus = pd.DataFrame([{"metric": "l2", "variant": v, "K": k, "tau": float(t), "censored": c, "t_min": 1000,
+                          "t_max": 20000} for v, k, t, c in mems])
+    rel = P.onset_relation(gaps, taus).set_index("variant")
+    # the ratio: over K where neither is censored (8, 16, 24; 64 has a censored seed; 48 and 96 are
+    # bounds), ln tau_gap averaged over seeds, a t interval (2 df) of ln(tau_mem / tau_gap) over those K
+    lr = np.array([np.log(6000) - (np.log(1000) + np.log(4000)) / 2, np.log(12000 / 3000), np.log(500 / 3000)])
+    assert np.exp(lr) == pytest.approx([3.0, 4.0, 1 / 6])
+    half = sps.t.ppf(0.975, 2) * lr.std(ddof=1) / np.sqrt(3)
+    b = rel.loc["base"]
+    assert b["ratio"] == pytest.approx(np.cbrt(3.0 * 4.0 / 6.0), rel=1e-12)  # the geometric mean
+    assert (b["ratio_lo"], b["ratio_hi"]) == pytest.approx((np.exp(lr.mean() - half), np.exp(lr.mean() + half)),
+                                                           rel=1e-12)
+    assert b["n_k"] == 3 and b["metric"] == "l2"
+    # the order, each tau as the range it is known to lie in: K = 4 memorized before 1,000 < 2,000
+    # (memorization first); 8, 16 gap first; 24 memorization first; 32 gap at 5,000 < memorization
+    # after 20,000 (gap first); 64 memorization at 10,000 < the gap's bound 20,000 (memorization
+    # first); 128 both beyond 20,000 (unknown); 48 the gap open by 256 < memorization at 10,000
+    # (gap first); 96 the gap open by 2,000, memorization at 1,500 (unknown: either may be first)
+    order = {4: (0, 1), 8: (1, 1), 16: (1, 1), 24: (0, 1), 32: (1, 1), 48: (1, 1), 64: (0, 1), 96: (0, 0),
+             128: (0, 0)}
+    assert (b["gap_first"], b["n_ordered"]) == tuple(np.sum(list(order.values()), axis=0)) == (4, 7)
+    # one K: its ratio, no interval
+    s = rel.loc["small"]
+    assert s["ratio"] == pytest.approx(5.0) and np.isnan(s["ratio_lo"]) and np.isnan(s["ratio_hi"])
+    assert (s["n_k"], s["gap_first"], s["n_ordered"]) == (1, 1, 1)
+
+
+def test_show_says_where_each_runs_gap_opened(tmp_path):
+    from raystudy import onset, tables
+    from raystudy.analysis import synthetic
+    from raystudy.study import fractions_records, fractions_text
+
+    rng = np.random.default_rng(12)
+    opened, tr, ho = curves(rng, depart=3, level=2, K=8)
+    closed, _, _ = curves(rng, depart=None, K=32)
+    d = synthetic.write_study(tmp_path / "s", ks=(8, 32), seeds=(0,), n=12, train_log=False, stages=False)
+    before_text, before_csv = fractions_text(d), fractions_records(d, "csv")
+    lc = pd.concat([opened, closed], ignore_index=True)
+    tables.write_part(d, "loss_curves", "all", tables.to_table("loss_curves", {c: lc[c].to_list() for c in lc}))
+    lo, hi = onset.onset_bracket(EVALS, tr, ho, 0.95, tau=onset.gap_onset(EVALS, tr, ho)["tau_gap"])
+    assert np.isfinite(hi)
+    text = fractions_text(d)
+    assert text.startswith(before_text + "\n")
+    assert text.splitlines()[-2:] == [f"K=8 seed 0: the held-out gap opened at {EVALS[3]:,} images ({lo:,.0f}-{hi:,.0f})",
+                                      f"K=32 seed 0: the held-out gap did not open by {EVALS[-1]:,} images"]
+    assert fractions_records(d, "csv") == before_csv  # for scripts: the fractions alone
+    # a second variant is named
+    lines = P.onset_lines(pd.concat([opened, closed.assign(variant="narrow")], ignore_index=True))
+    assert lines[-1] == f"K=32 narrow seed 0: the held-out gap did not open by {EVALS[-1]:,} images"
+
+
 # -- twins ----------------------------------------------------------------------------------------
 
 def _twins_table(d_twin, K, seed=0, metric="l2", own=0.0, other=1.0):
@@ -293,12 +417,14 @@ def _write(tables, study, name, df):
 
 
 def test_report_draws_the_phase_section_from_the_tables(tmp_path, axes_schemas):
+    import html
+
     import matplotlib
     import yaml
 
     matplotlib.use("Agg")
     from raystudy.analysis import load
-    from raystudy.analysis.report import write_report
+    from raystudy.analysis.report import relation_words, write_report
 
     rng = np.random.default_rng(4)
     ks = np.array([8, 16, 32, 64, 128])
@@ -320,12 +446,17 @@ def test_report_draws_the_phase_section_from_the_tables(tmp_path, axes_schemas):
     tw = pd.concat([_twins_table(rng.uniform(0, 0.4, 40), int(k), seed=s).assign(images_seen=16000, variant=v)
                     for k in ks for s in (0, 1) for v in ("small", "base")], ignore_index=True)
     _write(axes_schemas, study, "twins", tw)
+    # the base runs' loss curves: each gap opens at a known evaluation, earlier for smaller K
+    evals = np.geomspace(250, 16000, 10).astype(np.int64)
+    lc = pd.concat([curves(rng, depart=2 + i // 2, K=int(k), seed=s, evals=evals)[0]
+                    for i, k in enumerate(ks) for s in (0, 1)], ignore_index=True)
+    _write(axes_schemas, study, "loss_curves", lc)
 
     page = write_report(study, n_boot=100, echo=lambda *a: None)
     text = page.read_text()
     rep_dir = page.parent
     assert "id='phase'" in text and "variant base at its final snapshot (16000 images seen)" in text
-    for fig in ("phase", "phase_size", "tau_mem", "crossing_axes", "twins"):
+    for fig in ("phase", "phase_size", "tau_mem", "crossing_axes", "twins", "gap"):
         assert (rep_dir / f"{fig}.png").stat().st_size > 1000, fig
     # the numbers beside the page are the notebook functions' (twin == 0 rows only)
     st = load(study, tables=["fractions", "twins"])
@@ -344,6 +475,17 @@ def test_report_draws_the_phase_section_from_the_tables(tmp_path, axes_schemas):
     assert sm["k_cross"].iloc[0] == pytest.approx(summaries.transition_summary(fractions=final, n_boot=100)["k_cross"].iloc[0])
     cb = pd.read_csv(rep_dir / "crossings_by_axis.csv")
     assert len(cb) == 6 and set(cb.loc[cb["final"], "params"]) == {5000, 20000}
+    # tau_gap per run and tau_mem / tau_gap: the notebook's tables, the relation in words
+    gaps = P.tau_gap(lc)
+    assert len(gaps) == 2 * len(ks) and not gaps["censored"].any()
+    got = pd.read_csv(rep_dir / "tau_gap.csv").drop(columns="study")
+    pd.testing.assert_frame_equal(got[gaps.columns], gaps, check_dtype=False)
+    rel = P.onset_relation(gaps, P.tau_mem(fr, n_boot=100))
+    got = pd.read_csv(rep_dir / "onset_relation.csv").drop(columns="study")
+    pd.testing.assert_frame_equal(got[rel.columns], rel, check_dtype=False)
+    assert "<h3>tau_gap per K</h3>" in text and "tau_mem (l2)" in text
+    for r in rel.itertuples():
+        assert relation_words(r) in html.unescape(text), relation_words(r)
 
 
 def test_report_of_a_study_without_axes_has_no_phase_section(tmp_path):

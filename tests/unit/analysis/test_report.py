@@ -240,3 +240,26 @@ def test_training_notes_name_a_table_only_where_it_is_really_absent(tmp_path):
     assert training_figure(st) is None
     # with two studies each note says whose it is
     assert training_notes(load(unet, emp)) == ["unet: train_log table empty: no loss curves"]
+
+
+def test_report_of_a_study_with_loss_curves_draws_the_gap_and_writes_tau_gap(tmp_path):
+    """Loss curves without snapshots or variants: no phase section, the held-out gap in its own,
+    its figure among the training figures, tau_gap.csv the notebook's numbers."""
+    from raystudy import tables
+    from raystudy.analysis import phase
+    from tests.unit.analysis.test_phase import EVALS, curves
+
+    rng = np.random.default_rng(31)
+    opened, _, _ = curves(rng, depart=3, level=0, K=2)
+    closed, _, _ = curves(rng, depart=None, K=16)
+    lc = pd.concat([opened, closed], ignore_index=True)
+    d = synthetic.write_study(tmp_path / "gap", ks=(2, 16), seeds=(0,), n=12, train_log=False, stages=False)
+    tables.write_part(d, "loss_curves", "all", tables.to_table("loss_curves", {c: lc[c].to_list() for c in lc}))
+    page = report.write_report([d], tmp_path / "r", n_boot=20, echo=lambda *a: None).read_text()
+    assert "id='phase'" not in page and "id='gap'" in page
+    training = page[page.index("<h2>Training</h2>"):]
+    assert "<b>gap.png</b>" in training.split("<h2")[1]
+    got = pd.read_csv(tmp_path / "r" / "tau_gap.csv")
+    want = phase.tau_gap(lc)
+    pd.testing.assert_frame_equal(got[want.columns], want, check_dtype=False)
+    assert f"<td>{EVALS[3]:,}" in page and f"&gt; {EVALS[-1]:,} (did not open)" in page

@@ -65,7 +65,7 @@ def test_dry_run_lines_name_reads_writes_and_reasons(tmp_path):
         for u in st.units(cfg):
             _write(tmp_path, st, cfg, u)
     lines = plan_lines(load_config(TINY, ["generate.n_samples=9"]), tmp_path)
-    assert lines[0] == "train: reads -; writes runs, train_log; 0 of 2 missing, 0 stale"
+    assert lines[0] == "train: reads -; writes runs, train_log, loss_curves; 0 of 2 missing, 0 stale"
     assert lines[1].startswith("generate: reads runs; writes samples; 0 of 2 missing, 2 stale (recomputed): "
                                "2/0 stale (generate.n_samples: 6 -> 9)")
     assert lines[2] == "knn: reads samples; writes neighbors; 2 of 2 missing, 0 stale"
