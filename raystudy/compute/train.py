@@ -91,7 +91,7 @@ def train_one(cfg, images, k: int, seed: int, final_dir, state_path=None,
     resumed_from = 0
     probe = None
     if held_out is not None and tc.gap_evals > 0:
-        from .losses import LossProbe
+        from .losses import LossProbe, ema_losses
 
         probe = LossProbe(images, held_out, tr.alphas.cpu(), tc.gap_images, tc.gap_levels,
                           seed=run_seed(cfg.study.seed, k, seed, twin))
@@ -145,8 +145,6 @@ def train_one(cfg, images, k: int, seed: int, final_dir, state_path=None,
         step += 1
         bar.update(1)
         if probe is not None and step in probe_steps:
-            from .losses import ema_losses
-
             trl, hol = ema_losses(probe, acc.unwrap_model(net), ema)
             curves.append([step * tc.batch_size, trl.tolist(), hol.tolist()])
             had = watch.onset
