@@ -184,6 +184,17 @@ class GapWatch:
     def message(self) -> Optional[str]:
         return None if self.onset is None else message(self.onset["tau_gap"], self.ratio)
 
+    def last_z(self) -> float:
+        """The rule's statistic at the last evaluation: its largest z over the levels (0 before
+        the second evaluation)."""
+        if len(self.images_seen) < 2:
+            return 0.0
+        return float(gap_z(np.stack([self.train[0], self.train[-1]]), np.stack([self.held[0], self.held[-1]]))[1].max())
+
+    def evals(self) -> list:
+        """Every evaluation added, as plain lists: [images seen, training losses, held-out losses]."""
+        return [[s, t.tolist(), h.tolist()] for s, t, h in zip(self.images_seen, self.train, self.held)]
+
 
 __all__ = ["ALPHA", "RHO", "CONFIRM", "threshold", "gap_z", "relative_gap", "gap_onset", "relative_se",
            "onset_bracket", "message", "GapWatch"]

@@ -22,7 +22,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from .. import tables
-from ..onset import GapWatch, gap_z
+from ..onset import GapWatch
 from ..splits import run_seed
 
 RUN_FILE = "run.json"
@@ -87,7 +87,7 @@ def train_one(cfg, images, k: int, seed: int, final_dir, state_path=None,
     part = (rank * share, tc.batch_size) if world > 1 else None
     ckpt_steps = max(1, math.ceil(tc.checkpoint_every / tc.batch_size))
     log_steps = max(1, total_steps // 200)
-    step, wall_before, losses, log, curves = 0, 0.0, [], [], []
+    step, wall_before, losses, log = 0, 0.0, [], []
     resumed_from = 0
     probe = None
     if held_out is not None and tc.gap_evals > 0:
@@ -97,6 +97,8 @@ def train_one(cfg, images, k: int, seed: int, final_dir, state_path=None,
                           seed=run_seed(cfg.study.seed, k, seed, twin))
         probe_steps = eval_steps(total_steps, tc.gap_evals, snapshots)
 
+    # The loss curves' evaluations (none without a probe), carried in the resume state.
+    watch = GapWatch()
     state_path = Path(state_path) if state_path else None
     if state_path is not None:
         # A writer killed mid-checkpoint (a lost node) leaves its temporary file behind.
@@ -116,11 +118,9 @@ def train_one(cfg, images, k: int, seed: int, final_dir, state_path=None,
             gen.set_state(state["gen"])
             torch.set_rng_state(state["torch_rng"])
             step, wall_before, losses, log = state["step"], state["wall_s"], state["losses"], state["log"]
-            curves = state.get("curves", [])
+            for seen, trl, hol in state.get("curves", []):
+                watch.add(seen, trl, hol)
             resumed_from = step
-    watch = GapWatch()
-    for seen, trl, hol in curves:
-        watch.add(seen, trl, hol)
     # A run resumed from a state saved at its confirmed onset stops there again.
     gap_stop = step if tc.stop_on_gap and watch.onset is not None else None
 
@@ -146,7 +146,6 @@ def train_one(cfg, images, k: int, seed: int, final_dir, state_path=None,
         bar.update(1)
         if probe is not None and step in probe_steps:
             trl, hol = ema_losses(probe, acc.unwrap_model(net), ema)
-            curves.append([step * tc.batch_size, trl.tolist(), hol.tolist()])
             had = watch.onset
             if watch.add(step * tc.batch_size, trl, hol) is not None and had is None:
                 if rank == 0:
@@ -154,7 +153,7 @@ def train_one(cfg, images, k: int, seed: int, final_dir, state_path=None,
                 if tc.stop_on_gap:
                     gap_stop = step
             gap_now = {"gap_train_loss": float(trl.mean()), "gap_held_out_loss": float(hol.mean()),
-                       "gap_z": float(watch_z(watch))}
+                       "gap_z": watch.last_z()}
         if step % log_steps == 0 or step == total_steps:
             log.append([step, float(np.mean(window))])
             if on_log is not None:
@@ -175,7 +174,7 @@ def train_one(cfg, images, k: int, seed: int, final_dir, state_path=None,
                     torch.save({"model": acc.unwrap_model(net).state_dict(), "opt": opt.state_dict(),
                                 "ema": ema.state_dict(), "sched": sched.state_dict() if sched else None,
                                 "gen": gen.get_state(), "torch_rng": torch.get_rng_state(), "step": step,
-                                "wall_s": metrics["wall_s"], "losses": losses, "log": log, "curves": curves}, tmp)
+                                "wall_s": metrics["wall_s"], "losses": losses, "log": log, "curves": watch.evals()}, tmp)
             if on_checkpoint is not None:
                 on_checkpoint(metrics)
     bar.close()
@@ -194,7 +193,7 @@ def train_one(cfg, images, k: int, seed: int, final_dir, state_path=None,
     if rank != 0:  # rank 0 saves the (identical) model
         return record
     save_ema(acc, net, ema, tr.network.save, mc, final_dir, record, log,
-             curves_record(probe, curves) if probe is not None else None)
+             curves_record(probe, watch) if probe is not None else None)
     if state_path is not None:
         state_path.unlink(missing_ok=True)
     return record
@@ -231,18 +230,11 @@ def eval_steps(total_steps: int, n: int, snapshots=()) -> set:
     return {int(s) for s in steps} | {int(s) for s in snapshots}
 
 
-def watch_z(watch: GapWatch) -> float:
-    """The gap's statistic at the last evaluation (0 before the second)."""
-    if len(watch.images_seen) < 2:
-        return 0.0
-    return float(gap_z(np.stack(watch.train[:1] + watch.train[-1:]), np.stack(watch.held[:1] + watch.held[-1:]))[1].max())
-
-
-def curves_record(probe, curves: list) -> dict:
-    """What ``CURVES_FILE`` holds: the probe's levels and batch sizes and each evaluation's
-    (images seen, per-item training losses, per-item held-out losses), per level."""
+def curves_record(probe, watch: GapWatch) -> dict:
+    """What ``CURVES_FILE`` holds: the probe's levels and batch sizes and each evaluation the
+    watch saw (images seen, per-item training losses, per-item held-out losses), per level."""
     return {"timesteps": [int(t) for t in probe.timesteps], "n_train": probe.n_train, "n_held_out": probe.n_held,
-            "evals": curves}
+            "evals": watch.evals()}
 
 
 @dataclass
