@@ -392,7 +392,8 @@ def onset_relation(gaps: pd.DataFrame, taus: pd.DataFrame, level: float = 0.95) 
     return pd.DataFrame(rows, columns=[*study, *out_cols])
 
 
-def _images(v: float, t_max: float) -> str:
+def images_at(v: float, t_max: float) -> str:
+    """An end of tau_gap's bracket in words: its images seen, or "beyond" the last evaluation."""
     return f"beyond {t_max:,.0f}" if not np.isfinite(v) else f"{v:,.0f}"
 
 
@@ -404,8 +405,8 @@ def onset_words(run) -> str:
         return f"the held-out gap did not open by {run.t_max:,.0f} images"
     if getattr(run, "open_at_start", False):
         return f"the held-out gap was already open at the first evaluation ({run.t_min:,.0f} images)"
-    return (f"{onset.message(run.tau_gap)} ({_images(run.tau_gap_lo, run.t_max)}-"
-            f"{_images(run.tau_gap_hi, run.t_max)})")
+    return (f"{onset.message(run.tau_gap)} ({images_at(run.tau_gap_lo, run.t_max)}-"
+            f"{images_at(run.tau_gap_hi, run.t_max)})")
 
 
 def onset_lines(source, level: float = 0.95) -> list[str]:
@@ -492,5 +493,5 @@ def phase_tables(st, level: float = 0.95, n_boot: int = 1000) -> dict[str, pd.Da
             "reproducibility": rep}
 
 
-__all__ = ["has_axes", "params_of", "final_snapshots", "phase_table", "tau_mem", "tau_gap", "onset_relation",
+__all__ = ["has_axes", "params_of", "final_snapshots", "phase_table", "tau_mem", "tau_gap", "onset_relation", "images_at",
            "onset_words", "onset_lines", "tau_exponent", "exponent_fit", "crossings_by_axis", "reproducibility", "phase_tables"]

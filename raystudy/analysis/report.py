@@ -30,6 +30,7 @@ import yaml
 
 from .fractions import null_curve
 from .load import LABELS, AnalysisError, Studies, _flatten_dirs, load
+from .phase import images_at
 from .plots import DRAW_TABLES, draw_all, safe_name
 from .summaries import crossing_words, describe, format_k, k_at, k_range, span_words
 
@@ -271,16 +272,12 @@ def gap_section(gaps: pd.DataFrame, out: Path, level: float = 0.95) -> str:
                        "<code>tau_gap.csv</code>.</p>", _phase_table(gap_table(gaps))])
 
 
-def _at(v: float, t_max: float) -> str:
-    return f"beyond {t_max:,.0f}" if not np.isfinite(v) else f"{v:,.0f}"
-
-
 def _gap_text(r) -> str:
     if r.censored:
         return f"> {r.t_max:,.0f} (did not open)"
     if getattr(r, "open_at_start", False):
         return f"<= {r.t_min:,.0f} (open at the first evaluation)"
-    return f"{r.tau_gap:,.0f} [{_at(r.tau_gap_lo, r.t_max)}, {_at(r.tau_gap_hi, r.t_max)}]"
+    return f"{r.tau_gap:,.0f} [{images_at(r.tau_gap_lo, r.t_max)}, {images_at(r.tau_gap_hi, r.t_max)}]"
 
 
 def gap_table(gaps: pd.DataFrame, tau: pd.DataFrame | None = None) -> pd.DataFrame:
